@@ -1,0 +1,182 @@
+"""
+Distribution filenames: which files an index lists, and under which project
+and version.
+
+Wheels and sdists follow the packaging library's rules; the legacy forms that
+old indexes list (C{.zip}, C{.tar.bz2}, C{.tgz}, C{.egg}, ...) are parsed with
+the heuristics pip and pypiserver use. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple, Optional
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from pypid.names import is_valid, normalize
+
+#: Archive suffixes of source distributions, longest first.
+SDIST_SUFFIXES = (
+    ".tar.gz",
+    ".tar.bz2",
+    ".tar.xz",
+    ".tgz",
+    ".tbz",
+    ".txz",
+    ".tar",
+    ".zip",
+)
+
+#: Suffixes that editors, downloaders and FTP clients use for files that are
+#: still being written. Such files are never listed.
+TEMPORARY_SUFFIXES = (
+    ".tmp",
+    ".temp",
+    ".part",
+    ".partial",
+    ".crdownload",
+    ".filepart",
+    ".swp",
+    ".download",
+    "~",
+)
+
+_DIGIT_AFTER_DASH = re.compile(r"-(?=\d)")
+
+
+class ParsedName(NamedTuple):
+    """What a distribution filename says about its contents."""
+
+    #: PEP 503 normalised project name.
+    project: str
+    #: The project name as spelled in the filename.
+    name: str
+    #: The parsed version.
+    version: Version
+    #: C{"wheel"}, C{"sdist"} or C{"egg"}.
+    kind: str
+    #: For wheels and eggs, the python tag (C{"py3"}); C{"source"} for sdists.
+    python_version: str
+    #: The wheel build tag, C{()} when absent.
+    build: tuple = ()
+
+    @property
+    def packagetype(self) -> str:
+        """The legacy upload API's name for C{kind}."""
+        return {"wheel": "bdist_wheel", "sdist": "sdist", "egg": "bdist_egg"}[
+            self.kind
+        ]
+
+
+def is_hidden_or_temporary(filename: str) -> bool:
+    """
+    Whether C{filename} must never be listed: hidden (leading C{.}) or named
+    like a file that is still being written.
+    """
+    return filename.startswith(".") or filename.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def _version(text: str) -> Optional[Version]:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _split_name_version(stem: str) -> Optional[tuple[str, Version]]:
+    """
+    Split C{name-version} the way sdist names are split: at the last C{-}
+    first (the standard form), then before the first C{-} followed by a
+    digit (names such as C{foo-bar-1.0-beta}).
+    """
+    name, sep, version = stem.rpartition("-")
+    if sep and is_valid(name):
+        parsed = _version(version)
+        if parsed is not None:
+            return name, parsed
+    match = _DIGIT_AFTER_DASH.search(stem)
+    if match is not None:
+        name, version = stem[: match.start()], stem[match.end() :]
+        parsed = _version(version)
+        if parsed is not None and is_valid(name):
+            return name, parsed
+    return None
+
+
+def _parse_wheel(filename: str) -> Optional[ParsedName]:
+    try:
+        project, version, build, tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):
+        return None
+    raw_name = filename.split("-", 1)[0]
+    python_tag = filename[: -len(".whl")].split("-")[-3]
+    return ParsedName(
+        project=str(project),
+        name=raw_name,
+        version=version,
+        kind="wheel",
+        python_version=python_tag,
+        build=tuple(build),
+    )
+
+
+def _parse_sdist(filename: str, suffix: str) -> Optional[ParsedName]:
+    if suffix in (".tar.gz", ".zip"):
+        try:
+            project, version = parse_sdist_filename(filename)
+        except (InvalidSdistFilename, InvalidVersion):
+            pass
+        else:
+            raw_name = filename[: -len(suffix)].rpartition("-")[0]
+            if project and is_valid(raw_name):
+                return ParsedName(str(project), raw_name, version, "sdist", "source")
+    split = _split_name_version(filename[: -len(suffix)])
+    if split is None:
+        return None
+    name, version = split
+    return ParsedName(normalize(name), name, version, "sdist", "source")
+
+
+def _parse_egg(filename: str) -> Optional[ParsedName]:
+    # {name}-{version}(-py{X.Y}(-{platform})?)?.egg, '-' escaped as '_'.
+    parts = filename[: -len(".egg")].split("-")
+    if len(parts) < 2 or not is_valid(parts[0]):
+        return None
+    version = _version(parts[1]) or _version(parts[1].replace("_", "-"))
+    if version is None:
+        return None
+    python = parts[2] if len(parts) > 2 else ""
+    return ParsedName(normalize(parts[0]), parts[0], version, "egg", python)
+
+
+def parse_filename(filename: str) -> Optional[ParsedName]:
+    """
+    Parse a distribution filename.
+
+    @return: the project, version and kind the name stands for, or L{None}
+        when the file is not a distribution an index should list (unknown
+        suffix, unparseable name or version, hidden or temporary file).
+    """
+    if is_hidden_or_temporary(filename) or "/" in filename or "\\" in filename:
+        return None
+    lower = filename.lower()
+    if lower.endswith(".whl"):
+        return _parse_wheel(filename)
+    if lower.endswith(".egg"):
+        return _parse_egg(filename)
+    for suffix in SDIST_SUFFIXES:
+        if lower.endswith(suffix):
+            return _parse_sdist(filename, filename[-len(suffix) :])
+    return None
+
+
+def version_sort_key(parsed: ParsedName) -> tuple:
+    """Order files of a project by version, then build tag."""
+    return (parsed.version, parsed.build)

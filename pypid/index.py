@@ -1,0 +1,159 @@
+"""
+The in-memory index: immutable snapshots of every listed distribution file,
+grouped by normalised project name.
+
+A snapshot is never changed in place. L{IndexSnapshot.apply} returns a new
+snapshot that shares every untouched project with the old one, so an update
+costs in proportion to what changed, and requests in flight keep the snapshot
+they started with. Pure: no I/O, no Twisted.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, NamedTuple, Optional
+
+from packaging.version import Version
+
+
+class DistFile(NamedTuple):
+    """One distribution file as the index lists it."""
+
+    #: Path below C{/packages/}, C{/}-separated, relative to its root.
+    path: str
+    #: Index of the package directory (root) the file lives in.
+    root: int
+    filename: str
+    #: PEP 503 normalised project name.
+    project: str
+    #: Display name (from the metadata when it could be read).
+    name: str
+    version: Version
+    #: C{"wheel"}, C{"sdist"} or C{"egg"}.
+    kind: str
+    #: C{"source"} for sdists, the python tag otherwise.
+    python_version: str
+    build: tuple
+    size: int
+    mtime_ns: int
+    #: Hex digest with the index's hash algorithm, L{None} when hashing is off.
+    digest: Optional[str]
+    requires_python: Optional[str]
+    #: sha256 of the core metadata file served at C{<url>.metadata}; only
+    #: wheels have one.
+    metadata_sha256: Optional[str]
+    summary: Optional[str]
+    #: Whether a detached signature C{<path>.asc} sits next to the file.
+    has_sig: bool = False
+
+    @property
+    def sort_key(self) -> tuple:
+        return (self.version, self.build, self.filename)
+
+
+class Project(NamedTuple):
+    """A project and its files, newest last."""
+
+    #: PEP 503 normalised name.
+    key: str
+    #: Display name.
+    name: str
+    files: tuple[DistFile, ...]
+
+    @property
+    def versions(self) -> list[str]:
+        """Every version with a file, oldest first, without duplicates."""
+        seen: dict[str, None] = {}
+        for f in self.files:
+            seen.setdefault(str(f.version), None)
+        return list(seen)
+
+    @property
+    def newest_mtime_ns(self) -> int:
+        return max(f.mtime_ns for f in self.files)
+
+
+def make_project(key: str, files: Iterable[DistFile]) -> Project:
+    """Build a L{Project} from its files, sorting them by version."""
+    ordered = tuple(sorted(files, key=lambda f: f.sort_key))
+    # The display name follows the newest file, as uploads rename projects.
+    return Project(key, ordered[-1].name, ordered)
+
+
+class IndexSnapshot:
+    """
+    An immutable view of the index at one moment.
+
+    @ivar generation: increases by one with every applied change.
+    """
+
+    __slots__ = ("projects", "files", "generation", "file_count")
+
+    def __init__(
+        self,
+        projects: Mapping[str, Project],
+        files: Mapping[str, DistFile],
+        generation: int = 0,
+    ) -> None:
+        self.projects = projects
+        self.files = files
+        self.generation = generation
+        self.file_count = len(files)
+
+    @classmethod
+    def empty(cls) -> "IndexSnapshot":
+        return cls({}, {}, 0)
+
+    @classmethod
+    def build(cls, files: Iterable[DistFile]) -> "IndexSnapshot":
+        """Build a snapshot from scratch."""
+        return cls.empty().apply(files, ())[0]
+
+    def get(self, key: str) -> Optional[Project]:
+        """The project with normalised name C{key}, if listed."""
+        return self.projects.get(key)
+
+    def apply(
+        self, added: Iterable[DistFile], removed: Iterable[str]
+    ) -> tuple["IndexSnapshot", frozenset[str]]:
+        """
+        Return a new snapshot with the files at paths C{removed} taken out and
+        the files C{added} put in (replacing any file at the same path), and
+        the set of project keys whose listing changed.
+        """
+        added = list(added)
+        files = dict(self.files)
+        touched: dict[str, None] = {}
+        for path in removed:
+            old = files.pop(path, None)
+            if old is not None:
+                touched[old.project] = None
+        for new in added:
+            old = files.get(new.path)
+            if old == new:
+                continue
+            if old is not None:
+                touched[old.project] = None
+            files[new.path] = new
+            touched[new.project] = None
+        if not touched:
+            return self, frozenset()
+        projects = dict(self.projects)
+        by_project: dict[str, list[DistFile]] = {key: [] for key in touched}
+        for key in touched:
+            current = self.projects.get(key)
+            if current is not None:
+                by_project[key].extend(
+                    f for f in current.files if files.get(f.path) is f
+                )
+        placed = {f.path for group in by_project.values() for f in group}
+        for new in added:
+            if new.path not in placed and files.get(new.path) is new:
+                by_project[new.project].append(new)
+                placed.add(new.path)
+        for key, group in by_project.items():
+            if group:
+                projects[key] = make_project(key, group)
+            else:
+                projects.pop(key, None)
+        snapshot = IndexSnapshot(projects, files, self.generation + 1)
+        return snapshot, frozenset(touched)

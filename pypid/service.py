@@ -1,0 +1,48 @@
+"""The service that keeps the index in step with the package directories."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pypid.interfaces import IPackageStore
+
+
+class IndexService(Service):
+    """
+    Runs the first scan when the service starts (after twistd has forked and
+    dropped privileges, never before), then a safety rescan every
+    C{interval} seconds.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: IPackageStore, clock, interval: Optional[float]) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval = interval
+        self._loop: Optional[LoopingCall] = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.log.info("scanning the package directories")
+        self.store.rescan()
+        if self.interval:
+            self._loop = LoopingCall(self._rescan)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=False)
+
+    def _rescan(self):
+        # Errors are logged by the store; the loop must go on.
+        return self.store.rescan().addErrback(
+            lambda f: self.log.failure("periodic rescan failed", f)
+        )
+
+    def stopService(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        return super().stopService()

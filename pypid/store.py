@@ -1,0 +1,125 @@
+"""
+The directory store: the index of the package directories, kept on the
+reactor thread and fed by scans that run in threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid import scan
+from pypid.index import DistFile, IndexSnapshot
+from pypid.interfaces import IPackageStore
+from pypid.metadata import read_metadata
+
+Listener = Callable[[IndexSnapshot, frozenset], None]
+
+
+@implementer(IPackageStore)
+class DirectoryStore:
+    """
+    An L{IPackageStore} over one or more package directories.
+
+    Scans never overlap: a rescan asked for while one runs is coalesced into
+    one more scan after it.
+    """
+
+    log = Logger()
+
+    def __init__(self, roots: list[str], hash_algo: Optional[str], reactor) -> None:
+        self.roots = [os.path.abspath(root) for root in roots]
+        self.hash_algo = hash_algo
+        self.snapshot = IndexSnapshot.empty()
+        self._reactor = reactor
+        self._listeners: list[Listener] = []
+        self._ready: Optional[list[Deferred]] = []
+        self._running: Optional[Deferred] = None
+        self._again: Optional[Deferred] = None
+        self._warned: set[tuple[str, str]] = set()
+
+    # IPackageStore
+
+    def whenReady(self) -> Deferred:
+        if self._ready is None:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._ready.append(d)
+        return d
+
+    @property
+    def ready(self) -> bool:
+        return self._ready is None
+
+    def subscribe(self, callback: Listener) -> None:
+        self._listeners.append(callback)
+
+    def rescan(self) -> Deferred:
+        if self._running is not None:
+            if self._again is None:
+                self._again = Deferred()
+            return self._chain(self._again)
+        self._running = self._deferToThread(
+            scan.scan, self.roots, self.hash_algo, dict(self.snapshot.files)
+        )
+        self._running.addCallbacks(self._scanned, self._scanFailed)
+        self._running.addBoth(self._scanDone)
+        return self._chain(self._running)
+
+    def localPath(self, distfile: DistFile) -> Optional[str]:
+        root = self.roots[distfile.root]
+        return scan.resolve_inside(os.path.join(root, distfile.path), root)
+
+    def readMetadata(self, distfile: DistFile) -> Deferred:
+        path = os.path.join(self.roots[distfile.root], distfile.path)
+        return self._deferToThread(read_metadata, path, distfile.kind)
+
+    # Internals
+
+    def _deferToThread(self, f, *args) -> Deferred:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
+
+    @staticmethod
+    def _chain(d: Deferred) -> Deferred:
+        mine: Deferred = Deferred()
+        d.addBoth(lambda result: (mine.callback(None), result)[1])
+        return mine
+
+    def _scanned(self, result: scan.ScanResult) -> None:
+        for item in result.skipped:
+            if item not in self._warned:
+                self._warned.add(item)
+                self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
+        self.apply(result.added, result.removed)
+
+    def _scanFailed(self, failure) -> None:
+        self.log.failure("scanning the package directories failed", failure)
+
+    def _scanDone(self, _) -> None:
+        self._running = None
+        if self._ready is not None:
+            waiting, self._ready = self._ready, None
+            self.log.info(
+                "index ready: {projects} projects, {files} files",
+                projects=len(self.snapshot.projects),
+                files=self.snapshot.file_count,
+            )
+            for d in waiting:
+                d.callback(None)
+        if self._again is not None:
+            again, self._again = self._again, None
+            self.rescan().chainDeferred(again)
+
+    def apply(self, added: list[DistFile], removed: list[str]) -> frozenset:
+        """Apply a change to the snapshot and tell the listeners."""
+        snapshot, changed = self.snapshot.apply(added, removed)
+        if changed:
+            self.snapshot = snapshot
+            for listener in self._listeners:
+                listener(snapshot, changed)
+        return changed

@@ -1,0 +1,1 @@
+"""The HTTP side of pypid: twisted.web resources over the index."""

@@ -1,0 +1,159 @@
+"""
+Downloads under C{/packages/}: distribution files, their core metadata
+(C{.metadata}) and detached signatures (C{.asc}), plus the flat list of every
+file at C{/packages/} that C{pip --find-links} reads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from twisted.web import http, static
+from twisted.web.resource import Resource
+
+from pypid.index import DistFile
+from pypid.interfaces import IPackageStore
+from pypid.metadata import MetadataError
+from pypid.pages import PageCache
+from pypid.web.util import redirect, render_later, serve_page, text_response
+
+
+class DistributionFile(static.File):
+    """
+    A file served byte for byte: never a content-coding (an sdist's
+    C{.tar.gz} must not go out as C{Content-Encoding: gzip}), never a
+    directory listing.
+    """
+
+    contentEncodings: dict = {}
+
+    def __init__(self, path: str, content_type: str) -> None:
+        super().__init__(path, defaultType="application/octet-stream")
+        self.type = content_type
+        self.encoding = None
+
+
+
+def content_type_for(filename: str) -> str:
+    lower = filename.lower()
+    if lower.endswith((".tar.gz", ".tgz")):
+        return "application/gzip"
+    if lower.endswith(".zip"):
+        return "application/zip"
+    if lower.endswith(".asc"):
+        return "text/plain; charset=utf-8"
+    return "application/octet-stream"
+
+
+def file_etag(f: DistFile) -> bytes:
+    """A strong ETag for the file's bytes."""
+    if f.digest:
+        return f'"{f.digest}"'.encode("ascii")
+    return f'"{f.size:x}-{f.mtime_ns:x}"'.encode("ascii")
+
+
+def _if_range_holds(request, etag: bytes, mtime: float) -> bool:
+    """
+    Whether a C{Range} may be honoured given C{If-Range}: its validator must
+    match the current entity exactly (strong ETag, or the exact
+    C{Last-Modified} date).
+    """
+    value = request.getHeader(b"if-range")
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(b'"'):
+        return value == etag
+    if value.startswith(b"W/"):
+        return False
+    try:
+        return http.stringToDatetime(value) == int(mtime)
+    except (ValueError, IndexError, KeyError):
+        return False
+
+
+class Packages(Resource):
+    """C{/packages/...}: looked up in the index, so only listed files are served."""
+
+    isLeaf = True
+
+    def __init__(self, store: IPackageStore, pages: PageCache, cache_control: Optional[int]) -> None:
+        super().__init__()
+        self.store = store
+        self.pages = pages
+        self.cache_control = (
+            b"public, max-age=%d" % cache_control if cache_control is not None else None
+        )
+
+    def render_GET(self, request):
+        segments = request.postpath
+        if not segments:
+            return redirect(request, "packages/")
+        if segments == [b""]:
+            return serve_page(request, self.pages.files_listing(), b"text/html; charset=utf-8")
+        try:
+            path = b"/".join(segments).decode("utf-8")
+        except UnicodeDecodeError:
+            return self._missing(request)
+        files = self.store.snapshot.files
+        f = files.get(path)
+        if f is not None:
+            return self._file(request, f)
+        base, _, suffix = path.rpartition(".")
+        f = files.get(base)
+        if f is not None and suffix == "metadata" and f.metadata_sha256:
+            return self._metadata(request, f)
+        if f is not None and suffix == "asc" and f.has_sig:
+            return self._file(request, f, ".asc")
+        return self._missing(request)
+
+    render_HEAD = render_GET
+
+    @staticmethod
+    def _missing(request) -> bytes:
+        return text_response(request, http.NOT_FOUND, "Not Found")
+
+    def _file(self, request, f: DistFile, sidecar: Optional[str] = None):
+        local = self.store.localPath(f)
+        if local is None:
+            return self._missing(request)
+        if sidecar:
+            local = local + sidecar
+            etag = None
+        else:
+            etag = file_etag(f)
+        if not os.path.isfile(local):
+            return self._missing(request)
+        if self.cache_control is not None:
+            request.setHeader(b"cache-control", self.cache_control)
+        if etag is not None:
+            if request.setETag(etag) is http.CACHED:
+                return b""
+            if request.getHeader(b"range") is not None and not _if_range_holds(
+                request, etag, f.mtime_ns / 1e9
+            ):
+                request.requestHeaders.removeHeader(b"range")
+        resource = DistributionFile(local, content_type_for(f.filename + (sidecar or "")))
+        return resource.render(request)
+
+    def _metadata(self, request, f: DistFile):
+        etag = f'"{f.metadata_sha256}"'.encode("ascii")
+        if self.cache_control is not None:
+            request.setHeader(b"cache-control", self.cache_control)
+        if request.setETag(etag) is http.CACHED:
+            return b""
+
+        def send(raw: bytes) -> bytes:
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.setHeader(b"content-length", b"%d" % len(raw))
+            return raw
+
+        def missing(failure):
+            failure.trap(MetadataError)
+            return None
+
+        d = self.store.readMetadata(f).addErrback(missing)
+        return render_later(
+            request, d, lambda raw: send(raw) if raw is not None else self._missing(request)
+        )

@@ -1,0 +1,161 @@
+"""The root of pypid's resource tree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from pypid import __version__
+from pypid.interfaces import IPackageStore
+from pypid.names import is_valid, normalize
+from pypid.pages import PageCache
+from pypid.render import dumps
+from pypid.welcome import render_template, render_welcome
+from pypid.web.files import Packages
+from pypid.web.jsonapi import PypiJSON
+from pypid.web.simple import SimpleRoot
+from pypid.web.util import base_url, redirect, text_response
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the resources need from the command line."""
+
+    cache_control: Optional[int] = None
+    welcome_template: Optional[str] = None
+    health_endpoint: bytes = b"/health"
+    uploads: bool = False
+
+
+class Welcome(Resource):
+    """C{/}: the page for people."""
+
+    isLeaf = True
+
+    def __init__(self, store: IPackageStore, config: WebConfig) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config
+
+    def render_GET(self, request) -> bytes:
+        if request.postpath not in ([], [b""]):
+            return text_response(request, http.NOT_FOUND, "Not Found")
+        snapshot = self.store.snapshot
+        base = base_url(request)
+        if self.config.welcome_template is not None:
+            body = render_template(self.config.welcome_template, base, snapshot.file_count)
+        else:
+            body = render_welcome(base, len(snapshot.projects), snapshot.file_count, self.config.uploads)
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return b"" if request.method == b"HEAD" else body
+
+    render_HEAD = render_GET
+
+
+class Health(Resource):
+    """The health endpoint: 200 and a small JSON status."""
+
+    isLeaf = True
+
+    def __init__(self, store: IPackageStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def render_GET(self, request) -> bytes:
+        snapshot = self.store.snapshot
+        ready = self.store.ready
+        body = dumps(
+            {
+                "status": "ok" if ready else "starting",
+                "version": __version__,
+                "projects": len(snapshot.projects),
+                "files": snapshot.file_count,
+            }
+        ) + b"\n"
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return b"" if request.method == b"HEAD" else body
+
+    render_HEAD = render_GET
+
+
+class WaitForIndex(Resource):
+    """
+    Holds a request until the first scan is complete, then processes it
+    again from the top, so no page is ever served from a partial index.
+    """
+
+    isLeaf = True
+
+    def __init__(self, store: IPackageStore) -> None:
+        super().__init__()
+        self.store = store
+
+    def render(self, request):
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def again(_) -> None:
+            if not gone:
+                request.process()
+
+        self.store.whenReady().addCallback(again)
+        return NOT_DONE_YET
+
+
+class Root(Resource):
+    """
+    C{/}: the welcome page, with C{simple/}, C{packages/} and C{pypi/} below
+    it, the health endpoint, and C{/<project>} redirecting to
+    C{/simple/<project>/} so that the root URL works as an index URL.
+    """
+
+    def __init__(self, store: IPackageStore, pages: PageCache, config: WebConfig) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config
+        self.putChild(b"simple", SimpleRoot(pages))
+        self.putChild(b"packages", Packages(store, pages, config.cache_control))
+        self.putChild(b"pypi", PypiJSON(store))
+        self.putChild(b"", Welcome(store, config))
+        self._health = Health(store)
+        self._wait = WaitForIndex(store)
+
+    def getChildWithDefault(self, path: bytes, request) -> Resource:
+        if request.path == self.config.health_endpoint:
+            return self._health
+        if path not in (b"", b"favicon.ico") and not self.store.ready:
+            return self._wait
+        return super().getChildWithDefault(path, request)
+
+    def getChild(self, path: bytes, request) -> Resource:
+        return ProjectShortcut(path)
+
+
+class ProjectShortcut(Resource):
+    """C{/<project>} and C{/<project>/}: 303 to the project's simple page."""
+
+    isLeaf = True
+
+    def __init__(self, segment: bytes) -> None:
+        super().__init__()
+        self.segment = segment
+
+    def render_GET(self, request) -> bytes:
+        try:
+            name = self.segment.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        if not is_valid(name) or request.postpath not in ([], [b""]):
+            return text_response(request, http.NOT_FOUND, "Not Found")
+        up = "../" if request.postpath == [b""] else ""
+        return redirect(request, f"{up}simple/{normalize(name)}/", http.SEE_OTHER)
+
+    render_HEAD = render_GET

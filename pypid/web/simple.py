@@ -1,0 +1,108 @@
+"""The simple repository API: C{/simple/} and C{/simple/<project>/}."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.web import http
+from twisted.web.resource import Resource
+
+from pypid.names import is_valid, normalize
+from pypid.negotiate import choose_content_type
+from pypid.pages import PageCache
+from pypid.web.util import redirect, serve_page, text_response
+
+NOT_ACCEPTABLE = (
+    "None of the media types in Accept can be served. This index serves "
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html "
+    "and text/html."
+)
+
+
+def _negotiate(request) -> Optional[str]:
+    accept = request.getHeader(b"accept")
+    fmt = request.args.get(b"format")
+    return choose_content_type(
+        accept.decode("latin-1") if accept is not None else None,
+        fmt[0].decode("latin-1") if fmt else None,
+    )
+
+
+def _serve(request, pages: PageCache, key: Optional[str]) -> bytes:
+    content_type = _negotiate(request)
+    if content_type is None:
+        return text_response(request, http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
+    if key is None:
+        page = pages.index(content_type)
+    else:
+        found = pages.project(key, content_type)
+        if found is None:
+            return text_response(request, http.NOT_FOUND, f"Project {key!r} is not on this index.")
+        page = found
+    return serve_page(request, page, content_type.encode("ascii") + b"; charset=utf-8"
+                      if content_type == "text/html" else content_type.encode("ascii"))
+
+
+class SimpleRoot(Resource):
+    """C{/simple}: redirects to C{/simple/}, whose children are projects."""
+
+    def __init__(self, pages: PageCache) -> None:
+        super().__init__()
+        self.pages = pages
+
+    def getChild(self, name: bytes, request) -> Resource:
+        if name == b"":
+            return ProjectList(self.pages)
+        return ProjectPage(self.pages, name)
+
+    def render_GET(self, request) -> bytes:
+        return redirect(request, "simple/")
+
+    render_HEAD = render_GET
+
+
+class ProjectList(Resource):
+    """C{/simple/}: every project, HTML or JSON."""
+
+    isLeaf = True
+
+    def __init__(self, pages: PageCache) -> None:
+        super().__init__()
+        self.pages = pages
+
+    def render_GET(self, request) -> bytes:
+        if request.postpath:
+            return text_response(request, http.NOT_FOUND, "Not Found")
+        return _serve(request, self.pages, None)
+
+    render_HEAD = render_GET
+
+
+class ProjectPage(Resource):
+    """C{/simple/<project>/}: one project's files, HTML or JSON."""
+
+    isLeaf = True
+
+    def __init__(self, pages: PageCache, segment: bytes) -> None:
+        super().__init__()
+        self.pages = pages
+        self.segment = segment
+
+    def render_GET(self, request) -> bytes:
+        try:
+            name = self.segment.decode("utf-8")
+        except UnicodeDecodeError:
+            name = ""
+        if not is_valid(name) or request.postpath not in ([], [b""]):
+            return text_response(request, http.NOT_FOUND, "Not Found")
+        key = normalize(name)
+        if not request.postpath:
+            # /simple/Name -> /simple/name/ in one hop.
+            return redirect(request, f"{key}/")
+        if key != name:
+            return redirect(request, f"../{key}/")
+        return _serve(request, self.pages, key)
+
+    render_HEAD = render_GET
+
+

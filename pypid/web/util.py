@@ -1,0 +1,163 @@
+"""Small helpers shared by pypid's resources."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from pypid.negotiate import accepts_gzip
+from pypid.pages import Page
+
+log = Logger()
+
+#: Cache-Control of index pages: always revalidate, so uploads show at once.
+REVALIDATE = b"max-age=0, must-revalidate"
+
+_HOST = re.compile(rb"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+def text_response(request, code: int, message: str) -> bytes:
+    """Set a plain-text error or status response and return its body."""
+    body = (message.rstrip("\n") + "\n").encode("utf-8")
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return b"" if request.method == b"HEAD" else body
+
+
+def redirect(request, location: str, code: int = http.MOVED_PERMANENTLY) -> bytes:
+    """
+    Redirect to C{location} (usually relative, so that a path prefix in
+    front of pypid is kept), carrying over the query string.
+    """
+    query = request.uri.partition(b"?")[2]
+    target = location.encode("utf-8") + (b"?" + query if query else b"")
+    request.setResponseCode(code)
+    request.setHeader(b"location", target)
+    return text_response(request, code, f"Redirecting to {location}")
+
+
+def host_of(request) -> bytes:
+    """The Host the client used, if well-formed, else the local address."""
+    host = request.getHeader(b"host")
+    if host and _HOST.match(host):
+        return host
+    addr = request.getHost()
+    return f"{addr.host}:{addr.port}".encode("ascii")
+
+
+def base_url(request) -> str:
+    """The absolute URL of the index root as the client reached it, with a trailing C{/}."""
+    scheme = "https" if request.isSecure() else "http"
+    return f"{scheme}://{host_of(request).decode('ascii')}/"
+
+
+def serve_page(
+    request,
+    page: Page,
+    content_type: bytes,
+    cache_control: bytes = REVALIDATE,
+    vary: bytes = b"Accept, Accept-Encoding",
+) -> bytes:
+    """
+    Answer with a pre-rendered page: gzip when the client accepts it, strong
+    ETag with C{If-None-Match}, C{Last-Modified}, and a bodiless C{HEAD}.
+    """
+    gz = page.gzipped is not None and accepts_gzip(
+        (request.getHeader(b"accept-encoding") or b"").decode("latin-1")
+    )
+    body = page.gzipped if gz else page.body
+    etag = page.gzip_etag if gz else page.etag
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"vary", vary)
+    request.setHeader(b"cache-control", cache_control)
+    if gz:
+        request.setHeader(b"content-encoding", b"gzip")
+    if page.last_modified is not None:
+        request.setHeader(b"last-modified", http.datetimeToString(page.last_modified))
+    if request.setETag(etag) is http.CACHED:
+        return b""
+    if (
+        page.last_modified is not None
+        and request.getHeader(b"if-none-match") is None
+        and _not_modified_since(request, page.last_modified)
+    ):
+        request.setResponseCode(http.NOT_MODIFIED)
+        return b""
+    assert body is not None
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return b"" if request.method == b"HEAD" else body
+
+
+def _not_modified_since(request, last_modified: float) -> bool:
+    header = request.getHeader(b"if-modified-since")
+    if header is None:
+        return False
+    try:
+        since = http.stringToDatetime(header.split(b";", 1)[0])
+    except (ValueError, IndexError, KeyError):
+        return False
+    return int(last_modified) <= since
+
+
+def render_later(request, d: Deferred, on_result: Callable[[object], bytes]) -> object:
+    """
+    Finish C{request} when C{d} fires: C{on_result(result)} sets the headers
+    and returns the body. Failures are logged and answered with a plain 500
+    without a traceback. Nothing is written once the client has gone.
+    """
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def done(result: object) -> None:
+        if gone:
+            return
+        try:
+            body = on_result(result)
+        except Exception:
+            log.failure("rendering {uri} failed", uri=request.uri)
+            body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
+        if body and request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    def failed(failure) -> None:
+        log.failure("request {uri} failed", failure, uri=request.uri)
+        if gone:
+            return
+        body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
+        if body:
+            request.write(body)
+        request.finish()
+
+    d.addCallbacks(done, failed)
+    return NOT_DONE_YET
+
+
+class Message(Resource):
+    """A leaf answering every GET/HEAD with one status and text message."""
+
+    isLeaf = True
+
+    def __init__(self, code: int, message: str, location: Optional[str] = None) -> None:
+        super().__init__()
+        self.code = code
+        self.message = message
+        self.location = location
+
+    def render_GET(self, request) -> bytes:
+        if self.location is not None:
+            return redirect(request, self.location, self.code)
+        return text_response(request, self.code, self.message)
+
+    render_HEAD = render_GET
+
+
+def not_found(message: str = "Not Found") -> Message:
+    return Message(http.NOT_FOUND, message)
