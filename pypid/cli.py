@@ -1,0 +1,82 @@
+"""
+The C{pypid} command: C{pypid serve} runs the server in the foreground (the
+same as C{twistd -n pypid}); other subcommands are administration tools.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional
+
+USAGE = """\
+usage: pypid COMMAND [ARGS]
+
+commands:
+  serve [OPTIONS] [DIR ...]   run the index in the foreground (twistd -n pypid);
+                              'pypid serve --help' lists the options
+  version                     print pypid's version
+"""
+
+
+def serve(argv: list[str]) -> int:
+    """Run C{twistd --nodaemon --pidfile= pypid ARGV} in this process."""
+    from twisted.application import app
+    from twisted.scripts import twistd
+
+    from pypid import tap
+
+    class ServerOptions(twistd.ServerOptions):
+        # Offer the plugin directly, so `pypid serve` works even where
+        # plugin discovery cannot see it (editable installs).
+        @property
+        def subCommands(self):  # type: ignore[override]
+            from twisted.application.service import ServiceMaker
+
+            maker = ServiceMaker("pypid", "pypid.tap", "A private Python package index", "pypid")
+            return [(maker.tapname, None, lambda: maker.options(), maker.description)]
+
+        def postOptions(self):
+            super().postOptions()
+            self.loadedPlugins = {"pypid": _Maker()}
+
+    class _Maker:
+        tapname = "pypid"
+
+        @staticmethod
+        def makeService(options):
+            return tap.makeService(options)
+
+    sys.argv = ["pypid serve", "--nodaemon", "--pidfile=", "pypid", *argv]
+    app.run(twistd.runApp, ServerOptions)
+    return 0
+
+
+def version(argv: list[str]) -> int:
+    from pypid import __version__
+
+    print(__version__)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "serve": serve,
+    "version": version,
+}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    if args[0] == "--version":
+        return version([])
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"pypid: unknown command {args[0]!r}\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    return command(args[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
