@@ -35,6 +35,13 @@ class IPackageStore(Interface):
         that fires when the resulting snapshot is in place.
         """
 
+    def refresh(abspaths):
+        """
+        Re-read just the given absolute paths (files or directories, present
+        or gone) and apply what changed. Returns a L{Deferred} that fires
+        when the resulting snapshot is in place.
+        """
+
     def localPath(distfile):
         """
         The filesystem path to serve C{distfile} from, or L{None} when it may

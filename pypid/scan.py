@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import Iterable, NamedTuple, Optional
+from typing import Callable, Iterable, NamedTuple, Optional
 
 from pypid.filenames import parse_filename, is_hidden_or_temporary
 from pypid.index import DistFile
@@ -56,6 +56,46 @@ def resolve_inside(abspath: str, root: str) -> Optional[str]:
     return real if _inside(real, os.path.realpath(root)) else None
 
 
+def _walk_dir(
+    index: int,
+    real_root: str,
+    prefix: str,
+    directory: str,
+    found: dict[str, Found],
+    signatures: set[str],
+    skipped: list[Skipped],
+) -> None:
+    """Walk C{directory} (at C{prefix} below root number C{index}) into C{found}."""
+    stack = [(prefix, directory)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as e:
+            skipped.append(Skipped(prefix or ".", f"unreadable directory: {e.strerror}"))
+            continue
+        for entry in entries:
+            if is_hidden_or_temporary(entry.name):
+                continue
+            path = prefix + entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((path + "/", entry.path))
+                    continue
+                if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_root):
+                    skipped.append(Skipped(path, "symlink points outside the package directory"))
+                    continue
+                st = entry.stat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or path in found:
+                continue
+            if entry.name.lower().endswith(".asc"):
+                signatures.add(path[:-4])
+                continue
+            found[path] = Found(index, path, entry.path, st.st_size, st.st_mtime_ns)
+
+
 def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
     """
     Walk the package directories.
@@ -65,44 +105,14 @@ def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
     points inside its root. When two roots hold the same relative path, the
     first root wins.
 
-    @return: the candidate files by path, the paths of detached signatures
-        (C{.asc}), and the files left out.
+    @return: the candidate files by path, the paths of files that have a
+        detached signature (C{<path>.asc}), and the files left out.
     """
     found: dict[str, Found] = {}
     signatures: set[str] = set()
     skipped: list[Skipped] = []
     for index, root in enumerate(roots):
-        real_root = os.path.realpath(root)
-        stack = [("", root)]
-        while stack:
-            prefix, directory = stack.pop()
-            try:
-                entries = list(os.scandir(directory))
-            except OSError as e:
-                skipped.append(Skipped(prefix or ".", f"unreadable directory: {e.strerror}"))
-                continue
-            for entry in entries:
-                if is_hidden_or_temporary(entry.name):
-                    continue
-                path = prefix + entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((path + "/", entry.path))
-                        continue
-                    if entry.is_symlink():
-                        real = os.path.realpath(entry.path)
-                        if not _inside(real, real_root):
-                            skipped.append(Skipped(path, "symlink points outside the package directory"))
-                            continue
-                    st = entry.stat()
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode) or path in found:
-                    continue
-                if entry.name.lower().endswith(".asc"):
-                    signatures.add(path[:-4])
-                    continue
-                found[path] = Found(index, path, entry.path, st.st_size, st.st_mtime_ns)
+        _walk_dir(index, os.path.realpath(root), "", root, found, signatures, skipped)
     return found, signatures, skipped
 
 
@@ -183,14 +193,19 @@ class ScanResult(NamedTuple):
     skipped: list[Skipped]
 
 
-def scan(
-    roots: list[str], hash_algo: Optional[str], previous: dict[str, DistFile]
+def _diff(
+    found: dict[str, Found],
+    signatures: set[str],
+    skipped: list[Skipped],
+    hash_algo: Optional[str],
+    previous: dict[str, DistFile],
+    covered: Callable[[str], bool],
 ) -> ScanResult:
     """
-    Walk the roots and work out what changed since C{previous} (the files of
-    the current snapshot). Only new or changed files are hashed and read.
+    Compare what a walk C{found} with the C{previous} files of the paths the
+    walk C{covered}: new or changed files are described (hashed, metadata
+    read), vanished ones removed.
     """
-    found, signatures, skipped = walk(roots)
     added: list[DistFile] = []
     for path, item in found.items():
         has_sig = path in signatures
@@ -208,8 +223,89 @@ def scan(
     removed = [
         path
         for path, old in previous.items()
-        if path not in found or not unchanged(old, found[path])
+        if covered(path) and (path not in found or not unchanged(old, found[path]))
     ]
     return ScanResult(added, removed, skipped)
 
 
+def scan(
+    roots: list[str], hash_algo: Optional[str], previous: dict[str, DistFile]
+) -> ScanResult:
+    """
+    Walk the roots and work out what changed since C{previous} (the files of
+    the current snapshot). Only new or changed files are hashed and read.
+    """
+    found, signatures, skipped = walk(roots)
+    return _diff(found, signatures, skipped, hash_algo, previous, lambda path: True)
+
+
+def locate(roots: list[str], abspath: str) -> Optional[tuple[int, str]]:
+    """
+    The root number and C{/}-separated relative path of C{abspath}, or
+    L{None} when it is outside every root or inside a hidden directory.
+    """
+    abspath = os.path.abspath(abspath)
+    for index, root in enumerate(roots):
+        relative = os.path.relpath(abspath, root)
+        if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
+            continue
+        parts = relative.split(os.sep)
+        if any(part.startswith(".") for part in parts):
+            return None
+        return index, "/".join(parts)
+    return None
+
+
+def scan_paths(
+    roots: list[str],
+    hash_algo: Optional[str],
+    previous: dict[str, DistFile],
+    abspaths: Iterable[str],
+) -> ScanResult:
+    """
+    Bring the listing of just C{abspaths} up to date: each may be a file
+    (created, changed or deleted), a signature, or a directory (walked
+    whole, or, when gone, everything listed under it removed). Costs in
+    proportion to the paths given, not to the whole tree.
+    """
+    found: dict[str, Found] = {}
+    signatures: set[str] = set()
+    skipped: list[Skipped] = []
+    files: set[str] = set()
+    prefixes: list[str] = []
+    for abspath in abspaths:
+        where = locate(roots, abspath)
+        if where is None:
+            continue
+        index, path = where
+        real_root = os.path.realpath(roots[index])
+        if os.path.isdir(abspath) and not os.path.islink(abspath):
+            prefixes.append(path + "/")
+            _walk_dir(index, real_root, path + "/", abspath, found, signatures, skipped)
+            continue
+        # A file, or something gone (which may have been a directory).
+        prefixes.append(path + "/")
+        if path.lower().endswith(".asc"):
+            path = path[:-4]
+            abspath = abspath[:-4]
+        files.add(path)
+        name = os.path.basename(path)
+        if is_hidden_or_temporary(name):
+            continue
+        try:
+            st = os.stat(abspath)
+            if os.path.islink(abspath) and not _inside(os.path.realpath(abspath), real_root):
+                skipped.append(Skipped(path, "symlink points outside the package directory"))
+                continue
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found[path] = Found(index, path, abspath, st.st_size, st.st_mtime_ns)
+            if os.path.isfile(abspath + ".asc"):
+                signatures.add(path)
+    covered_prefixes = tuple(prefixes)
+
+    def covered(path: str) -> bool:
+        return path in files or path.startswith(covered_prefixes)
+
+    return _diff(found, signatures, skipped, hash_algo, previous, covered)

@@ -39,9 +39,11 @@ class DirectoryStore:
         self._reactor = reactor
         self._listeners: list[Listener] = []
         self._ready: Optional[list[Deferred]] = []
-        self._running: Optional[Deferred] = None
-        self._again: Optional[Deferred] = None
-        self._warned: set[tuple[str, str]] = set()
+        self._running = False
+        self._full_waiters: Optional[list[Deferred]] = None
+        self._paths: set[str] = set()
+        self._path_waiters: list[Deferred] = []
+        self._warned: set[scan.Skipped] = set()
 
     # IPackageStore
 
@@ -60,16 +62,25 @@ class DirectoryStore:
         self._listeners.append(callback)
 
     def rescan(self) -> Deferred:
-        if self._running is not None:
-            if self._again is None:
-                self._again = Deferred()
-            return self._chain(self._again)
-        self._running = self._deferToThread(
-            scan.scan, self.roots, self.hash_algo, dict(self.snapshot.files)
-        )
-        self._running.addCallbacks(self._scanned, self._scanFailed)
-        self._running.addBoth(self._scanDone)
-        return self._chain(self._running)
+        """Walk every package directory (in a thread) and apply what changed."""
+        d: Deferred = Deferred()
+        if self._full_waiters is None:
+            self._full_waiters = []
+        self._full_waiters.append(d)
+        self._next()
+        return d
+
+    def refresh(self, abspaths) -> Deferred:
+        """
+        Re-read just C{abspaths} (files or directories, present or gone) and
+        apply what changed; cheap however large the tree is. Fires when the
+        resulting snapshot is in place.
+        """
+        d: Deferred = Deferred()
+        self._paths.update(abspaths)
+        self._path_waiters.append(d)
+        self._next()
+        return d
 
     def localPath(self, distfile: DistFile) -> Optional[str]:
         root = self.roots[distfile.root]
@@ -84,11 +95,26 @@ class DirectoryStore:
     def _deferToThread(self, f, *args) -> Deferred:
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
 
-    @staticmethod
-    def _chain(d: Deferred) -> Deferred:
-        mine: Deferred = Deferred()
-        d.addBoth(lambda result: (mine.callback(None), result)[1])
-        return mine
+    def _next(self) -> None:
+        """Start the next scan, one at a time; a full scan covers pending paths."""
+        if self._running:
+            return
+        previous = dict(self.snapshot.files)
+        if self._full_waiters is not None:
+            waiters = self._full_waiters + self._path_waiters
+            self._full_waiters, self._path_waiters, self._paths = None, [], set()
+            d = self._deferToThread(scan.scan, self.roots, self.hash_algo, previous)
+            full = True
+        elif self._path_waiters:
+            paths, waiters = sorted(self._paths), self._path_waiters
+            self._path_waiters, self._paths = [], set()
+            d = self._deferToThread(scan.scan_paths, self.roots, self.hash_algo, previous, paths)
+            full = False
+        else:
+            return
+        self._running = True
+        d.addCallbacks(self._scanned, self._scanFailed)
+        d.addBoth(self._scanDone, waiters, full)
 
     def _scanned(self, result: scan.ScanResult) -> None:
         for item in result.skipped:
@@ -100,20 +126,20 @@ class DirectoryStore:
     def _scanFailed(self, failure) -> None:
         self.log.failure("scanning the package directories failed", failure)
 
-    def _scanDone(self, _) -> None:
-        self._running = None
-        if self._ready is not None:
-            waiting, self._ready = self._ready, None
+    def _scanDone(self, _, waiters: list[Deferred], full: bool) -> None:
+        self._running = False
+        if full and self._ready is not None:
+            ready, self._ready = self._ready, None
             self.log.info(
                 "index ready: {projects} projects, {files} files",
                 projects=len(self.snapshot.projects),
                 files=self.snapshot.file_count,
             )
-            for d in waiting:
+            for d in ready:
                 d.callback(None)
-        if self._again is not None:
-            again, self._again = self._again, None
-            self.rescan().chainDeferred(again)
+        for d in waiters:
+            d.callback(None)
+        self._next()
 
     def apply(self, added: list[DistFile], removed: list[str]) -> frozenset:
         """Apply a change to the snapshot and tell the listeners."""

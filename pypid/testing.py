@@ -186,6 +186,7 @@ class MemoryStore:
         self.paths: dict[str, str] = {}
         self._listeners: list = []
         self.rescans = 0
+        self.refreshed: list[str] = []
 
     def whenReady(self) -> Deferred:
         return succeed(None)
@@ -195,6 +196,10 @@ class MemoryStore:
 
     def rescan(self) -> Deferred:
         self.rescans += 1
+        return succeed(None)
+
+    def refresh(self, abspaths) -> Deferred:
+        self.refreshed.extend(abspaths)
         return succeed(None)
 
     def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
