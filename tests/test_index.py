@@ -1,0 +1,66 @@
+from packaging.version import Version
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.index import DistFile, IndexSnapshot
+
+
+def dist(path, project="foo", version="1.0", name=None, size=10, mtime=1, kind="wheel"):
+    return DistFile(
+        path=path, root=0, filename=path.rsplit("/", 1)[-1], project=project,
+        name=name or project, version=Version(version), kind=kind,
+        python_version="py3", build=(), size=size, mtime_ns=mtime, digest="d" * 64,
+        requires_python=None, metadata_sha256=None, summary=None,
+    )
+
+
+class SnapshotTests(SynchronousTestCase):
+    def test_build_groups_and_sorts(self):
+        """Files are grouped by project and sorted by version, newest last."""
+        snap = IndexSnapshot.build([
+            dist("b/foo-2.0.whl", version="2.0"), dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1"),
+            dist("foo-10.0.whl", version="10.0"),
+        ])
+        self.assertEqual(sorted(snap.projects), ["bar", "foo"])
+        self.assertEqual([str(f.version) for f in snap.get("foo").files], ["1.0", "2.0", "10.0"])
+        self.assertEqual(snap.file_count, 4)
+        self.assertEqual(snap.get("foo").versions, ["1.0", "2.0", "10.0"])
+
+    def test_apply_shares_untouched_projects(self):
+        """An update rebuilds only the touched projects and reports them."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")])
+        new, changed = snap.apply([dist("foo-2.0.whl", version="2.0")], [])
+        self.assertEqual(changed, frozenset({"foo"}))
+        self.assertIs(new.get("bar"), snap.get("bar"))
+        self.assertEqual(len(new.get("foo").files), 2)
+        self.assertEqual(len(snap.get("foo").files), 1, "the old snapshot is unchanged")
+        self.assertEqual(new.generation, snap.generation + 1)
+
+    def test_remove_last_file_removes_project(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")])
+        new, changed = snap.apply([], ["foo-1.0.whl"])
+        self.assertIsNone(new.get("foo"))
+        self.assertEqual(changed, frozenset({"foo"}))
+
+    def test_replace_at_same_path(self):
+        """A changed file at the same path replaces the old record."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl", size=1)])
+        new, changed = snap.apply([dist("foo-1.0.whl", size=2)], ["foo-1.0.whl"])
+        self.assertEqual([f.size for f in new.get("foo").files], [2])
+
+    def test_no_change(self):
+        """Applying identical records is a no-op returning the same snapshot."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")])
+        new, changed = snap.apply([dist("foo-1.0.whl")], ["missing.whl"])
+        self.assertIs(new, snap)
+        self.assertEqual(changed, frozenset())
+
+    def test_move_between_projects(self):
+        snap = IndexSnapshot.build([dist("x.whl", project="foo")])
+        new, changed = snap.apply([dist("x.whl", project="bar")], [])
+        self.assertEqual(changed, frozenset({"foo", "bar"}))
+        self.assertIsNone(new.get("foo"))
+        self.assertEqual(len(new.get("bar").files), 1)
+
+    def test_display_name_follows_newest(self):
+        snap = IndexSnapshot.build([dist("a.whl", name="Old_Name"), dist("b.whl", version="2", name="New.Name")])
+        self.assertEqual(snap.get("foo").name, "New.Name")

@@ -1,0 +1,87 @@
+import os
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid import tap
+from pypid.service import IndexService
+
+
+def parse(*argv):
+    options = tap.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+
+    def test_bare_port_is_tcp(self):
+        """A bare number means tcp:N; endpoint strings are kept; -p repeats."""
+        options = parse("--port", "3141", "-p", "tcp:3142:interface=127.0.0.1", self.dir)
+        self.assertEqual(options["ports"], ["tcp:3141", "tcp:3142:interface=127.0.0.1"])
+
+    def test_defaults(self):
+        options = parse(self.dir)
+        self.assertEqual(options["ports"], ["tcp:8080"])
+        self.assertEqual(options["hash-algo"], "sha256")
+        self.assertEqual(options["health-endpoint"], "/health")
+        self.assertEqual(options["packages"], [os.path.abspath(self.dir)])
+
+    def test_packages_option_and_positional(self):
+        other = self.mktemp()
+        os.makedirs(other)
+        options = parse("--packages", other, self.dir)
+        self.assertEqual(options["packages"], [os.path.abspath(other), os.path.abspath(self.dir)])
+
+    def test_missing_directory(self):
+        """A missing package directory is a clear usage error, not a traceback."""
+        e = self.assertRaises(usage.UsageError, parse, "/nonexistent/packages")
+        self.assertIn("does not exist", str(e))
+
+    def test_hash_algo(self):
+        self.assertIsNone(parse("--hash-algo", "off", self.dir)["hash-algo"])
+        self.assertEqual(parse("--hash-algo", "SHA512", self.dir)["hash-algo"], "sha512")
+        self.assertRaises(usage.UsageError, parse, "--hash-algo", "sha1", self.dir)
+
+    def test_health_endpoint(self):
+        self.assertEqual(parse("--health-endpoint", "/ping/me", self.dir)["health-endpoint"], "/ping/me")
+        self.assertRaises(usage.UsageError, parse, "--health-endpoint", "health", self.dir)
+
+    def test_numbers(self):
+        self.assertEqual(parse("--cache-control", "600", self.dir)["cache-control"], 600)
+        self.assertRaises(usage.UsageError, parse, "--cache-control", "soon", self.dir)
+
+    def test_welcome(self):
+        path = os.path.join(self.dir, "welcome.html")
+        with open(path, "w") as f:
+            f.write("<p>{{NUMPKGS}}</p>")
+        self.assertEqual(parse("--welcome", path, self.dir)["welcome-template"], "<p>{{NUMPKGS}}</p>")
+        self.assertRaises(usage.UsageError, parse, "--welcome", path + ".missing", self.dir)
+
+    def test_fallback_refused_loudly(self):
+        """The upstream fallback is not built yet: asking for it fails at start."""
+        e = self.assertRaises(usage.UsageError, parse, "--fallback-url", "http://127.0.0.1:1/simple/", self.dir)
+        self.assertIn("not supported yet", str(e))
+
+    def test_bad_endpoint(self):
+        options = parse("--port", "nonsense:1", self.dir)
+        self.assertRaises(usage.UsageError, options.check_endpoints, MemoryReactorClock())
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_services(self):
+        """makeService builds the index service and one listener per --port, starting nothing."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        options = parse("--port", "tcp:0:interface=127.0.0.1", "--port", "3141", directory)
+        reactor = MemoryReactorClock()
+        top = tap.makeService(options, reactor=reactor)
+        kinds = [type(s) for s in top]
+        self.assertIn(IndexService, kinds)
+        self.assertEqual(sum(isinstance(s, StreamServerEndpointService) for s in top), 2)
+        self.assertEqual(reactor.tcpServers, [], "nothing listens before startService")
