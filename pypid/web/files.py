@@ -73,6 +73,26 @@ def _if_range_holds(request, etag: bytes, mtime: float) -> bool:
         return False
 
 
+def _clamp_suffix_ranges(request, size: int) -> None:
+    """
+    Rewrite a suffix range longer than the file (C{bytes=-N}, N > size) to
+    the whole file, as RFC 9110 requires; static.File would try to seek
+    before the start of the file.
+    """
+    header = request.getHeader(b"range")
+    if header is None or not header.strip().lower().startswith(b"bytes="):
+        return
+    specs = header.strip()[6:].split(b",")
+    changed = False
+    for i, spec in enumerate(specs):
+        spec = spec.strip()
+        if spec.startswith(b"-") and spec[1:].isdigit() and int(spec[1:]) > size:
+            specs[i] = b"0-"
+            changed = True
+    if changed:
+        request.requestHeaders.setRawHeaders(b"range", [b"bytes=" + b",".join(specs)])
+
+
 class Packages(Resource):
     """C{/packages/...}: looked up in the index, so only listed files are served."""
 
@@ -123,6 +143,10 @@ class Packages(Resource):
             etag = None
         else:
             etag = file_etag(f)
+        try:
+            size = os.stat(local).st_size
+        except OSError:
+            return self._missing(request)
         if not os.path.isfile(local):
             return self._missing(request)
         if self.cache_control is not None:
@@ -134,6 +158,7 @@ class Packages(Resource):
                 request, etag, f.mtime_ns / 1e9
             ):
                 request.requestHeaders.removeHeader(b"range")
+        _clamp_suffix_ranges(request, size)
         resource = DistributionFile(local, content_type_for(f.filename + (sidecar or "")))
         return resource.render(request)
 

@@ -24,7 +24,8 @@ def _negotiate(request) -> Optional[str]:
     fmt = request.args.get(b"format")
     return choose_content_type(
         accept.decode("latin-1") if accept is not None else None,
-        fmt[0].decode("latin-1") if fmt else None,
+        # An unescaped '+' in the query arrives as a space; media types have none.
+        fmt[0].decode("latin-1").replace(" ", "+") if fmt else None,
     )
 
 
