@@ -16,6 +16,12 @@ from tests.server import PypidServer, client_env
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Run every test in its own directory (trial's mktemp() is relative to it)."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def packages(tmp_path):
     """An empty package directory."""
