@@ -6,7 +6,7 @@ reactor thread and fed by scans that run in threads.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -21,8 +21,31 @@ from pypid.metadata import read_metadata
 Listener = Callable[[IndexSnapshot, frozenset], None]
 
 
+class SnapshotOwner:
+    """
+    Holds the current snapshot and tells subscribers about each change; the
+    part every L{IPackageStore} shares.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot = IndexSnapshot.empty()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, callback: Listener) -> None:
+        self._listeners.append(callback)
+
+    def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
+        """Apply a change to the snapshot and tell the listeners."""
+        snapshot, changed = self.snapshot.apply(added, removed)
+        if changed:
+            self.snapshot = snapshot
+            for listener in self._listeners:
+                listener(snapshot, changed)
+        return changed
+
+
 @implementer(IPackageStore)
-class DirectoryStore:
+class DirectoryStore(SnapshotOwner):
     """
     An L{IPackageStore} over one or more package directories.
 
@@ -33,11 +56,10 @@ class DirectoryStore:
     log = Logger()
 
     def __init__(self, roots: list[str], hash_algo: Optional[str], reactor) -> None:
+        super().__init__()
         self.roots = [os.path.abspath(root) for root in roots]
         self.hash_algo = hash_algo
-        self.snapshot = IndexSnapshot.empty()
         self._reactor = reactor
-        self._listeners: list[Listener] = []
         self._ready: Optional[list[Deferred]] = []
         self._running = False
         self._full_waiters: Optional[list[Deferred]] = None
@@ -57,9 +79,6 @@ class DirectoryStore:
     @property
     def ready(self) -> bool:
         return self._ready is None
-
-    def subscribe(self, callback: Listener) -> None:
-        self._listeners.append(callback)
 
     def rescan(self) -> Deferred:
         """Walk every package directory (in a thread) and apply what changed."""
@@ -140,12 +159,3 @@ class DirectoryStore:
         for d in waiters:
             d.callback(None)
         self._next()
-
-    def apply(self, added: list[DistFile], removed: list[str]) -> frozenset:
-        """Apply a change to the snapshot and tell the listeners."""
-        snapshot, changed = self.snapshot.apply(added, removed)
-        if changed:
-            self.snapshot = snapshot
-            for listener in self._listeners:
-                listener(snapshot, changed)
-        return changed

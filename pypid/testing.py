@@ -22,6 +22,7 @@ from pypid.index import DistFile, IndexSnapshot
 from pypid.interfaces import IPackageStore
 from pypid.metadata import MetadataError
 from pypid.names import normalize
+from pypid.store import SnapshotOwner
 
 
 def _escape(name: str) -> str:
@@ -171,7 +172,7 @@ def write_dist(directory: str, built: tuple[str, bytes], mtime: Optional[float] 
 
 
 @implementer(IPackageStore)
-class MemoryStore:
+class MemoryStore(SnapshotOwner):
     """
     An L{IPackageStore} over files held in memory, for tests of the web
     layer. C{contents} maps a file's path to its bytes; C{metadata} maps it
@@ -179,20 +180,29 @@ class MemoryStore:
     """
 
     def __init__(self, files: Iterable[DistFile] = (), hash_algo: Optional[str] = "sha256") -> None:
+        super().__init__()
         self.hash_algo = hash_algo
         self.snapshot = IndexSnapshot.build(files)
         self.ready = True
+        self._waiting: list[Deferred] = []
         self.metadata: dict[str, bytes] = {}
         self.paths: dict[str, str] = {}
-        self._listeners: list = []
         self.rescans = 0
         self.refreshed: list[str] = []
 
     def whenReady(self) -> Deferred:
-        return succeed(None)
+        if self.ready:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
 
-    def subscribe(self, callback) -> None:
-        self._listeners.append(callback)
+    def make_ready(self) -> None:
+        """Mark the first scan complete, releasing whoever waits for it."""
+        self.ready = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
 
     def rescan(self) -> Deferred:
         self.rescans += 1
@@ -201,14 +211,6 @@ class MemoryStore:
     def refresh(self, abspaths) -> Deferred:
         self.refreshed.extend(abspaths)
         return succeed(None)
-
-    def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
-        snapshot, changed = self.snapshot.apply(added, removed)
-        if changed:
-            self.snapshot = snapshot
-            for listener in self._listeners:
-                listener(snapshot, changed)
-        return changed
 
     def localPath(self, distfile: DistFile) -> Optional[str]:
         return self.paths.get(distfile.path)
