@@ -1,19 +1,129 @@
-"""pypid's Site: access logging through twisted.logger, no tracebacks."""
+"""
+pypid's Site: access logging through twisted.logger, no tracebacks, and
+request bodies kept off the heap: spooled to a temporary file next to the
+package directory, never parsed by Twisted, and cut off past a size limit.
+"""
 
 from __future__ import annotations
 
+import io
+import tempfile
 import time
+from typing import Optional
+from urllib.parse import parse_qs
 
 from twisted.logger import Logger
 from twisted.web import server
 
+#: Bodies smaller than this stay in memory (Twisted's own threshold).
+MEMORY_BODY = 100_000
+#: After refusing an over-large body, keep reading (and dropping) it this
+#: long so the client can see the 413 before the connection closes.
+LINGER_SECONDS = 5.0
+
+
+class _Discard:
+    """Where the rest of a refused body goes."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def seek(self, *args) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, *args) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
 
 class PypidRequest(server.Request):
-    """A request that remembers when it started, for the access log."""
+    """
+    A request that remembers when it started, for the access log; whose
+    body is never parsed into C{args} (Twisted would read a multipart body
+    whole into memory; the upload resource streams it instead); and whose
+    body is refused with 413 once it exceeds the Site's C{max_body_size}:
+    at once when Content-Length says so, else as soon as the chunks do.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.started = time.monotonic()
+        self._body_refused = False
+        self._body_received = 0
+
+    def _limit(self) -> Optional[int]:
+        return getattr(getattr(self.channel, "site", None), "max_body_size", None)
+
+    def gotLength(self, length) -> None:
+        limit = self._limit()
+        if limit is not None and length is not None and length > limit:
+            self._refuse_body(
+                f"Request Entity Too Large: {length} bytes, over this server's limit of "
+                f"{limit} bytes (--max-upload-size)."
+            )
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._body_refused:
+            return
+        self._body_received += len(data)
+        limit = self._limit()
+        if limit is not None and self._body_received > limit:
+            self._refuse_body(
+                f"Request Entity Too Large: the body is over this server's limit of "
+                f"{limit} bytes (--max-upload-size)."
+            )
+            return
+        self.content.write(data)
+
+    def _refuse_body(self, message: str) -> None:
+        """Answer 413 now, drop the body, and close the connection soon."""
+        self._body_refused = True
+        # No "100 Continue" after our final answer.
+        self.requestHeaders.removeHeader(b"expect")
+        old, self.content = getattr(self, "content", None), _Discard()
+        if old is not None:
+            old.close()
+        body = (message + "\n").encode("utf-8")
+        phrase = message.split(":", 1)[0].encode("latin-1", "replace")
+        transport = self.channel.transport
+        transport.write(
+            b"HTTP/1.1 413 " + phrase + b"\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+        )
+        site = getattr(self.channel, "site", None)
+        if site is not None:
+            site.bodyRefused(self, message)
+        reactor = getattr(site, "reactor", None)
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        self._linger = reactor.callLater(LINGER_SECONDS, transport.loseConnection)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._body_refused:
+            # The 413 is out; the whole body has been dropped: close.
+            if self._linger.active():
+                self._linger.cancel()
+            self.channel.transport.loseConnection()
+            return
+        # What server.Request.requestReceived does, minus the parse of
+        # form bodies into args (22.4: cgi.parse_multipart; 24+: the email
+        # package on the whole body in memory). Query arguments are kept.
+        self.content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        self.path, sep, query = path.partition(b"?")
+        if sep:
+            self.args = parse_qs(query, keep_blank_values=True)
+        self.process()
 
 
 class PypidSite(server.Site):
@@ -26,6 +136,37 @@ class PypidSite(server.Site):
     noisy = False
     requestFactory = PypidRequest
     access = Logger(namespace="pypid.access")
+
+    def __init__(
+        self,
+        resource,
+        *args,
+        reactor=None,
+        max_body_size: Optional[int] = None,
+        spool_dir: Optional[str] = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(resource, *args, reactor=reactor, **kwargs)
+        #: Largest request body accepted (None: no limit).
+        self.max_body_size = max_body_size
+        #: Where large bodies are spooled (None: the system's temp directory).
+        #: Uploads give a hidden directory next to the first package
+        #: directory, so the file lands there by rename.
+        self.spool_dir = spool_dir
+
+    def getContentFile(self, length: Optional[int]):
+        """Small bodies in memory; others in an anonymous temporary file."""
+        if length is not None and length < MEMORY_BODY:
+            return io.BytesIO()
+        return tempfile.TemporaryFile(dir=self.spool_dir)
+
+    def bodyRefused(self, request, message: str) -> None:
+        client = request.getClientAddress()
+        self.access.warn(
+            "{client} request body refused with 413: {message}",
+            client=getattr(client, "host", "-"),
+            message=message,
+        )
 
     def log(self, request) -> None:
         client = request.getClientAddress()
