@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import Callable, Iterable, NamedTuple, Optional
+from typing import Iterable, Mapping, NamedTuple, Optional, Protocol
 
-from pypid.filenames import parse_filename, is_hidden_or_temporary
+from pypid import complete
+from pypid.filenames import ParsedName, parse_filename, is_hidden_or_temporary
 from pypid.index import DistFile
 from pypid.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
 from pypid.names import normalize
@@ -34,6 +35,15 @@ class Found(NamedTuple):
     abspath: str
     size: int
     mtime_ns: int
+    #: Inode number and status-change time: with size and mtime, what tells
+    #: a file rewritten in place (even with its mtime put back) from the one
+    #: that was read before.
+    ino: int = 0
+    ctime_ns: int = 0
+
+
+def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result) -> Found:
+    return Found(root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 class Skipped(NamedTuple):
@@ -41,6 +51,9 @@ class Skipped(NamedTuple):
 
     path: str
     reason: str
+    #: Whether the file is expected to become listable by itself (it was
+    #: changing while being read); worth an info line, not a warning.
+    transient: bool = False
 
 
 def _inside(realpath: str, real_root: str) -> bool:
@@ -93,7 +106,7 @@ def _walk_dir(
             if entry.name.lower().endswith(".asc"):
                 signatures.add(path[:-4])
                 continue
-            found[path] = Found(index, path, entry.path, st.st_size, st.st_mtime_ns)
+            found[path] = found_from_stat(index, path, entry.path, st)
 
 
 def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
@@ -125,53 +138,134 @@ def hash_file(abspath: str, algorithm: str) -> str:
     return digest.hexdigest()
 
 
+class Details(NamedTuple):
+    """
+    What reading a file's bytes tells (what the state cache keeps): its
+    digest and the fields of its core metadata the index shows.
+    """
+
+    digest: Optional[str]
+    #: The project name as the metadata spells it, when it matches the
+    #: filename's project.
+    name: Optional[str]
+    requires_python: Optional[str]
+    summary: Optional[str]
+    metadata_sha256: Optional[str]
+
+
+class DetailsCache(Protocol):
+    """Where L{Details} already read are kept (L{pypid.statecache.StateCache})."""
+
+    def get(self, found: Found, hash_algo: Optional[str]) -> Optional[Details]: ...
+
+    def put(self, found: Found, hash_algo: Optional[str], details: Details) -> None: ...
+
+
+_CHANGING = "changed while being read; read again once it stops changing"
+
+
+def _changed_since(st: os.stat_result, found: Found) -> bool:
+    return (
+        st.st_size != found.size
+        or st.st_mtime_ns != found.mtime_ns
+        or (found.ino != 0 and st.st_ino != found.ino)
+    )
+
+
+def _hash_and_check(f, algorithm: Optional[str], check) -> Optional[str]:
+    """Read C{f} to its end once, feeding the digest and the stream check."""
+    digest = hashlib.new(algorithm) if algorithm else None
+    while chunk := f.read(_CHUNK):
+        if digest is not None:
+            digest.update(chunk)
+        if check is not None:
+            check.update(chunk)
+    return digest.hexdigest() if digest is not None else None
+
+
+def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> Details | Skipped:
+    """
+    Read a file's bytes: check that the archive is complete
+    (L{pypid.complete}), read its core metadata fields and hash it, in one
+    pass over the file. A file that changes meanwhile is skipped: the event
+    that its change causes, or the next rescan, brings it back.
+    """
+    filename = os.path.basename(found.path)
+    try:
+        with open(found.abspath, "rb") as f:
+            st = os.fstat(f.fileno())
+            if _changed_since(st, found):
+                return Skipped(found.path, _CHANGING, transient=True)
+            reason = complete.check_tail(f, st.st_size, filename)
+            if reason is not None:
+                return Skipped(found.path, reason)
+            name = requires_python = summary = metadata_sha256 = None
+            if parsed.kind in ("wheel", "sdist"):
+                try:
+                    raw = read_metadata(found.abspath, parsed.kind)
+                except CorruptArchive as e:
+                    return Skipped(found.path, f"corrupt or incomplete archive: {e}")
+                except MetadataError:
+                    raw = None
+                if raw is not None:
+                    fields = parse_fields(raw)
+                    if fields.name and normalize(fields.name) == parsed.project:
+                        name = fields.name
+                    requires_python = fields.requires_python
+                    summary = fields.summary
+                    if parsed.kind == "wheel":
+                        metadata_sha256 = hashlib.sha256(raw).hexdigest()
+            f.seek(0)
+            check = complete.stream_check(filename)
+            digest = _hash_and_check(f, hash_algo, check) if hash_algo or check else None
+            if check is not None and (reason := check.result()) is not None:
+                return Skipped(found.path, reason)
+        if _changed_since(os.stat(found.abspath), found):
+            return Skipped(found.path, _CHANGING, transient=True)
+    except OSError as e:
+        return Skipped(found.path, f"unreadable: {e.strerror}")
+    return Details(digest, name, requires_python, summary, metadata_sha256)
+
+
 def describe(
-    found: Found, hash_algo: Optional[str], has_sig: bool = False
+    found: Found,
+    hash_algo: Optional[str],
+    has_sig: bool = False,
+    cache: Optional[DetailsCache] = None,
+    details: Optional[Details] = None,
 ) -> DistFile | Skipped:
     """
-    Read one file into a L{DistFile}: parse its name, hash it and read the
-    fields the index shows from its core metadata.
+    Read one file into a L{DistFile}: parse its name, check that it is
+    complete, hash it and read the fields the index shows from its core
+    metadata; or take those from C{cache} when it knows this very file.
     """
     parsed = parse_filename(os.path.basename(found.path))
     if parsed is None:
         return Skipped(found.path, "not a distribution filename pypid can parse")
-    name = parsed.name
-    requires_python = summary = metadata_sha256 = None
-    if parsed.kind in ("wheel", "sdist"):
-        try:
-            raw = read_metadata(found.abspath, parsed.kind)
-        except CorruptArchive as e:
-            return Skipped(found.path, f"corrupt or incomplete archive: {e}")
-        except MetadataError:
-            raw = None
-        if raw is not None:
-            fields = parse_fields(raw)
-            if fields.name and normalize(fields.name) == parsed.project:
-                name = fields.name
-            requires_python = fields.requires_python
-            summary = fields.summary
-            if parsed.kind == "wheel":
-                metadata_sha256 = hashlib.sha256(raw).hexdigest()
-    try:
-        digest = hash_file(found.abspath, hash_algo) if hash_algo else None
-    except OSError as e:
-        return Skipped(found.path, f"unreadable: {e.strerror}")
+    if details is None and cache is not None:
+        details = cache.get(found, hash_algo)
+    if details is None:
+        details = read_details(found, parsed, hash_algo)
+        if isinstance(details, Skipped):
+            return details
+        if cache is not None:
+            cache.put(found, hash_algo, details)
     return DistFile(
         path=found.path,
         root=found.root,
         filename=os.path.basename(found.path),
         project=parsed.project,
-        name=name,
+        name=details.name or parsed.name,
         version=parsed.version,
         kind=parsed.kind,
         python_version=parsed.python_version,
         build=parsed.build,
         size=found.size,
         mtime_ns=found.mtime_ns,
-        digest=digest,
-        requires_python=requires_python,
-        metadata_sha256=metadata_sha256,
-        summary=summary,
+        digest=details.digest,
+        requires_python=details.requires_python,
+        metadata_sha256=details.metadata_sha256,
+        summary=details.summary,
         has_sig=has_sig,
     )
 
@@ -191,6 +285,10 @@ class ScanResult(NamedTuple):
     added: list[DistFile]
     removed: list[str]
     skipped: list[Skipped]
+    #: Files whose bytes were read (checked, hashed, metadata read).
+    read: int = 0
+    #: Files whose details came from the state cache instead.
+    cached: int = 0
 
 
 def _diff(
@@ -198,15 +296,18 @@ def _diff(
     signatures: set[str],
     skipped: list[Skipped],
     hash_algo: Optional[str],
-    previous: dict[str, DistFile],
-    covered: Callable[[str], bool],
+    previous: Mapping[str, DistFile],
+    covered: Optional[Iterable[str]],
+    cache: Optional[DetailsCache] = None,
 ) -> ScanResult:
     """
-    Compare what a walk C{found} with the C{previous} files of the paths the
-    walk C{covered}: new or changed files are described (hashed, metadata
-    read), vanished ones removed.
+    Compare what a walk C{found} with the C{previous} files at the paths the
+    walk C{covered} (every path when L{None}): new or changed files are
+    described (hashed, metadata read, or taken from C{cache}), vanished
+    ones removed.
     """
     added: list[DistFile] = []
+    read = cached = 0
     for path, item in found.items():
         has_sig = path in signatures
         old = previous.get(path)
@@ -214,29 +315,38 @@ def _diff(
             if old.has_sig != has_sig:
                 added.append(old._replace(has_sig=has_sig))
             continue
-        described = describe(item, hash_algo, has_sig)
+        details = cache.get(item, hash_algo) if cache is not None else None
+        if details is None:
+            read += 1
+        else:
+            cached += 1
+        described = describe(item, hash_algo, has_sig, cache, details)
         if isinstance(described, Skipped):
             skipped.append(described)
         else:
             added.append(described)
     # Gone from disk, or changed into something that is no longer listed.
+    candidates = previous.keys() if covered is None else (p for p in covered if p in previous)
     removed = [
         path
-        for path, old in previous.items()
-        if covered(path) and (path not in found or not unchanged(old, found[path]))
+        for path in candidates
+        if path not in found or not unchanged(previous[path], found[path])
     ]
-    return ScanResult(added, removed, skipped)
+    return ScanResult(added, removed, skipped, read, cached)
 
 
 def scan(
-    roots: list[str], hash_algo: Optional[str], previous: dict[str, DistFile]
+    roots: list[str],
+    hash_algo: Optional[str],
+    previous: Mapping[str, DistFile],
+    cache: Optional[DetailsCache] = None,
 ) -> ScanResult:
     """
     Walk the roots and work out what changed since C{previous} (the files of
     the current snapshot). Only new or changed files are hashed and read.
     """
     found, signatures, skipped = walk(roots)
-    return _diff(found, signatures, skipped, hash_algo, previous, lambda path: True)
+    return _diff(found, signatures, skipped, hash_algo, previous, None, cache)
 
 
 def locate(roots: list[str], abspath: str) -> Optional[tuple[int, str]]:
@@ -256,56 +366,78 @@ def locate(roots: list[str], abspath: str) -> Optional[tuple[int, str]]:
     return None
 
 
+def _stat_file(
+    roots: list[str], path: str, found: dict[str, Found], signatures: set[str], skipped: list[Skipped]
+) -> bool:
+    """
+    Look at relative C{path} as a file in each root, the first root that has
+    it winning. Returns whether something (a file, or a directory) is there.
+    """
+    if is_hidden_or_temporary(os.path.basename(path)):
+        return False
+    there = False
+    for index, root in enumerate(roots):
+        abspath = os.path.join(root, *path.split("/"))
+        try:
+            st = os.stat(abspath)
+        except OSError:
+            continue
+        there = True
+        if not stat.S_ISREG(st.st_mode) or path in found:
+            continue
+        if os.path.islink(abspath) and not _inside(os.path.realpath(abspath), os.path.realpath(root)):
+            skipped.append(Skipped(path, "symlink points outside the package directory"))
+            continue
+        found[path] = found_from_stat(index, path, abspath, st)
+        if os.path.isfile(abspath + ".asc"):
+            signatures.add(path)
+    return there
+
+
 def scan_paths(
     roots: list[str],
     hash_algo: Optional[str],
-    previous: dict[str, DistFile],
+    previous: Mapping[str, DistFile],
     abspaths: Iterable[str],
+    cache: Optional[DetailsCache] = None,
 ) -> ScanResult:
     """
     Bring the listing of just C{abspaths} up to date: each may be a file
     (created, changed or deleted), a signature, or a directory (walked
     whole, or, when gone, everything listed under it removed). Costs in
-    proportion to the paths given, not to the whole tree.
+    proportion to the paths given, not to the whole tree: C{previous} is
+    only searched as a whole for directories (present, or gone and not
+    listed as a file).
     """
     found: dict[str, Found] = {}
     signatures: set[str] = set()
     skipped: list[Skipped] = []
     files: set[str] = set()
-    prefixes: list[str] = []
+    prefixes: set[str] = set()
     for abspath in abspaths:
         where = locate(roots, abspath)
         if where is None:
             continue
-        index, path = where
-        real_root = os.path.realpath(roots[index])
-        if os.path.isdir(abspath) and not os.path.islink(abspath):
-            prefixes.append(path + "/")
-            _walk_dir(index, real_root, path + "/", abspath, found, signatures, skipped)
-            continue
-        # A file, or something gone (which may have been a directory).
-        prefixes.append(path + "/")
+        _, path = where
         if path.lower().endswith(".asc"):
             path = path[:-4]
-            abspath = abspath[:-4]
+        walked = False
+        for index, root in enumerate(roots):
+            directory = os.path.join(root, *path.split("/"))
+            if os.path.isdir(directory) and not os.path.islink(directory):
+                real_root = os.path.realpath(root)
+                _walk_dir(index, real_root, path + "/", directory, found, signatures, skipped)
+                walked = True
+        if walked:
+            prefixes.add(path + "/")
+            continue
         files.add(path)
-        name = os.path.basename(path)
-        if is_hidden_or_temporary(name):
-            continue
-        try:
-            st = os.stat(abspath)
-            if os.path.islink(abspath) and not _inside(os.path.realpath(abspath), real_root):
-                skipped.append(Skipped(path, "symlink points outside the package directory"))
-                continue
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):
-            found[path] = Found(index, path, abspath, st.st_size, st.st_mtime_ns)
-            if os.path.isfile(abspath + ".asc"):
-                signatures.add(path)
-    covered_prefixes = tuple(prefixes)
-
-    def covered(path: str) -> bool:
-        return path in files or path.startswith(covered_prefixes)
-
-    return _diff(found, signatures, skipped, hash_algo, previous, covered)
+        if not _stat_file(roots, path, found, signatures, skipped) and path not in previous:
+            # Gone, and not a listed file: perhaps a directory that was.
+            prefixes.add(path + "/")
+    covered: set[str] = set(files)
+    covered.update(found)
+    if prefixes:
+        under = tuple(prefixes)
+        covered.update(p for p in previous if p.startswith(under))
+    return _diff(found, signatures, skipped, hash_algo, previous, covered, cache)

@@ -17,6 +17,7 @@ from pypid import scan
 from pypid.index import DistFile, IndexSnapshot
 from pypid.interfaces import IPackageStore
 from pypid.metadata import read_metadata
+from pypid.statecache import StateCache
 
 Listener = Callable[[IndexSnapshot, frozenset], None]
 
@@ -55,17 +56,24 @@ class DirectoryStore(SnapshotOwner):
 
     log = Logger()
 
-    def __init__(self, roots: list[str], hash_algo: Optional[str], reactor) -> None:
+    def __init__(
+        self, roots: list[str], hash_algo: Optional[str], reactor, cache: Optional[StateCache] = None
+    ) -> None:
         super().__init__()
         self.roots = [os.path.abspath(root) for root in roots]
         self.hash_algo = hash_algo
+        self.cache = cache
+        #: Scans run so far, full and of paths (what the watcher's bursts cost).
+        self.scans = {"full": 0, "paths": 0}
+        #: What the latest scan found (its counts show what it cost).
+        self.last_result: Optional[scan.ScanResult] = None
         self._reactor = reactor
         self._ready: Optional[list[Deferred]] = []
         self._running = False
         self._full_waiters: Optional[list[Deferred]] = None
         self._paths: set[str] = set()
         self._path_waiters: list[Deferred] = []
-        self._warned: set[scan.Skipped] = set()
+        self._warned: dict[str, set[str]] = {}
 
     # IPackageStore
 
@@ -118,28 +126,67 @@ class DirectoryStore(SnapshotOwner):
         """Start the next scan, one at a time; a full scan covers pending paths."""
         if self._running:
             return
-        previous = dict(self.snapshot.files)
+        # Snapshots are never changed in place: the thread may read this one.
+        previous = self.snapshot.files
         if self._full_waiters is not None:
             waiters = self._full_waiters + self._path_waiters
             self._full_waiters, self._path_waiters, self._paths = None, [], set()
-            d = self._deferToThread(scan.scan, self.roots, self.hash_algo, previous)
-            full = True
+            paths = None
         elif self._path_waiters:
             paths, waiters = sorted(self._paths), self._path_waiters
             self._path_waiters, self._paths = [], set()
-            d = self._deferToThread(scan.scan_paths, self.roots, self.hash_algo, previous, paths)
-            full = False
         else:
             return
+        full = paths is None
+        self.scans["full" if full else "paths"] += 1
         self._running = True
+        first = full and self._ready is not None
+        d = self._deferToThread(self._scanInThread, previous, paths, first)
         d.addCallbacks(self._scanned, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
 
+    def _scanInThread(self, previous, paths: Optional[list[str]], first: bool) -> scan.ScanResult:
+        """A full scan (C{paths} is None) or one of C{paths}, in a thread."""
+        cache = self.cache
+        if cache is None:
+            if paths is None:
+                return scan.scan(self.roots, self.hash_algo, previous)
+            return scan.scan_paths(self.roots, self.hash_algo, previous, paths)
+        if first:
+            cache.track()
+        try:
+            if paths is None:
+                result = scan.scan(self.roots, self.hash_algo, previous, cache)
+            else:
+                result = scan.scan_paths(self.roots, self.hash_algo, previous, paths, cache)
+            relisted = {f.path for f in result.added}
+            cache.forget(
+                os.path.join(self.roots[previous[p].root], *p.split("/"))
+                for p in result.removed
+                if p not in relisted
+            )
+        finally:
+            cache.flush()
+            if first:
+                cache.prune()
+        return result
+
     def _scanned(self, result: scan.ScanResult) -> None:
+        if self.cache is not None:
+            for level, text in self.cache.messages():
+                getattr(self.log, level)("{text}", text=text)
         for item in result.skipped:
-            if item not in self._warned:
-                self._warned.add(item)
-                self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
+            reasons = self._warned.setdefault(item.path, set())
+            if item.reason not in reasons:
+                reasons.add(item.reason)
+                if item.transient:
+                    self.log.info("not listing {path} yet: {reason}", path=item.path, reason=item.reason)
+                else:
+                    self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
+        for f in result.added:
+            # Listed now: a later problem with it is worth saying again.
+            self._warned.pop(f.path, None)
+        self.last_result = result
         self.apply(result.added, result.removed)
 
     def _scanFailed(self, failure) -> None:
@@ -149,10 +196,14 @@ class DirectoryStore(SnapshotOwner):
         self._running = False
         if full and self._ready is not None:
             ready, self._ready = self._ready, None
+            result = self.last_result
             self.log.info(
-                "index ready: {projects} projects, {files} files",
+                "index ready: {projects} projects, {files} files"
+                " ({read} files read, {cached} from the state cache)",
                 projects=len(self.snapshot.projects),
                 files=self.snapshot.file_count,
+                read=result.read if result else 0,
+                cached=result.cached if result else 0,
             )
             for d in ready:
                 d.callback(None)
