@@ -19,7 +19,10 @@ import threading
 import time
 from typing import NamedTuple, Optional
 
-from passlib.apache import HtpasswdFile
+# passlib 1.7.4 logs a traceback when it reads the version of bcrypt >= 4.1
+# (which dropped __about__); the backend works. Keep that noise out of the log.
+logging.getLogger("passlib.handlers.bcrypt").setLevel(logging.ERROR)
+from passlib.apache import HtpasswdFile  # noqa: E402
 from passlib.context import CryptContext
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
@@ -28,10 +31,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
-
-# passlib 1.7.4 logs a traceback when it reads the version of bcrypt >= 4.1
-# (which dropped __about__); the backend works. Keep that noise out of the log.
-logging.getLogger("passlib.handlers.bcrypt").setLevel(logging.ERROR)
 
 #: The hash formats accepted in the file: bcrypt ($2y$/$2b$/$2a$), SHA-512
 #: and SHA-256 crypt ($6$, $5$), Apache's MD5 ($apr1$), MD5-crypt ($1$) and

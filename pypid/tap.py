@@ -17,6 +17,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from pypid import __version__
+from pypid.acl import AclError, AclFile
 from pypid.pages import PageCache
 from pypid.scan import HASH_ALGORITHMS
 from pypid.service import IndexService
@@ -25,6 +26,10 @@ from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
 
 DEFAULT_PORT = "tcp:8080"
+DEFAULT_MAX_UPLOAD = "1G"
+#: What -a/--authenticate may list (pypiserver's names).
+AUTH_ACTIONS = ("update", "download", "list")
+_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(i?b)?$", re.IGNORECASE)
 _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 _FALSE = ("0", "no", "off", "false", "n", "f")
 
@@ -58,9 +63,15 @@ class Options(usage.Options):
          "Send 'Cache-Control: public, max-age=SECONDS' with package downloads."],
         ["rescan-interval", None, "300",
          "Seconds between full rescans of the package directories (0: never)."],
-        ["passwords", "P", None, "htpasswd file for authentication ('.' for none)."],
+        ["passwords", "P", None,
+         "htpasswd file of the users who may log in ('.': none, only with -a .)."],
         ["authenticate", "a", None,
-         "Comma-separated actions that need a password: update, download, list ('.' for none)."],
+         "Comma-separated actions that need a password: update (upload and remove), "
+         "download, list ('.': none). Default: update; without -P the index is then read-only."],
+        ["acl", None, None,
+         "File saying which users may upload to which projects (needs -P and -a update)."],
+        ["max-upload-size", None, DEFAULT_MAX_UPLOAD,
+         "Largest request body accepted, e.g. 500M, 2G (bytes; K/M/G/T are powers of 1024)."],
         ["fallback-url", None, None, "Upstream index for projects not found locally."],
     ]
     optFlags = [
@@ -101,6 +112,8 @@ class Options(usage.Options):
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         self._check_directories()
+        self._check_auth()
+        self._check_uploads()
         self._check_hash_algo()
         self._check_numbers()
         if not _HEALTH.match(self["health-endpoint"] or ""):
@@ -119,18 +132,86 @@ class Options(usage.Options):
             self["welcome-template"] = None
 
     def _check_later_features(self) -> None:
-        # Passwords and fallback are not implemented yet: the values that ask
-        # for nothing are accepted (they describe what pypid does), anything
-        # else is refused rather than silently ignored.
-        passwords, actions = self["passwords"], self["authenticate"]
-        if passwords is not None and passwords.strip() != ".":
-            raise _not_supported("-P/--passwords")
-        if actions is not None and actions.strip() != ".":
-            raise _not_supported("-a/--authenticate (only '.' is accepted)")
-        if self["overwrite"]:
-            raise _not_supported("-o/--overwrite")
+        # The fallback is not implemented yet: refused rather than ignored.
         if self["fallback-url"] is not None:
             raise _not_supported("--fallback-url")
+
+    def _check_auth(self) -> None:
+        """
+        pypiserver's rules: C{-a .} (nothing needs a password) goes with
+        C{-P .} (no password file) and only with it; C{-a update} without
+        C{-P} is a read-only index. Reads protected without a password file
+        could never be served, so that is refused.
+        """
+        raw = self["authenticate"]
+        if raw is None:
+            actions = {"update"}
+        elif raw.strip() == ".":
+            actions = set()
+        else:
+            actions = {a.strip().lower() for a in re.split(r"[,\s]+", raw) if a.strip()}
+            unknown = actions - set(AUTH_ACTIONS)
+            if unknown or not actions:
+                raise usage.UsageError(
+                    f"-a/--authenticate {raw!r}: list some of {', '.join(AUTH_ACTIONS)} "
+                    "separated by commas, or '.' for none."
+                )
+        passwords = self["passwords"].strip() if self["passwords"] is not None else None
+        if not actions and passwords != ".":
+            raise usage.UsageError(
+                "When nothing needs a password (-a .), the password file must be '.' too (-P .), "
+                "as with pypiserver: anyone may then upload."
+            )
+        if actions and passwords == ".":
+            raise usage.UsageError(
+                "-P . (no password file) goes only with -a . (nothing needs a password)."
+            )
+        if passwords is None and actions - {"update"}:
+            raise usage.UsageError(
+                f"-a {','.join(sorted(actions))} protects reads, which needs -P/--passwords FILE."
+            )
+        if passwords not in (None, "."):
+            path = os.path.abspath(os.path.expanduser(passwords))
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as e:
+                raise usage.UsageError(f"cannot read the password file {passwords!r}: {e.strerror}")
+            self["passwords"] = path
+        else:
+            self["passwords"] = None
+        self["auth-actions"] = frozenset(actions)
+        # Uploads are open when 'update' needs no password, and need one
+        # from the password file otherwise; -a update without -P: read-only.
+        self["uploads"] = "update" not in actions or self["passwords"] is not None
+
+    def _check_uploads(self) -> None:
+        text = str(self["max-upload-size"]).strip()
+        match = _SIZE.match(text)
+        if not match or int(match.group(1)) <= 0:
+            raise usage.UsageError(f"--max-upload-size {text!r} is not a size such as 500M or 2G.")
+        self["max-upload-size"] = int(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
+        self["spool"] = None
+        if self["uploads"]:
+            from pypid.incoming import incoming_dir
+
+            try:
+                self["spool"] = incoming_dir(self["packages"][0])
+            except OSError as e:
+                raise usage.UsageError(
+                    f"uploads go to {self['packages'][0]!r}, but {e.strerror.lower()}; make it writable "
+                    "or run read-only (no -P, default -a update)."
+                )
+        self["acl-file"] = None
+        if self["acl"] is not None:
+            if self["passwords"] is None or "update" not in self["auth-actions"]:
+                raise usage.UsageError("--acl needs users: give -P/--passwords FILE with -a update.")
+            try:
+                self["acl-file"] = AclFile(
+                    self["acl"], os.path.join(self["packages"][0], ".pypid-owners")
+                )
+            except AclError as e:
+                raise usage.UsageError(str(e))
 
     def _check_directories(self) -> None:
         if not self["packages"]:
@@ -194,8 +275,49 @@ def makeService(options: Options, reactor=None) -> IService:
         cache_control=options["cache-control"],
         welcome_template=options["welcome-template"],
         health_endpoint=options["health-endpoint"].encode("ascii"),
+        uploads=options["uploads"],
     )
-    site = PypidSite(Root(store, pages, config), reactor=reactor)
+    upload, protect = _access(options, store, reactor)
+    site = PypidSite(
+        Root(store, pages, config, upload=upload, protect=protect),
+        reactor=reactor,
+        max_body_size=options["max-upload-size"],
+        spool_dir=options["spool"],
+    )
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     return top
+
+
+def _access(options: Options, store, reactor):
+    """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
+    from pypid.auth import HtpasswdChecker
+    from pypid.incoming import clean_stale
+    from pypid.web.guard import Authenticator, Guard, is_listing
+    from pypid.web.upload import LegacyUpload, UploadPolicy
+
+    actions = options["auth-actions"]
+    authenticator = None
+    if options["passwords"] is not None:
+        authenticator = Authenticator(HtpasswdChecker(options["passwords"], reactor))
+    if options["spool"] is not None:
+        clean_stale(options["spool"])
+    policy = UploadPolicy(
+        enabled=options["uploads"],
+        authenticator=authenticator if "update" in actions else None,
+        acl=options["acl-file"],
+        overwrite=options["overwrite"],
+    )
+    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, reactor)
+    if authenticator is None or not actions & {"download", "list"}:
+        return upload, None
+
+    def protect(name: bytes, child):
+        if name == b"packages":
+            return Guard(child, authenticator,
+                         lambda postpath: ("list" if is_listing(postpath) else "download") in actions)
+        if "list" in actions:
+            return Guard(child, authenticator)
+        return child
+
+    return upload, protect

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -117,13 +117,32 @@ class Root(Resource):
     C{/simple/<project>/} so that the root URL works as an index URL.
     """
 
-    def __init__(self, store: IPackageStore, pages: PageCache, config: WebConfig) -> None:
+    def __init__(
+        self,
+        store: IPackageStore,
+        pages: PageCache,
+        config: WebConfig,
+        upload: Optional[Resource] = None,
+        protect: Optional[Callable[[bytes, Resource], Resource]] = None,
+    ) -> None:
+        """
+        @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
+            (the legacy upload API; see L{pypid.web.upload}).
+        @param protect: C{protect(name, child)} wraps the C{simple},
+            C{packages} and C{pypi} children, e.g. in an authentication
+            L{pypid.web.guard.Guard}.
+        """
         super().__init__()
         self.store = store
         self.config = config
-        self.putChild(b"simple", SimpleRoot(pages))
-        self.putChild(b"packages", Packages(store, pages, config.cache_control))
-        self.putChild(b"pypi", PypiJSON(store))
+        self._upload = upload
+        children = {
+            b"simple": SimpleRoot(pages),
+            b"packages": Packages(store, pages, config.cache_control),
+            b"pypi": PypiJSON(store),
+        }
+        for name, child in children.items():
+            self.putChild(name, protect(name, child) if protect is not None else child)
         self.putChild(b"", Welcome(store, config))
         self._health = Health(store)
         self._wait = WaitForIndex(store)
@@ -131,6 +150,8 @@ class Root(Resource):
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:
             return self._health
+        if request.method == b"POST" and path in (b"", b"legacy") and self._upload is not None:
+            return self._upload
         if path not in (b"", b"favicon.ico") and not self.store.ready:
             return self._wait
         return super().getChildWithDefault(path, request)
