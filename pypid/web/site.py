@@ -15,6 +15,10 @@ from urllib.parse import parse_qs
 from twisted.logger import Logger
 from twisted.web import server
 
+from pypid.proxy import TrustedProxies
+from pypid.web.forwarded import ForwardedRequestMixin
+from pypid.web.metrics import record_request
+
 #: Bodies smaller than this stay in memory (Twisted's own threshold).
 MEMORY_BODY = 100_000
 #: After refusing an over-large body, keep reading (and dropping) it this
@@ -41,7 +45,7 @@ class _Discard:
         pass
 
 
-class PypidRequest(server.Request):
+class PypidRequest(ForwardedRequestMixin, server.Request):
     """
     A request that remembers when it started, for the access log; whose
     body is never parsed into C{args} (Twisted would read a multipart body
@@ -136,6 +140,9 @@ class PypidSite(server.Site):
     noisy = False
     requestFactory = PypidRequest
     access = Logger(namespace="pypid.access")
+    #: Peers whose X-Forwarded-* headers are believed (C{--trusted-proxy};
+    #: the request's proxy handling is L{ForwardedRequestMixin}).
+    trusted_proxies = TrustedProxies()
 
     def __init__(
         self,
@@ -169,6 +176,8 @@ class PypidSite(server.Site):
         )
 
     def log(self, request) -> None:
+        seconds = time.monotonic() - getattr(request, "started", time.monotonic())
+        record_request(request, seconds)
         client = request.getClientAddress()
         self.access.info(
             '{client} "{method} {uri} {protocol}" {status} {size} {duration_ms:.1f}ms "{agent}"',
@@ -178,6 +187,6 @@ class PypidSite(server.Site):
             protocol=request.clientproto.decode("latin-1"),
             status=request.code,
             size=request.sentLength,
-            duration_ms=(time.monotonic() - getattr(request, "started", time.monotonic())) * 1000,
+            duration_ms=seconds * 1000,
             agent=(request.getHeader(b"user-agent") or b"-").decode("latin-1"),
         )

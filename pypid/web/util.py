@@ -53,9 +53,18 @@ def host_of(request) -> bytes:
 
 
 def base_url(request) -> str:
-    """The absolute URL of the index root as the client reached it, with a trailing C{/}."""
+    """
+    The absolute URL of the index root as the client reached it, with a
+    trailing C{/}: scheme, host and path prefix from a trusted proxy's
+    C{X-Forwarded-Proto}/C{-Host}/C{-Prefix} (L{pypid.web.forwarded}), else
+    from the connection and the C{Host} header.
+    """
     scheme = "https" if request.isSecure() else "http"
-    return f"{scheme}://{host_of(request).decode('ascii')}/"
+    forwarded = getattr(request, "forwarded", None)
+    info = forwarded() if callable(forwarded) else None
+    host = info.host if info is not None and info.host else host_of(request).decode("ascii")
+    prefix = info.prefix if info is not None else ""
+    return f"{scheme}://{host}{prefix}/"
 
 
 def serve_page(
