@@ -14,6 +14,9 @@ usage: pypid COMMAND [ARGS]
 commands:
   serve [OPTIONS] [DIR ...]   run the index in the foreground (twistd -n pypid);
                               'pypid serve --help' lists the options
+  passwd [-c] [-D] [--password-stdin] FILE USER
+                              add, update (bcrypt) or delete (-D) a user of the
+                              htpasswd file given to -P; -c creates the file
   version                     print pypid's version
 """
 
@@ -51,6 +54,12 @@ def serve(argv: list[str]) -> int:
     return 0
 
 
+def passwd(argv: list[str]) -> int:
+    from pypid.passwd import main as passwd_main
+
+    return passwd_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -60,6 +69,7 @@ def version(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "serve": serve,
+    "passwd": passwd,
     "version": version,
 }
 
