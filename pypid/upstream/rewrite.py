@@ -1,0 +1,150 @@
+"""
+Upstream projects rendered as pypid's own simple pages: every file link
+points at pypid (relative, like the local pages), never at the upstream,
+and the upstream's metadata (hashes, requires-python, yanked, upload-time,
+size, core-metadata) is passed through unchanged. Pure: no I/O, no Twisted.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import NamedTuple, Optional
+from urllib.parse import quote
+
+from pypid import render
+from pypid.index import DistFile, Project
+from pypid.upstream.records import LINK_HASHES, UpstreamFile, UpstreamProject
+
+#: Path segment under the root where cached upstream files are served.
+MOUNT = "+upstream"
+
+
+class Link(NamedTuple):
+    """A file as a page lists it: where pypid serves it, and what it is."""
+
+    href: str
+    file: UpstreamFile
+
+
+def upstream_href(key: str, filename: str, depth: int = 2) -> str:
+    """pypid's URL of a cached upstream file, relative to a page C{depth} segments deep."""
+    return "../" * depth + f"{MOUNT}/{quote(key)}/{quote(filename)}"
+
+
+def local_link(f: DistFile, hash_algo: Optional[str]) -> Link:
+    """A local file in the same shape as an upstream one (for merged pages)."""
+    record = UpstreamFile(
+        filename=f.filename,
+        url="",
+        hashes=((hash_algo, f.digest),) if hash_algo and f.digest else (),
+        requires_python=f.requires_python,
+        upload_time=render.upload_time(f),
+        size=f.size,
+        core_metadata=(("sha256", f.metadata_sha256),) if f.metadata_sha256 else False,
+    )
+    return Link(render.file_href(f), record)
+
+
+def links(
+    key: str, upstream: Optional[UpstreamProject], local: Optional[Project] = None,
+    hash_algo: Optional[str] = None,
+) -> list[Link]:
+    """
+    The links of a page: the local files first, then the upstream files
+    whose filenames are not local (only for names allowed to merge).
+    """
+    out = [local_link(f, hash_algo) for f in local.files] if local is not None else []
+    taken = {link.file.filename for link in out}
+    if upstream is not None:
+        out.extend(
+            Link(upstream_href(key, f.filename), f) for f in upstream.files if f.filename not in taken
+        )
+    return out
+
+
+def versions(upstream: Optional[UpstreamProject], local: Optional[Project] = None) -> list[str]:
+    seen: dict[str, None] = {}
+    if local is not None:
+        for v in local.versions:
+            seen.setdefault(v, None)
+    if upstream is not None:
+        for v in upstream.versions:
+            seen.setdefault(v, None)
+    return list(seen)
+
+
+def _link_hash(f: UpstreamFile) -> str:
+    hashes = dict(f.hashes)
+    for name in LINK_HASHES:
+        if name in hashes:
+            return f"#{name}={hashes[name]}"
+    return ""
+
+
+def _metadata_value(f: UpstreamFile) -> Optional[str]:
+    if f.core_metadata is False:
+        return None
+    if isinstance(f.core_metadata, tuple):
+        hashes = dict(f.core_metadata)
+        for name in LINK_HASHES:
+            if name in hashes:
+                return f"{name}={hashes[name]}"
+    return "true"
+
+
+def api_version(page_links: list[Link]) -> str:
+    """1.4 when every file has a size (PEP 700), else 1.0, as the spec asks."""
+    return render.API_VERSION if all(link.file.size is not None for link in page_links) else "1.0"
+
+
+def project_html(name: str, page_links: list[Link]) -> bytes:
+    title = escape(f"Links for {name}")
+    parts = [
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+        f'<meta name="pypi:repository-version" content="{api_version(page_links)}">\n'
+        f"<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
+    ]
+    for link in page_links:
+        f = link.file
+        attrs = [f'href="{escape(link.href + _link_hash(f))}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
+        metadata = _metadata_value(f)
+        if metadata is not None:
+            attrs.append(f'data-core-metadata="{escape(metadata)}"')
+            attrs.append(f'data-dist-info-metadata="{escape(metadata)}"')
+        if f.yanked is not False:
+            reason = f.yanked if isinstance(f.yanked, str) else ""
+            attrs.append(f'data-yanked="{escape(reason)}"')
+        parts.append(f"<a {' '.join(attrs)}>{escape(f.filename)}</a><br>\n")
+    parts.append("</body>\n</html>\n")
+    return "".join(parts).encode("utf-8")
+
+
+def file_json(link: Link) -> dict:
+    f = link.file
+    entry: dict = {"filename": f.filename, "url": link.href, "hashes": dict(f.hashes)}
+    if f.requires_python:
+        entry["requires-python"] = f.requires_python
+    if f.size is not None:
+        entry["size"] = f.size
+    if f.upload_time:
+        entry["upload-time"] = f.upload_time
+    if isinstance(f.core_metadata, tuple):
+        entry["core-metadata"] = dict(f.core_metadata)
+    elif f.core_metadata:
+        entry["core-metadata"] = True
+    if f.yanked is not False:
+        entry["yanked"] = f.yanked
+    return entry
+
+
+def project_json(key: str, page_versions: list[str], page_links: list[Link]) -> bytes:
+    return render.dumps(
+        {
+            "meta": {"api-version": api_version(page_links)},
+            "name": key,
+            "versions": page_versions,
+            "files": [file_json(link) for link in page_links],
+        }
+    )
