@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -16,18 +17,37 @@ class IndexService(Service):
     Runs the first scan when the service starts (after twistd has forked and
     dropped privileges, never before), then a safety rescan every
     C{interval} seconds.
+
+    C{first_scan_after}, when given, returns a L{Deferred} the first scan
+    waits for: the watcher's, so that no change falls between the walk and
+    the watches being in place.
     """
 
     log = Logger()
 
-    def __init__(self, store: IPackageStore, clock, interval: Optional[float]) -> None:
+    def __init__(
+        self,
+        store: IPackageStore,
+        clock,
+        interval: Optional[float],
+        first_scan_after: Optional[Callable[[], Deferred]] = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.interval = interval
+        self.first_scan_after = first_scan_after
         self._loop: Optional[LoopingCall] = None
 
     def startService(self) -> None:
         super().startService()
+        if self.first_scan_after is None:
+            self._firstScan()
+        else:
+            self.first_scan_after().addBoth(lambda _: self._firstScan())
+
+    def _firstScan(self) -> None:
+        if not self.running:
+            return
         self.log.info("scanning the package directories")
         self.store.rescan()
         if self.interval:

@@ -73,11 +73,18 @@ class Options(usage.Options):
         ["max-upload-size", None, DEFAULT_MAX_UPLOAD,
          "Largest request body accepted, e.g. 500M, 2G (bytes; K/M/G/T are powers of 1024)."],
         ["fallback-url", None, None, "Upstream index for projects not found locally."],
+        ["state-dir", None, None,
+         "Directory of pypid's state (the cache of hashes and metadata). Default: "
+         "PACKAGE_DIR/.pypid in the first package directory, or ~/.cache/pypid when "
+         "that is not writable."],
     ]
     optFlags = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
         ["disable-fallback", None, "Never consult an upstream index (the default)."],
         ["version", None, "Print pypid's version and exit."],
+        ["no-watch", None,
+         "Do not watch the package directories for changes (network filesystems); "
+         "changes then show at the --rescan-interval rescans."],
     ]
 
     def __init__(self) -> None:
@@ -116,6 +123,9 @@ class Options(usage.Options):
         self._check_uploads()
         self._check_hash_algo()
         self._check_numbers()
+        if self["state-dir"] is not None:
+            # Created when first used, after twistd has dropped privileges.
+            self["state-dir"] = os.path.abspath(os.path.expanduser(self["state-dir"]))
         if not _HEALTH.match(self["health-endpoint"] or ""):
             raise usage.UsageError(
                 f"--health-endpoint {self['health-endpoint']!r} must be a path like /health "
@@ -267,10 +277,9 @@ def makeService(options: Options, reactor=None) -> IService:
         from twisted.internet import reactor  # type: ignore[no-redef]
     options.check_endpoints(reactor)
     top = MultiService()
-    store = DirectoryStore(options["packages"], options["hash-algo"], reactor)
+    store = _store(options, reactor, top)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
-    IndexService(store, reactor, options["rescan-interval"]).setServiceParent(top)
     config = WebConfig(
         cache_control=options["cache-control"],
         welcome_template=options["welcome-template"],
@@ -287,6 +296,25 @@ def makeService(options: Options, reactor=None) -> IService:
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     return top
+
+
+def _store(options: Options, reactor, top: MultiService) -> DirectoryStore:
+    """The store with its state cache, the watcher and the rescans feeding it."""
+    from pypid.statecache import StateCache, default_state_dirs
+    from pypid.watch import FALLBACK_POLL, WatchService
+
+    roots = options["packages"]
+    state_dirs = [options["state-dir"]] if options["state-dir"] else default_state_dirs(roots[0])
+    store = DirectoryStore(roots, options["hash-algo"], reactor, StateCache(state_dirs))
+    interval = options["rescan-interval"]
+    watching = None
+    if not options["no-watch"]:
+        poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
+        watcher = WatchService(store, roots, reactor, fallback_poll=poll)
+        watcher.setServiceParent(top)
+        watching = watcher.whenWatching
+    IndexService(store, reactor, interval, first_scan_after=watching).setServiceParent(top)
+    return store
 
 
 def _access(options: Options, store, reactor):

@@ -1,0 +1,337 @@
+"""
+The watcher's parts, deterministic: the debounce state machine on a Clock,
+the event filter, the hand-over from watchdog's thread, and the service's
+life cycle with a fake observer.
+"""
+
+import errno
+import os
+
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+)
+
+from pypid.debounce import Debouncer
+from pypid.service import IndexService
+from pypid.testing import ImmediateThreadPool, MemoryStore
+from pypid.watch import WatchService, classify, collapse
+
+ROOT = "/srv/packages"
+
+
+def p(*parts):
+    return os.path.join(ROOT, *parts)
+
+
+class FakeEvent:
+    """Event types the installed watchdog may not have (opened, closed_no_write, attrib)."""
+
+    def __init__(self, event_type, src_path, is_directory=False, dest_path=""):
+        self.event_type = event_type
+        self.src_path = src_path
+        self.dest_path = dest_path
+        self.is_directory = is_directory
+
+
+class DebounceTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.fired = []
+        self.debouncer = Debouncer(self.clock, 0.2, 1.0, lambda: self.fired.append(self.clock.seconds()))
+
+    def test_single_poke_fires_after_quiet(self):
+        self.debouncer.poke()
+        self.clock.advance(0.19)
+        self.assertEqual(self.fired, [])
+        self.assertTrue(self.debouncer.pending)
+        self.clock.advance(0.01)
+        self.assertEqual(self.fired, [0.2])
+        self.assertFalse(self.debouncer.pending)
+
+    def test_trailing_edge(self):
+        """Pokes within the quiet period push the call back: one call at the end."""
+        for _ in range(4):
+            self.debouncer.poke()
+            self.clock.advance(0.1)
+        self.assertEqual(self.fired, [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.fired, [pytest_approx(0.5)])
+
+    def test_max_delay_caps_a_long_burst(self):
+        """A burst that never goes quiet is still handed over every max_delay seconds."""
+        for _ in range(70):
+            self.debouncer.poke()
+            self.clock.advance(0.05)
+        self.assertEqual(len(self.fired), 3)
+        # Each within a step of its burst's start plus max_delay.
+        self.assertLessEqual(self.fired[0], 1.0 + 0.05 + 1e-9)
+        self.assertLessEqual(self.fired[1] - self.fired[0], 1.0 + 0.05 + 1e-9)
+
+    def test_new_burst_after_firing(self):
+        self.debouncer.poke()
+        self.clock.advance(0.2)
+        self.debouncer.poke()
+        self.clock.advance(0.2)
+        self.assertEqual(len(self.fired), 2)
+
+    def test_cancel(self):
+        self.debouncer.poke()
+        self.debouncer.cancel()
+        self.clock.advance(5)
+        self.assertEqual(self.fired, [])
+
+    def test_quiet_longer_than_cap_refused(self):
+        self.assertRaises(ValueError, Debouncer, self.clock, 2, 1, lambda: None)
+
+
+def pytest_approx(value):
+    class Approx:
+        def __eq__(self, other):
+            return abs(other - value) < 1e-9
+
+        def __repr__(self):
+            return f"~{value}"
+
+    return Approx()
+
+
+class ClassifyTests(SynchronousTestCase):
+    def test_file_events(self):
+        wheel = p("sub", "a-1.0-py3-none-any.whl")
+        for event in (
+            FileCreatedEvent(wheel),
+            FileModifiedEvent(wheel),
+            FileClosedEvent(wheel),
+            FileDeletedEvent(wheel),
+            FakeEvent("attrib", wheel),
+        ):
+            self.assertEqual(classify(event, ROOT), [(wheel, False)], event)
+
+    def test_own_reads_ignored(self):
+        """opened and closed_no_write are what reading a file causes: never a refresh."""
+        wheel = p("a-1.0-py3-none-any.whl")
+        for kind in ("opened", "closed_no_write", "something_new"):
+            self.assertEqual(classify(FakeEvent(kind, wheel), ROOT), [])
+
+    def test_moves(self):
+        temp = p(".pypid-incoming", ".upload-x.part")
+        final = p("a-1.0.tar.gz")
+        self.assertEqual(classify(FileMovedEvent(temp, final), ROOT), [(final, False)])
+        self.assertEqual(classify(FileMovedEvent(final, p("a.txt")), ROOT), [(final, False)])
+        self.assertEqual(
+            classify(DirMovedEvent(p("old"), p("new")), ROOT), [(p("old"), True), (p("new"), True)]
+        )
+
+    def test_directory_events(self):
+        """Directory creations and deletions count; their modifications do not."""
+        self.assertEqual(classify(DirDeletedEvent(p("gone")), ROOT), [(p("gone"), True)])
+        self.assertEqual(classify(DirCreatedEvent(p("new")), ROOT), [(p("new"), True)])
+        self.assertEqual(classify(DirModifiedEvent(p("sub")), ROOT), [])
+        self.assertEqual(classify(DirModifiedEvent(ROOT), ROOT), [])
+
+    def test_names_filtered(self):
+        for path in (
+            p(".pypid", "cache.sqlite3-wal"),
+            p(".git", "objects", "ab", "cdef"),
+            p("sub", ".hidden", "a-1.0-py3-none-any.whl"),
+            p("a-1.0-py3-none-any.whl.part"),
+            p("README.txt"),
+            "/elsewhere/a-1.0-py3-none-any.whl",
+            ROOT,
+        ):
+            self.assertEqual(classify(FileCreatedEvent(path), ROOT), [], path)
+        self.assertEqual(classify(DirCreatedEvent(p("build.tmp")), ROOT), [])
+        self.assertEqual(classify(FileCreatedEvent(p("a-1.0-py3-none-any.whl.asc")), ROOT),
+                         [(p("a-1.0-py3-none-any.whl.asc"), False)])
+        self.assertEqual(classify(FileCreatedEvent(os.fsencode(p("x-1.0.zip"))), ROOT),
+                         [(p("x-1.0.zip"), False)])
+
+    def test_collapse(self):
+        pending = {
+            p("d"): True,
+            p("d", "x.whl"): False,
+            p("d", "e", "y.whl"): False,
+            p("d-2", "z.whl"): False,
+            p("top.whl"): False,
+        }
+        self.assertEqual(collapse(pending), [p("d"), p("d-2", "z.whl"), p("top.whl")])
+
+
+class FakeReactor(Clock):
+    def __init__(self):
+        super().__init__()
+        self.pool = ImmediateThreadPool()
+        self.from_threads = 0
+
+    def getThreadPool(self):
+        return self.pool
+
+    def callFromThread(self, f, *args, **kwargs):
+        self.from_threads += 1
+        self.callLater(0, f, *args, **kwargs)
+
+
+class FakeObserver:
+    def __init__(self, refuse=None):
+        self.scheduled = []
+        self.refuse = refuse or {}
+        self.state = "new"
+
+    def start(self):
+        self.state = "started"
+
+    def schedule(self, handler, path, recursive=False):
+        if path in self.refuse:
+            raise OSError(self.refuse[path], os.strerror(self.refuse[path]))
+        self.scheduled.append((handler, path, recursive))
+
+    def stop(self):
+        self.state = "stopped"
+
+    def join(self, timeout=None):
+        self.state = "joined"
+
+
+class WatchServiceTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = FakeReactor()
+        self.store = MemoryStore()
+        self.observer = FakeObserver()
+        self.watcher = WatchService(self.store, [ROOT], self.reactor, observer_factory=lambda: self.observer)
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def start(self):
+        self.watcher.startService()
+        self.reactor.advance(0)
+
+    def stop(self):
+        d = self.watcher.stopService()
+        self.reactor.advance(0)
+        return d
+
+    def messages(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.logged]
+
+    def test_lifecycle(self):
+        """Nothing runs before startService; stopService stops and joins the observer."""
+        self.assertEqual(self.observer.state, "new")
+        watching = self.watcher.whenWatching()
+        self.start()
+        self.successResultOf(watching)
+        self.assertEqual(self.observer.state, "started")
+        [(handler, path, recursive)] = self.observer.scheduled
+        self.assertEqual((path, recursive), (ROOT, True))
+        self.successResultOf(self.stop())
+        self.assertEqual(self.observer.state, "joined")
+
+    def test_burst_is_one_refresh(self):
+        """Thousands of events from watchdog's thread: a few hand-overs, one refresh."""
+        self.start()
+        handler = self.observer.scheduled[0][0]
+        before = self.reactor.from_threads
+        for i in range(5000):
+            handler.dispatch(FileCreatedEvent(p("burst", f"p{i}-1.0-py3-none-any.whl")))
+            handler.dispatch(FakeEvent("opened", p("x-1.0-py3-none-any.whl")))
+            if i % 1000 == 0:
+                self.reactor.advance(0.01)  # the reactor gets a turn now and then
+        self.assertLessEqual(self.reactor.from_threads - before, 6)
+        self.reactor.advance(0)
+        self.assertEqual(self.store.refreshed, [])
+        self.reactor.advance(0.2)
+        self.assertEqual(len(self.store.refreshed), 5000)
+        self.assertEqual((self.watcher.batches, self.watcher.events), (1, 5000))
+        self.assertIn("refreshing 5000 paths after 5000 events", "\n".join(self.messages()))
+
+    def test_directory_swallows_its_files(self):
+        self.start()
+        handler = self.observer.scheduled[0][0]
+        handler.dispatch(DirCreatedEvent(p("new")))
+        for i in range(10):
+            handler.dispatch(FileCreatedEvent(p("new", f"p{i}-1.0.tar.gz")))
+        handler.dispatch(FileDeletedEvent(p("old-1.0.tar.gz")))
+        self.reactor.advance(0)
+        self.reactor.advance(0.3)
+        self.assertEqual(self.store.refreshed, [p("new"), p("old-1.0.tar.gz")])
+
+    def test_nothing_to_do_for_ignored_events(self):
+        self.start()
+        handler = self.observer.scheduled[0][0]
+        before = self.reactor.from_threads
+        handler.dispatch(FakeEvent("closed_no_write", p("a-1.0-py3-none-any.whl")))
+        handler.dispatch(DirModifiedEvent(ROOT))
+        self.reactor.advance(5)
+        self.assertEqual((self.reactor.from_threads - before, self.store.refreshed), (0, []))
+
+    def test_watch_limit_falls_back_to_polling(self):
+        self.observer.refuse = {ROOT: errno.ENOSPC}
+        self.start()
+        text = "\n".join(self.messages())
+        self.assertIn("inotify watch limit reached", text)
+        self.assertIn("sysctl fs.inotify.max_user_watches=", text)
+        self.assertEqual(self.store.rescans, 0)
+        self.reactor.advance(30)
+        self.assertEqual(self.store.rescans, 1)
+        self.successResultOf(self.stop())
+        self.reactor.advance(60)
+        self.assertEqual(self.store.rescans, 1)
+
+    def test_instance_limit_names_its_sysctl(self):
+        self.observer.refuse = {ROOT: errno.EMFILE}
+        self.start()
+        self.assertIn("fs.inotify.max_user_instances", "\n".join(self.messages()))
+
+    def test_first_scan_waits_for_the_watches(self):
+        """The index service's first scan runs once the watches are in place."""
+        index = IndexService(self.store, self.reactor, 300, first_scan_after=self.watcher.whenWatching)
+        index.startService()
+        self.assertEqual(self.store.rescans, 0)
+        self.start()
+        self.assertEqual(self.store.rescans, 1)
+        index.stopService()
+
+    def test_stop_before_started(self):
+        """Stopped while the observer is still starting: it is stopped once started."""
+        from twisted.internet.defer import Deferred
+
+        started = Deferred()
+
+        class SlowPool(ImmediateThreadPool):
+            def callInThreadWithCallback(self, onResult, func, *args, **kwargs):
+                started.addCallback(lambda _: onResult(True, func(*args, **kwargs)))
+
+        self.reactor.pool = SlowPool()
+        self.watcher.startService()
+        stopped = self.watcher.stopService()
+        self.assertNoResult(stopped)
+        started.callback(None)
+        self.reactor.advance(0)
+        self.reactor.advance(0)
+        self.assertEqual(self.observer.state, "joined")
+        self.successResultOf(stopped)
+
+    def test_overflow_rescans(self):
+        import logging
+
+        self.start()
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        self.reactor.advance(0)
+        self.assertEqual(self.store.rescans, 1)
+        self.successResultOf(self.stop())
