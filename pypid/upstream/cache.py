@@ -1,0 +1,174 @@
+"""
+The upstream cache on disk. Every function here blocks: call them in a
+thread.
+
+Layout under the cache directory::
+
+    pages/<project>.json        an upstream page (parsed) with its validators
+    files/<project>/<filename>  a downloaded file, hash-checked
+    meta/<project>/<filename>.metadata  a file's core metadata, hash-checked
+    index.json                  the upstream project list (--list-upstream)
+
+Files are written to a C{.incoming-*} temporary file in their final
+directory, flushed, then renamed into place, so a reader never sees a
+partial file; leftovers from a crash are removed at start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import NamedTuple, Optional
+
+from pypid.upstream.policy import Validators
+from pypid.upstream.records import UpstreamProject, project_from_json, project_to_json
+
+INCOMING = ".incoming-"
+
+
+class PageEntry(NamedTuple):
+    """A cached upstream page."""
+
+    project: UpstreamProject
+    validators: Validators
+    #: When the upstream last confirmed it (seconds, the reactor's clock).
+    fetched_at: float
+
+
+class CacheLayout:
+    def __init__(self, directory: str) -> None:
+        self.directory = os.path.abspath(directory)
+
+    def page_path(self, key: str) -> str:
+        return os.path.join(self.directory, "pages", key + ".json")
+
+    def file_path(self, key: str, filename: str) -> str:
+        return os.path.join(self.directory, "files", key, filename)
+
+    def metadata_path(self, key: str, filename: str) -> str:
+        return os.path.join(self.directory, "meta", key, filename + ".metadata")
+
+    @property
+    def index_path(self) -> str:
+        return os.path.join(self.directory, "index.json")
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace C{path} by C{data} all at once."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=INCOMING)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def save_page(path: str, entry: PageEntry) -> None:
+    data = {
+        "fetched_at": entry.fetched_at,
+        "etag": entry.validators.etag,
+        "last_modified": entry.validators.last_modified,
+        "project": project_to_json(entry.project),
+    }
+    write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+
+
+def load_page(path: str) -> Optional[PageEntry]:
+    """The entry saved at C{path}, or L{None} if there is none or it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+        return PageEntry(
+            project_from_json(data["project"]),
+            Validators(data.get("etag"), data.get("last_modified")),
+            float(data["fetched_at"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def open_incoming(final_path: str):
+    """A new temporary file (binary, write) next to C{final_path}."""
+    directory = os.path.dirname(final_path)
+    os.makedirs(directory, exist_ok=True)
+    return tempfile.NamedTemporaryFile(dir=directory, prefix=INCOMING, delete=False)
+
+
+def commit_incoming(f, final_path: str) -> int:
+    """Flush, close and rename an incoming file into place; its size."""
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(f.name, final_path)
+    except BaseException:
+        discard_incoming(f)
+        raise
+    _fsync_dir(os.path.dirname(final_path))
+    return os.stat(final_path).st_size
+
+
+def discard_incoming(f) -> None:
+    try:
+        f.close()
+    except OSError:
+        pass
+    _unlink(f.name)
+
+
+def scan_files(layout: CacheLayout) -> list[tuple[str, int, float]]:
+    """
+    Every cached file and metadata file as (path, size, last access),
+    oldest first; leftover incoming files are deleted on the way.
+    """
+    found = []
+    for top in ("files", "meta", "pages"):
+        root = os.path.join(layout.directory, top)
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                if name.startswith(INCOMING):
+                    _unlink(path)
+                    continue
+                if top == "pages":
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                found.append((path, st.st_size, max(st.st_atime, st.st_mtime)))
+    found.sort(key=lambda item: item[2])
+    return found
+
+
+def remove_files(paths: list[str]) -> None:
+    for path in paths:
+        _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,279 @@
+"""
+The caching fallback on the reactor thread: upstream pages with a TTL,
+conditional revalidation and stale-if-error; files fetched once (single
+flight), hash-checked, renamed into the cache, evicted least recently used
+first. Blocking work (disk, parsing) goes through C{run_in_thread}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Callable, Optional
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.logger import Logger
+
+from pypid.interfaces import IUpstream
+from pypid.upstream import cache
+from pypid.upstream.cache import CacheLayout, PageEntry
+from pypid.upstream.client import DownloadError
+from pypid.upstream.flight import SingleFlight
+from pypid.upstream.lru import LRU
+from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, Validators, classify, is_fresh
+from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page
+
+#: After a failed revalidation, serve the stale copy without asking the
+#: upstream again for this long (at most the TTL), so an unreachable
+#: upstream does not slow every request down.
+RETRY_AFTER = 30.0
+
+#: Hash algorithms a file may be checked with, best first.
+CHECK_HASHES = ("sha256", "sha512", "sha384", "blake2b", "sha224", "sha1", "md5")
+
+
+class NotOnUpstream(Exception):
+    """The upstream has no such project or file."""
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not deliver, and there is no cached copy."""
+
+
+class HashMismatch(DownloadError):
+    pass
+
+
+def _check_hash(hashes: Hashes) -> Optional[tuple[str, str]]:
+    known = dict(hashes)
+    for name in CHECK_HASHES:
+        if name in known:
+            return name, known[name]
+    return None
+
+
+class Fallback:
+    log = Logger()
+
+    def __init__(
+        self,
+        upstream: IUpstream,
+        url: str,
+        cache_dir: str,
+        clock,
+        run_in_thread: Callable[..., Deferred],
+        ttl: float = 600,
+        max_size: Optional[int] = None,
+    ) -> None:
+        self.upstream = upstream
+        self.url = url.rstrip("/") + "/"
+        self.layout = CacheLayout(cache_dir)
+        self.clock = clock
+        self._thread = run_in_thread
+        self.ttl = ttl
+        self.pages: dict[str, PageEntry] = {}
+        self.lru = LRU(max_size)
+        self.flights = SingleFlight()
+        self._loaded: set[str] = set()
+        self._quiet_until: dict[str, float] = {}
+        #: Completed downloads, for statistics and tests.
+        self.downloads = 0
+
+    def start(self) -> Deferred:
+        """Take stock of the files already cached (and clear leftovers)."""
+
+        def found(files) -> None:
+            for path, size, _ in files:
+                if path not in self.lru:
+                    self.lru.add(path, size)
+            self._evict()
+            self.log.info("upstream cache {directory}: {count} files, {size} bytes",
+                          directory=self.layout.directory, count=len(self.lru), size=self.lru.total)
+
+        return self._thread(cache.scan_files, self.layout).addCallback(found)
+
+    def project_url(self, key: str) -> str:
+        return self.url + key + "/"
+
+    # Pages
+
+    def project(self, key: str) -> Deferred:
+        """
+        The upstream page of C{key} as a L{PageEntry}: fresh from memory,
+        revalidated, or stale when the upstream fails. Fires with L{None}
+        when the upstream has no such project; fails with
+        L{UpstreamUnavailable} when it cannot be reached and nothing is
+        cached.
+        """
+        entry = self.pages.get(key)
+        now = self.clock.seconds()
+        if entry is not None and (
+            is_fresh(entry.fetched_at, now, self.ttl) or now < self._quiet_until.get(key, 0)
+        ):
+            return succeed(entry)
+        return self.flights.run(("page", key), lambda: self._refresh(key))
+
+    def cached_project(self, key: str) -> Optional[PageEntry]:
+        """The page of C{key} if it is in memory, fresh or not; no I/O."""
+        return self.pages.get(key)
+
+    @inlineCallbacks
+    def _refresh(self, key: str):
+        entry = self.pages.get(key)
+        if entry is None and key not in self._loaded:
+            entry = yield self._thread(cache.load_page, self.layout.page_path(key))
+            self._loaded.add(key)
+            if entry is not None:
+                self.pages[key] = entry
+                if is_fresh(entry.fetched_at, self.clock.seconds(), self.ttl):
+                    return entry
+        headers = {"Accept": ACCEPT}
+        if entry is not None:
+            headers.update(entry.validators.request_headers())
+        try:
+            response = yield self.upstream.fetchPage(self.project_url(key), headers)
+        except Exception as e:
+            return self._stale(key, entry, str(e) or e.__class__.__name__)
+        conditional = entry is not None and bool(entry.validators.request_headers())
+        outcome = classify(response.code, conditional)
+        now = self.clock.seconds()
+        if outcome == NOT_MODIFIED:
+            entry = entry._replace(fetched_at=now)
+            self.log.debug("upstream page {key} not modified", key=key)
+        elif outcome == GONE:
+            self.pages.pop(key, None)
+            yield self._thread(cache.remove_files, [self.layout.page_path(key)])
+            return None
+        elif outcome == FAILED:
+            return self._stale(key, entry, f"HTTP {response.code}")
+        else:
+            try:
+                project = yield self._thread(parse_page, key, response.body, response.content_type, response.url)
+            except UpstreamError as e:
+                return self._stale(key, entry, str(e))
+            entry = PageEntry(project, Validators(response.etag, response.last_modified), now)
+            self.log.info("fetched upstream page {key}: {count} files", key=key, count=len(project.files))
+        self.pages[key] = entry
+        self._quiet_until.pop(key, None)
+        try:
+            yield self._thread(cache.save_page, self.layout.page_path(key), entry)
+        except OSError as e:
+            self.log.error("cannot write the upstream cache for {key}: {error}", key=key, error=e)
+        return entry
+
+    def _stale(self, key: str, entry: Optional[PageEntry], why: str) -> PageEntry:
+        if entry is None:
+            self.log.warn("upstream page {key} unavailable and never cached: {why}", key=key, why=why)
+            raise UpstreamUnavailable(
+                f"The upstream index could not deliver {key!r} ({why}), and this index has no cached copy."
+            )
+        now = self.clock.seconds()
+        self._quiet_until[key] = now + min(RETRY_AFTER, self.ttl)
+        self.log.warn(
+            "upstream page {key} unavailable ({why}); serving the copy cached {age:.0f}s ago",
+            key=key, why=why, age=now - entry.fetched_at,
+        )
+        return entry
+
+    # Files
+
+    def cached_file(self, key: str, filename: str) -> Optional[str]:
+        """The cached file's path if it is known to be on disk; no I/O."""
+        path = self.layout.file_path(key, filename)
+        if path in self.lru:
+            self.lru.touch(path)
+            return path
+        return None
+
+    def file(self, key: str, filename: str) -> Deferred:
+        """The path of the cached file, fetching it first if needed."""
+        path = self.cached_file(key, filename)
+        if path is not None:
+            return succeed(path)
+        path = self.layout.file_path(key, filename)
+
+        def fetch():
+            return self._fetch(key, path, lambda f: (f.url, f.hashes, f.size, True), filename)
+
+        return self.flights.run(("file", key, filename), fetch)
+
+    def metadata(self, key: str, filename: str) -> Deferred:
+        """The path of a cached file's core metadata, fetching it first if needed."""
+        path = self.layout.metadata_path(key, filename)
+        if path in self.lru:
+            self.lru.touch(path)
+            return succeed(path)
+
+        def what(f):
+            hashes = f.core_metadata if isinstance(f.core_metadata, tuple) else ()
+            return f.url + ".metadata", hashes, None, f.core_metadata is not False
+
+        return self.flights.run(("metadata", key, filename), lambda: self._fetch(key, path, what, filename))
+
+    @inlineCallbacks
+    def _fetch(self, key: str, path: str, what, filename: str):
+        size = yield self._thread(_size_if_file, path)
+        if size is not None:
+            self.lru.add(path, size)
+            return path
+        entry = yield self.project(key)
+        record = entry.project.file(filename) if entry is not None else None
+        if record is None:
+            raise NotOnUpstream(f"{filename} is not a file of {key!r} on the upstream index.")
+        url, hashes, expected_size, listed = what(record)
+        if not listed:
+            raise NotOnUpstream(f"The upstream index has no metadata file for {filename}.")
+        try:
+            yield self._download(url, path, hashes, expected_size)
+        except Exception as e:
+            self.log.error("download of {url} failed: {error}", url=url, error=e)
+            raise UpstreamUnavailable(f"Fetching {filename} from the upstream index failed: {e}")
+        return path
+
+    @inlineCallbacks
+    def _download(self, url: str, path: str, hashes: Hashes, expected_size: Optional[int]):
+        check = _check_hash(hashes)
+        hasher = hashlib.new(check[0]) if check else None
+        incoming = yield self._thread(cache.open_incoming, path)
+
+        def write(chunk: bytes) -> None:
+            incoming.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+
+        try:
+            download = yield self.upstream.download(url, write)
+            if expected_size is not None and download.length != expected_size:
+                raise DownloadError(f"got {download.length} bytes where the upstream lists {expected_size}")
+            if hasher is not None and hasher.hexdigest() != check[1]:
+                raise HashMismatch(
+                    f"{check[0]} {hasher.hexdigest()} does not match the upstream's {check[1]}")
+            if hasher is None and not download.framed:
+                raise DownloadError("no hash and no length to tell whether the file is complete")
+            size = yield self._thread(cache.commit_incoming, incoming, path)
+        except BaseException as e:
+            yield self._thread(cache.discard_incoming, incoming)
+            raise e
+        self.downloads += 1
+        self.lru.add(path, size)
+        self._evict()
+        self.log.info("cached {url} ({size} bytes)", url=url, size=size)
+        return path
+
+    def _evict(self) -> None:
+        # Unlinked here, on the reactor thread, so that no request can find
+        # the file between being chosen and being removed.
+        victims = self.lru.victims()
+        if victims:
+            cache.remove_files(victims)
+            self.log.info("evicted {count} files from the upstream cache", count=len(victims))
+
+
+def _size_if_file(path: str) -> Optional[int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    import stat
+
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
