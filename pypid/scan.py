@@ -40,10 +40,12 @@ class Found(NamedTuple):
     #: that was read before.
     ino: int = 0
     ctime_ns: int = 0
+    #: For a symlink, the real path of the file it points to.
+    link: str = ""
 
 
-def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result) -> Found:
-    return Found(root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result, link: str = "") -> Found:
+    return Found(root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link)
 
 
 class Skipped(NamedTuple):
@@ -91,13 +93,16 @@ def _walk_dir(
             if is_hidden_or_temporary(entry.name):
                 continue
             path = prefix + entry.name
+            link = ""
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((path + "/", entry.path))
                     continue
-                if entry.is_symlink() and not _inside(os.path.realpath(entry.path), real_root):
-                    skipped.append(Skipped(path, "symlink points outside the package directory"))
-                    continue
+                if entry.is_symlink():
+                    link = os.path.realpath(entry.path)
+                    if not _inside(link, real_root):
+                        skipped.append(Skipped(path, "symlink points outside the package directory"))
+                        continue
                 st = entry.stat()
             except OSError:
                 continue
@@ -106,7 +111,7 @@ def _walk_dir(
             if entry.name.lower().endswith(".asc"):
                 signatures.add(path[:-4])
                 continue
-            found[path] = found_from_stat(index, path, entry.path, st)
+            found[path] = found_from_stat(index, path, entry.path, st, link)
 
 
 def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
@@ -289,6 +294,8 @@ class ScanResult(NamedTuple):
     read: int = 0
     #: Files whose details came from the state cache instead.
     cached: int = 0
+    #: The symlinked files seen: link path -> real path of its target.
+    links: Optional[dict[str, str]] = None
 
 
 def _diff(
@@ -332,7 +339,8 @@ def _diff(
         for path in candidates
         if path not in found or not unchanged(previous[path], found[path])
     ]
-    return ScanResult(added, removed, skipped, read, cached)
+    links = {item.abspath: item.link for item in found.values() if item.link}
+    return ScanResult(added, removed, skipped, read, cached, links)
 
 
 def scan(
@@ -385,10 +393,11 @@ def _stat_file(
         there = True
         if not stat.S_ISREG(st.st_mode) or path in found:
             continue
-        if os.path.islink(abspath) and not _inside(os.path.realpath(abspath), os.path.realpath(root)):
+        link = os.path.realpath(abspath) if os.path.islink(abspath) else ""
+        if link and not _inside(link, os.path.realpath(root)):
             skipped.append(Skipped(path, "symlink points outside the package directory"))
             continue
-        found[path] = found_from_stat(index, path, abspath, st)
+        found[path] = found_from_stat(index, path, abspath, st, link)
         if os.path.isfile(abspath + ".asc"):
             signatures.add(path)
     return there

@@ -67,9 +67,13 @@ class DirectoryStore(SnapshotOwner):
         self.scans = {"full": 0, "paths": 0}
         #: What the latest scan found (its counts show what it cost).
         self.last_result: Optional[scan.ScanResult] = None
+        #: Symlinked files by the real path of their target: a change to the
+        #: target is a change to them. Rebuilt by full scans.
+        self._links: dict[str, set[str]] = {}
         self._reactor = reactor
         self._ready: Optional[list[Deferred]] = []
         self._running = False
+        self._running_full = False
         self._full_waiters: Optional[list[Deferred]] = None
         self._paths: set[str] = set()
         self._path_waiters: list[Deferred] = []
@@ -140,10 +144,25 @@ class DirectoryStore(SnapshotOwner):
         full = paths is None
         self.scans["full" if full else "paths"] += 1
         self._running = True
+        self._running_full = full
         first = full and self._ready is not None
         d = self._deferToThread(self._scanInThread, previous, paths, first)
         d.addCallbacks(self._scanned, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
+
+    def _linksTo(self, paths: list[str]) -> list[str]:
+        """The symlinks (in the tree) to any of C{paths} or below them. In a thread."""
+        if not self._links:
+            return []
+        reals = {os.path.realpath(p) for p in paths}
+        links = []
+        for target, sources in list(self._links.items()):
+            parent = target
+            while parent not in reals and os.path.dirname(parent) != parent:
+                parent = os.path.dirname(parent)
+            if parent in reals:
+                links.extend(sources)
+        return links
 
     def _scanInThread(self, previous, paths: Optional[list[str]], first: bool) -> scan.ScanResult:
         """A full scan (C{paths} is None) or one of C{paths}, in a thread."""
@@ -151,9 +170,12 @@ class DirectoryStore(SnapshotOwner):
         if cache is None:
             if paths is None:
                 return scan.scan(self.roots, self.hash_algo, previous)
+            paths = paths + self._linksTo(paths)
             return scan.scan_paths(self.roots, self.hash_algo, previous, paths)
         if first:
             cache.track()
+        if paths is not None:
+            paths = paths + self._linksTo(paths)
         try:
             if paths is None:
                 result = scan.scan(self.roots, self.hash_algo, previous, cache)
@@ -187,7 +209,14 @@ class DirectoryStore(SnapshotOwner):
             # Listed now: a later problem with it is worth saying again.
             self._warned.pop(f.path, None)
         self.last_result = result
+        self._noteLinks(result.links or {}, full=self._running_full)
         self.apply(result.added, result.removed)
+
+    def _noteLinks(self, links: dict[str, str], full: bool) -> None:
+        if full:
+            self._links = {}
+        for source, target in links.items():
+            self._links.setdefault(target, set()).add(source)
 
     def _scanFailed(self, failure) -> None:
         self.log.failure("scanning the package directories failed", failure)

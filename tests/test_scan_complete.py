@@ -216,3 +216,26 @@ class ScanPathsTests(SynchronousTestCase):
         result = scan.scan_paths([self.root], "sha256", previous, [path + ".asc"])
         self.assertTrue(result.added[0].has_sig)
         self.assertEqual(result.read, 0, "a signature does not make the file be read again")
+
+
+class StoreLinkTests(SynchronousTestCase):
+    """A symlinked file follows its target: a refresh of the target refreshes the link."""
+
+    def test_target_changes(self):
+        from pypid.store import DirectoryStore
+        from pypid.testing import ImmediateReactor
+
+        root = os.path.abspath(self.mktemp())
+        target = write_dist(os.path.join(root, "releases"), wheel_bytes("l", "1.0", summary="old"))
+        os.makedirs(os.path.join(root, "latest"))
+        link = os.path.join(root, "latest", os.path.basename(target))
+        os.symlink(target, link)
+        store = DirectoryStore([root], "sha256", ImmediateReactor())
+        self.successResultOf(store.rescan())
+        self.assertEqual([f.summary for f in store.snapshot.get("l").files], ["old", "old"])
+        write_dist(os.path.join(root, "releases"), wheel_bytes("l", "1.0", summary="new", padding=10))
+        self.successResultOf(store.refresh([target]))
+        self.assertEqual([f.summary for f in store.snapshot.get("l").files], ["new", "new"])
+        os.unlink(target)
+        self.successResultOf(store.refresh([os.path.join(root, "releases")]))
+        self.assertIsNone(store.snapshot.get("l"), "a dangling link is not listed")
