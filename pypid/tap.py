@@ -17,6 +17,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from pypid import __version__
+from pypid.operations import OperationsOptions, top_service, wire_metrics
 from pypid.acl import AclError, AclFile
 from pypid.pages import PageCache
 from pypid.scan import HASH_ALGORITHMS
@@ -44,7 +45,7 @@ def endpoint_description(value: str) -> str:
     return f"tcp:{value}" if value.isdigit() else value
 
 
-class Options(usage.Options):
+class Options(OperationsOptions, usage.Options):
     synopsis = "[options] [PACKAGE_DIR ...]"
     longdesc = (
         "Serve the distribution files in PACKAGE_DIR (default ~/packages) as a "
@@ -123,6 +124,7 @@ class Options(usage.Options):
         self._check_uploads()
         self._check_hash_algo()
         self._check_numbers()
+        self.check_operations()
         if self["state-dir"] is not None:
             # Created when first used, after twistd has dropped privileges.
             self["state-dir"] = os.path.abspath(os.path.expanduser(self["state-dir"]))
@@ -276,7 +278,7 @@ def makeService(options: Options, reactor=None) -> IService:
     if reactor is None:
         from twisted.internet import reactor  # type: ignore[no-redef]
     options.check_endpoints(reactor)
-    top = MultiService()
+    top = top_service(options)
     store = _store(options, reactor, top)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
@@ -285,6 +287,8 @@ def makeService(options: Options, reactor=None) -> IService:
         welcome_template=options["welcome-template"],
         health_endpoint=options["health-endpoint"].encode("ascii"),
         uploads=options["uploads"],
+        metrics=options["metrics"],
+        metrics_allow=tuple(options["metrics-allow"]),
     )
     upload, protect = _access(options, store, reactor)
     site = PypidSite(
@@ -293,6 +297,8 @@ def makeService(options: Options, reactor=None) -> IService:
         max_body_size=options["max-upload-size"],
         spool_dir=options["spool"],
     )
+    site.trusted_proxies = options["trusted-proxies"]
+    wire_metrics(store)
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     return top

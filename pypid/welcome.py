@@ -16,6 +16,7 @@ line-height:1.45;color:#1d1d1f}
 h1{margin-bottom:.2rem}h2{margin-top:2rem;font-size:1.15rem}
 pre{background:#f4f4f6;border:1px solid #ddd;border-radius:6px;padding:.7rem 1rem;overflow-x:auto}
 .muted{color:#666}a{color:#0a58ca}
+input[type=search]{padding:.3rem .5rem;width:18rem;font-size:1rem}button{padding:.3rem .8rem;font-size:1rem}
 """
 
 
@@ -60,8 +61,11 @@ def render_welcome(
         f'<p class="muted">pypid {escape(__version__)}</p>\n',
         f"<p>This index holds <strong>{projects}</strong> projects in "
         f"<strong>{files}</strong> files.</p>\n",
-        '<p>Browse the <a href="simple/">simple index</a> or the '
-        '<a href="packages/">list of files</a>.</p>\n',
+        '<form action="search" method="get" role="search"><input type="search" name="q" '
+        'placeholder="Search projects" aria-label="Search projects"> '
+        '<button type="submit">Search</button></form>\n',
+        '<p>Browse <a href="project/">all projects</a>, the <a href="simple/">simple index</a> '
+        'or the <a href="packages/">list of files</a>.</p>\n',
     ]
     for title, text in sections:
         body.append(f"<h2>{title}</h2>\n<pre>{escape(text)}</pre>\n")

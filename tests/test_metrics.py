@@ -82,3 +82,53 @@ def test_default_registry_parses():
 ])
 def test_route_names_are_few(method, path, route):
     assert route_of(method, path) == route
+
+
+def _scrape(server) -> dict:
+    status, headers, body = server.get("metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return families(body.decode())
+
+
+def test_metrics_on_a_real_server_move(start_server, packages):
+    """Request counters, the latency histogram and the index gauges on a real twistd."""
+    from pypid.testing import wheel_bytes, write_dist
+
+    write_dist(str(packages), wheel_bytes("demo", "1.0"))
+    write_dist(str(packages), wheel_bytes("demo", "1.1"))
+    server = start_server("--metrics", str(packages))
+    before = _scrape(server)
+    assert sample(before, "pypid_index_projects", "pypid_index_projects") == 1
+    assert sample(before, "pypid_index_files", "pypid_index_files") == 2
+    try:
+        start = sample(before, "pypid_http_requests", "pypid_http_requests_total",
+                       route="simple_project", method="GET", code="200")
+    except KeyError:
+        start = 0
+    for _ in range(3):
+        assert server.get("simple/demo/")[0] == 200
+    assert server.get("simple/nope/")[0] == 404
+    after = _scrape(server)
+    assert sample(after, "pypid_http_requests", "pypid_http_requests_total",
+                  route="simple_project", method="GET", code="200") == start + 3
+    assert sample(after, "pypid_http_requests", "pypid_http_requests_total",
+                  route="simple_project", method="GET", code="404") >= 1
+    assert sample(after, "pypid_http_request_duration_seconds", "pypid_http_request_duration_seconds_count",
+                  route="simple_project") >= 4
+    assert sample(after, "pypid_http_requests", "pypid_http_requests_total",
+                  route="metrics", method="GET", code="200") >= 1
+
+
+def test_metrics_off_by_default_and_allow_list(start_server, packages):
+    """Without --metrics there is no /metrics; --metrics-allow keeps other clients out."""
+    plain = start_server(str(packages))
+    status, headers, _ = plain.get("metrics")
+    assert status != 200 or not headers["Content-Type"].startswith("text/plain; version")
+    denied = start_server("--metrics-allow", "10.0.0.0/8", str(packages))
+    assert denied.get("metrics")[0] == 403
+    allowed = start_server("--metrics-allow", "127.0.0.0/8", str(packages))
+    assert allowed.get("metrics")[0] == 200
+    # Behind a trusted proxy the check applies to the client it names.
+    proxied = start_server("--metrics-allow", "127.0.0.1", "--trusted-proxy", "127.0.0.1", str(packages))
+    assert proxied.get("metrics", {"X-Forwarded-For": "203.0.113.5"})[0] == 403
+    assert proxied.get("metrics", {"X-Forwarded-For": "127.0.0.1"})[0] == 200

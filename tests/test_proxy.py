@@ -106,3 +106,41 @@ def test_request_over_unix_socket():
     request = _request(UNIXAddress(b"/run/pypid.sock"), FORWARDED, TrustedProxies.parse(["unix"]))
     assert base_url(request) == "https://index.example/pypi/"
     assert request.getClientAddress().host == "198.51.100.4"
+
+
+def test_real_server_trusts_only_configured_proxies(start_server, packages):
+    """Absolute URLs (JSON API, welcome page) follow a trusted proxy's headers only."""
+    from pypid.testing import wheel_bytes, write_dist
+
+    write_dist(str(packages), wheel_bytes("demo", "1.0"))
+    forged = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
+              "X-Forwarded-Prefix": "/pypi"}
+    untrusting = start_server(str(packages))
+    _, _, body = untrusting.get("pypi/demo/json", forged)
+    assert b"evil.example" not in body and f'"{untrusting.url}packages/'.encode() in body
+    _, _, body = untrusting.get("", forged)
+    assert b"evil.example" not in body
+    trusting = start_server("--trusted-proxy", "127.0.0.1/32", str(packages))
+    _, _, body = trusting.get("pypi/demo/json", forged)
+    assert b'"https://evil.example/pypi/packages/demo-1.0-py3-none-any.whl"' in body
+    _, _, body = trusting.get("", forged)
+    assert b"https://evil.example/pypi/simple/" in body
+    # Redirects stay relative whatever the headers say.
+    status, headers, _ = trusting.get("simple/Demo", forged)
+    assert (status, headers["Location"]) == (301, "demo/")
+    assert "203.0.113.9" not in trusting.log()
+    trusting.get("simple/", {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"})
+    trusting.stop()
+    assert '203.0.113.9 "GET /simple/ HTTP/1.1" 200' in trusting.log()
+    assert "6.6.6.6" not in trusting.log()
+
+
+def test_bad_trusted_proxy_is_refused():
+    from twisted.python import usage
+
+    from pypid.tap import Options
+
+    with pytest.raises(usage.UsageError):
+        Options().parseOptions(["--trusted-proxy", "nonsense", "."])
+    with pytest.raises(usage.UsageError):
+        Options().parseOptions(["--log-format", "xml", "."])

@@ -15,10 +15,13 @@ from pypid.names import is_valid, normalize
 from pypid.pages import PageCache
 from pypid.render import dumps
 from pypid.welcome import render_template, render_welcome
+from pypid.web.browse import BrowseCache, ProjectsRoot, SearchPage
 from pypid.web.files import Packages
 from pypid.web.jsonapi import PypiJSON
+from pypid.web.metrics import MetricsPage
 from pypid.web.simple import SimpleRoot
 from pypid.web.util import base_url, redirect, text_response
+from pypid.web.xmlrpc import XmlRpc
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class WebConfig:
     welcome_template: Optional[str] = None
     health_endpoint: bytes = b"/health"
     uploads: bool = False
+    #: Serve /metrics (C{--metrics}), to the networks in C{metrics_allow}
+    #: only when that is not empty (C{--metrics-allow}).
+    metrics: bool = False
+    metrics_allow: tuple = ()
 
 
 class Welcome(Resource):
@@ -141,15 +148,26 @@ class Root(Resource):
             b"packages": Packages(store, pages, config.cache_control),
             b"pypi": PypiJSON(store),
         }
+        # Pages for people and XML-RPC search, from one search index.
+        browse = BrowseCache(store)
+        children[b"project"] = ProjectsRoot(browse)
+        children[b"search"] = SearchPage(browse)
+        children[b"RPC2"] = XmlRpc(browse)
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
         self.putChild(b"", Welcome(store, config))
+        if config.metrics:
+            self.putChild(b"metrics", MetricsPage(config.metrics_allow))
         self._health = Health(store)
         self._wait = WaitForIndex(store)
 
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:
             return self._health
+        if path in (b"", b"pypi") and _is_xmlrpc(request):
+            # pip search POSTs text/xml to the index URL it is given: XML-RPC
+            # at / and /pypi (GET /pypi/... is the JSON API, POST / uploads).
+            return self.children[b"RPC2"] if self.store.ready else self._wait
         if request.method == b"POST" and path in (b"", b"legacy") and self._upload is not None:
             return self._upload
         if path not in (b"", b"favicon.ico") and not self.store.ready:
@@ -158,6 +176,15 @@ class Root(Resource):
 
     def getChild(self, path: bytes, request) -> Resource:
         return ProjectShortcut(path)
+
+
+def _is_xmlrpc(request) -> bool:
+    content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    return (
+        request.method == b"POST"
+        and request.postpath in ([], [b""])
+        and content_type in (b"text/xml", b"application/xml")
+    )
 
 
 class ProjectShortcut(Resource):
