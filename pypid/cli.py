@@ -17,6 +17,9 @@ commands:
   passwd [-c] [-D] [--password-stdin] FILE USER
                               add, update (bcrypt) or delete (-D) a user of the
                               htpasswd file given to -P; -c creates the file
+  git-init [--branch BRANCH] BARE_REPO PACKAGE_DIR
+                              make 'git push' to BARE_REPO check the branch out
+                              into PACKAGE_DIR (deletions included)
   version                     print pypid's version
 """
 
@@ -60,6 +63,12 @@ def passwd(argv: list[str]) -> int:
     return passwd_main(argv)
 
 
+def git_init(argv: list[str]) -> int:
+    from pypid.gitinit import main as git_init_main
+
+    return git_init_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -70,6 +79,7 @@ def version(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "serve": serve,
     "passwd": passwd,
+    "git-init": git_init,
     "version": version,
 }
 
