@@ -25,6 +25,7 @@ from twisted.web.server import NOT_DONE_YET
 from urllib.parse import parse_qs
 
 from pypid import incoming
+from pypid.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.acl import AclFile
 from pypid.interfaces import IPackageStore
 from pypid.multipart import Form
@@ -81,6 +82,8 @@ class _Audit:
         self.project = "-"
         self.version = "-"
         self.filename = "-"
+        #: Bytes stored, for the metrics.
+        self.stored = 0
 
 
 class LegacyUpload(Resource):
@@ -137,6 +140,10 @@ class LegacyUpload(Resource):
         return body
 
     def _log(self, facts: _Audit, code: int, message: str) -> None:
+        if facts.action in ("file_upload", "-"):
+            UPLOADS.inc(result=_metric_result(code, message))
+            if facts.stored:
+                UPLOAD_BYTES.inc(facts.stored)
         audit.info(
             "{action} {result} user={user} client={client} project={project} "
             "version={version} file={filename} status={status}: {message}",
@@ -243,6 +250,8 @@ class LegacyUpload(Resource):
             incoming.place, content.path, received.digests["sha256"], target, self.policy.overwrite
         )
         changed = [placed.path]
+        if placed.outcome != "identical":
+            facts.stored = content.size
         if received.signature is not None and placed.outcome != "identical":
             signature = yield self._thread(incoming.write_signature, placed.path, received.signature)
             changed.append(signature)
@@ -276,6 +285,15 @@ class LegacyUpload(Resource):
         if roots is not None:
             return os.path.join(roots[distfile.root], *distfile.path.split("/"))
         return self.store.localPath(distfile)
+
+
+def _metric_result(code: int, message: str) -> str:
+    if code == 200:
+        return "stored"
+    if code == 400:
+        return "exists" if message.startswith("File already exists") else "invalid"
+    return {401: "unauthorized", 403: "forbidden", 404: "not_found", 410: "gone",
+            413: "too_large"}.get(code, "error")
 
 
 def _discard(writer) -> None:
