@@ -23,6 +23,7 @@ from pypid.pages import PageCache
 from pypid.scan import HASH_ALGORITHMS
 from pypid.service import IndexService
 from pypid.store import DirectoryStore
+from pypid.upstream import config as upstream_config
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
 
@@ -73,7 +74,24 @@ class Options(OperationsOptions, usage.Options):
          "File saying which users may upload to which projects (needs -P and -a update)."],
         ["max-upload-size", None, DEFAULT_MAX_UPLOAD,
          "Largest request body accepted, e.g. 500M, 2G (bytes; K/M/G/T are powers of 1024)."],
-        ["fallback-url", None, None, "Upstream index for projects not found locally."],
+        ["fallback-url", None, None,
+         "Upstream simple index (e.g. https://index.example/simple/) for projects "
+         "that are not local. No default: without it there is no fallback."],
+        ["fallback-mode", None, "cache",
+         "cache: fetch, cache and serve upstream pages and files; "
+         "redirect: answer 303 to FALLBACK_URL/<project>/ (pypiserver's behaviour)."],
+        ["cache-dir", None, None,
+         "Directory of the upstream cache. Default: PACKAGE_DIR/.pypid/upstream "
+         "in the first package directory (never listed)."],
+        ["upstream-ttl", None, "600",
+         "Seconds an upstream page is served before it is revalidated."],
+        ["cache-max-size", None, None,
+         "Size cap of the cached upstream files, e.g. 20G; least recently used go first."],
+        ["upstream-timeout", None, "30",
+         "Seconds to wait for the upstream's headers, and for each pause in a body."],
+        ["upstream-ca", None, None,
+         "PEM file of the CA to verify the upstream's TLS certificate with "
+         "(default: the system's trust store)."],
         ["state-dir", None, None,
          "Directory of pypid's state (the cache of hashes and metadata). Default: "
          "PACKAGE_DIR/.pypid in the first package directory, or ~/.cache/pypid when "
@@ -81,7 +99,8 @@ class Options(OperationsOptions, usage.Options):
     ]
     optFlags = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
-        ["disable-fallback", None, "Never consult an upstream index (the default)."],
+        ["disable-fallback", None, "Never consult an upstream index, even with --fallback-url."],
+        ["list-upstream", None, "List the upstream's projects on /simple/ too (off: the list can be huge)."],
         ["version", None, "Print pypid's version and exit."],
         ["no-watch", None,
          "Do not watch the package directories for changes (network filesystems); "
@@ -92,6 +111,7 @@ class Options(OperationsOptions, usage.Options):
         super().__init__()
         self["ports"] = []
         self["packages"] = []
+        self["upstream-allow"] = []
 
     def opt_port(self, value: str) -> None:
         """
@@ -103,6 +123,14 @@ class Options(OperationsOptions, usage.Options):
         self["ports"].append(endpoint_description(value))
 
     opt_p = opt_port
+
+    def opt_upstream_allow(self, value: str) -> None:
+        """
+        A local project whose upstream files are listed beside the local
+        ones (repeatable; @FILE reads names, one a line). Every other local
+        name hides the upstream project of that name entirely.
+        """
+        self["upstream-allow"].append(value)
 
     def opt_packages(self, value: str) -> None:
         """A package directory (repeatable; the first receives uploads)."""
@@ -116,7 +144,6 @@ class Options(OperationsOptions, usage.Options):
         self["packages"].extend(directories)
 
     def postOptions(self) -> None:
-        self._check_later_features()
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
         self._check_directories()
@@ -125,6 +152,7 @@ class Options(OperationsOptions, usage.Options):
         self._check_hash_algo()
         self._check_numbers()
         self.check_operations()
+        self["fallback"] = upstream_config.check(self)
         if self["state-dir"] is not None:
             # Created when first used, after twistd has dropped privileges.
             self["state-dir"] = os.path.abspath(os.path.expanduser(self["state-dir"]))
@@ -142,11 +170,6 @@ class Options(OperationsOptions, usage.Options):
                 raise usage.UsageError(f"cannot read --welcome file {welcome!r}: {e}")
         else:
             self["welcome-template"] = None
-
-    def _check_later_features(self) -> None:
-        # The fallback is not implemented yet: refused rather than ignored.
-        if self["fallback-url"] is not None:
-            raise _not_supported("--fallback-url")
 
     def _check_auth(self) -> None:
         """
@@ -291,8 +314,9 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics_allow=tuple(options["metrics-allow"]),
     )
     upload, protect = _access(options, store, reactor)
+    upstream = upstream_config.build(options["fallback"], store, reactor, top, options["cache-control"])
     site = PypidSite(
-        Root(store, pages, config, upload=upload, protect=protect),
+        Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
         reactor=reactor,
         max_body_size=options["max-upload-size"],
         spool_dir=options["spool"],
@@ -347,6 +371,8 @@ def _access(options: Options, store, reactor):
         return upload, None
 
     def protect(name: bytes, child):
+        if name == b"+upstream":
+            return Guard(child, authenticator, lambda postpath: "download" in actions)
         if name == b"packages":
             return Guard(child, authenticator,
                          lambda postpath: ("list" if is_listing(postpath) else "download") in actions)

@@ -63,11 +63,6 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(parse("--welcome", path, self.dir)["welcome-template"], "<p>{{NUMPKGS}}</p>")
         self.assertRaises(usage.UsageError, parse, "--welcome", path + ".missing", self.dir)
 
-    def test_fallback_refused_loudly(self):
-        """The upstream fallback is not built yet: asking for it fails at start."""
-        e = self.assertRaises(usage.UsageError, parse, "--fallback-url", "http://127.0.0.1:1/simple/", self.dir)
-        self.assertIn("not supported yet", str(e))
-
     def test_bad_endpoint(self):
         options = parse("--port", "nonsense:1", self.dir)
         self.assertRaises(usage.UsageError, options.check_endpoints, MemoryReactorClock())

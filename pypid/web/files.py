@@ -7,6 +7,7 @@ file at C{/packages/} that C{pip --find-links} reads.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Optional
 
 from twisted.web import http, static
@@ -48,9 +49,14 @@ def content_type_for(filename: str) -> str:
 
 def file_etag(f: DistFile) -> bytes:
     """A strong ETag for the file's bytes."""
-    if f.digest:
-        return f'"{f.digest}"'.encode("ascii")
-    return f'"{f.size:x}-{f.mtime_ns:x}"'.encode("ascii")
+    return etag_for(f.digest, f.size, f.mtime_ns)
+
+
+def etag_for(digest: Optional[str], size: int, mtime_ns: int) -> bytes:
+    """A strong ETag: the content's hex digest, else its size and mtime."""
+    if digest:
+        return f'"{digest}"'.encode("ascii")
+    return f'"{size:x}-{mtime_ns:x}"'.encode("ascii")
 
 
 def _if_range_holds(request, etag: bytes, mtime: float) -> bool:
@@ -91,6 +97,40 @@ def _clamp_suffix_ranges(request, size: int) -> None:
             changed = True
     if changed:
         request.requestHeaders.setRawHeaders(b"range", [b"bytes=" + b",".join(specs)])
+
+
+def serve_file(
+    request,
+    local: str,
+    content_type: str,
+    etag: Optional[bytes],
+    mtime: Optional[float] = None,
+    cache_control: Optional[bytes] = None,
+):
+    """
+    Render the regular file at C{local} byte for byte, with C{Range}, a
+    strong C{ETag} (C{If-None-Match}, and C{If-Range} against it or the
+    exact C{mtime}), C{Last-Modified} and C{HEAD}. Returns what a C{render}
+    method returns (bytes or C{NOT_DONE_YET}), or L{None} when there is no
+    such regular file.
+    """
+    try:
+        st = os.stat(local)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if cache_control is not None:
+        request.setHeader(b"cache-control", cache_control)
+    if etag is not None:
+        if request.setETag(etag) is http.CACHED:
+            return b""
+        if request.getHeader(b"range") is not None and not _if_range_holds(
+            request, etag, st.st_mtime if mtime is None else mtime
+        ):
+            request.requestHeaders.removeHeader(b"range")
+    _clamp_suffix_ranges(request, st.st_size)
+    return DistributionFile(local, content_type).render(request)
 
 
 class Packages(Resource):
@@ -143,24 +183,9 @@ class Packages(Resource):
             etag = None
         else:
             etag = file_etag(f)
-        try:
-            size = os.stat(local).st_size
-        except OSError:
-            return self._missing(request)
-        if not os.path.isfile(local):
-            return self._missing(request)
-        if self.cache_control is not None:
-            request.setHeader(b"cache-control", self.cache_control)
-        if etag is not None:
-            if request.setETag(etag) is http.CACHED:
-                return b""
-            if request.getHeader(b"range") is not None and not _if_range_holds(
-                request, etag, f.mtime_ns / 1e9
-            ):
-                request.requestHeaders.removeHeader(b"range")
-        _clamp_suffix_ranges(request, size)
-        resource = DistributionFile(local, content_type_for(f.filename + (sidecar or "")))
-        return resource.render(request)
+        served = serve_file(request, local, content_type_for(f.filename + (sidecar or "")),
+                            etag, f.mtime_ns / 1e9, self.cache_control)
+        return self._missing(request) if served is None else served
 
     def _metadata(self, request, f: DistFile):
         etag = f'"{f.metadata_sha256}"'.encode("ascii")

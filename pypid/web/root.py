@@ -131,6 +131,7 @@ class Root(Resource):
         config: WebConfig,
         upload: Optional[Resource] = None,
         protect: Optional[Callable[[bytes, Resource], Resource]] = None,
+        upstream=None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -138,13 +139,16 @@ class Root(Resource):
         @param protect: C{protect(name, child)} wraps the C{simple},
             C{packages} and C{pypi} children, e.g. in an authentication
             L{pypid.web.guard.Guard}.
+        @param upstream: the upstream fallback, a
+            L{pypid.web.upstream.UpstreamWeb}; in cache mode, cached upstream
+            files are served under C{+upstream/} (C{+} is in no project name).
         """
         super().__init__()
         self.store = store
         self.config = config
         self._upload = upload
         children = {
-            b"simple": SimpleRoot(pages),
+            b"simple": SimpleRoot(pages, upstream),
             b"packages": Packages(store, pages, config.cache_control),
             b"pypi": PypiJSON(store),
         }
@@ -153,6 +157,10 @@ class Root(Resource):
         children[b"project"] = ProjectsRoot(browse)
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)
+        if upstream is not None and upstream.fallback is not None:
+            from pypid.web.upstream import UpstreamFiles
+
+            children[b"+upstream"] = UpstreamFiles(upstream)
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
         self.putChild(b"", Welcome(store, config))

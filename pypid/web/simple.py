@@ -29,7 +29,7 @@ def _negotiate(request) -> Optional[str]:
     )
 
 
-def _serve(request, pages: PageCache, key: Optional[str]) -> bytes:
+def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes:
     content_type = _negotiate(request)
     if content_type is None:
         return text_response(request, http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
@@ -37,6 +37,10 @@ def _serve(request, pages: PageCache, key: Optional[str]) -> bytes:
         page = pages.index(content_type)
     else:
         found = pages.project(key, content_type)
+        # The upstream fallback (pypid.web.upstream) answers for names that
+        # are not local, and for local names the operator allowed to merge.
+        if fallback is not None and (found is None or fallback.merges(key)):
+            return fallback.serve_project(request, key, content_type)
         if found is None:
             return text_response(request, http.NOT_FOUND, f"Project {key!r} is not on this index.")
         page = found
@@ -47,14 +51,15 @@ def _serve(request, pages: PageCache, key: Optional[str]) -> bytes:
 class SimpleRoot(Resource):
     """C{/simple}: redirects to C{/simple/}, whose children are projects."""
 
-    def __init__(self, pages: PageCache) -> None:
+    def __init__(self, pages: PageCache, fallback=None) -> None:
         super().__init__()
         self.pages = pages
+        self.fallback = fallback
 
     def getChild(self, name: bytes, request) -> Resource:
         if name == b"":
             return ProjectList(self.pages)
-        return ProjectPage(self.pages, name)
+        return ProjectPage(self.pages, name, self.fallback)
 
     def render_GET(self, request) -> bytes:
         return redirect(request, "simple/")
@@ -84,10 +89,11 @@ class ProjectPage(Resource):
 
     isLeaf = True
 
-    def __init__(self, pages: PageCache, segment: bytes) -> None:
+    def __init__(self, pages: PageCache, segment: bytes, fallback=None) -> None:
         super().__init__()
         self.pages = pages
         self.segment = segment
+        self.fallback = fallback
 
     def render_GET(self, request) -> bytes:
         try:
@@ -102,7 +108,7 @@ class ProjectPage(Resource):
             return redirect(request, f"{key}/")
         if key != name:
             return redirect(request, f"../{key}/")
-        return _serve(request, self.pages, key)
+        return _serve(request, self.pages, key, self.fallback)
 
     render_HEAD = render_GET
 

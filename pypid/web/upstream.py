@@ -1,0 +1,214 @@
+"""
+The upstream fallback in the web layer: project pages of names that are not
+local (C{/simple/<project>/}, through L{UpstreamWeb.serve_project}), and the
+cached upstream files under C{/+upstream/<project>/<filename>}.
+
+Local names shadow the upstream entirely (the dependency-confusion
+defence): their pages never list upstream files and their upstream files
+are never served, unless the operator allowed the name to merge.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from pypid.interfaces import IPackageStore
+from pypid.names import is_normalized, is_valid
+from pypid.pages import Page, PageCache, make_page
+from pypid.upstream import rewrite
+from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
+from pypid.upstream.records import safe_filename
+from pypid.web.files import content_type_for, etag_for, serve_file
+from pypid.web.util import redirect, serve_page, text_response
+
+log = Logger()
+
+CACHE, REDIRECT = "cache", "redirect"
+
+
+def render_async(request, d: Deferred, on_result: Callable[[object], object]) -> object:
+    """
+    Finish C{request} when C{d} fires: C{on_result(result)} returns a body
+    or C{NOT_DONE_YET} (it then finishes the request itself). A client that
+    leaves cancels C{d} (for a single-flight observer: only its own wait).
+    Known failures become 404 and 502 answers; others are logged as 500.
+    """
+    gone: list[bool] = []
+
+    def left(_) -> None:
+        gone.append(True)
+        d.cancel()
+
+    request.notifyFinish().addErrback(left)
+
+    def finish(body) -> None:
+        if body is NOT_DONE_YET:
+            return
+        if body and request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+
+    def done(result: object) -> None:
+        if gone:
+            return
+        try:
+            body = on_result(result)
+        except Exception:
+            log.failure("rendering {uri} failed", uri=request.uri)
+            body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
+        finish(body)
+
+    def failed(failure) -> None:
+        if gone:
+            return
+        if failure.check(NotOnUpstream):
+            body = text_response(request, http.NOT_FOUND, str(failure.value))
+        elif failure.check(UpstreamUnavailable):
+            body = text_response(request, http.BAD_GATEWAY, str(failure.value))
+        elif failure.check(CancelledError):
+            return
+        else:
+            log.failure("request {uri} failed", failure, uri=request.uri)
+            body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
+        finish(body)
+
+    d.addCallbacks(done, failed)
+    return NOT_DONE_YET
+
+
+class UpstreamWeb:
+    """
+    What the resources ask about the fallback: which names fall back, and
+    the rendered pages of upstream projects.
+
+    @param allow: normalised names whose local and upstream files are
+        listed together (everything else local shadows the upstream).
+    """
+
+    def __init__(
+        self,
+        store: IPackageStore,
+        url: str,
+        mode: str = CACHE,
+        fallback: Optional[Fallback] = None,
+        allow: frozenset = frozenset(),
+        cache_control: Optional[int] = None,
+    ) -> None:
+        self.store = store
+        self.url = url.rstrip("/") + "/"
+        self.mode = mode
+        self.fallback = fallback
+        self.allow = frozenset(allow)
+        self.cache_control = b"public, max-age=%d" % cache_control if cache_control is not None else None
+        self._rendered: dict[tuple[str, str], tuple[object, object, Page]] = {}
+
+    def is_local(self, key: str) -> bool:
+        return key in self.store.snapshot.projects
+
+    def shadowed(self, key: str) -> bool:
+        """Whether the upstream's C{key} is hidden by a local project."""
+        return self.is_local(key) and key not in self.allow
+
+    def merges(self, key: str) -> bool:
+        """Whether C{key}'s page lists local and upstream files together."""
+        return self.mode == CACHE and key in self.allow and self.is_local(key)
+
+    def serve_project(self, request, key: str, content_type: str) -> object:
+        """Answer C{/simple/<key>/} for a name not local (or allowed to merge)."""
+        if self.mode == REDIRECT:
+            code = http.FOUND if request.clientproto == b"HTTP/1.0" else http.SEE_OTHER
+            return redirect(request, self.url + key + "/", code)
+        assert self.fallback is not None
+        ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
+        local = self.store.snapshot.get(key) if self.merges(key) else None
+
+        def found(entry) -> object:
+            upstream = entry.project if entry is not None else None
+            if upstream is None and local is None:
+                return text_response(
+                    request, http.NOT_FOUND, f"Project {key!r} is neither on this index nor upstream.")
+            page = self._page(key, content_type, upstream, local)
+            return serve_page(request, page, ctype)
+
+        d = self.fallback.project(key)
+        if local is not None:
+            # The local files are served even when the upstream is down.
+            d.addErrback(lambda f: f.trap(UpstreamUnavailable) and None)
+        return render_async(request, d, found)
+
+    def _page(self, key: str, content_type: str, upstream, local) -> Page:
+        fmt = PageCache.format_of(content_type)
+        cached = self._rendered.get((key, fmt))
+        if cached is not None and cached[0] is upstream and cached[1] is local:
+            return cached[2]
+        links = rewrite.links(key, upstream, local, self.store.hash_algo)
+        if fmt == "json":
+            body = rewrite.project_json(key, rewrite.versions(upstream, local), links)
+        else:
+            body = rewrite.project_html(upstream.key if local is None else local.name, links)
+        page = make_page(body)
+        self._rendered[(key, fmt)] = (upstream, local, page)
+        return page
+
+
+class UpstreamFiles(Resource):
+    """C{/+upstream/<project>/<filename>[.metadata]}: cached upstream files."""
+
+    isLeaf = True
+
+    def __init__(self, web: UpstreamWeb) -> None:
+        super().__init__()
+        self.web = web
+
+    def render_GET(self, request):
+        segments = request.postpath
+        if len(segments) != 2 or self.web.fallback is None:
+            return self._missing(request)
+        try:
+            key, filename = segments[0].decode("utf-8"), segments[1].decode("utf-8")
+        except UnicodeDecodeError:
+            return self._missing(request)
+        if not (is_valid(key) and is_normalized(key) and safe_filename(filename)):
+            return self._missing(request)
+        if self.web.shadowed(key):
+            return self._missing(request)
+        fallback = self.web.fallback
+        if filename.endswith(".metadata") and len(filename) > len(".metadata"):
+            base = filename[: -len(".metadata")]
+            return render_async(request, fallback.metadata(key, base),
+                                lambda path: self._send(request, key, base, path, metadata=True))
+        path = fallback.cached_file(key, filename)
+        if path is not None:
+            return self._send(request, key, filename, path)
+        return render_async(request, fallback.file(key, filename),
+                            lambda path: self._send(request, key, filename, path))
+
+    render_HEAD = render_GET
+
+    @staticmethod
+    def _missing(request) -> bytes:
+        return text_response(request, http.NOT_FOUND, "Not Found")
+
+    def _send(self, request, key: str, filename: str, path: str, metadata: bool = False):
+        fallback = self.web.fallback
+        entry = fallback.cached_project(key)
+        record = entry.project.file(filename) if entry is not None else None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return self._missing(request)
+        digest = (record.metadata_sha256 if metadata else record.sha256) if record is not None else None
+        etag = etag_for(digest, st.st_size, st.st_mtime_ns)
+        content_type = "text/plain; charset=utf-8" if metadata else content_type_for(filename)
+        # Never evicted while it is being sent.
+        fallback.lru.pin(path)
+        request.notifyFinish().addBoth(lambda _: fallback.lru.unpin(path))
+        served = serve_file(request, path, content_type, etag, None, self.web.cache_control)
+        return self._missing(request) if served is None else served

@@ -1,0 +1,112 @@
+"""
+A small upstream index that misbehaves on purpose, for the fallback's tests:
+C{python -m tests.fake_upstream DIR}. It serves C{/simple/<project>/} (JSON)
+and C{/files/<filename>} from the files in DIR, following DIR/config.json,
+re-read on every request::
+
+    {"hashes": {"<filename>": "<sha256 to advertise>"},
+     "behaviour": {"<filename>": "ok" | "cut" | "slow"},
+     "down": false}
+
+Every request is appended to DIR/requests.log; the port it listens on
+(127.0.0.1, chosen by the system) is written to DIR/port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+from twisted.internet import reactor
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+
+class Upstream(Resource):
+    isLeaf = True
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def config(self) -> dict:
+        try:
+            with open(os.path.join(self.directory, "config.json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def dists(self):
+        return sorted(n for n in os.listdir(os.path.join(self.directory, "dists")))
+
+    def render_GET(self, request):
+        with open(os.path.join(self.directory, "requests.log"), "a") as log:
+            log.write(request.method.decode() + " " + request.path.decode() + "\n")
+        config = self.config()
+        if config.get("down"):
+            request.setResponseCode(503)
+            return b"down for maintenance\n"
+        parts = request.path.decode().strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "simple":
+            return self.page(request, parts[1], config)
+        if len(parts) == 2 and parts[0] == "files":
+            return self.file(request, parts[1], config)
+        request.setResponseCode(404)
+        return b"not found\n"
+
+    def page(self, request, key: str, config: dict) -> bytes:
+        files = []
+        for name in self.dists():
+            if not name.replace("_", "-").lower().startswith(key + "-"):
+                continue
+            with open(os.path.join(self.directory, "dists", name), "rb") as f:
+                data = f.read()
+            sha = config.get("hashes", {}).get(name) or hashlib.sha256(data).hexdigest()
+            files.append({"filename": name, "url": f"../../files/{name}", "hashes": {"sha256": sha},
+                          "size": len(data)})
+        if not files:
+            request.setResponseCode(404)
+            return b"no such project\n"
+        request.setHeader(b"content-type", b"application/vnd.pypi.simple.v1+json")
+        return json.dumps({"meta": {"api-version": "1.1"}, "name": key, "versions": [],
+                           "files": files}).encode()
+
+    def file(self, request, name: str, config: dict):
+        try:
+            with open(os.path.join(self.directory, "dists", name), "rb") as f:
+                data = f.read()
+        except OSError:
+            request.setResponseCode(404)
+            return b"no such file\n"
+        behaviour = config.get("behaviour", {}).get(name, "ok")
+        request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"content-length", b"%d" % len(data))
+        if behaviour == "cut":
+            request.write(data[: len(data) // 2])
+            reactor.callLater(0.05, request.transport.loseConnection)
+            return NOT_DONE_YET
+        if behaviour == "slow":
+            request.write(data[:100])
+
+            def rest():
+                request.write(data[100:])
+                request.finish()
+
+            reactor.callLater(1.0, rest)
+            return NOT_DONE_YET
+        return data
+
+
+def main(directory: str) -> None:
+    os.makedirs(os.path.join(directory, "dists"), exist_ok=True)
+    port = reactor.listenTCP(0, Site(Upstream(directory)), interface="127.0.0.1")
+    with open(os.path.join(directory, "port.tmp"), "w") as f:
+        f.write(str(port.getHost().port))
+    os.replace(os.path.join(directory, "port.tmp"), os.path.join(directory, "port"))
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
