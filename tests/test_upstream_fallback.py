@@ -195,3 +195,24 @@ class FallbackTests(SynchronousTestCase):
         fallback.lru.unpin(wheel)
         self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
         self.assertFalse(os.path.exists(wheel))
+
+
+class ProjectListTests(SynchronousTestCase):
+    def test_names_cached_revalidated_and_stale(self):
+        clock = Clock()
+        upstream = CannedUpstream()
+        upstream.page(UP, json.dumps({"meta": {"api-version": "1.0"},
+                                      "projects": [{"name": "A.b"}, {"name": "c"}]}).encode(), etag='"l1"')
+        directory = os.path.abspath(self.mktemp())
+        fallback = Fallback(upstream, UP, directory, clock, immediate, ttl=60)
+        self.assertEqual(self.successResultOf(fallback.project_names()), ("A.b", "c"))
+        clock.advance(61)
+        upstream.page(UP, b"", code=304)
+        self.assertEqual(self.successResultOf(fallback.project_names()), ("A.b", "c"))
+        self.assertEqual(upstream.page_requests[-1][1]["If-None-Match"], '"l1"')
+        clock.advance(61)
+        upstream.pages[UP] = ConnectionRefusedError()
+        again = Fallback(upstream, UP, directory, clock, immediate, ttl=60)
+        self.assertEqual(self.successResultOf(again.project_names()), ("A.b", "c"))
+        empty = Fallback(upstream, UP, self.mktemp(), clock, immediate, ttl=60)
+        self.assertEqual(self.successResultOf(empty.project_names()), ())

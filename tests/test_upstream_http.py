@@ -286,3 +286,19 @@ def test_disable_fallback_wins(start_server, tmp_path):
     local.mkdir()
     server = start_server("--fallback-url", "http://127.0.0.1:9/simple/", "--disable-fallback", str(local))
     assert server.get("/simple/elsewhere/")[0] == 404
+
+
+def test_list_upstream(start_server, tmp_path):
+    upstream_dir = tmp_path / "upstream"
+    write_dist(str(upstream_dir), wheel_bytes("Remote.Thing", "1.0"))
+    write_dist(str(upstream_dir), wheel_bytes("both", "1.0"))
+    upstream = start_server(str(upstream_dir))
+    local = tmp_path / "local"
+    write_dist(str(local), wheel_bytes("Both", "2.0"))
+    write_dist(str(local), wheel_bytes("mine", "1.0"))
+    server = start_server("--fallback-url", upstream.url + "simple/", "--list-upstream", str(local))
+    status, headers, body = server.get("/simple/", {"Accept": JSON})
+    assert status == 200 and headers["Content-Type"] == JSON
+    assert [p["name"] for p in json.loads(body)["projects"]] == ["Both", "mine", "Remote.Thing"]
+    status, _, body = server.get("/simple/")
+    assert b'<a href="remote-thing/">Remote.Thing</a>' in body

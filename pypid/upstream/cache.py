@@ -95,6 +95,24 @@ def load_page(path: str) -> Optional[PageEntry]:
         return None
 
 
+def save_index(path: str, entry: tuple) -> None:
+    names, validators, fetched_at = entry
+    data = {"fetched_at": fetched_at, "etag": validators.etag,
+            "last_modified": validators.last_modified, "names": list(names)}
+    write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+
+
+def load_index(path: str) -> Optional[tuple]:
+    """(names, validators, fetched_at) saved at C{path}, or L{None}."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+        return (tuple(str(n) for n in data["names"]),
+                Validators(data.get("etag"), data.get("last_modified")), float(data["fetched_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def open_incoming(final_path: str):
     """A new temporary file (binary, write) next to C{final_path}."""
     directory = os.path.dirname(final_path)

@@ -157,4 +157,4 @@ def build(config: Optional[FallbackConfig], store, reactor, parent, cache_contro
     fallback = Fallback(client, config.url, config.cache_dir, reactor, run_in_thread,
                         ttl=config.ttl, max_size=config.max_size)
     UpstreamService(client, fallback).setServiceParent(parent)
-    return UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control)
+    return UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream)

@@ -20,8 +20,8 @@ from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
 from pypid.upstream.flight import SingleFlight
 from pypid.upstream.lru import LRU
-from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, Validators, classify, is_fresh
-from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page
+from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
+from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page, parse_project_list
 
 #: After a failed revalidation, serve the stale copy without asking the
 #: upstream again for this long (at most the TTL), so an unreachable
@@ -76,6 +76,7 @@ class Fallback:
         self.flights = SingleFlight()
         self._loaded: set[str] = set()
         self._quiet_until: dict[str, float] = {}
+        self._index: Optional[tuple] = None
         #: Completed downloads, for statistics and tests.
         self.downloads = 0
 
@@ -174,6 +175,52 @@ class Fallback:
             key=key, why=why, age=now - entry.fetched_at,
         )
         return entry
+
+    # The project list (--list-upstream)
+
+    def project_names(self) -> Deferred:
+        """
+        The upstream's project names (a tuple), fresh, revalidated or stale
+        like project pages; an empty tuple when it cannot be had at all.
+        """
+        entry = self._index
+        now = self.clock.seconds()
+        if entry is not None and (is_fresh(entry[2], now, self.ttl) or now < self._quiet_until.get("", 0)):
+            return succeed(entry[0])
+        return self.flights.run("index", self._refresh_index)
+
+    @inlineCallbacks
+    def _refresh_index(self):
+        entry = self._index
+        if entry is None:
+            entry = yield self._thread(cache.load_index, self.layout.index_path)
+            self._index = entry
+            if entry is not None and is_fresh(entry[2], self.clock.seconds(), self.ttl):
+                return entry[0]
+        headers = {"Accept": ACCEPT}
+        if entry is not None:
+            headers.update(entry[1].request_headers())
+        try:
+            response = yield self.upstream.fetchPage(self.url, headers)
+            outcome = classify(response.code, entry is not None and bool(entry[1].request_headers()))
+            if outcome == NOT_MODIFIED:
+                names = entry[0]
+                validators = entry[1]
+            elif outcome == OK:
+                names = tuple((yield self._thread(parse_project_list, response.body, response.content_type)))
+                validators = Validators(response.etag, response.last_modified)
+            else:
+                raise UpstreamError(f"HTTP {response.code}")
+        except Exception as e:
+            self._quiet_until[""] = self.clock.seconds() + min(RETRY_AFTER, self.ttl)
+            self.log.warn("upstream project list unavailable: {error}", error=e)
+            return entry[0] if entry is not None else ()
+        self._index = (names, validators, self.clock.seconds())
+        try:
+            yield self._thread(cache.save_index, self.layout.index_path, self._index)
+        except OSError as e:
+            self.log.error("cannot write the upstream project list: {error}", error=e)
+        return names
 
     # Files
 

@@ -148,3 +148,33 @@ def project_json(key: str, page_versions: list[str], page_links: list[Link]) -> 
             "files": [file_json(link) for link in page_links],
         }
     )
+
+
+def merged_names(local: dict, upstream_names) -> list[tuple[str, str]]:
+    """
+    (key, display name) of every local project (C{local} maps keys to
+    projects) and every upstream name not local, sorted by key.
+    """
+    from pypid.names import is_valid, normalize
+
+    names = {key: project.name for key, project in local.items()}
+    for name in upstream_names:
+        if is_valid(name):
+            names.setdefault(normalize(name), name)
+    return sorted(names.items())
+
+
+def index_html(names: list[tuple[str, str]]) -> bytes:
+    parts = [
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+        f'<meta name="pypi:repository-version" content="{render.API_VERSION}">\n'
+        "<title>Simple index</title>\n</head>\n<body>\n<h1>Simple index</h1>\n"
+    ]
+    parts.extend(f'<a href="{key}/">{escape(name)}</a><br>\n' for key, name in names)
+    parts.append("</body>\n</html>\n")
+    return "".join(parts).encode("utf-8")
+
+
+def index_json(names: list[tuple[str, str]]) -> bytes:
+    return render.dumps({"meta": {"api-version": render.API_VERSION},
+                         "projects": [{"name": name} for _, name in names]})

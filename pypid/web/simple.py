@@ -34,6 +34,8 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
     if content_type is None:
         return text_response(request, http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
     if key is None:
+        if fallback is not None and fallback.lists_upstream:
+            return fallback.serve_index(request, content_type)
         page = pages.index(content_type)
     else:
         found = pages.project(key, content_type)
@@ -58,7 +60,7 @@ class SimpleRoot(Resource):
 
     def getChild(self, name: bytes, request) -> Resource:
         if name == b"":
-            return ProjectList(self.pages)
+            return ProjectList(self.pages, self.fallback)
         return ProjectPage(self.pages, name, self.fallback)
 
     def render_GET(self, request) -> bytes:
@@ -72,14 +74,15 @@ class ProjectList(Resource):
 
     isLeaf = True
 
-    def __init__(self, pages: PageCache) -> None:
+    def __init__(self, pages: PageCache, fallback=None) -> None:
         super().__init__()
         self.pages = pages
+        self.fallback = fallback
 
     def render_GET(self, request) -> bytes:
         if request.postpath:
             return text_response(request, http.NOT_FOUND, "Not Found")
-        return _serve(request, self.pages, None)
+        return _serve(request, self.pages, None, self.fallback)
 
     render_HEAD = render_GET
 

@@ -100,6 +100,7 @@ class UpstreamWeb:
         fallback: Optional[Fallback] = None,
         allow: frozenset = frozenset(),
         cache_control: Optional[int] = None,
+        list_upstream: bool = False,
     ) -> None:
         self.store = store
         self.url = url.rstrip("/") + "/"
@@ -107,6 +108,7 @@ class UpstreamWeb:
         self.fallback = fallback
         self.allow = frozenset(allow)
         self.cache_control = b"public, max-age=%d" % cache_control if cache_control is not None else None
+        self.lists_upstream = list_upstream and fallback is not None
         self._rendered: dict[tuple[str, str], tuple[object, object, Page]] = {}
 
     def is_local(self, key: str) -> bool:
@@ -142,6 +144,26 @@ class UpstreamWeb:
             # The local files are served even when the upstream is down.
             d.addErrback(lambda f: f.trap(UpstreamUnavailable) and None)
         return render_async(request, d, found)
+
+    def serve_index(self, request, content_type: str) -> object:
+        """C{/simple/} with the upstream's projects beside the local ones (C{--list-upstream})."""
+        assert self.fallback is not None
+        ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
+        fmt = PageCache.format_of(content_type)
+
+        def found(upstream_names) -> object:
+            snapshot = self.store.snapshot
+            cached = self._rendered.get(("", fmt))
+            if cached is not None and cached[0] is upstream_names and cached[1] is snapshot:
+                page = cached[2]
+            else:
+                names = rewrite.merged_names(snapshot.projects, upstream_names)
+                body = rewrite.index_json(names) if fmt == "json" else rewrite.index_html(names)
+                page = make_page(body)
+                self._rendered[("", fmt)] = (upstream_names, snapshot, page)
+            return serve_page(request, page, ctype)
+
+        return render_async(request, self.fallback.project_names(), found)
 
     def _page(self, key: str, content_type: str, upstream, local) -> Page:
         fmt = PageCache.format_of(content_type)
