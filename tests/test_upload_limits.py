@@ -51,6 +51,7 @@ def test_declared_length_over_limit_is_refused_before_the_body(packages, passwor
         assert time.monotonic() - started < 8
     _nothing_left(packages)
     assert "request body refused with 413" in server.log()
+    assert "upload refused user=- client=127.0.0.1" in server.log()
     # The server is fine afterwards, and bodies under the limit still work.
     name, data = wheel_bytes("small", "1.0")
     assert upload(server, name, data, AUTH)[0] == 200

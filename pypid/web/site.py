@@ -17,7 +17,10 @@ from twisted.web import server
 
 from pypid.proxy import TrustedProxies
 from pypid.web.forwarded import ForwardedRequestMixin
+from pypid.metrics import UPLOADS
 from pypid.web.metrics import record_request
+
+_audit = Logger(namespace="pypid.audit")
 
 #: Bodies smaller than this stay in memory (Twisted's own threshold).
 MEMORY_BODY = 100_000
@@ -168,12 +171,15 @@ class PypidSite(server.Site):
         return tempfile.TemporaryFile(dir=self.spool_dir)
 
     def bodyRefused(self, request, message: str) -> None:
-        client = request.getClientAddress()
-        self.access.warn(
-            "{client} request body refused with 413: {message}",
-            client=getattr(client, "host", "-"),
+        client = getattr(request.getClientAddress(), "host", "-")
+        self.access.warn("{client} request body refused with 413: {message}", client=client, message=message)
+        # Bodies this large are uploads: the refusal goes to the audit log.
+        _audit.info(
+            "upload refused user=- client={client} project=- version=- file=- status=413: {message}",
+            client=client,
             message=message,
         )
+        UPLOADS.inc(result="too_large")
 
     def log(self, request) -> None:
         seconds = time.monotonic() - getattr(request, "started", time.monotonic())
