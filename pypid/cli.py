@@ -20,6 +20,12 @@ commands:
   git-init [--branch BRANCH] BARE_REPO PACKAGE_DIR
                               make 'git push' to BARE_REPO check the branch out
                               into PACKAGE_DIR (deletions included)
+  update [-x] [--pre] PACKAGE_DIR ... --fallback-url URL
+                              report newer upstream versions of the local
+                              projects; -x downloads them, hash-checked
+  mirror -r REQUIREMENTS [--platform P] [--python-version V] [--index-url URL] DIR
+                              download a requirements set and its dependencies
+                              into DIR (pip download), ready to serve
   version                     print pypid's version
 """
 
@@ -69,6 +75,18 @@ def git_init(argv: list[str]) -> int:
     return git_init_main(argv)
 
 
+def update(argv: list[str]) -> int:
+    from pypid.update import main as update_main
+
+    return update_main(argv)
+
+
+def mirror(argv: list[str]) -> int:
+    from pypid.mirror import main as mirror_main
+
+    return mirror_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -80,6 +98,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "serve": serve,
     "passwd": passwd,
     "git-init": git_init,
+    "update": update,
+    "mirror": mirror,
     "version": version,
 }
 
