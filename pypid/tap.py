@@ -96,6 +96,9 @@ class Options(OperationsOptions, usage.Options):
          "Directory of pypid's state (the cache of hashes and metadata). Default: "
          "PACKAGE_DIR/.pypid in the first package directory, or ~/.cache/pypid when "
          "that is not writable."],
+        ["ftp", None, None,
+         "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
+         "package directory; logins are checked against -P/--passwords (required)."],
     ]
     optFlags = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
@@ -156,6 +159,7 @@ class Options(OperationsOptions, usage.Options):
         if self["state-dir"] is not None:
             # Created when first used, after twistd has dropped privileges.
             self["state-dir"] = os.path.abspath(os.path.expanduser(self["state-dir"]))
+        self._check_ftp()
         if not _HEALTH.match(self["health-endpoint"] or ""):
             raise usage.UsageError(
                 f"--health-endpoint {self['health-endpoint']!r} must be a path like /health "
@@ -287,13 +291,25 @@ class Options(OperationsOptions, usage.Options):
                 raise usage.UsageError(f"--{name} must be a whole number of seconds, not {value!r}.")
             self[name] = number
 
+    def _check_ftp(self) -> None:
+        if self["ftp"] is None:
+            return
+        self["ftp"] = endpoint_description(self["ftp"])
+        if self["passwords"] is None or self["spool"] is None:
+            raise usage.UsageError(
+                "--ftp needs -P/--passwords FILE: FTP logins are checked against it "
+                "(there is no anonymous FTP)."
+            )
+
     def check_endpoints(self, reactor) -> None:
         """Build every endpoint once, so a bad description fails at start."""
-        for description in self["ports"]:
+        for option, description in [("--port", d) for d in self["ports"]] + (
+            [("--ftp", self["ftp"])] if self["ftp"] else []
+        ):
             try:
                 endpoints.serverFromString(reactor, description)
             except (ValueError, IndexError, TypeError, KeyError, OSError) as e:
-                raise usage.UsageError(f"--port {description!r} is not a usable endpoint: {e}")
+                raise usage.UsageError(f"{option} {description!r} is not a usable endpoint: {e}")
 
 
 def makeService(options: Options, reactor=None) -> IService:
@@ -325,7 +341,27 @@ def makeService(options: Options, reactor=None) -> IService:
     wire_metrics(store)
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
+    if options["ftp"]:
+        _ftp(options, store, reactor).setServiceParent(top)
     return top
+
+
+def _ftp(options: Options, store, reactor) -> IService:
+    """The FTP upload server of --ftp, with the logins of -P."""
+    from pypid.auth import HtpasswdChecker
+    from pypid.ftp import FTPUploads, ftp_factory
+
+    uploads = FTPUploads(
+        store=store,
+        root=options["packages"][0],
+        spool=options["spool"],
+        reactor=reactor,
+        overwrite=options["overwrite"],
+        max_size=options["max-upload-size"],
+        acl=options["acl-file"],
+    )
+    factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], reactor))
+    return strports.service(options["ftp"], factory, reactor=reactor)
 
 
 def _store(options: Options, reactor, top: MultiService) -> DirectoryStore:
