@@ -145,3 +145,21 @@ def test_truncated_file_never_listed(packages, live):
         f.seek(len(data) - 100)
         f.write(data[-100:])
     wait_for(lambda: name in listing(live, "cut"), timeout=5)
+
+
+def test_restart_reads_nothing_again(packages, start_server):
+    """A restart on a 10,000-file tree takes every hash from the state cache (the log's counters)."""
+    _, data = wheel_bytes("warm", "1.0")
+    for d in range(50):
+        directory = packages / f"d{d:02}"
+        directory.mkdir()
+        for i in range(200):
+            (directory / f"warm{d * 200 + i}-1.0-py3-none-any.whl").write_bytes(data)
+    first = start_server("--rescan-interval", "0", str(packages))
+    assert "10000 files (10000 files read, 0 from the state cache)" in first.log()
+    first.stop()
+    os.unlink(packages / "d00" / "warm0-1.0-py3-none-any.whl")
+    (packages / "d00" / "warm1-1.0-py3-none-any.whl").write_bytes(wheel_bytes("warm1", "2.0")[1])
+    second = start_server("--rescan-interval", "0", str(packages))
+    assert "9999 files (1 files read, 9998 from the state cache)" in second.log()
+    assert (packages / ".pypid" / "cache.sqlite3").exists()
