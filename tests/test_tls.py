@@ -1,0 +1,147 @@
+"""TLS through an ssl: endpoint string, with pip trusting a test certificate via --cert."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pypid.testing import wheel_bytes, write_dist
+from tests.server import PypidServer, client_env
+
+x509 = pytest.importorskip("cryptography.x509")
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+
+def make_certificate(directory: Path, names=("localhost",), ips=("127.0.0.1",)) -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for C{names} and C{ips}; returns (cert, key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class TLSServer(PypidServer):
+    """A pypid on an ssl: endpoint; C{url} is https and readiness is checked over TLS."""
+
+    cafile: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/"
+
+    def log(self) -> str:
+        # twistd says "PypidSite (TLS) starting on N"; the harness looks for
+        # "PypidSite starting on N".
+        return super().log().replace("PypidSite (TLS) starting on", "PypidSite starting on")
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "health", timeout=5, context=self.context()) as r:
+                    if json.load(r).get("status") == "ok":
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"pypid did not become ready over TLS:\n{self.log()}")
+
+
+@pytest.fixture
+def tls_server(tmp_path, packages):
+    pytest.importorskip("OpenSSL", reason="Twisted's ssl: endpoint needs pyOpenSSL (Debian: python3-openssl)")
+    write_dist(str(packages), wheel_bytes("Demo_App", "1.0", requires=["demo-lib"]))
+    write_dist(str(packages), wheel_bytes("demo-lib", "2.0"))
+    cert, key = make_certificate(tmp_path)
+    server = TLSServer([str(packages)], log_path=tmp_path / "twistd-tls.log",
+                       port=f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1")
+    server.cafile = str(cert)
+    server.start()
+    yield server, cert
+    server.stop()
+
+
+def tls_env(tmp_path) -> dict:
+    """
+    The isolated client environment, without the machine's CA bundle
+    variables: requests lets REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE override
+    pip's --cert.
+    """
+    env = client_env(tmp_path)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"):
+        env.pop(name, None)
+    return env
+
+
+def test_pip_installs_over_tls_with_cert(tls_server, tmp_path):
+    """pip verifies the server against --cert and installs with its dependency: no --trusted-host."""
+    server, cert = tls_server
+    env = tls_env(tmp_path)
+    target = tmp_path / "target"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--cert", str(cert), "--target", str(target),
+         "--index-url", server.url + "simple/", "demo-app"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in target.glob("*.dist-info")) == ["demo_app-1.0.dist-info", "demo_lib-2.0.dist-info"]
+
+
+def test_pip_refuses_without_the_cert(tls_server, tmp_path):
+    """Without --cert the self-signed certificate is not trusted: the TLS check is real."""
+    server, _ = tls_server
+    env = tls_env(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(tmp_path / "d"),
+         "--index-url", server.url + "simple/", "demo-app"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in result.stdout + result.stderr or "SSL" in result.stdout + result.stderr
+
+
+def test_absolute_urls_say_https(tls_server):
+    server, _ = tls_server
+    with urllib.request.urlopen(server.url + "pypi/demo-app/json", context=server.context()) as r:
+        doc = json.load(r)
+    assert doc["urls"][0]["url"].startswith(server.url + "packages/")
