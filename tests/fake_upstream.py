@@ -5,7 +5,7 @@ and C{/files/<filename>} from the files in DIR, following DIR/config.json,
 re-read on every request::
 
     {"hashes": {"<filename>": "<sha256 to advertise>"},
-     "behaviour": {"<filename>": "ok" | "cut" | "slow"},
+     "behaviour": {"<filename>": "ok" | "cut" | "slow" | "stall" | "hang"},
      "down": false}
 
 Every request is appended to DIR/requests.log; the port it listens on
@@ -86,6 +86,11 @@ class Upstream(Resource):
         if behaviour == "cut":
             request.write(data[: len(data) // 2])
             reactor.callLater(0.05, request.transport.loseConnection)
+            return NOT_DONE_YET
+        if behaviour == "stall":
+            request.write(data[: len(data) // 2])
+            return NOT_DONE_YET
+        if behaviour == "hang":
             return NOT_DONE_YET
         if behaviour == "slow":
             request.write(data[:100])

@@ -302,3 +302,36 @@ def test_list_upstream(start_server, tmp_path):
     assert [p["name"] for p in json.loads(body)["projects"]] == ["Both", "mine", "Remote.Thing"]
     status, _, body = server.get("/simple/")
     assert b'<a href="remote-thing/">Remote.Thing</a>' in body
+
+
+@pytest.mark.parametrize("behaviour", ["stall", "hang"])
+def test_timeouts(start_server, fake_upstream, tmp_path, behaviour):
+    """A body that stops flowing, or headers that never come: 502 after the timeout, nothing cached."""
+    name = fake_upstream.add(wheel_bytes("stuck", "1.0", padding=100_000))
+    fake_upstream.configure(behaviour={name: behaviour})
+    local = tmp_path / "local"
+    local.mkdir()
+    cache = tmp_path / "cache"
+    server = start_server("--fallback-url", fake_upstream.url, "--upstream-timeout", "1",
+                          "--cache-dir", str(cache), str(local))
+    started = time.monotonic()
+    status, _, body = server.get(f"/+upstream/stuck/{name}")
+    assert status == 502, body
+    assert time.monotonic() - started < 5
+    assert [p for p in cached_files(cache) if not p.startswith("pages/")] == []
+
+
+def test_size_cap_evicts_least_recently_used(start_server, fake_upstream, tmp_path):
+    names = [fake_upstream.add(wheel_bytes("big", v, padding=60_000)) for v in ("1.0", "2.0", "3.0")]
+    local = tmp_path / "local"
+    local.mkdir()
+    cache = tmp_path / "cache"
+    server = start_server("--fallback-url", fake_upstream.url, "--cache-max-size", "150K",
+                          "--cache-dir", str(cache), str(local))
+    for name in names[:2]:
+        assert server.get(f"/+upstream/big/{name}")[0] == 200
+    assert server.get(f"/+upstream/big/{names[0]}")[0] == 200  # now the most recently used
+    assert server.get(f"/+upstream/big/{names[2]}")[0] == 200
+    assert sorted(p for p in cached_files(cache) if p.startswith("files/")) == [
+        f"files/big/{names[0]}", f"files/big/{names[2]}"]
+    assert fake_upstream.requests(f"/files/{names[0]}") == 1
