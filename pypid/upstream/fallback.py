@@ -2,7 +2,9 @@
 The caching fallback on the reactor thread: upstream pages with a TTL,
 conditional revalidation and stale-if-error; files fetched once (single
 flight), hash-checked, renamed into the cache, evicted least recently used
-first. Blocking work (disk, parsing) goes through C{run_in_thread}.
+first. Blocking work (disk, parsing) goes through C{run_in_thread}; only
+the chunks of a download are written (and hashed) on the reactor thread, as
+they arrive, which costs in proportion to the network's pace.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Fallback:
         self.url = url.rstrip("/") + "/"
         self.layout = CacheLayout(cache_dir)
         self.clock = clock
-        self._thread = run_in_thread
+        self._thread = self.run_in_thread = run_in_thread
         self.ttl = ttl
         self.pages: dict[str, PageEntry] = {}
         self.lru = LRU(max_size)

@@ -178,3 +178,12 @@ def index_html(names: list[tuple[str, str]]) -> bytes:
 def index_json(names: list[tuple[str, str]]) -> bytes:
     return render.dumps({"meta": {"api-version": render.API_VERSION},
                          "projects": [{"name": name} for _, name in names]})
+
+
+def project_page(key: str, fmt: str, upstream: Optional[UpstreamProject], local: Optional[Project] = None,
+                 hash_algo: Optional[str] = None) -> bytes:
+    """The body of C{/simple/<key>/} in C{fmt} (C{"json"} or C{"html"})."""
+    page_links = links(key, upstream, local, hash_algo)
+    if fmt == "json":
+        return project_json(key, versions(upstream, local), page_links)
+    return project_html(local.name if local is not None else key, page_links)

@@ -131,18 +131,17 @@ class UpstreamWeb:
         ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
         local = self.store.snapshot.get(key) if self.merges(key) else None
 
-        def found(entry) -> object:
-            upstream = entry.project if entry is not None else None
-            if upstream is None and local is None:
+        def found(page) -> object:
+            if page is None:
                 return text_response(
                     request, http.NOT_FOUND, f"Project {key!r} is neither on this index nor upstream.")
-            page = self._page(key, content_type, upstream, local)
             return serve_page(request, page, ctype)
 
         d = self.fallback.project(key)
         if local is not None:
             # The local files are served even when the upstream is down.
             d.addErrback(lambda f: f.trap(UpstreamUnavailable) and None)
+        d.addCallback(lambda entry: self._page(key, content_type, entry.project if entry else None, local))
         return render_async(request, d, found)
 
     def serve_index(self, request, content_type: str) -> object:
@@ -165,19 +164,24 @@ class UpstreamWeb:
 
         return render_async(request, self.fallback.project_names(), found)
 
-    def _page(self, key: str, content_type: str, upstream, local) -> Page:
+    def _page(self, key: str, content_type: str, upstream, local):
+        """The rendered page (or a Deferred of it; L{None} when there is nothing)."""
+        if upstream is None and local is None:
+            return None
         fmt = PageCache.format_of(content_type)
         cached = self._rendered.get((key, fmt))
         if cached is not None and cached[0] is upstream and cached[1] is local:
             return cached[2]
-        links = rewrite.links(key, upstream, local, self.store.hash_algo)
-        if fmt == "json":
-            body = rewrite.project_json(key, rewrite.versions(upstream, local), links)
-        else:
-            body = rewrite.project_html(upstream.key if local is None else local.name, links)
-        page = make_page(body)
-        self._rendered[(key, fmt)] = (upstream, local, page)
-        return page
+
+        def keep(page: Page) -> Page:
+            self._rendered[(key, fmt)] = (upstream, local, page)
+            return page
+
+        # Upstream pages can list thousands of files: rendered and
+        # compressed in a thread.
+        return self.fallback.run_in_thread(
+            lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo))
+        ).addCallback(keep)
 
 
 class UpstreamFiles(Resource):
