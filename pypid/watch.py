@@ -33,6 +33,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from watchdog.events import FileSystemEventHandler
 
+from pypid import metrics
 from pypid.debounce import Debouncer
 from pypid.filenames import SDIST_SUFFIXES, is_hidden_or_temporary
 from pypid.interfaces import IPackageStore
@@ -110,7 +111,7 @@ class _Handler(FileSystemEventHandler):
     def dispatch(self, event) -> None:
         paths = classify(event, self.root)
         if paths:
-            self.watcher.note(paths)
+            self.watcher.note(paths, event.event_type)
 
 
 class _OverflowListener(logging.Handler):
@@ -172,6 +173,7 @@ class WatchService(Service):
         self._lock = threading.Lock()
         self._pending: dict[str, bool] = {}
         self._pending_events = 0
+        self._pending_kinds: dict[str, int] = {}
         self._kicked = False
         self._observer = None
         self._starting: Optional[Deferred] = None
@@ -181,11 +183,12 @@ class WatchService(Service):
 
     # Called in watchdog's thread: the lock and callFromThread, nothing else.
 
-    def note(self, paths: list[tuple[str, bool]]) -> None:
+    def note(self, paths: list[tuple[str, bool]], kind: str = "modified") -> None:
         with self._lock:
             for path, is_directory in paths:
                 self._pending[path] = self._pending.get(path, False) or is_directory
             self._pending_events += 1
+            self._pending_kinds[kind] = self._pending_kinds.get(kind, 0) + 1
             if self._kicked:
                 return
             self._kicked = True
@@ -203,8 +206,12 @@ class WatchService(Service):
         with self._lock:
             pending, self._pending = self._pending, {}
             events, self._pending_events = self._pending_events, 0
+            kinds, self._pending_kinds = self._pending_kinds, {}
+        for kind, count in kinds.items():
+            metrics.WATCHER_EVENTS.inc(count, kind=kind)
         if not pending:
             return
+        metrics.WATCHER_REFRESHES.inc()
         paths = collapse(pending)
         self.events += events
         self.batches += 1
@@ -292,6 +299,7 @@ class WatchService(Service):
         return self.store.rescan().addErrback(lambda f: self.log.failure("rescan failed", f))
 
     def _overflowed(self) -> None:
+        metrics.WATCHER_EVENTS.inc(kind="overflow")
         if self.running:
             self.log.warn("filesystem events were lost (inotify queue overflow): rescanning")
             self._rescan()
