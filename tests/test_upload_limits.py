@@ -149,3 +149,21 @@ def test_200_mib_upload_keeps_server_memory_flat(packages, passwords, start_serv
     grew = after - before
     print(f"server VmHWM before {before >> 20} MiB, after {after >> 20} MiB (+{grew >> 20} MiB)")
     assert grew < 64 * 1024 * 1024, f"peak RSS grew by {grew >> 20} MiB"
+
+
+def test_upload_without_credentials_is_refused_before_the_body(packages, passwords, start_server):
+    """Anonymous upload bodies never reach the disk: 401 from the headers alone."""
+    server = start_server("-P", str(passwords), str(packages))
+    head = _head(server.port, 50 * 1024 * 1024).replace(b"Authorization: " + AUTH["Authorization"].encode() + b"\r\n", b"")
+    assert b"Authorization" not in head
+    answer = raw_exchange(server.port, head, read_first=True)
+    assert answer.startswith(b"HTTP/1.1 401 Unauthorized: uploads need a user name and password."), answer[:200]
+    assert b'WWW-Authenticate: Basic realm="pypid"' in answer
+    _nothing_left(packages)
+    assert "upload refused user=- client=127.0.0.1 project=- version=- file=- status=401" in server.log()
+    # XML-RPC (pip search) POSTs to / are not uploads and are not refused.
+    read_only = start_server(str(packages))
+    head = _head(read_only.port, 10, ctype="text/xml").replace(
+        b"Authorization: " + AUTH["Authorization"].encode() + b"\r\n", b"")
+    answer = raw_exchange(read_only.port, head, [b"<x></x>..."], read_first=False, timeout=3)
+    assert not answer.startswith(b"HTTP/1.1 403"), answer[:200]

@@ -169,6 +169,12 @@ class Root(Resource):
         self._health = Health(store)
         self._wait = WaitForIndex(store)
 
+    def early_answer(self, method: bytes, uri: bytes, headers):
+        """An answer due before the body is read (see L{PypidSite.early_answer})."""
+        if self._upload is None:
+            return None
+        return self._upload.early_answer(method, uri, headers)
+
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:
             return self._health

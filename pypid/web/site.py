@@ -74,6 +74,16 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
                 f"{limit} bytes (--max-upload-size)."
             )
             return
+        # An answer known from the headers alone (an upload without the
+        # credentials it needs) is given before the body is read.
+        early = getattr(getattr(self.channel, "site", None), "early_answer", None)
+        if early is not None:
+            answer = early(
+                getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b""), self.requestHeaders
+            )
+            if answer is not None:
+                self._refuse_body(answer[1], answer[0], answer[2])
+                return
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -89,8 +99,8 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
             return
         self.content.write(data)
 
-    def _refuse_body(self, message: str) -> None:
-        """Answer 413 now, drop the body, and close the connection soon."""
+    def _refuse_body(self, message: str, code: int = 413, headers: tuple = ()) -> None:
+        """Answer now (413 by default), drop the body, and close the connection soon."""
         self._body_refused = True
         # No "100 Continue" after our final answer.
         self.requestHeaders.removeHeader(b"expect")
@@ -98,16 +108,18 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         if old is not None:
             old.close()
         body = (message + "\n").encode("utf-8")
-        phrase = message.split(":", 1)[0].encode("latin-1", "replace")
+        # The whole message as the reason phrase too: twine shows only that.
+        phrase = " ".join(message.split())[:300].encode("latin-1", "replace")
         transport = self.channel.transport
+        extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         transport.write(
-            b"HTTP/1.1 413 " + phrase + b"\r\n"
+            b"HTTP/1.1 %d " % code + phrase + b"\r\n" + extra +
             b"Content-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
         )
         site = getattr(self.channel, "site", None)
         if site is not None:
-            site.bodyRefused(self, message)
+            site.bodyRefused(self, message, code)
         reactor = getattr(site, "reactor", None)
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
@@ -170,16 +182,28 @@ class PypidSite(server.Site):
             return io.BytesIO()
         return tempfile.TemporaryFile(dir=self.spool_dir)
 
-    def bodyRefused(self, request, message: str) -> None:
+    def early_answer(self, method: bytes, uri: bytes, headers):
+        """
+        None, or (code, message, headers) to answer a request with before
+        its body is read: the root resource's C{early_answer} decides (an
+        upload without the credentials it needs).
+        """
+        answer = getattr(self.resource, "early_answer", None)
+        return answer(method, uri, headers) if answer is not None else None
+
+    def bodyRefused(self, request, message: str, code: int = 413) -> None:
         client = getattr(request.getClientAddress(), "host", "-")
-        self.access.warn("{client} request body refused with 413: {message}", client=client, message=message)
-        # Bodies this large are uploads: the refusal goes to the audit log.
+        self.access.warn(
+            "{client} request body refused with {code}: {message}", client=client, code=code, message=message
+        )
+        # Bodies refused unread are uploads: the refusal goes to the audit log.
         _audit.info(
-            "upload refused user=- client={client} project=- version=- file=- status=413: {message}",
+            "upload refused user=- client={client} project=- version=- file=- status={code}: {message}",
             client=client,
+            code=code,
             message=message,
         )
-        UPLOADS.inc(result="too_large")
+        UPLOADS.inc(result={413: "too_large", 401: "unauthorized", 403: "forbidden"}.get(code, "error"))
 
     def log(self, request) -> None:
         seconds = time.monotonic() - getattr(request, "started", time.monotonic())

@@ -47,6 +47,10 @@ MAX_URLENCODED = 1024 * 1024
 #: One line per upload, removal or refusal: who, what, from where, result.
 audit = Logger(namespace="pypid.audit")
 
+DISABLED = "Forbidden: uploads are disabled on this server (start it with -P/--passwords)."
+NO_CREDENTIALS = "Unauthorized: uploads need a user name and password."
+FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+
 GONE_REGISTER = "Project pre-registration is no longer required or supported, upload your files instead."
 GONE_DOCS = "Uploading documentation is no longer supported by this index."
 
@@ -105,6 +109,26 @@ class LegacyUpload(Resource):
     def _thread(self, f, *args):
         pool = self._threadpool or self._reactor.getThreadPool()
         return deferToThreadPool(self._reactor, pool, f, *args)
+
+    def early_answer(self, method: bytes, uri: bytes, headers):
+        """
+        Called with the request line and headers, before the body is read:
+        an upload (a form POST to an upload URL) that lacks the credentials
+        it needs is answered at once, so anonymous bodies never reach the
+        disk. None lets the request go on.
+        """
+        if method != b"POST" or uri.split(b"?", 1)[0] not in (b"/", b"/legacy", b"/legacy/"):
+            return None
+        content_type = (headers.getRawHeaders(b"content-type") or [b""])[0]
+        if content_type.split(b";", 1)[0].strip().lower() not in FORM_TYPES:
+            return None
+        if not self.policy.enabled:
+            return (http.FORBIDDEN, DISABLED, ())
+        authenticator = self.policy.authenticator
+        if authenticator is not None and not headers.hasHeader(b"authorization"):
+            challenge = b'Basic realm="' + authenticator.realm + b'", charset="UTF-8"'
+            return (http.UNAUTHORIZED, NO_CREDENTIALS, ((b"WWW-Authenticate", challenge),))
+        return None
 
     def render_POST(self, request):
         if request.postpath not in ([], [b""]):
@@ -194,10 +218,7 @@ class LegacyUpload(Resource):
         """The user name, or an L{UploadError} (401/403)."""
         policy = self.policy
         if not policy.enabled:
-            raise UploadError(
-                http.FORBIDDEN,
-                "Forbidden: uploads are disabled on this server (start it with -P/--passwords).",
-            )
+            raise UploadError(http.FORBIDDEN, DISABLED)
         if policy.authenticator is None:
             returnValue("anonymous")
         try:
@@ -205,7 +226,7 @@ class LegacyUpload(Resource):
         except UnauthorizedLogin:
             raise UploadError(http.UNAUTHORIZED, "Unauthorized: wrong user name or password.")
         if user is None:
-            raise UploadError(http.UNAUTHORIZED, "Unauthorized: uploads need a user name and password.")
+            raise UploadError(http.UNAUTHORIZED, NO_CREDENTIALS)
         returnValue(user)
 
     def _read(self, request):
