@@ -259,3 +259,19 @@ def test_signature_is_stored(packages, passwords, start_server):
     assert (packages / (name + ".asc")).exists()
     parts = form_fields(name, data) + [("gpg_signature", "other.asc", b"sig")]
     assert post(server, *multipart(parts), headers=ALICE)[0] == 400
+
+
+def test_racing_uploads_of_one_name(packages, passwords, start_server):
+    """Two uploads of one filename at once: one lands, the other never clobbers it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = start_server("-P", str(passwords), str(packages))
+    name, first = wheel_bytes("racy", "1.0", padding=2_000_000)
+    _, second = wheel_bytes("racy", "1.0", summary="other", padding=2_000_000)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda data: upload(server, name, data, ALICE), (first, second)))
+    statuses = sorted(r[0] for r in results)
+    assert statuses == [200, 400], results
+    winner = first if results[0][0] == 200 else second
+    assert (packages / name).read_bytes() == winner
+    assert listed(packages) == [name]
