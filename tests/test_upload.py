@@ -133,7 +133,19 @@ def test_setup_py_upload_shaped_post(packages, start_server, env, tmp_path):
         ("md5_digest", None, hashlib.md5(data).hexdigest().encode()),
         ("content", filename, data),
     ]
-    body, ctype = multipart(fields, boundary="--------------GHSKFJDLGDS7543FJKLFHRE75642756743254")
+    # Laid out as distutils' upload command wrote it: every part starts
+    # with CRLF--boundary (so the body starts with a CRLF), file parts
+    # have no Content-Type, and the end is CRLF--boundary--CRLF.
+    boundary = b"--------------GHSKFJDLGDS7543FJKLFHRE75642756743254"
+    out = []
+    for key, name, value in fields:
+        title = f'\r\nContent-Disposition: form-data; name="{key}"'
+        if name is not None:
+            title += f'; filename="{name}"'
+        out += [b"\r\n--" + boundary, title.encode(), b"\r\n\r\n", value]
+    out.append(b"\r\n--" + boundary + b"--\r\n")
+    body = b"".join(out)
+    ctype = "multipart/form-data; boundary=" + boundary.decode()
     status, reason, text = post(server, body, ctype, headers=basic("anyone", "anything"))
     assert status == 200, (reason, text)
     run([os.sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp_path / "t"),
