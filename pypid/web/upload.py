@@ -171,7 +171,7 @@ class LegacyUpload(Resource):
         audit.info(
             "{action} {result} user={user} client={client} project={project} "
             "version={version} file={filename} status={status}: {message}",
-            action=facts.action,
+            action=facts.action.encode("unicode_escape").decode("ascii")[:60],
             result="ok" if code == 200 else "refused",
             user=facts.user,
             client=facts.client,
