@@ -1,4 +1,4 @@
-"""TLS through an ssl: endpoint string, with pip trusting a test certificate via --cert."""
+"""TLS through an ssl: endpoint string; pip (--cert) and uv (SSL_CERT_FILE) trust a test CA."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from pypid.testing import wheel_bytes, write_dist
-from tests.server import PypidServer, client_env
+from tests.server import PypidServer, client_env, tool
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -23,38 +24,68 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 
-def make_certificate(directory: Path, names=("localhost",), ips=("127.0.0.1",)) -> tuple[Path, Path]:
-    """A self-signed certificate (its own CA) for C{names} and C{ips}; returns (cert, key)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+class TLSFiles(NamedTuple):
+    #: The private CA's certificate: what clients trust (pip --cert, SSL_CERT_FILE).
+    ca: Path
+    #: The server's certificate and key, signed by the CA.
+    cert: Path
+    key: Path
+
+
+def _name(common: str) -> "x509.Name":
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _usage(**on) -> "x509.KeyUsage":
+    flags = dict(digital_signature=False, content_commitment=False, key_encipherment=False,
+                 data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                 encipher_only=False, decipher_only=False)
+    flags.update(on)
+    return x509.KeyUsage(**flags)
+
+
+def make_certificate(directory: Path, names=("localhost",), ips=("127.0.0.1",)) -> TLSFiles:
+    """
+    A private CA and a server certificate it signs for C{names} and C{ips},
+    as the README's openssl recipe makes them (uv, unlike pip, refuses a
+    self-signed CA certificate used as the server's own).
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("pypid test CA")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_usage(key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
     alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    public = key.public_key()
     cert = (
         x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(public)
+        .subject_name(_name(names[0])).issuer_name(ca_name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=7))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert_path, key_path
+    files = TLSFiles(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()))
+    files.key.chmod(0o600)
+    return files
 
 
 class TLSServer(PypidServer):
@@ -92,12 +123,12 @@ def tls_server(tmp_path, packages):
     pytest.importorskip("OpenSSL", reason="Twisted's ssl: endpoint needs pyOpenSSL (Debian: python3-openssl)")
     write_dist(str(packages), wheel_bytes("Demo_App", "1.0", requires=["demo-lib"]))
     write_dist(str(packages), wheel_bytes("demo-lib", "2.0"))
-    cert, key = make_certificate(tmp_path)
+    tls = make_certificate(tmp_path)
     server = TLSServer([str(packages)], log_path=tmp_path / "twistd-tls.log",
-                       port=f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1")
-    server.cafile = str(cert)
+                       port=f"ssl:0:privateKey={tls.key}:certKey={tls.cert}:interface=127.0.0.1")
+    server.cafile = str(tls.ca)
     server.start()
-    yield server, cert
+    yield server, tls.ca
     server.stop()
 
 
@@ -125,6 +156,21 @@ def test_pip_installs_over_tls_with_cert(tls_server, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in target.glob("*.dist-info")) == ["demo_app-1.0.dist-info", "demo_lib-2.0.dist-info"]
+
+
+def test_uv_installs_over_tls_with_ssl_cert_file(tls_server, tmp_path):
+    """uv trusts the private CA through SSL_CERT_FILE."""
+    server, ca = tls_server
+    env = tls_env(tmp_path)
+    env["SSL_CERT_FILE"] = str(ca)
+    env.pop("SSL_CERT_DIR", None)
+    result = subprocess.run(
+        [tool("uv"), "pip", "install", "--python", sys.executable, "--target", str(tmp_path / "target"),
+         "--index-url", server.url + "simple/", "demo-app"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "target" / "demo_app").is_dir()
 
 
 def test_pip_refuses_without_the_cert(tls_server, tmp_path):
