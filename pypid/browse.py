@@ -33,7 +33,10 @@ h2{margin-top:1.6rem;font-size:1.15rem}h3{margin:1.2rem 0 .3rem;font-size:1rem}
 pre{background:#f4f4f6;border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #eee;vertical-align:top}
-th{background:#f4f4f6}td.num{text-align:right;white-space:nowrap}
+th{background:#f4f4f6}td.num,th.num{text-align:right;white-space:nowrap}
+table.files{table-layout:fixed}table.files td{overflow-wrap:anywhere}
+table.files th:nth-child(1){width:44%}table.files th:nth-child(2){width:9%}
+table.files th:nth-child(3){width:11%}table.files th:nth-child(4){width:20%}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5rem 0}
 dt{color:#666}dd{margin:0}a{color:#0a58ca}code{font-size:.95em}
 """
@@ -77,7 +80,7 @@ def _page(title: str, up: str, query: str, body: Iterable[str]) -> bytes:
 def _rows(entries: Iterable[Entry], up: str) -> list[str]:
     rows = [
         "<table>\n<thead><tr><th>Project</th><th>Version</th><th>Summary</th>"
-        "<th>Last upload</th></tr></thead>\n<tbody>\n"
+        '<th class="num">Last upload</th></tr></thead>\n<tbody>\n'
     ]
     for e in entries:
         rows.append(
@@ -162,7 +165,7 @@ def project_page(project: Project, entry: Entry, base: str) -> bytes:
         if summary and summary != entry.summary:
             body.append(f'<p class="muted">{escape(summary)}</p>\n')
         body.append(
-            "<table>\n<thead><tr><th>File</th><th>Kind</th><th>Size</th><th>Uploaded</th>"
+            '<table class="files">\n<thead><tr><th>File</th><th>Kind</th><th class="num">Size</th><th class="num">Uploaded</th>'
             "<th>Requires Python</th></tr></thead>\n<tbody>\n"
         )
         body.extend(_file_row(f) for f in files)
