@@ -287,3 +287,13 @@ def test_racing_uploads_of_one_name(packages, passwords, start_server):
     winner = first if results[0][0] == 200 else second
     assert (packages / name).read_bytes() == winner
     assert listed(packages) == [name]
+
+
+def test_pdm_and_uv_shaped_fields(packages, passwords, start_server):
+    """Empty strings for absent fields (pdm), unknown field names, uv's joined pyversion."""
+    server = start_server("-P", str(passwords), str(packages))
+    name, data = wheel_bytes("shaped", "1.0")
+    status, reason, _ = upload(server, name, data, ALICE, md5_digest="", blake2_256_digest="", summary="",
+                               description="", requires_python="", metadata_version="", provides_extras="",
+                               import_names="", pyversion="py2.py3", attestations="")
+    assert status == 200, reason
