@@ -46,6 +46,7 @@ def test_real_twistd_writes_one_json_object_per_line(start_server, packages, how
     access = [e for e in events if e.get("namespace") == "pypid.access" or "uri" in e]
     hit = next(e for e in access if e.get("uri") == "/simple/demo/")
     assert hit["status"] == 200 and hit["client"] == "127.0.0.1" and hit["level"] == "info"
+    assert hit["namespace"] == "pypid.access"
     assert hit["time"].endswith("+00:00") and '"GET /simple/demo/ HTTP/1.1" 200' in hit["message"]
     assert any("PypidSite starting on" in e["message"] for e in events)
 

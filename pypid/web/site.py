@@ -22,6 +22,10 @@ from pypid.web.metrics import record_request
 
 _audit = Logger(namespace="pypid.audit")
 
+#: The access log. Module-level: a Logger class attribute read through an
+#: instance takes the class's name as its namespace instead.
+_ACCESS = Logger(namespace="pypid.access")
+
 #: Bodies smaller than this stay in memory (Twisted's own threshold).
 MEMORY_BODY = 100_000
 #: After refusing an over-large body, keep reading (and dropping) it this
@@ -154,7 +158,7 @@ class PypidSite(server.Site):
     displayTracebacks = False
     noisy = False
     requestFactory = PypidRequest
-    access = Logger(namespace="pypid.access")
+    access = _ACCESS
     #: Peers whose X-Forwarded-* headers are believed (C{--trusted-proxy};
     #: the request's proxy handling is L{ForwardedRequestMixin}).
     trusted_proxies = TrustedProxies()
@@ -193,7 +197,7 @@ class PypidSite(server.Site):
 
     def bodyRefused(self, request, message: str, code: int = 413) -> None:
         client = getattr(request.getClientAddress(), "host", "-")
-        self.access.warn(
+        _ACCESS.warn(
             "{client} request body refused with {code}: {message}", client=client, code=code, message=message
         )
         # Bodies refused unread are uploads: the refusal goes to the audit log.
@@ -209,7 +213,7 @@ class PypidSite(server.Site):
         seconds = time.monotonic() - getattr(request, "started", time.monotonic())
         record_request(request, seconds)
         client = request.getClientAddress()
-        self.access.info(
+        _ACCESS.info(
             '{client} "{method} {uri} {protocol}" {status} {size} {duration_ms:.1f}ms "{agent}"',
             client=getattr(client, "host", "-"),
             method=request.method.decode("latin-1"),
