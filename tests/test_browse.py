@@ -103,3 +103,21 @@ def test_no_external_assets(server, path):
     for link in links(body):
         assert not re.match(r"^(https?:)?//", link), link
     assert b"<script" not in body and b"<link" not in body
+
+
+def test_pages_for_people_need_a_password_with_list(start_server, packages, tmp_path):
+    """With -a list, /project/, /search and XML-RPC are protected like /simple/."""
+    import xmlrpc.client
+
+    from tests.uploadhelp import basic, htpasswd
+
+    write_dist(str(packages), wheel_bytes("demo", "1.0"))
+    passwords = htpasswd(tmp_path / "htpasswd", {"alice": "pw"})
+    server = start_server("-P", str(passwords), "-a", "update,list", str(packages))
+    for path in ("project/", "project/demo/", "search?q=demo"):
+        assert server.get(path)[0] == 401
+        assert server.get(path, basic("alice", "pw"))[0] == 200
+    with pytest.raises(xmlrpc.client.ProtocolError):
+        xmlrpc.client.ServerProxy(server.url + "RPC2").search({"name": "demo"})
+    authed = server.url.replace("http://", "http://alice:pw@")
+    assert [h["name"] for h in xmlrpc.client.ServerProxy(authed + "pypi").search({"name": "demo"})] == ["demo"]
