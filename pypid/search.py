@@ -10,7 +10,7 @@ import re
 from typing import Iterable, NamedTuple, Optional
 
 from pypid.index import DistFile, IndexSnapshot, Project
-from pypid.pypijson import latest_version, release_files
+from pypid.pypijson import release_files
 
 #: The fields the old XML-RPC search accepted in its spec.
 SPEC_FIELDS = (
@@ -53,8 +53,13 @@ class Entry(NamedTuple):
 
 
 def entry_of(project: Project) -> Entry:
-    version = latest_version(project)
-    files = release_files(project, version)
+    # What pypijson.latest_version picks (the highest final release, else
+    # the highest pre-release), from the files' sorted order.
+    files = project.files
+    best = next((f for f in reversed(files) if not f.version.is_prerelease), files[-1]).version
+    release = [f for f in files if f.version == best]
+    version = str(release[-1].version)
+    files = tuple(release)
     summary = release_summary(files)
     requires = next((f.requires_python for f in reversed(files) if f.requires_python), None)
     return Entry(project.key, project.name, version, summary, requires, len(project.files),
@@ -64,10 +69,22 @@ def entry_of(project: Project) -> Entry:
 class SearchIndex:
     """Every project's L{Entry}, sorted by key, for one snapshot."""
 
-    def __init__(self, snapshot: IndexSnapshot) -> None:
+    def __init__(self, snapshot: IndexSnapshot, previous: Optional["SearchIndex"] = None) -> None:
+        """
+        @param previous: the index of an earlier snapshot; the entries of
+            projects the two snapshots share (the same L{Project} object,
+            as L{IndexSnapshot.apply} keeps untouched ones) are reused.
+        """
         self.snapshot = snapshot
-        self.entries = [entry_of(snapshot.projects[key]) for key in sorted(snapshot.projects)]
-        self.by_key = {entry.key: entry for entry in self.entries}
+        reuse = previous.by_key if previous is not None else {}
+        before = previous.snapshot.projects if previous is not None else {}
+        entries = []
+        for key in sorted(snapshot.projects):
+            project = snapshot.projects[key]
+            old = reuse.get(key)
+            entries.append(old if old is not None and before.get(key) is project else entry_of(project))
+        self.entries = entries
+        self.by_key = {entry.key: entry for entry in entries}
 
     def search(self, query: str, limit: Optional[int] = None) -> list[Entry]:
         """
@@ -75,14 +92,13 @@ class SearchIndex:
         best first: exact name, then name prefix, then name substring, then
         summary only.
         """
-        terms = [t for t in query.lower().split() if t]
+        terms = [(t, _fold(t)) for t in query.lower().split() if t]
         if not terms:
             return []
         scored = []
         for entry in self.entries:
             score = 0
-            for term in terms:
-                folded = _fold(term)
+            for term, folded in terms:
                 if folded and folded == entry.key:
                     score += 1000
                 elif folded and entry.key.startswith(folded):

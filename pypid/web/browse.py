@@ -33,6 +33,7 @@ class BrowseCache:
         self.store = store
         self._snapshot = None
         self._index: Optional[SearchIndex] = None
+        self._previous: Optional[SearchIndex] = None
         self._pages: dict[tuple, Page] = {}
 
     def _current(self) -> None:
@@ -46,7 +47,8 @@ class BrowseCache:
     def index(self) -> SearchIndex:
         self._current()
         if self._index is None:
-            self._index = SearchIndex(self.store.snapshot)
+            self._index = SearchIndex(self.store.snapshot, self._previous)
+            self._previous = self._index
         return self._index
 
     def page(self, key: tuple, render) -> Page:
