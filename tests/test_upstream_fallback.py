@@ -186,15 +186,19 @@ class FallbackTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(leftover))
 
     def test_eviction_spares_pinned_files(self):
-        fallback = self.make(max_size=len(WHEEL) + 10)
-        wheel = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
-        fallback.lru.pin(wheel)
+        fallback = self.make(max_size=len(WHEEL) + 5)
         meta = self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
-        self.assertTrue(os.path.exists(wheel), "pinned: being served")
-        self.assertFalse(os.path.exists(meta), "least recently used unpinned file goes")
+        wheel = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertFalse(os.path.exists(meta), "the least recently used file goes")
+        fallback.lru.pin(wheel)  # being served
+        meta = self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertTrue(os.path.exists(wheel), "pinned: never evicted")
+        self.assertTrue(os.path.exists(meta), "just fetched: about to be served")
         fallback.lru.unpin(wheel)
-        self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
+        fallback.lru.touch(meta)
+        fallback._evict()
         self.assertFalse(os.path.exists(wheel))
+        self.assertTrue(os.path.exists(meta))
 
 
 class ProjectListTests(SynchronousTestCase):
@@ -216,3 +220,13 @@ class ProjectListTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(again.project_names()), ("A.b", "c"))
         empty = Fallback(upstream, UP, self.mktemp(), clock, immediate, ttl=60)
         self.assertEqual(self.successResultOf(empty.project_names()), ())
+
+
+class OversizeTests(SynchronousTestCase):
+    def test_a_file_larger_than_the_cap_is_still_served(self):
+        upstream = CannedUpstream()
+        upstream.page(UP + "demo/", page())
+        upstream.files[WHEEL_URL] = WHEEL
+        fallback = Fallback(upstream, UP, os.path.abspath(self.mktemp()), Clock(), immediate, max_size=10)
+        path = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertTrue(os.path.exists(path))

@@ -305,7 +305,12 @@ class Fallback:
             raise e
         self.downloads += 1
         self.lru.add(path, size)
-        self._evict()
+        # The new file is about to be served: evict others, never it.
+        self.lru.pin(path)
+        try:
+            self._evict()
+        finally:
+            self.lru.unpin(path)
         self.log.info("cached {url} ({size} bytes)", url=url, size=size)
         return path
 
