@@ -86,14 +86,21 @@ def test_moves_and_renames(packages, live):
     wait_for(lambda: f"/packages/latest/{name}" not in listing(live, "moved"), timeout=5)
 
 
-def test_subdirectory_moved_out(packages, live):
-    """A directory of 500 files moved out of the tree: watchdog reports only the directory."""
+def test_subdirectory_moved_out_in_and_deleted(packages, live):
+    """A directory of 500 files moved out of the tree (watchdog reports only the directory), back in, deleted."""
     sub = packages / "batch"
     built = wheel_bytes("batchpkg", "0.1")
     for i in range(500):
         write_dist(str(sub), (f"batch{i}-1.0-py3-none-any.whl", built[1]))
     wait_for(lambda: project_count(live) == 500, timeout=20)
     os.rename(sub, packages.parent / "batch-moved-away")
+    took = wait_for(lambda: project_count(live) == 0, timeout=10)
+    assert took < 2.0
+    # Moved back in (one directory event for 500 files), then deleted whole.
+    os.rename(packages.parent / "batch-moved-away", packages / "back")
+    took = wait_for(lambda: project_count(live) == 500, timeout=10)
+    assert took < 2.0
+    shutil.rmtree(packages / "back")
     took = wait_for(lambda: project_count(live) == 0, timeout=10)
     assert took < 2.0
 
