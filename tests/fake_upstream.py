@@ -6,7 +6,7 @@ re-read on every request::
 
     {"hashes": {"<filename>": "<sha256 to advertise>"},
      "behaviour": {"<filename>": "ok" | "cut" | "slow" | "stall" | "hang"},
-     "down": false}
+     "down": false, "html": false}
 
 Every request is appended to DIR/requests.log; the port it listens on
 (127.0.0.1, chosen by the system) is written to DIR/port.
@@ -69,6 +69,12 @@ class Upstream(Resource):
         if not files:
             request.setResponseCode(404)
             return b"no such project\n"
+        if config.get("html"):
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            links = "".join(
+                f'<a href="{f["url"]}#sha256={f["hashes"]["sha256"]}" data-requires-python="&gt;=3">{f["filename"]}</a>\n'
+                for f in files)
+            return f"<!DOCTYPE html><html><body>{links}</body></html>".encode()
         request.setHeader(b"content-type", b"application/vnd.pypi.simple.v1+json")
         return json.dumps({"meta": {"api-version": "1.1"}, "name": key, "versions": [],
                            "files": files}).encode()

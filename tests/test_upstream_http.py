@@ -335,3 +335,19 @@ def test_size_cap_evicts_least_recently_used(start_server, fake_upstream, tmp_pa
     assert sorted(p for p in cached_files(cache) if p.startswith("files/")) == [
         f"files/big/{names[0]}", f"files/big/{names[2]}"]
     assert fake_upstream.requests(f"/files/{names[0]}") == 1
+
+
+def test_html_upstream(start_server, fake_upstream, env, tmp_path):
+    """An upstream that only speaks HTML: understood, and served as JSON too."""
+    fake_upstream.add(wheel_bytes("old-style", "1.0"))
+    fake_upstream.add(sdist_bytes("old-style", "1.0"))
+    fake_upstream.configure(html=True)
+    local = tmp_path / "local"
+    local.mkdir()
+    server = start_server("--fallback-url", fake_upstream.url, str(local))
+    status, _, body = server.get("/simple/old-style/", {"Accept": JSON})
+    page = json.loads(body)
+    assert page["meta"]["api-version"] == "1.0", "no sizes from an HTML page"
+    assert {f["requires-python"] for f in page["files"]} == {">=3"}
+    pip_install(server, env, tmp_path / "t", "old-style")
+    assert installed(tmp_path / "t") == ["old_style-1.0.dist-info"]
