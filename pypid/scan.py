@@ -438,7 +438,9 @@ def scan_paths(
                 _walk_dir(index, real_root, path + "/", directory, found, signatures, skipped)
                 walked = True
         if walked:
+            # Whatever was listed under it, or as it (a file that became a directory).
             prefixes.add(path + "/")
+            files.add(path)
             continue
         files.add(path)
         if not _stat_file(roots, path, found, signatures, skipped) and path not in previous:

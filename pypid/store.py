@@ -181,16 +181,17 @@ class DirectoryStore(SnapshotOwner):
                 result = scan.scan(self.roots, self.hash_algo, previous, cache)
             else:
                 result = scan.scan_paths(self.roots, self.hash_algo, previous, paths, cache)
-            relisted = {f.path for f in result.added}
-            cache.forget(
-                os.path.join(self.roots[previous[p].root], *p.split("/"))
-                for p in result.removed
-                if p not in relisted
-            )
         finally:
             cache.flush()
-            if first:
-                cache.prune()
+        relisted = {f.path for f in result.added}
+        cache.forget(
+            os.path.join(self.roots[previous[p].root], *p.split("/"))
+            for p in result.removed
+            if p not in relisted
+        )
+        if first:
+            # Every file was looked up: entries no file used are of files gone.
+            cache.prune()
         return result
 
     def _scanned(self, result: scan.ScanResult) -> None:

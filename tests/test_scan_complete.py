@@ -239,3 +239,14 @@ class StoreLinkTests(SynchronousTestCase):
         os.unlink(target)
         self.successResultOf(store.refresh([os.path.join(root, "releases")]))
         self.assertIsNone(store.snapshot.get("l"), "a dangling link is not listed")
+
+
+class ReplacedTests(SynchronousTestCase):
+    def test_file_replaced_by_directory(self):
+        root = os.path.abspath(self.mktemp())
+        path = write_dist(root, wheel_bytes("a", "1.0"))
+        previous = {f.path: f for f in scan.scan([root], "sha256", {}).added}
+        os.unlink(path)
+        os.makedirs(path)
+        result = scan.scan_paths([root], "sha256", previous, [path])
+        self.assertEqual(result.removed, [os.path.basename(path)])

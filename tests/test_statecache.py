@@ -139,3 +139,20 @@ class RestartTests(SynchronousTestCase):
         write_dist(self.root, sdist_bytes("s1", "1.0"))
         self.successResultOf(store.refresh([gone]))
         self.assertEqual(store.last_result.read, 1)
+
+    def test_failed_first_scan_prunes_nothing(self):
+        self.start()
+        store = DirectoryStore([self.root], "sha256", ImmediateReactor(), StateCache([self.state]))
+
+        def broken(*args, **kwargs):
+            raise OSError("disk on fire")
+
+        self.patch(scan, "scan", broken)
+        store.rescan()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.patch(scan, "scan", StoreScan)
+        third = self.start()
+        self.assertEqual((third.last_result.read, third.last_result.cached), (0, 40))
+
+
+StoreScan = scan.scan
