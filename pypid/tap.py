@@ -115,6 +115,7 @@ class Options(OperationsOptions, usage.Options):
         self["ports"] = []
         self["packages"] = []
         self["upstream-allow"] = []
+        self["upstream-deny"] = []
 
     def opt_port(self, value: str) -> None:
         """
@@ -134,6 +135,14 @@ class Options(OperationsOptions, usage.Options):
         name hides the upstream project of that name entirely.
         """
         self["upstream-allow"].append(value)
+
+    def opt_upstream_deny(self, value: str) -> None:
+        """
+        A project name or pattern (acme-*) reserved for local projects:
+        never looked up upstream, 404 while there is no local file
+        (repeatable; @FILE reads patterns, one a line).
+        """
+        self["upstream-deny"].append(value)
 
     def opt_packages(self, value: str) -> None:
         """A package directory (repeatable; the first receives uploads)."""

@@ -351,3 +351,21 @@ def test_html_upstream(start_server, fake_upstream, env, tmp_path):
     assert {f["requires-python"] for f in page["files"]} == {">=3"}
     pip_install(server, env, tmp_path / "t", "old-style")
     assert installed(tmp_path / "t") == ["old_style-1.0.dist-info"]
+
+
+def test_reserved_names_never_fall_back(start_server, tmp_path):
+    upstream_dir = tmp_path / "upstream"
+    write_dist(str(upstream_dir), wheel_bytes("acme-secret", "9.0"))
+    write_dist(str(upstream_dir), wheel_bytes("public-thing", "1.0"))
+    upstream = start_server(str(upstream_dir))
+    local = tmp_path / "local"
+    local.mkdir()
+    server = start_server("--fallback-url", upstream.url + "simple/", "--upstream-deny", "acme-*",
+                          "--list-upstream", str(local))
+    status, _, body = server.get("/simple/acme-secret/")
+    assert status == 404 and b"reserved" in body
+    assert server.get("/+upstream/acme-secret/acme_secret-9.0-py3-none-any.whl")[0] == 404
+    assert "acme-secret" not in upstream.log()
+    assert server.get("/simple/public-thing/")[0] == 200
+    status, _, body = server.get("/simple/")
+    assert b"public-thing" in body and b"acme" not in body

@@ -51,6 +51,12 @@ class FallbackOptionsTests(SynchronousTestCase):
                          frozenset({"qux"}))
         self.assertEqual(config.allow, frozenset({"foo-bar", "baz", "qux"}))
 
+    def test_deny_patterns(self):
+        config = parse("--fallback-url", UP, "--upstream-deny", "ACME_*", "--upstream-deny", "secret.Tool",
+                       self.dir)["fallback"]
+        self.assertEqual(config.deny, ("acme-*", "secret-tool"))
+        self.assertRaises(usage.UsageError, parse, "--fallback-url", UP, "--upstream-deny", "a/b", self.dir)
+
     def test_refusals(self):
         for argv in (
             ["--fallback-url", "ftp://x/simple/"],

@@ -266,3 +266,13 @@ class SingleFlightTests(SynchronousTestCase):
 
         self.failureResultOf(flight.run("k", boom), KeyError)
         self.failureResultOf(flight.run("j", lambda: fail(OSError())), OSError)
+
+
+class ReservedTests(SynchronousTestCase):
+    def test_patterns(self):
+        from pypid.upstream.policy import reserved
+
+        self.assertTrue(reserved("acme-tool", ["acme-*"]))
+        self.assertTrue(reserved("secret", ["acme-*", "secret"]))
+        self.assertFalse(reserved("acmetool", ["acme-*"]))
+        self.assertFalse(reserved("anything", []))

@@ -28,6 +28,7 @@ class FallbackConfig:
     ttl: float = DEFAULT_TTL
     max_size: Optional[int] = None
     allow: frozenset = frozenset()
+    deny: tuple = ()
     list_upstream: bool = False
     ca_file: Optional[str] = None
     timeout: float = 30
@@ -73,6 +74,33 @@ def read_allow(values: list[str]) -> frozenset:
                 raise usage.UsageError(f"--upstream-allow: {item!r} is not a valid project name.")
             names.add(normalize(item))
     return frozenset(names)
+
+
+_PATTERN = re.compile(r"^[a-z0-9*?]([a-z0-9._*?-]*[a-z0-9*?])?$", re.IGNORECASE)
+
+
+def read_deny(values: list[str]) -> tuple:
+    """Name patterns from C{--upstream-deny PATTERN} and C{--upstream-deny @FILE}."""
+    patterns = []
+    for value in values:
+        if value.startswith("@"):
+            try:
+                with open(os.path.expanduser(value[1:]), encoding="utf-8") as f:
+                    items = [line.split("#", 1)[0].strip() for line in f.read().splitlines()]
+            except OSError as e:
+                raise usage.UsageError(f"cannot read --upstream-deny file {value[1:]!r}: {e.strerror}")
+        else:
+            items = [value.strip()]
+        for item in items:
+            if not item:
+                continue
+            if not _PATTERN.match(item):
+                raise usage.UsageError(
+                    f"--upstream-deny: {item!r} is not a project name or pattern such as acme-*.")
+            pattern = re.sub(r"[-_.]+", "-", item.lower())
+            if pattern not in patterns:
+                patterns.append(pattern)
+    return tuple(patterns)
 
 
 def check(options) -> Optional[FallbackConfig]:
@@ -125,6 +153,7 @@ def check(options) -> Optional[FallbackConfig]:
         ttl=ttl,
         max_size=max_size,
         allow=read_allow(options["upstream-allow"]),
+        deny=read_deny(options["upstream-deny"]),
         list_upstream=bool(options["list-upstream"]),
         ca_file=ca_file,
         timeout=timeout,
@@ -142,7 +171,7 @@ def build(config: Optional[FallbackConfig], store, reactor, parent, cache_contro
     from pypid.web.upstream import UpstreamWeb
 
     if config.mode == "redirect":
-        return UpstreamWeb(store, config.url, "redirect")
+        return UpstreamWeb(store, config.url, "redirect", deny=config.deny)
     from twisted.internet.threads import deferToThreadPool
 
     from pypid.upstream.client import TreqUpstream
@@ -157,4 +186,5 @@ def build(config: Optional[FallbackConfig], store, reactor, parent, cache_contro
     fallback = Fallback(client, config.url, config.cache_dir, reactor, run_in_thread,
                         ttl=config.ttl, max_size=config.max_size)
     UpstreamService(client, fallback).setServiceParent(parent)
-    return UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream)
+    return UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream,
+                       config.deny)

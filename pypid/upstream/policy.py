@@ -5,7 +5,8 @@ answer means for the cache. Pure: no I/O, no Twisted.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from fnmatch import fnmatchcase
+from typing import Iterable, NamedTuple, Optional
 
 #: What an upstream status means.
 OK, NOT_MODIFIED, GONE, FAILED = "ok", "not-modified", "gone", "failed"
@@ -51,3 +52,12 @@ def classify(status: int, conditional: bool) -> str:
     if status in (404, 410):
         return GONE
     return FAILED
+
+
+def reserved(key: str, patterns: Iterable[str]) -> bool:
+    """
+    Whether the normalised name C{key} is reserved for local projects by
+    one of C{patterns} (normalised names, C{*} and C{?} as wildcards): such
+    names never fall back, and answer 404 while they have no local file.
+    """
+    return any(fnmatchcase(key, pattern) for pattern in patterns)

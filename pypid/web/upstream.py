@@ -24,6 +24,7 @@ from pypid.names import is_normalized, is_valid
 from pypid.pages import Page, PageCache, make_page
 from pypid.upstream import rewrite
 from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
+from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
 from pypid.web.files import content_type_for, etag_for, serve_file
 from pypid.web.util import redirect, serve_page, text_response
@@ -101,12 +102,14 @@ class UpstreamWeb:
         allow: frozenset = frozenset(),
         cache_control: Optional[int] = None,
         list_upstream: bool = False,
+        deny: tuple = (),
     ) -> None:
         self.store = store
         self.url = url.rstrip("/") + "/"
         self.mode = mode
         self.fallback = fallback
         self.allow = frozenset(allow)
+        self.deny = tuple(deny)
         self.cache_control = b"public, max-age=%d" % cache_control if cache_control is not None else None
         self.lists_upstream = list_upstream and fallback is not None
         self._rendered: dict[tuple[str, str], tuple[object, object, Page]] = {}
@@ -114,16 +117,23 @@ class UpstreamWeb:
     def is_local(self, key: str) -> bool:
         return key in self.store.snapshot.projects
 
+    def reserved(self, key: str) -> bool:
+        """Whether C{key} is reserved for local projects (C{--upstream-deny})."""
+        return reserved(key, self.deny)
+
     def shadowed(self, key: str) -> bool:
-        """Whether the upstream's C{key} is hidden by a local project."""
-        return self.is_local(key) and key not in self.allow
+        """Whether the upstream's C{key} is hidden (by a local project or a reservation)."""
+        return (self.is_local(key) and key not in self.allow) or self.reserved(key)
 
     def merges(self, key: str) -> bool:
         """Whether C{key}'s page lists local and upstream files together."""
-        return self.mode == CACHE and key in self.allow and self.is_local(key)
+        return self.mode == CACHE and key in self.allow and self.is_local(key) and not self.reserved(key)
 
     def serve_project(self, request, key: str, content_type: str) -> object:
         """Answer C{/simple/<key>/} for a name not local (or allowed to merge)."""
+        if self.reserved(key):
+            return text_response(
+                request, http.NOT_FOUND, f"Project {key!r} is not on this index (reserved for local projects).")
         if self.mode == REDIRECT:
             code = http.FOUND if request.clientproto == b"HTTP/1.0" else http.SEE_OTHER
             return redirect(request, self.url + key + "/", code)
@@ -156,7 +166,8 @@ class UpstreamWeb:
             if cached is not None and cached[0] is upstream_names and cached[1] is snapshot:
                 page = cached[2]
             else:
-                names = rewrite.merged_names(snapshot.projects, upstream_names)
+                names = [(k, n) for k, n in rewrite.merged_names(snapshot.projects, upstream_names)
+                         if k in snapshot.projects or not self.reserved(k)]
                 body = rewrite.index_json(names) if fmt == "json" else rewrite.index_html(names)
                 page = make_page(body)
                 self._rendered[("", fmt)] = (upstream_names, snapshot, page)
