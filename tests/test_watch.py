@@ -351,3 +351,55 @@ class WatchServiceTests(SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.store.rescans, 1)
         self.successResultOf(self.stop())
+
+
+class WiringTests(SynchronousTestCase):
+    """The options of the live directory, and what makeService builds from them."""
+
+    def parse(self, *args):
+        from pypid import tap
+
+        options = tap.Options()
+        options.parseOptions(list(args))
+        return options
+
+    def build(self, *args):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pypid import tap
+
+        return tap.makeService(self.parse(*args), reactor=MemoryReactorClock())
+
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    def test_defaults(self):
+        top = self.build(self.directory)
+        [watcher] = [s for s in top if isinstance(s, WatchService)]
+        self.assertEqual(watcher.roots, [self.directory])
+        self.assertEqual(watcher.fallback_poll, 30)
+        self.assertIsNone(watcher._observer, "no thread before startService")
+        [index] = [s for s in top if isinstance(s, IndexService)]
+        self.assertEqual(index.store.cache.directories[0], os.path.join(self.directory, ".pypid"))
+        self.assertFalse(os.path.exists(os.path.join(self.directory, ".pypid")),
+                         "nothing is created before startService")
+
+    def test_state_dir_and_no_watch(self):
+        state = os.path.join(self.directory, "..", "state")
+        top = self.build("--state-dir", state, "--no-watch", "--rescan-interval", "10", self.directory)
+        self.assertEqual([s for s in top if isinstance(s, WatchService)], [])
+        [index] = [s for s in top if isinstance(s, IndexService)]
+        self.assertEqual(index.store.cache.directories, [os.path.abspath(state)])
+        self.assertIsNone(index.first_scan_after)
+
+    def test_fallback_poll_follows_a_shorter_rescan_interval(self):
+        top = self.build("--rescan-interval", "10", self.directory)
+        [watcher] = [s for s in top if isinstance(s, WatchService)]
+        self.assertEqual(watcher.fallback_poll, 10)
+
+    def test_ftp_needs_passwords(self):
+        from twisted.python.usage import UsageError
+
+        self.assertRaises(UsageError, self.parse, "--ftp", "2121", self.directory)
+        self.assertRaises(UsageError, self.parse, "-P", ".", "-a", ".", "--ftp", "2121", self.directory)
