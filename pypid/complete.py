@@ -119,8 +119,13 @@ def check_gzip_tail(f: BinaryIO, size: int) -> Optional[str]:
     """
     if size < 18 or _read_at(f, 0, 2) != _GZIP_MAGIC:
         return _INCOMPLETE + "no gzip header and trailer"
-    (isize,) = struct.unpack("<I", _read_at(f, size - 4, 4))
+    tail = _read_at(f, size - 4, 4)
+    (isize,) = struct.unpack("<I", tail)
     if isize == 0 or isize % 512:
+        if tail.endswith(b"\0"):
+            # Perhaps zero padding after the stream (gzip and pip accept
+            # it): only decompressing to the end can tell.
+            return None
         return _INCOMPLETE + "the gzip trailer is not that of a whole tarball"
     return None
 

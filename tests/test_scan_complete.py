@@ -57,6 +57,9 @@ class CompleteTests(SynchronousTestCase):
         forged = data[:-20] + data[-8:]
         self.assertIsNone(complete.check_tail(io.BytesIO(forged), len(forged), "t-1.0.tar.gz"))
         self.assertIsNotNone(verdict("t-1.0.tar.gz", forged))
+        # Zero padding after the stream, as some tar writers leave, is fine.
+        self.assertIsNone(verdict("t-1.0.tar.gz", data + b"\0" * 1024))
+        self.assertIsNotNone(verdict("t-1.0.tar.gz", data[:-100] + b"\0" * 1024))
         # Two members are a whole stream too.
         self.assertIsNone(verdict("t-1.0.tar.gz", gzip.compress(tarball()[:512]) + data))
 
