@@ -82,8 +82,11 @@ def test_moves_and_renames(packages, live):
     (packages / "latest").mkdir()
     os.symlink(os.path.join("..", "sub", name), packages / "latest" / name)
     wait_for(lambda: f"/packages/latest/{name}" in listing(live, "moved"), timeout=5)
-    os.unlink(packages / "latest" / name)
-    wait_for(lambda: f"/packages/latest/{name}" not in listing(live, "moved"), timeout=5)
+    # The directory of its target renamed: the target moves, the link dangles.
+    os.rename(packages / "sub", packages / "renamed")
+    wait_for(lambda: f"/packages/renamed/{name}" in listing(live, "moved")
+             and f"/packages/latest/{name}" not in listing(live, "moved")
+             and f"/packages/sub/{name}" not in listing(live, "moved"), timeout=5)
 
 
 def test_subdirectory_moved_out_in_and_deleted(packages, live):
