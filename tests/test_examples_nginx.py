@@ -271,3 +271,14 @@ def test_access_log_shows_the_real_client(setup):
         time.sleep(0.05)
     line = next(l for l in pypid.log().splitlines() if "marker=client-check" in l)
     assert f'{CLIENT} "GET /simple/?marker=client-check' in line and "6.6.6.6" not in line
+
+
+def test_pip_search_through_nginx(setup, tmp_path):
+    """pip search with the prefixed /pypi URL reaches XML-RPC through the proxy."""
+    pypid, nginx, cert, _ = setup
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "search", "--cert", str(cert), "-i", base(nginx) + "pypi", "demo"],
+        env=tls_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Demo_App (1.0)" in result.stdout and "The demo app" in result.stdout
