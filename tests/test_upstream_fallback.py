@@ -122,6 +122,28 @@ class FallbackTests(SynchronousTestCase):
 
     # Files
 
+    def test_metrics(self):
+        from pypid import metrics
+
+        before = {
+            "page_ok": metrics.UPSTREAM_FETCHES.value(kind="page", result="ok"),
+            "page_hit": metrics.UPSTREAM_CACHE_HITS.value(kind="page"),
+            "file_ok": metrics.UPSTREAM_FETCHES.value(kind="file", result="ok"),
+            "file_hit": metrics.UPSTREAM_CACHE_HITS.value(kind="file"),
+            "file_404": metrics.UPSTREAM_FETCHES.value(kind="file", result="not_found"),
+        }
+        self.successResultOf(self.fallback.project("demo"))
+        self.successResultOf(self.fallback.project("demo"))
+        self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertIsNotNone(self.fallback.cached_file("demo", "demo-1.0-py3-none-any.whl"))
+        del self.upstream.files[WHEEL_URL + ".metadata"]
+        self.failureResultOf(self.fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="page", result="ok"), before["page_ok"] + 1)
+        self.assertEqual(metrics.UPSTREAM_CACHE_HITS.value(kind="page"), before["page_hit"] + 3)
+        self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="file", result="ok"), before["file_ok"] + 1)
+        self.assertEqual(metrics.UPSTREAM_CACHE_HITS.value(kind="file"), before["file_hit"] + 1)
+        self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="file", result="not_found"), before["file_404"] + 1)
+
     def test_fifty_concurrent_requests_one_download(self):
         self.upstream.hold = True
         waiting = [self.fallback.file("demo", "demo-1.0-py3-none-any.whl") for _ in range(50)]

@@ -48,9 +48,10 @@ class Download(NamedTuple):
 class DownloadError(Exception):
     """A download did not deliver the whole file."""
 
-    def __init__(self, message: str, code: Optional[int] = None) -> None:
+    def __init__(self, message: str, code: Optional[int] = None, timed_out: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.timed_out = timed_out
 
 
 class BodyTooLarge(DownloadError):
@@ -76,7 +77,7 @@ class _BodyReader(Protocol):
 
     def connectionMade(self) -> None:
         self._timer = self.clock.callLater(self.idle, self._abort, DownloadError(
-            f"the upstream sent nothing for {self.idle:g} seconds"))
+            f"the upstream sent nothing for {self.idle:g} seconds", timed_out=True))
 
     def dataReceived(self, data: bytes) -> None:
         if self._error is not None:

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
+from pypid import metrics
 from pypid.interfaces import IUpstream
 from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
@@ -32,6 +33,23 @@ RETRY_AFTER = 30.0
 
 #: Hash algorithms a file may be checked with, best first.
 CHECK_HASHES = ("sha256", "sha512", "sha384", "blake2b", "sha224", "sha1", "md5")
+
+
+def _result(error: BaseException) -> str:
+    """The C{result} label of a failed upstream request."""
+    from twisted.internet.defer import CancelledError
+    from twisted.internet.error import TimeoutError
+    from twisted.web.client import ResponseNeverReceived
+
+    if isinstance(error, ResponseNeverReceived):
+        reasons = [getattr(r, "value", r) for r in error.reasons]
+        if any(isinstance(r, (CancelledError, TimeoutError)) for r in reasons):
+            return "timeout"
+    if isinstance(error, (CancelledError, TimeoutError)) or getattr(error, "timed_out", False):
+        return "timeout"
+    if isinstance(error, DownloadError) and error.code == 404:
+        return "not_found"
+    return "error"
 
 
 class NotOnUpstream(Exception):
@@ -113,6 +131,7 @@ class Fallback:
         if entry is not None and (
             is_fresh(entry.fetched_at, now, self.ttl) or now < self._quiet_until.get(key, 0)
         ):
+            metrics.UPSTREAM_CACHE_HITS.inc(kind="page")
             return succeed(entry)
         return self.flights.run(("page", key), lambda: self._refresh(key))
 
@@ -129,6 +148,7 @@ class Fallback:
             if entry is not None:
                 self.pages[key] = entry
                 if is_fresh(entry.fetched_at, self.clock.seconds(), self.ttl):
+                    metrics.UPSTREAM_CACHE_HITS.inc(kind="page")
                     return entry
         headers = {"Accept": ACCEPT}
         if entry is not None:
@@ -136,9 +156,12 @@ class Fallback:
         try:
             response = yield self.upstream.fetchPage(self.project_url(key), headers)
         except Exception as e:
+            metrics.UPSTREAM_FETCHES.inc(kind="page", result=_result(e))
             return self._stale(key, entry, str(e) or e.__class__.__name__)
         conditional = entry is not None and bool(entry.validators.request_headers())
         outcome = classify(response.code, conditional)
+        metrics.UPSTREAM_FETCHES.inc(
+            kind="page", result={OK: "ok", NOT_MODIFIED: "not_modified", GONE: "not_found"}.get(outcome, "error"))
         now = self.clock.seconds()
         if outcome == NOT_MODIFIED:
             entry = entry._replace(fetched_at=now)
@@ -231,6 +254,7 @@ class Fallback:
         path = self.layout.file_path(key, filename)
         if path in self.lru:
             self.lru.touch(path)
+            metrics.UPSTREAM_CACHE_HITS.inc(kind="file")
             return path
         return None
 
@@ -251,6 +275,7 @@ class Fallback:
         path = self.layout.metadata_path(key, filename)
         if path in self.lru:
             self.lru.touch(path)
+            metrics.UPSTREAM_CACHE_HITS.inc(kind="file")
             return succeed(path)
 
         def what(f):
@@ -275,6 +300,7 @@ class Fallback:
         try:
             yield self._download(url, path, hashes, expected_size)
         except Exception as e:
+            metrics.UPSTREAM_FETCHES.inc(kind="file", result=_result(e))
             self.log.error("download of {url} failed: {error}", url=url, error=e)
             raise UpstreamUnavailable(f"Fetching {filename} from the upstream index failed: {e}")
         return path
@@ -304,6 +330,7 @@ class Fallback:
             yield self._thread(cache.discard_incoming, incoming)
             raise e
         self.downloads += 1
+        metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
         self.lru.add(path, size)
         # The new file is about to be served: evict others, never it.
         self.lru.pin(path)
