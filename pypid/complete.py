@@ -44,6 +44,13 @@ _XZ_FOOTER_MAGIC = b"YZ"
 
 _INCOMPLETE = "incomplete or corrupt archive (still being written, or cut short): "
 
+
+
+def is_incomplete(reason: str) -> bool:
+    """Whether C{reason} (from these checks) says the file may still be growing."""
+    return reason.startswith(_INCOMPLETE)
+
+
 _ZIP_SUFFIXES = (".whl", ".zip", ".egg")
 _GZIP_SUFFIXES = (".tar.gz", ".tgz")
 _XZ_SUFFIXES = (".tar.xz", ".txz")

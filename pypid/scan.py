@@ -53,8 +53,9 @@ class Skipped(NamedTuple):
 
     path: str
     reason: str
-    #: Whether the file is expected to become listable by itself (it was
-    #: changing while being read); worth an info line, not a warning.
+    #: Whether the file may become listable by itself (it was changing while
+    #: being read, or is an archive that does not end yet: still being
+    #: written); worth an info line, and a warning only if it stays so.
     transient: bool = False
 
 
@@ -203,7 +204,7 @@ def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> 
                 return Skipped(found.path, _CHANGING, transient=True)
             reason = complete.check_tail(f, st.st_size, filename)
             if reason is not None:
-                return Skipped(found.path, reason)
+                return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
             name = requires_python = summary = metadata_sha256 = None
             if parsed.kind in ("wheel", "sdist"):
                 try:
@@ -224,7 +225,7 @@ def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> 
             check = complete.stream_check(filename)
             digest = _hash_and_check(f, hash_algo, check) if hash_algo or check else None
             if check is not None and (reason := check.result()) is not None:
-                return Skipped(found.path, reason)
+                return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
         if _changed_since(os.stat(found.abspath), found):
             return Skipped(found.path, _CHANGING, transient=True)
     except OSError as e:

@@ -21,6 +21,11 @@ from pypid.statecache import StateCache
 
 Listener = Callable[[IndexSnapshot, frozenset], None]
 
+_STUCK = (
+    "still incomplete since the previous rescan (a copy or upload that died?); "
+    "write it again, or delete it"
+)
+
 
 class SnapshotOwner:
     """
@@ -70,6 +75,8 @@ class DirectoryStore(SnapshotOwner):
         #: Symlinked files by the real path of their target: a change to the
         #: target is a change to them. Rebuilt by full scans.
         self._links: dict[str, set[str]] = {}
+        #: Files found incomplete by the latest full scan.
+        self._waiting: set[str] = set()
         self._reactor = reactor
         self._ready: Optional[list[Deferred]] = []
         self._running = False
@@ -206,6 +213,15 @@ class DirectoryStore(SnapshotOwner):
                     self.log.info("not listing {path} yet: {reason}", path=item.path, reason=item.reason)
                 else:
                     self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
+        if self._running_full:
+            # Still incomplete a whole rescan interval later: a copy that died.
+            waiting = {item.path for item in result.skipped if item.transient}
+            for path in sorted(waiting & self._waiting):
+                reasons = self._warned.setdefault(path, set())
+                if _STUCK not in reasons:
+                    reasons.add(_STUCK)
+                    self.log.warn("not listing {path}: {stuck}", path=path, stuck=_STUCK)
+            self._waiting = waiting
         for f in result.added:
             # Listed now: a later problem with it is worth saying again.
             self._warned.pop(f.path, None)

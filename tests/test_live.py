@@ -138,7 +138,7 @@ def test_slow_write_listed_only_when_complete(packages, live):
             time.sleep(0.15)
             assert listing(live, "slowpoke") == ""
     wait_for(lambda: name in listing(live, "slowpoke"), timeout=5)
-    assert re.search(r"not listing slowpoke-1\.0-py3-none-any\.whl: incomplete", live.log())
+    assert re.search(r"not listing slowpoke-1\.0-py3-none-any\.whl yet: incomplete", live.log())
 
 
 def test_truncated_file_never_listed(packages, live):
@@ -147,8 +147,8 @@ def test_truncated_file_never_listed(packages, live):
     time.sleep(1.5)
     assert listing(live, "cut") == ""
     log = live.log()
-    assert "not listing cut-1.0-py3-none-any.whl: incomplete" in log
-    assert "not listing cut-1.0.tar.gz: incomplete" in log
+    assert "not listing cut-1.0-py3-none-any.whl yet: incomplete" in log
+    assert "not listing cut-1.0.tar.gz yet: incomplete" in log
     # Completed later (the rest appended): listed.
     name, data = wheel_bytes("cut", "1.0")
     with open(packages / name, "r+b") as f:

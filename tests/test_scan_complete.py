@@ -115,7 +115,17 @@ class DescribeTests(SynchronousTestCase):
             result = scan.describe(self.found(name), "sha256")
             self.assertIsInstance(result, scan.Skipped)
             self.assertIn("incomplete", result.reason)
-            self.assertFalse(result.transient)
+            self.assertTrue(result.transient, "may still be being written")
+
+    def test_corrupt_is_not_transient(self):
+        name, data = sdist_bytes("s", "1.0")
+        broken = bytearray(data)
+        broken[len(data) // 2] ^= 0xFF
+        with open(os.path.join(self.root, name), "wb") as f:
+            f.write(bytes(broken))
+        result = scan.describe(self.found(name), "sha256")
+        self.assertIsInstance(result, scan.Skipped)
+        self.assertFalse(result.transient)
 
     def test_changed_since_the_walk(self):
         """A file that grew after it was seen is left for the next look, quietly."""
@@ -253,3 +263,38 @@ class ReplacedTests(SynchronousTestCase):
         os.makedirs(path)
         result = scan.scan_paths([root], "sha256", previous, [path])
         self.assertEqual(result.removed, [os.path.basename(path)])
+
+
+class StuckTests(SynchronousTestCase):
+    """An incomplete file is an info line at first, a warning if a whole rescan later it still is."""
+
+    def test_escalation(self):
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        from pypid.store import DirectoryStore
+        from pypid.testing import ImmediateReactor
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        root = os.path.abspath(self.mktemp())
+        name, data = wheel_bytes("stuck", "1.0")
+        os.makedirs(root)
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data[:100])
+        store = DirectoryStore([root], "sha256", ImmediateReactor())
+
+        def lines(level):
+            return [formatEvent(e) for e in events if e.get("log_level").name == level
+                    and "stuck" in formatEvent(e)]
+
+        self.successResultOf(store.rescan())
+        self.assertEqual(len(lines("info")), 1)
+        self.assertEqual(lines("warn"), [])
+        self.successResultOf(store.refresh([os.path.join(root, name)]))
+        self.assertEqual(lines("warn"), [], "a refresh of a growing file is no alarm")
+        self.successResultOf(store.rescan())
+        self.assertEqual(len(lines("warn")), 1)
+        self.assertIn("still incomplete since the previous rescan", lines("warn")[0])
+        self.successResultOf(store.rescan())
+        self.assertEqual(len(lines("warn")), 1, "said once")
