@@ -57,6 +57,10 @@ class FallbackOptionsTests(SynchronousTestCase):
         self.assertEqual(config.deny, ("acme-*", "secret-tool"))
         self.assertRaises(usage.UsageError, parse, "--fallback-url", UP, "--upstream-deny", "a/b", self.dir)
 
+    def test_hidden_cache_dir_inside_a_package_directory(self):
+        cache = os.path.join(self.dir, ".cache", "up")
+        self.assertEqual(parse("--fallback-url", UP, "--cache-dir", cache, self.dir)["fallback"].cache_dir, cache)
+
     def test_refusals(self):
         for argv in (
             ["--fallback-url", "ftp://x/simple/"],
@@ -66,6 +70,8 @@ class FallbackOptionsTests(SynchronousTestCase):
             ["--fallback-url", UP, "--cache-max-size", "lots"],
             ["--fallback-url", UP, "--upstream-ca", os.path.join(self.dir, "missing.pem")],
             ["--fallback-url", UP, "--upstream-allow", "@" + os.path.join(self.dir, "missing")],
+            ["--fallback-url", UP, "--cache-dir", os.path.join(self.dir, "cache")],
+            ["--fallback-url", UP, "--cache-dir", self.dir],
         ):
             self.assertRaises(usage.UsageError, parse, *argv, self.dir)
 

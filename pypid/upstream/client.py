@@ -113,6 +113,11 @@ class _BodyReader(Protocol):
                 f"the upstream connection broke after {self.length} bytes: {reason.getErrorMessage()}"))
 
 
+def _quiet_factory(factory):
+    """The pool's connection factory without its "Starting factory" log lines."""
+    return type("QuietHTTP11ClientFactory", (factory,), {"noisy": False})
+
+
 def _header(response, name: str) -> Optional[str]:
     values = response.headers.getRawHeaders(name)
     return values[0] if values else None
@@ -151,6 +156,7 @@ class TreqUpstream:
 
         self.pool = HTTPConnectionPool(self.reactor, persistent=True)
         self.pool.maxPersistentPerHost = self.max_connections
+        self.pool._factory = _quiet_factory(self.pool._factory)
         policy = BrowserLikePolicyForHTTPS()
         if self.ca_file is not None:
             from twisted.internet.ssl import Certificate

@@ -103,6 +103,24 @@ def read_deny(values: list[str]) -> tuple:
     return tuple(patterns)
 
 
+def _check_cache_dir(cache_dir: str, roots: list[str]) -> None:
+    """
+    Refuse a cache directory whose files the scanner would list as local
+    ones: inside a package directory, it must be under a hidden directory.
+    """
+    real = os.path.realpath(cache_dir)
+    for root in roots:
+        root = os.path.realpath(root)
+        if real == root or real.startswith(root + os.sep):
+            inside = os.path.relpath(real, root).split(os.sep)
+            if real == root or not any(part.startswith(".") for part in inside):
+                raise usage.UsageError(
+                    f"--cache-dir {cache_dir!r} is inside the package directory {root!r}, where cached "
+                    "upstream files would be listed as local ones; use a hidden directory "
+                    "(e.g. .pypid/upstream) or one outside the package directories."
+                )
+
+
 def check(options) -> Optional[FallbackConfig]:
     """
     The fallback asked for by C{options} (a L{pypid.tap.Options} after its
@@ -146,10 +164,12 @@ def check(options) -> Optional[FallbackConfig]:
             raise usage.UsageError(f"--upstream-ca {options['upstream-ca']!r} is not a readable PEM certificate: {e}")
     state = options.get("state-dir") or os.path.join(options["packages"][0], ".pypid")
     cache_dir = options["cache-dir"] or os.path.join(state, "upstream")
+    cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
+    _check_cache_dir(cache_dir, options["packages"])
     return FallbackConfig(
         url=check_url(url),
         mode=mode,
-        cache_dir=os.path.abspath(os.path.expanduser(cache_dir)),
+        cache_dir=cache_dir,
         ttl=ttl,
         max_size=max_size,
         allow=read_allow(options["upstream-allow"]),
