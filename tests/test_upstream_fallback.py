@@ -252,3 +252,17 @@ class OversizeTests(SynchronousTestCase):
         fallback = Fallback(upstream, UP, os.path.abspath(self.mktemp()), Clock(), immediate, max_size=10)
         path = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
         self.assertTrue(os.path.exists(path))
+
+
+class OddPageTests(SynchronousTestCase):
+    def test_unusable_pages_are_errors_not_crashes(self):
+        upstream = CannedUpstream()
+        fallback = Fallback(upstream, UP, os.path.abspath(self.mktemp()), Clock(), immediate)
+        for body in (b"{", b'{"files": "nope"}', b'{"meta": {"api-version": "2.0"}, "files": []}',
+                     json.dumps({"files": [{"filename": "a-1.whl", "url": 5}], "versions": [1]}).encode()):
+            upstream.page(UP + "odd/", body)
+            d = fallback.project("odd")
+            if body.startswith(b'{"files": [') or b"versions" in body:
+                self.successResultOf(d)
+            else:
+                self.failureResultOf(d, UpstreamUnavailable)

@@ -175,8 +175,9 @@ class Fallback:
         else:
             try:
                 project = yield self._thread(parse_page, key, response.body, response.content_type, response.url)
-            except UpstreamError as e:
-                return self._stale(key, entry, str(e))
+            except Exception as e:
+                # UpstreamError, or anything else an odd page makes the parser raise.
+                return self._stale(key, entry, f"unusable page: {e}")
             entry = PageEntry(project, Validators(response.etag, response.last_modified), now)
             self.log.info("fetched upstream page {key}: {count} files", key=key, count=len(project.files))
         self.pages[key] = entry
