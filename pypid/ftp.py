@@ -194,7 +194,11 @@ class UploadShell(ftp.FTPShell):
 
         def decided(decision):
             if not decision.allowed:
-                raise Refused(f"{self.user} may not upload to {project} ({decision.reason})")
+                why = f"{self.user} may not upload to {project} ({decision.reason})"
+                audit.info("ftp: {user} upload refused: {why}", user=self.user, why=why)
+                raise Refused(why)
+            if decision.claimed:
+                audit.info("owner {user} recorded as the owner of {project}", user=self.user, project=project)
 
         return d.addCallback(decided)
 
@@ -205,7 +209,7 @@ class UploadShell(ftp.FTPShell):
     def land(self, upload: _Upload) -> Deferred:
         """The transfer ended: check the file, and land it or throw it away."""
         if upload.state != "open":
-            return succeed(None)
+            return fail(Refused("the session ended before the transfer did"))
         upload.state = "closing"
         uploads = self.uploads
         if upload.too_large:

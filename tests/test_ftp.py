@@ -131,3 +131,22 @@ def test_overwrite_rule(ftp_server, packages):
 def test_ftp_needs_a_password_file(packages, start_server):
     with pytest.raises(RuntimeError, match="--ftp needs -P"):
         start_server("--ftp", "tcp:0:interface=127.0.0.1", str(packages))
+
+
+def test_acl_applies_to_ftp(tmp_path, packages, start_server):
+    """The --acl rights of HTTP uploads hold for FTP too."""
+    passwords = htpasswd(tmp_path / "htpasswd", {"alice": "wonderland", "carol": "c"})
+    acl = tmp_path / "acl"
+    acl.write_text("team-a-* = alice\nteam-b-* = carol\nunlisted-projects = nobody\n")
+    server = start_server("-P", str(passwords), "--acl", str(acl), "--ftp", "tcp:0:interface=127.0.0.1",
+                          "--rescan-interval", "0", str(packages))
+    port = ftp_port(server)
+    client = connect(port, "carol", "c")
+    name, data = wheel_bytes("team-a-tool", "1.0")
+    with pytest.raises(ftplib.error_perm, match="^550"):
+        client.storbinary(f"STOR {name}", io.BytesIO(data))
+    assert "carol upload refused: carol may not upload to team-a-tool" in server.log()
+    name, data = wheel_bytes("team-b-tool", "1.0")
+    assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
+    client.quit()
+    assert leftovers(packages) == [name]
