@@ -180,6 +180,13 @@ class FallbackTests(SynchronousTestCase):
         failure = self.failureResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl"), UpstreamUnavailable)
         self.assertIn("bytes where the upstream lists", str(failure.value))
 
+    def test_quarantined_project_serves_no_file(self):
+        data = json.loads(page())
+        data["project-status"] = {"status": "quarantined"}
+        self.upstream.page(UP + "demo/", json.dumps(data).encode())
+        self.failureResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl"), NotOnUpstream)
+        self.assertEqual(self.upstream.downloads, [])
+
     def test_unknown_file(self):
         self.failureResultOf(self.fallback.file("demo", "demo-9.0.tar.gz"), NotOnUpstream)
         self.failureResultOf(self.fallback.file("nothing", "nothing-1.0.tar.gz"), NotOnUpstream)

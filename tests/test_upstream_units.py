@@ -276,3 +276,27 @@ class ReservedTests(SynchronousTestCase):
         self.assertTrue(reserved("secret", ["acme-*", "secret"]))
         self.assertFalse(reserved("acmetool", ["acme-*"]))
         self.assertFalse(reserved("anything", []))
+
+
+class StatusTests(SynchronousTestCase):
+    def test_json_status_passes_through(self):
+        body = json.dumps({"meta": {"api-version": "1.4"}, "files": [],
+                           "project-status": {"status": "deprecated", "reason": "use <other>"}}).encode()
+        project = parse_json("demo", body, BASE)
+        self.assertEqual((project.status, project.status_reason), ("deprecated", "use <other>"))
+        self.assertEqual(project_from_json(json.loads(json.dumps(project_to_json(project)))), project)
+        page = json.loads(rewrite.project_page("demo", "json", project))
+        self.assertEqual(page["project-status"], {"status": "deprecated", "reason": "use <other>"})
+        html = rewrite.project_page("demo", "html", project).decode()
+        self.assertIn('<meta name="pypi:project-status" content="deprecated">', html)
+        self.assertIn('<meta name="pypi:project-status-reason" content="use &lt;other&gt;">', html)
+
+    def test_html_status_and_unknown_markers(self):
+        body = b'<meta name="pypi:project-status" content="archived"><a href="demo-1.0.tar.gz">x</a>'
+        self.assertEqual(parse_html("demo", body, BASE).status, "archived")
+        body = json.dumps({"files": [], "project-status": {"status": "gone-fishing"}}).encode()
+        self.assertIsNone(parse_json("demo", body, BASE).status)
+
+    def test_quarantined_offers_nothing(self):
+        project = parse_json("demo", json_page(), BASE)._replace(status="quarantined")
+        self.assertEqual(rewrite.links("demo", project), [])

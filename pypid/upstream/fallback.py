@@ -292,7 +292,8 @@ class Fallback:
             self.lru.add(path, size)
             return path
         entry = yield self.project(key)
-        record = entry.project.file(filename) if entry is not None else None
+        quarantined = entry is not None and entry.project.status == "quarantined"
+        record = entry.project.file(filename) if entry is not None and not quarantined else None
         if record is None:
             raise NotOnUpstream(f"{filename} is not a file of {key!r} on the upstream index.")
         url, hashes, expected_size, listed = what(record)

@@ -23,6 +23,9 @@ ACCEPT = (
     "application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 )
 
+#: PEP 792 project status markers.
+STATUSES = ("active", "archived", "quarantined", "deprecated")
+
 _HEX = re.compile(r"^[0-9a-f]+$")
 _BAD_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
@@ -68,6 +71,9 @@ class UpstreamProject(NamedTuple):
     files: tuple[UpstreamFile, ...]
     #: Every version, as the upstream listed them (or as the filenames say).
     versions: tuple[str, ...]
+    #: PEP 792 project status marker and its reason, when the upstream gave one.
+    status: Optional[str] = None
+    status_reason: Optional[str] = None
 
     def file(self, filename: str) -> Optional[UpstreamFile]:
         for f in self.files:
@@ -169,7 +175,15 @@ def parse_json(key: str, body: bytes, base_url: str) -> UpstreamProject:
         listed = tuple(dict.fromkeys(versions))
     else:
         listed = _versions(unique)
-    return UpstreamProject(key, unique, listed)
+    marker = data.get("project-status")
+    status, reason = (marker.get("status"), marker.get("reason")) if isinstance(marker, dict) else (None, None)
+    return UpstreamProject(key, unique, listed, *_status(status, reason))
+
+
+def _status(status: Any, reason: Any) -> tuple[Optional[str], Optional[str]]:
+    if status not in STATUSES:
+        return None, None
+    return status, reason if isinstance(reason, str) and reason else None
 
 
 def _check_version(version: Any) -> None:
@@ -183,6 +197,8 @@ class _LinkParser(HTMLParser):
         self.base: Optional[str] = None
         self.links: list[dict[str, Optional[str]]] = []
         self.version: Optional[str] = None
+        self.status: Optional[str] = None
+        self.status_reason: Optional[str] = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
         values = dict(attrs)
@@ -192,6 +208,10 @@ class _LinkParser(HTMLParser):
             self.links.append(values)
         elif tag == "meta" and values.get("name") == "pypi:repository-version":
             self.version = values.get("content")
+        elif tag == "meta" and values.get("name") == "pypi:project-status":
+            self.status = values.get("content")
+        elif tag == "meta" and values.get("name") == "pypi:project-status-reason":
+            self.status_reason = values.get("content")
 
 
 def parse_html(key: str, body: bytes, base_url: str, charset: str = "utf-8") -> UpstreamProject:
@@ -230,7 +250,7 @@ def parse_html(key: str, body: bytes, base_url: str, charset: str = "utf-8") -> 
             )
         )
     unique = _unique(files)
-    return UpstreamProject(key, unique, _versions(unique))
+    return UpstreamProject(key, unique, _versions(unique), *_status(parser.status, parser.status_reason))
 
 
 def parse_page(key: str, body: bytes, content_type: str, base_url: str) -> UpstreamProject:
@@ -260,6 +280,8 @@ def project_to_json(project: UpstreamProject) -> dict:
     return {
         "key": project.key,
         "versions": list(project.versions),
+        "status": project.status,
+        "status_reason": project.status_reason,
         "files": [
             {
                 "filename": f.filename,
@@ -293,7 +315,8 @@ def project_from_json(data: dict) -> UpstreamProject:
                 core_metadata=_pairs(core) if isinstance(core, list) else bool(core),
             )
         )
-    return UpstreamProject(normalize(data["key"]), tuple(files), tuple(data.get("versions", ())))
+    return UpstreamProject(normalize(data["key"]), tuple(files), tuple(data.get("versions", ())),
+                           *_status(data.get("status"), data.get("status_reason")))
 
 
 def parse_project_list(body: bytes, content_type: str) -> list[str]:

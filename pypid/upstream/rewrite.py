@@ -55,7 +55,8 @@ def links(
     """
     out = [local_link(f, hash_algo) for f in local.files] if local is not None else []
     taken = {link.file.filename for link in out}
-    if upstream is not None:
+    # PEP 792: a quarantined project offers no files.
+    if upstream is not None and upstream.status != "quarantined":
         out.extend(
             Link(upstream_href(key, f.filename), f) for f in upstream.files if f.filename not in taken
         )
@@ -97,12 +98,18 @@ def api_version(page_links: list[Link]) -> str:
     return render.API_VERSION if all(link.file.size is not None for link in page_links) else "1.0"
 
 
-def project_html(name: str, page_links: list[Link]) -> bytes:
+def project_html(name: str, page_links: list[Link], status: Optional[str] = None,
+                 status_reason: Optional[str] = None) -> bytes:
     title = escape(f"Links for {name}")
+    marker = ""
+    if status and status != "active":
+        marker = f'<meta name="pypi:project-status" content="{escape(status)}">\n'
+        if status_reason:
+            marker += f'<meta name="pypi:project-status-reason" content="{escape(status_reason)}">\n'
     parts = [
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
         f'<meta name="pypi:repository-version" content="{api_version(page_links)}">\n'
-        f"<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
+        f"{marker}<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
     ]
     for link in page_links:
         f = link.file
@@ -139,15 +146,17 @@ def file_json(link: Link) -> dict:
     return entry
 
 
-def project_json(key: str, page_versions: list[str], page_links: list[Link]) -> bytes:
-    return render.dumps(
-        {
-            "meta": {"api-version": api_version(page_links)},
-            "name": key,
-            "versions": page_versions,
-            "files": [file_json(link) for link in page_links],
-        }
-    )
+def project_json(key: str, page_versions: list[str], page_links: list[Link], status: Optional[str] = None,
+                 status_reason: Optional[str] = None) -> bytes:
+    page: dict = {
+        "meta": {"api-version": api_version(page_links)},
+        "name": key,
+        "versions": page_versions,
+        "files": [file_json(link) for link in page_links],
+    }
+    if status:
+        page["project-status"] = {"status": status, **({"reason": status_reason} if status_reason else {})}
+    return render.dumps(page)
 
 
 def merged_names(local: dict, upstream_names) -> list[tuple[str, str]]:
@@ -184,6 +193,8 @@ def project_page(key: str, fmt: str, upstream: Optional[UpstreamProject], local:
                  hash_algo: Optional[str] = None) -> bytes:
     """The body of C{/simple/<key>/} in C{fmt} (C{"json"} or C{"html"})."""
     page_links = links(key, upstream, local, hash_algo)
+    # The upstream's status marker describes the upstream project only.
+    status = (upstream.status, upstream.status_reason) if upstream is not None and local is None else (None, None)
     if fmt == "json":
-        return project_json(key, versions(upstream, local), page_links)
-    return project_html(local.name if local is not None else key, page_links)
+        return project_json(key, versions(upstream, local), page_links, *status)
+    return project_html(local.name if local is not None else key, page_links, *status)
