@@ -273,3 +273,22 @@ class OddPageTests(SynchronousTestCase):
                 self.successResultOf(d)
             else:
                 self.failureResultOf(d, UpstreamUnavailable)
+
+
+class MemoryBoundTests(SynchronousTestCase):
+    def test_pages_dropped_from_memory_are_read_back_from_disk(self):
+        from pypid.upstream import fallback as module
+
+        self.patch(module, "MEMORY_PAGES", 1)
+        upstream = CannedUpstream()
+        for key in ("demo", "other"):
+            upstream.page(UP + key + "/", page())
+        clock = Clock()
+        fallback = Fallback(upstream, UP, os.path.abspath(self.mktemp()), clock, immediate)
+        self.successResultOf(fallback.project("demo"))
+        self.successResultOf(fallback.project("other"))
+        self.assertIsNone(fallback.cached_project("demo"))
+        upstream.pages.clear()
+        entry = self.successResultOf(fallback.project("demo"))
+        self.assertEqual(len(entry.project.files), 1)
+        self.assertEqual(len(upstream.page_requests), 2, "read back from disk, fresh: no fetch")

@@ -300,3 +300,20 @@ class StatusTests(SynchronousTestCase):
     def test_quarantined_offers_nothing(self):
         project = parse_json("demo", json_page(), BASE)._replace(status="quarantined")
         self.assertEqual(rewrite.links("demo", project), [])
+
+
+class RecentTests(SynchronousTestCase):
+    def test_keeps_the_most_recently_used(self):
+        from pypid.upstream.lru import Recent
+
+        gone = []
+        recent = Recent(2, on_evict=gone.append)
+        recent["a"] = 1
+        recent["b"] = 2
+        self.assertEqual(recent.get("a"), 1)
+        recent["c"] = 3
+        self.assertEqual(gone, ["b"])
+        self.assertNotIn("b", recent)
+        self.assertEqual((recent.get("a"), recent.get("c"), len(recent)), (1, 3, 2))
+        self.assertEqual(recent.pop("a"), 1)
+        self.assertIsNone(recent.get("a"))

@@ -22,7 +22,7 @@ from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
 from pypid.upstream.flight import SingleFlight
-from pypid.upstream.lru import LRU
+from pypid.upstream.lru import LRU, Recent
 from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
 from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page, parse_project_list
 
@@ -30,6 +30,9 @@ from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page, pa
 #: upstream again for this long (at most the TTL), so an unreachable
 #: upstream does not slow every request down.
 RETRY_AFTER = 30.0
+
+#: How many upstream pages are kept in memory.
+MEMORY_PAGES = 2048
 
 #: Hash algorithms a file may be checked with, best first.
 CHECK_HASHES = ("sha256", "sha512", "sha384", "blake2b", "sha224", "sha1", "md5")
@@ -91,7 +94,8 @@ class Fallback:
         self.clock = clock
         self._thread = self.run_in_thread = run_in_thread
         self.ttl = ttl
-        self.pages: dict[str, PageEntry] = {}
+        #: Pages in memory (the others are read back from disk when asked for).
+        self.pages = Recent(MEMORY_PAGES, on_evict=lambda key: self._loaded.discard(key))
         self.lru = LRU(max_size)
         self.flights = SingleFlight()
         self._loaded: set[str] = set()

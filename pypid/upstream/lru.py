@@ -67,3 +67,38 @@ class LRU:
             out.append(path)
             self.remove(path)
         return out
+
+
+class Recent:
+    """
+    A mapping holding at most C{size} entries: the most recently used.
+    C{on_evict(key)} is told about each entry that had to go.
+    """
+
+    def __init__(self, size: int, on_evict=None) -> None:
+        self.size = size
+        self.on_evict = on_evict
+        self._items: "OrderedDict" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key) -> bool:
+        return key in self._items
+
+    def get(self, key, default=None):
+        if key not in self._items:
+            return default
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def __setitem__(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            old, _ = self._items.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict(old)
+
+    def pop(self, key, default=None):
+        return self._items.pop(key, default)

@@ -24,6 +24,7 @@ from pypid.names import is_normalized, is_valid
 from pypid.pages import Page, PageCache, make_page
 from pypid.upstream import rewrite
 from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
+from pypid.upstream.lru import Recent
 from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
 from pypid.web.files import content_type_for, etag_for, serve_file
@@ -32,6 +33,9 @@ from pypid.web.util import redirect, serve_page, text_response
 log = Logger()
 
 CACHE, REDIRECT = "cache", "redirect"
+
+#: How many rendered upstream pages (per format) are kept in memory.
+RENDERED_PAGES = 512
 
 
 def render_async(request, d: Deferred, on_result: Callable[[object], object]) -> object:
@@ -112,7 +116,8 @@ class UpstreamWeb:
         self.deny = tuple(deny)
         self.cache_control = b"public, max-age=%d" % cache_control if cache_control is not None else None
         self.lists_upstream = list_upstream and fallback is not None
-        self._rendered: dict[tuple[str, str], tuple[object, object, Page]] = {}
+        #: Rendered pages of the most recently asked for projects.
+        self._rendered = Recent(RENDERED_PAGES)
 
     def is_local(self, key: str) -> bool:
         return key in self.store.snapshot.projects
