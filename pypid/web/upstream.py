@@ -165,20 +165,26 @@ class UpstreamWeb:
         ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
         fmt = PageCache.format_of(content_type)
 
-        def found(upstream_names) -> object:
+        def rendered(upstream_names):
             snapshot = self.store.snapshot
             cached = self._rendered.get(("", fmt))
             if cached is not None and cached[0] is upstream_names and cached[1] is snapshot:
-                page = cached[2]
-            else:
+                return cached[2]
+
+            def render() -> Page:
                 names = [(k, n) for k, n in rewrite.merged_names(snapshot.projects, upstream_names)
                          if k in snapshot.projects or not self.reserved(k)]
-                body = rewrite.index_json(names) if fmt == "json" else rewrite.index_html(names)
-                page = make_page(body)
-                self._rendered[("", fmt)] = (upstream_names, snapshot, page)
-            return serve_page(request, page, ctype)
+                return make_page(rewrite.index_json(names) if fmt == "json" else rewrite.index_html(names))
 
-        return render_async(request, self.fallback.project_names(), found)
+            def keep(page: Page) -> Page:
+                self._rendered[("", fmt)] = (upstream_names, snapshot, page)
+                return page
+
+            # The upstream's list can hold hundreds of thousands of names.
+            return self.fallback.run_in_thread(render).addCallback(keep)
+
+        d = self.fallback.project_names().addCallback(rendered)
+        return render_async(request, d, lambda page: serve_page(request, page, ctype))
 
     def _page(self, key: str, content_type: str, upstream, local):
         """The rendered page (or a Deferred of it; L{None} when there is nothing)."""
