@@ -312,6 +312,7 @@ class UploadFTP(ftp.FTP):
     """Passive data ports listen on the address the client reached, nowhere else."""
 
     def listenFactory(self, port, factory, interface=""):
+        factory.noisy = False  # one data connection per transfer: no log lines for each
         return self.factory.reactor.listenTCP(
             port, factory, interface=interface or self.transport.getHost().host
         )
