@@ -7,7 +7,6 @@ life cycle with a fake observer.
 import errno
 import os
 
-from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
