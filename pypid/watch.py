@@ -258,18 +258,23 @@ class WatchService(Service):
         self._observer = observer
         for root, error in problems:
             self._warnUnwatched(root, error)
-        if problems and self.running and self.fallback_poll:
-            self._poll = LoopingCall(self._rescan)
-            self._poll.clock = self.reactor
-            self._poll.start(self.fallback_poll, now=False)
+        if problems:
+            self._startPolling()
         if len(problems) < len(self.roots):
             self.log.info("watching {count} package directories for changes",
                           count=len(self.roots) - len(problems))
         self._nowWatching()
 
     def _startFailed(self, failure) -> None:
-        self.log.failure("cannot watch the package directories; relying on rescans", failure)
+        self.log.failure("cannot watch the package directories; polling instead", failure)
+        self._startPolling()
         self._nowWatching()
+
+    def _startPolling(self) -> None:
+        if self.running and self.fallback_poll and self._poll is None:
+            self._poll = LoopingCall(self._rescan)
+            self._poll.clock = self.reactor
+            self._poll.start(self.fallback_poll, now=False)
 
     def _nowWatching(self) -> None:
         waiting, self._watching = self._watching or [], None

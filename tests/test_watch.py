@@ -306,6 +306,19 @@ class WatchServiceTests(SynchronousTestCase):
         self.reactor.advance(60)
         self.assertEqual(self.store.rescans, 1)
 
+    def test_observer_that_cannot_start_falls_back_to_polling(self):
+        def broken():
+            raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+        self.watcher.observer_factory = broken
+        watching = self.watcher.whenWatching()
+        self.start()
+        self.successResultOf(watching)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.reactor.advance(30)
+        self.assertEqual(self.store.rescans, 1)
+        self.successResultOf(self.stop())
+
     def test_instance_limit_names_its_sysctl(self):
         self.observer.refuse = {ROOT: errno.EMFILE}
         self.start()
