@@ -57,6 +57,11 @@ class FallbackOptionsTests(SynchronousTestCase):
         self.assertEqual(config.deny, ("acme-*", "secret-tool"))
         self.assertRaises(usage.UsageError, parse, "--fallback-url", UP, "--upstream-deny", "a/b", self.dir)
 
+    def test_cache_dir_follows_the_state_dir(self):
+        state = os.path.abspath(self.mktemp())
+        config = parse("--fallback-url", UP, "--state-dir", state, self.dir)["fallback"]
+        self.assertEqual(config.cache_dir, os.path.join(state, "upstream"))
+
     def test_hidden_cache_dir_inside_a_package_directory(self):
         cache = os.path.join(self.dir, ".cache", "up")
         self.assertEqual(parse("--fallback-url", UP, "--cache-dir", cache, self.dir)["fallback"].cache_dir, cache)
