@@ -81,8 +81,8 @@ class Options(OperationsOptions, usage.Options):
          "cache: fetch, cache and serve upstream pages and files; "
          "redirect: answer 303 to FALLBACK_URL/<project>/ (pypiserver's behaviour)."],
         ["cache-dir", None, None,
-         "Directory of the upstream cache. Default: PACKAGE_DIR/.pypid/upstream "
-         "in the first package directory (never listed)."],
+         "Directory of the upstream cache. Default: STATE_DIR/upstream, i.e. "
+         "PACKAGE_DIR/.pypid/upstream in the first package directory (never listed)."],
         ["upstream-ttl", None, "600",
          "Seconds an upstream page is served before it is revalidated."],
         ["cache-max-size", None, None,
