@@ -24,6 +24,7 @@ from pypid.scan import HASH_ALGORITHMS
 from pypid.service import IndexService
 from pypid.store import DirectoryStore
 from pypid.upstream import config as upstream_config
+from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
 
@@ -330,8 +331,11 @@ def makeService(options: Options, reactor=None) -> IService:
     store = _store(options, reactor, top)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
+    cache_control = download_cache_control(
+        options["cache-control"], private="download" in options["auth-actions"]
+    )
     config = WebConfig(
-        cache_control=options["cache-control"],
+        cache_control=cache_control,
         welcome_template=options["welcome-template"],
         health_endpoint=options["health-endpoint"].encode("ascii"),
         uploads=options["uploads"],
@@ -339,7 +343,7 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics_allow=tuple(options["metrics-allow"]),
     )
     upload, protect = _access(options, store, reactor)
-    upstream = upstream_config.build(options["fallback"], store, reactor, top, options["cache-control"])
+    upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
         reactor=reactor,

@@ -80,3 +80,29 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIn(IndexService, kinds)
         self.assertEqual(sum(isinstance(s, StreamServerEndpointService) for s in top), 2)
         self.assertEqual(reactor.tcpServers, [], "nothing listens before startService")
+
+
+class DownloadCacheControlTests(SynchronousTestCase):
+    def test_public_unless_protected(self):
+        """Downloads are public cache entries unless they need a password."""
+        from pypid.web.files import download_cache_control
+
+        self.assertIsNone(download_cache_control(None))
+        self.assertEqual(download_cache_control(600), b"public, max-age=600")
+        self.assertEqual(download_cache_control(600, private=True), b"private, max-age=600")
+
+    def test_wired_from_options(self):
+        """With -a download, --cache-control marks downloads private."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        passwords = os.path.join(directory, ".htpasswd")
+        with open(passwords, "w") as f:
+            f.write("")
+        options = parse("-P", passwords, "-a", "update,download", "--cache-control", "60", directory)
+        top = tap.makeService(options, reactor=MemoryReactorClock())
+        from pypid.web.files import Packages
+
+        site = next(s for s in top if isinstance(s, StreamServerEndpointService)).factory
+        guarded = site.resource.children[b"packages"]
+        packages = next(v for v in vars(guarded).values() if isinstance(v, Packages))
+        self.assertEqual(packages.cache_control, b"private, max-age=60")

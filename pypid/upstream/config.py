@@ -180,7 +180,7 @@ def check(options) -> Optional[FallbackConfig]:
     )
 
 
-def build(config: Optional[FallbackConfig], store, reactor, parent, cache_control: Optional[int] = None):
+def build(config: Optional[FallbackConfig], store, reactor, parent, cache_control: Optional[bytes] = None):
     """
     The L{pypid.web.upstream.UpstreamWeb} for C{config} (L{None} without a
     fallback), with the upstream client's service put under C{parent}.

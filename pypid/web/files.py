@@ -36,6 +36,17 @@ class DistributionFile(static.File):
 
 
 
+def download_cache_control(seconds: Optional[int], private: bool = False) -> Optional[bytes]:
+    """
+    The C{Cache-Control} of downloads under C{--cache-control SECONDS}:
+    C{public}, or C{private} when downloads need a password (shared caches
+    must not keep them). L{None} when the option is not given.
+    """
+    if seconds is None:
+        return None
+    return b"%s, max-age=%d" % (b"private" if private else b"public", seconds)
+
+
 def content_type_for(filename: str) -> str:
     lower = filename.lower()
     if lower.endswith((".tar.gz", ".tgz")):
@@ -138,13 +149,11 @@ class Packages(Resource):
 
     isLeaf = True
 
-    def __init__(self, store: IPackageStore, pages: PageCache, cache_control: Optional[int]) -> None:
+    def __init__(self, store: IPackageStore, pages: PageCache, cache_control: Optional[bytes]) -> None:
         super().__init__()
         self.store = store
         self.pages = pages
-        self.cache_control = (
-            b"public, max-age=%d" % cache_control if cache_control is not None else None
-        )
+        self.cache_control = cache_control
 
     def render_GET(self, request):
         segments = request.postpath

@@ -28,7 +28,8 @@ from pypid.web.xmlrpc import XmlRpc
 class WebConfig:
     """What the resources need from the command line."""
 
-    cache_control: Optional[int] = None
+    #: The Cache-Control header of downloads, if any (C{--cache-control}).
+    cache_control: Optional[bytes] = None
     welcome_template: Optional[str] = None
     health_endpoint: bytes = b"/health"
     uploads: bool = False

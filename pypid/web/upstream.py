@@ -104,7 +104,7 @@ class UpstreamWeb:
         mode: str = CACHE,
         fallback: Optional[Fallback] = None,
         allow: frozenset = frozenset(),
-        cache_control: Optional[int] = None,
+        cache_control: Optional[bytes] = None,
         list_upstream: bool = False,
         deny: tuple = (),
     ) -> None:
@@ -114,7 +114,7 @@ class UpstreamWeb:
         self.fallback = fallback
         self.allow = frozenset(allow)
         self.deny = tuple(deny)
-        self.cache_control = b"public, max-age=%d" % cache_control if cache_control is not None else None
+        self.cache_control = cache_control
         self.lists_upstream = list_upstream and fallback is not None
         #: Rendered pages of the most recently asked for projects.
         self._rendered = Recent(RENDERED_PAGES)
