@@ -16,8 +16,12 @@ from zope.interface import implementer
 from pypid import scan
 from pypid.index import DistFile, IndexSnapshot
 from pypid.interfaces import IPackageStore
+from pypid.lru import Recent
 from pypid.metadata import read_metadata
 from pypid.statecache import StateCache
+
+#: How many core metadata files to keep in memory (a few KiB each).
+METADATA_CACHE_ENTRIES = 2048
 
 Listener = Callable[[IndexSnapshot, frozenset], None]
 
@@ -78,6 +82,7 @@ class DirectoryStore(SnapshotOwner):
         #: Files found incomplete by the latest full scan.
         self._waiting: set[str] = set()
         self._reactor = reactor
+        self._metadata = Recent(METADATA_CACHE_ENTRIES)
         self._ready: Optional[list[Deferred]] = []
         self._running = False
         self._running_full = False
@@ -125,8 +130,19 @@ class DirectoryStore(SnapshotOwner):
         return scan.resolve_inside(os.path.join(root, distfile.path), root)
 
     def readMetadata(self, distfile: DistFile) -> Deferred:
+        # Resolvers ask for the same few .metadata files over and over:
+        # keep the most recent ones rather than reopen the archive each time.
+        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
+        cached = self._metadata.get(key)
+        if cached is not None:
+            return succeed(cached)
         path = os.path.join(self.roots[distfile.root], distfile.path)
-        return self._deferToThread(read_metadata, path, distfile.kind)
+
+        def keep(raw: bytes) -> bytes:
+            self._metadata[key] = raw
+            return raw
+
+        return self._deferToThread(read_metadata, path, distfile.kind).addCallback(keep)
 
     # Internals
 

@@ -148,3 +148,16 @@ class StoreTests(SynchronousTestCase):
         os.unlink(os.path.join(self.root, f.path))
         os.symlink(target, os.path.join(self.root, f.path))
         self.assertIsNone(self.store.localPath(f), "swapped for a symlink out after the scan")
+
+    def test_metadata_read_once(self):
+        """A wheel's METADATA is read from the archive once, then kept."""
+        write_dist(self.root, wheel_bytes("m", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["m-1.0-py3-none-any.whl"]
+        pool = self.store._reactor.getThreadPool()
+        before = pool.calls
+        first = self.successResultOf(self.store.readMetadata(f))
+        second = self.successResultOf(self.store.readMetadata(f))
+        self.assertEqual(first, second)
+        self.assertIn(b"Name: m", first)
+        self.assertEqual(pool.calls - before, 1)

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.upstream import rewrite
 from pypid.upstream.flight import SingleFlight
-from pypid.upstream.lru import LRU
+from pypid.lru import LRU
 from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
 from pypid.upstream.records import (
     UpstreamError,
@@ -304,7 +304,7 @@ class StatusTests(SynchronousTestCase):
 
 class RecentTests(SynchronousTestCase):
     def test_keeps_the_most_recently_used(self):
-        from pypid.upstream.lru import Recent
+        from pypid.lru import Recent
 
         gone = []
         recent = Recent(2, on_evict=gone.append)

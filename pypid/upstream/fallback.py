@@ -22,7 +22,7 @@ from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
 from pypid.upstream.flight import SingleFlight
-from pypid.upstream.lru import LRU, Recent
+from pypid.lru import LRU, Recent
 from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
 from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page, parse_project_list
 

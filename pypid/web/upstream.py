@@ -24,7 +24,7 @@ from pypid.names import is_normalized, is_valid
 from pypid.pages import Page, PageCache, make_page
 from pypid.upstream import rewrite
 from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
-from pypid.upstream.lru import Recent
+from pypid.lru import Recent
 from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
 from pypid.web.files import content_type_for, etag_for, serve_file

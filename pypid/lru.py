@@ -1,7 +1,8 @@
 """
-Least-recently-used bookkeeping for the cached upstream files, under a size
-cap. Files being served are pinned and never chosen for eviction. Pure: the
-caller deletes the files this names.
+Least-recently-used bookkeeping: L{LRU} for files under a size cap (the
+cached upstream files; files being served are pinned and never chosen for
+eviction; the caller deletes the files this names), and L{Recent}, a small
+mapping of the most recently used entries. Pure.
 """
 
 from __future__ import annotations
