@@ -57,7 +57,7 @@ class PypidServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log()
-            match = re.search(r"PypidSite starting on (\d+)", text)
+            match = re.search(r"PypidSite (?:\(TLS\) )?starting on (\d+)", text)
             if match:
                 self.port = int(match.group(1))
                 break

@@ -97,11 +97,6 @@ class TLSServer(PypidServer):
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}/"
 
-    def log(self) -> str:
-        # twistd says "PypidSite (TLS) starting on N"; the harness looks for
-        # "PypidSite starting on N".
-        return super().log().replace("PypidSite (TLS) starting on", "PypidSite starting on")
-
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.cafile)
 
