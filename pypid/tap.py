@@ -12,13 +12,14 @@ import re
 from typing import Optional
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.python import usage
 
 from pypid import __version__
 from pypid.operations import OperationsOptions, top_service, wire_metrics
 from pypid.acl import AclError, AclFile
+from pypid.incoming import clean_stale, incoming_dir
 from pypid.pages import PageCache
 from pypid.scan import HASH_ALGORITHMS
 from pypid.service import IndexService
@@ -242,15 +243,18 @@ class Options(OperationsOptions, usage.Options):
         self["max-upload-size"] = int(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
         self["spool"] = None
         if self["uploads"]:
-            from pypid.incoming import incoming_dir
+            from pypid.incoming import INCOMING
 
-            try:
-                self["spool"] = incoming_dir(self["packages"][0])
-            except OSError as e:
+            # Only checked here: the directory is made when the service
+            # starts, after twistd has dropped privileges.
+            root = self["packages"][0]
+            spool = os.path.join(root, INCOMING)
+            if not os.access(spool if os.path.isdir(spool) else root, os.W_OK | os.X_OK):
                 raise usage.UsageError(
-                    f"uploads go to {self['packages'][0]!r}, but {e.strerror.lower()}; make it writable "
+                    f"uploads go to {root!r}, but it is not writable; make it writable "
                     "or run read-only (no -P, default -a update)."
                 )
+            self["spool"] = spool
         self["acl-file"] = None
         if self["acl"] is not None:
             if self["passwords"] is None or "update" not in self["auth-actions"]:
@@ -342,7 +346,7 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics=options["metrics"],
         metrics_allow=tuple(options["metrics-allow"]),
     )
-    upload, protect = _access(options, store, reactor)
+    upload, protect = _access(options, store, reactor, top)
     upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
@@ -396,10 +400,21 @@ def _store(options: Options, reactor, top: MultiService) -> DirectoryStore:
     return store
 
 
-def _access(options: Options, store, reactor):
+class SpoolService(Service):
+    """Makes the upload spool directory and clears what a crash left there."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def startService(self) -> None:
+        super().startService()
+        incoming_dir(os.path.dirname(self.path))
+        clean_stale(self.path)
+
+
+def _access(options: Options, store, reactor, top):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
     from pypid.auth import HtpasswdChecker
-    from pypid.incoming import clean_stale
     from pypid.web.guard import Authenticator, Guard, is_listing
     from pypid.web.upload import LegacyUpload, UploadPolicy
 
@@ -408,7 +423,7 @@ def _access(options: Options, store, reactor):
     if options["passwords"] is not None:
         authenticator = Authenticator(HtpasswdChecker(options["passwords"], reactor))
     if options["spool"] is not None:
-        clean_stale(options["spool"])
+        SpoolService(options["spool"]).setServiceParent(top)
     policy = UploadPolicy(
         enabled=options["uploads"],
         authenticator=authenticator if "update" in actions else None,

@@ -106,3 +106,17 @@ class DownloadCacheControlTests(SynchronousTestCase):
         guarded = site.resource.children[b"packages"]
         packages = next(v for v in vars(guarded).values() if isinstance(v, Packages))
         self.assertEqual(packages.cache_control, b"private, max-age=60")
+
+
+class SpoolTests(SynchronousTestCase):
+    def test_spool_made_at_start_not_at_parse(self):
+        """Option parsing touches no disk; the upload spool appears when the service starts."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        options = parse("-P", ".", "-a", ".", directory)
+        spool = os.path.join(directory, ".pypid-incoming")
+        top = tap.makeService(options, reactor=MemoryReactorClock())
+        self.assertFalse(os.path.exists(spool))
+        spooler = next(s for s in top if isinstance(s, tap.SpoolService))
+        spooler.startService()
+        self.assertTrue(os.path.isdir(spool))
