@@ -34,7 +34,7 @@ class AuthOptionTests(SynchronousTestCase):
         options = parse("-P", self.pw, self.dir)
         self.assertTrue(options["uploads"])
         self.assertEqual(options["spool"], os.path.join(self.dir, ".pypid-incoming"))
-        self.assertTrue(os.path.isdir(options["spool"]))
+        self.assertFalse(os.path.exists(options["spool"]), "made when the service starts")
         options = parse("-P", self.pw, "-a", "update, download,LIST", self.dir)
         self.assertEqual(options["auth-actions"], {"update", "download", "list"})
 
