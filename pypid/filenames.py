@@ -9,6 +9,7 @@ the heuristics pip and pypiserver use. Pure functions, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple, Optional
 
@@ -49,6 +50,9 @@ TEMPORARY_SUFFIXES = (
 )
 
 _DIGIT_AFTER_DASH = re.compile(r"-(?=\d)")
+#: A wheel's name part: letters, digits, '_' and '.' (dashes are escaped).
+_WHEEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?$")
+_BUILD_TAG = re.compile(r"^(\d+)(.*)$")
 
 
 class ParsedName(NamedTuple):
@@ -110,20 +114,44 @@ def _split_name_version(stem: str) -> Optional[tuple[str, Version]]:
     return None
 
 
-def _parse_wheel(filename: str) -> Optional[ParsedName]:
+@functools.lru_cache(maxsize=1024)
+def _valid_tags(tags: str) -> bool:
+    """Whether C{python-abi-platform} is a valid (compressed) tag set."""
     try:
-        project, version, build, tags = parse_wheel_filename(filename)
+        parse_wheel_filename(f"x-0-{tags}.whl")
     except (InvalidWheelFilename, InvalidVersion):
+        return False
+    return True
+
+
+def _parse_wheel(filename: str) -> Optional[ParsedName]:
+    # The wheel rules of packaging's parse_wheel_filename, with the tag
+    # triple judged by packaging itself and remembered: a few distinct
+    # triples repeat across a whole tree, and expanding each into Tag sets
+    # was most of the cost of a scan.
+    parts = filename[: -len(".whl")].split("-")
+    if len(parts) not in (5, 6) or not _valid_tags("-".join(parts[-3:])):
         return None
-    raw_name = filename.split("-", 1)[0]
-    python_tag = filename[: -len(".whl")].split("-")[-3]
+    raw_name = parts[0]
+    if not _WHEEL_NAME.match(raw_name):
+        return None
+    version = _version(parts[1])
+    if version is None:
+        return None
+    build: tuple = ()
+    if len(parts) == 6:
+        match = _BUILD_TAG.match(parts[2])
+        if match is None:
+            return None
+        build = (int(match.group(1)), match.group(2))
+    python_tag = parts[-3]
     return ParsedName(
-        project=str(project),
+        project=normalize(raw_name),
         name=raw_name,
         version=version,
         kind="wheel",
         python_version=python_tag,
-        build=tuple(build),
+        build=build,
     )
 
 

@@ -164,6 +164,10 @@ class DetailsCache(Protocol):
 
     def get(self, found: Found, hash_algo: Optional[str]) -> Optional[Details]: ...
 
+    def get_many(self, found: Iterable[Found], hash_algo: Optional[str]) -> dict[str, Details]:
+        """L{get} for many files at once: their details by C{abspath}."""
+        ...
+
     def put(self, found: Found, hash_algo: Optional[str], details: Details) -> None: ...
 
 
@@ -316,6 +320,7 @@ def _diff(
     """
     added: list[DistFile] = []
     read = cached = 0
+    todo: list[tuple[str, Found]] = []
     for path, item in found.items():
         has_sig = path in signatures
         old = previous.get(path)
@@ -323,7 +328,12 @@ def _diff(
             if old.has_sig != has_sig:
                 added.append(old._replace(has_sig=has_sig))
             continue
-        details = cache.get(item, hash_algo) if cache is not None else None
+        todo.append((path, item))
+    # One query per batch rather than per file: a restart looks up every file.
+    known = cache.get_many([item for _, item in todo], hash_algo) if cache is not None and todo else {}
+    for path, item in todo:
+        has_sig = path in signatures
+        details = known.get(item.abspath)
         if details is None:
             read += 1
         else:

@@ -63,6 +63,10 @@ def default_state_dirs(first_root: str) -> list[str]:
     return [os.path.join(root, ".pypid"), os.path.join(base, "pypid", key)]
 
 
+#: Paths per C{IN (...)} query (SQLite allows 999 parameters on old builds).
+_IN_BATCH = 500
+
+
 class StateCache:
     """
     L{Details} by file, in SQLite in the first usable of C{directories}
@@ -185,6 +189,36 @@ class StateCache:
                 return None
             self.hits += 1
             return Details(*row[5:])
+
+    def get_many(self, found: Iterable[Found], hash_algo: Optional[str]) -> dict[str, Details]:
+        """The details of each of C{found} the cache knows, by C{abspath}."""
+        found = list(found)
+        out: dict[str, Details] = {}
+        with self._lock:
+            db = self._connection()
+            if self._touched is not None:
+                self._touched.update(item.abspath for item in found)
+            if db is None:
+                return out
+            algo = hash_algo or ""
+            for start in range(0, len(found), _IN_BATCH):
+                batch = {item.abspath: item for item in found[start : start + _IN_BATCH]}
+                try:
+                    rows = db.execute(
+                        "SELECT path, size, mtime_ns, ctime_ns, ino, algo, digest, name,"
+                        " requires_python, summary, metadata_sha256 FROM files WHERE path IN"
+                        f" ({','.join('?' * len(batch))})",
+                        list(batch),
+                    ).fetchall()
+                except sqlite3.Error as e:
+                    self._failed(e)
+                    return out
+                for row in rows:
+                    item = batch[row[0]]
+                    if tuple(row[1:6]) == (item.size, item.mtime_ns, item.ctime_ns, item.ino, algo):
+                        out[row[0]] = Details(*row[6:])
+            self.hits += len(out)
+        return out
 
     def put(self, found: Found, hash_algo: Optional[str], details: Details) -> None:
         if found.ino == 0:

@@ -42,6 +42,9 @@ UNLISTED = [
     "foo-1.0.rpm",
     "foo-1.0-py3-none-any.whl.metadata",
     "-1.0.tar.gz",
+    "foo-1.0-x1-py3-none-any.whl",
+    "foo+bar-1.0-py3-none-any.whl",
+    "foo-1.0-py3-none-any-extra-parts-here.whl",
 ]
 
 

@@ -156,3 +156,25 @@ class RestartTests(SynchronousTestCase):
 
 
 StoreScan = scan.scan
+
+
+class GetManyTests(SynchronousTestCase):
+    def test_batched_lookup(self):
+        """get_many answers like get for many files, over several query batches."""
+        from pypid import statecache
+
+        root = os.path.abspath(self.mktemp())
+        for i in range(7):
+            write_dist(root, wheel_bytes(f"p{i}", "1.0"))
+        found = list(scan.walk([root])[0].values())
+        cache = StateCache([os.path.join(root, ".pypid")])
+        self.patch(statecache, "_IN_BATCH", 3)
+        details = scan.Details("ab" * 32, "W", None, None, None)
+        for item in found[:5]:
+            cache.put(item, "sha256", details)
+        cache.flush()
+        got = cache.get_many(found, "sha256")
+        self.assertEqual(sorted(got), sorted(item.abspath for item in found[:5]))
+        self.assertEqual(cache.get_many(found, "md5"), {})
+        changed = found[0]._replace(size=found[0].size + 1)
+        self.assertNotIn(changed.abspath, cache.get_many([changed], "sha256"))
