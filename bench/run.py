@@ -244,7 +244,7 @@ def uploads(server: Server, count: int = 50) -> float | None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def uv_compile(server: Server, projects: list[str]) -> float:
+def uv_compile(server: Server, projects: list[str]) -> float | None:
     folder = tempfile.mkdtemp(prefix="bench-uv-")
     try:
         req = os.path.join(folder, "requirements.in")
@@ -254,8 +254,11 @@ def uv_compile(server: Server, projects: list[str]) -> float:
                    UV_PYTHON_DOWNLOADS="never")
         uv = shutil.which("uv") or os.path.join(os.path.dirname(sys.executable), "uv")
         started = time.monotonic()
-        subprocess.run([uv, "pip", "compile", "-q", "--python", sys.executable, "--index-url",
-                        server.url + "simple/", req], check=True, env=env, capture_output=True)
+        result = subprocess.run([uv, "pip", "compile", "-q", "--python", sys.executable, "--index-url",
+                                 server.url + "simple/", req], env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"uv pip compile through {server.name} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+            return None
         return time.monotonic() - started
     finally:
         shutil.rmtree(folder, ignore_errors=True)

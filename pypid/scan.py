@@ -63,6 +63,27 @@ def _inside(realpath: str, real_root: str) -> bool:
     return realpath == real_root or realpath.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
+def inside_without_links(root: str, path: str) -> Optional[str]:
+    """
+    C{root}/C{path} (C{path} C{/}-separated, relative) when no component
+    below C{root} is a symlink and it names a regular file; L{None} when it
+    does not. A cheap check (one C{lstat} per component) for the common
+    case; a symlinked file still needs L{resolve_inside}.
+    """
+    current = root
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            return None
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            return None
+    return current if stat.S_ISREG(mode) else None
+
+
 def resolve_inside(abspath: str, root: str) -> Optional[str]:
     """
     The real path of C{abspath} if it lies inside C{root} once symlinks are

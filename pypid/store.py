@@ -127,6 +127,10 @@ class DirectoryStore(SnapshotOwner):
 
     def localPath(self, distfile: DistFile) -> Optional[str]:
         root = self.roots[distfile.root]
+        # Per download: the cheap check first; symlinks are resolved in full.
+        plain = scan.inside_without_links(root, distfile.path)
+        if plain is not None:
+            return plain
         return scan.resolve_inside(os.path.join(root, distfile.path), root)
 
     def readMetadata(self, distfile: DistFile) -> Deferred:

@@ -355,6 +355,7 @@ def makeService(options: Options, reactor=None) -> IService:
         spool_dir=options["spool"],
     )
     site.trusted_proxies = options["trusted-proxies"]
+    site.record_metrics = options["metrics"]
     wire_metrics(store)
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)

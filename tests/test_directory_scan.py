@@ -161,3 +161,13 @@ class StoreTests(SynchronousTestCase):
         self.assertEqual(first, second)
         self.assertIn(b"Name: m", first)
         self.assertEqual(pool.calls - before, 1)
+
+    def test_local_path_symlink_inside(self):
+        """A symlinked file whose target is inside the root is served from the link."""
+        real = write_dist(os.path.join(self.root, "real"), wheel_bytes("s", "1.0"))
+        os.symlink(real, os.path.join(self.root, "s-1.0-py3-none-any.whl"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["s-1.0-py3-none-any.whl"]
+        self.assertEqual(self.store.localPath(f), os.path.realpath(real))
+        plain = self.store.snapshot.files["real/s-1.0-py3-none-any.whl"]
+        self.assertEqual(self.store.localPath(plain), os.path.join(self.root, "real", "s-1.0-py3-none-any.whl"))

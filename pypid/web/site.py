@@ -162,6 +162,8 @@ class PypidSite(server.Site):
     #: Peers whose X-Forwarded-* headers are believed (C{--trusted-proxy};
     #: the request's proxy handling is L{ForwardedRequestMixin}).
     trusted_proxies = TrustedProxies()
+    #: Count requests for /metrics (off when nothing can read them).
+    record_metrics = True
 
     def __init__(
         self,
@@ -211,7 +213,8 @@ class PypidSite(server.Site):
 
     def log(self, request) -> None:
         seconds = time.monotonic() - getattr(request, "started", time.monotonic())
-        record_request(request, seconds)
+        if self.record_metrics:
+            record_request(request, seconds)
         client = getattr(request.getClientAddress(), "host", "-")
         method = request.method.decode("latin-1")
         uri = request.uri.decode("latin-1")
