@@ -36,10 +36,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import tempfile
 import threading
 from typing import NamedTuple, Optional
 
+from pypid.atomic import replacing
 from pypid.names import normalize
 
 UNLISTED = ("nobody", "anyone", "first-uploader")
@@ -244,18 +244,5 @@ class AclFile:
         if text and not text.endswith("\n"):
             text += "\n"
         text += f"{project} = {user}\n"
-        directory = os.path.dirname(path) or "."
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pypid-owners-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with replacing(path, prefix=".pypid-owners-", suffix=".tmp", mode=0o640, text=True) as f:
+            f.write(text)

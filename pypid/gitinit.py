@@ -18,8 +18,9 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from typing import Optional
+
+from pypid.atomic import replacing
 
 MARKER = "# pypid git-init hook"
 
@@ -80,15 +81,8 @@ def _write_hook(path: str, force: bool) -> None:
             )
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".post-receive-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(HOOK)
-        os.chmod(temp, 0o755)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with replacing(path, prefix=".post-receive-", suffix="", mode=0o755, text=True) as f:
+        f.write(HOOK)
 
 
 def git_init(repo: str, packages: str, branch: str = "main", force: bool = False) -> str:

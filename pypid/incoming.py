@@ -21,6 +21,7 @@ import tempfile
 import time
 from typing import BinaryIO, NamedTuple, Optional
 
+from pypid.atomic import fsync_dir, replacing
 from pypid.multipart import FilePart, Form, MultipartError, PartHeaders, boundary_of, read_form
 from pypid.upload import UploadError, bad
 
@@ -177,19 +178,6 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class Placed(NamedTuple):
     #: C{"created"}, C{"replaced"} or C{"identical"} (nothing changed).
     outcome: str
@@ -215,7 +203,7 @@ def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
                 if e.errno != errno.EXDEV:
                     raise
                 _copy_then_replace(temp, target)
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return Placed("replaced" if existed else "created", target)
         try:
             # A hard link never replaces an existing file: two uploads of
@@ -229,10 +217,10 @@ def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
             # No hard links here: check, then rename (a tiny race remains).
             if not os.path.lexists(target):
                 os.replace(temp, target)
-                _fsync_dir(directory)
+                fsync_dir(directory)
                 return Placed("created", target)
         else:
-            _fsync_dir(directory)
+            fsync_dir(directory)
             return Placed("created", target)
         if os.path.isfile(target) and sha256_of(target) == sha256:
             return Placed("identical", target)
@@ -249,40 +237,16 @@ def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
 
 def _copy_then_replace(source: str, target: str) -> None:
     """Replace C{target} with a copy of C{source} from another filesystem, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=PREFIX, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-            os.fchmod(out.fileno(), FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(target, prefix=PREFIX, mode=FILE_MODE) as out, open(source, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            out.write(chunk)
 
 
 def write_signature(path: str, data: bytes) -> str:
     """Write C{path}.asc atomically; return its path."""
     target = path + ".asc"
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=PREFIX, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(target, prefix=PREFIX, mode=FILE_MODE) as f:
+        f.write(data)
     return target
 
 
@@ -297,5 +261,5 @@ def remove(paths: list[str]) -> list[str]:
             except FileNotFoundError:
                 pass
     for directory in {os.path.dirname(p) for p in removed}:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return removed

@@ -11,8 +11,9 @@ import argparse
 import getpass
 import os
 import sys
-import tempfile
 from typing import Optional, TextIO
+
+from pypid.atomic import replacing
 
 USAGE = "pypid passwd [-c] [-D] [--password-stdin] FILE USER"
 #: bcrypt's cost; about a quarter of a second per check on a current CPU.
@@ -72,26 +73,8 @@ def update(path: str, user: str, password: Optional[str], create: bool = False,
 
 def write_atomically(path: str, data: bytes) -> None:
     """Replace C{path} with C{data}: mode 0640, the old file's owner kept if possible."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pypid-passwd-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), 0o640)
-            try:
-                st = os.stat(path)
-                os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            except OSError:
-                pass
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(path, prefix=".pypid-passwd-", suffix=".tmp", mode=0o640, keep_owner=True) as f:
+        f.write(data)
 
 
 def read_password(from_stdin: bool, stdin: TextIO, prompt=getpass.getpass) -> str:

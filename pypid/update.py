@@ -16,13 +16,13 @@ import hashlib
 import os
 import ssl
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from typing import NamedTuple, Optional
 
 from packaging.version import Version
 
+from pypid.atomic import replacing
 from pypid import __version__
 from pypid.filenames import parse_filename
 from pypid.upstream.cache import INCOMING
@@ -137,27 +137,16 @@ class Upstream:
             raise UpstreamError(f"the upstream lists no hash for {f.filename}; not downloading it")
         hasher = hashlib.new(check[0])
         final = os.path.join(directory, f.filename)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=INCOMING)
-        try:
-            with os.fdopen(fd, "wb") as out, self._open(f.url) as response:
-                while True:
-                    chunk = response.read(65536)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    hasher.update(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+        with replacing(final, prefix=INCOMING, suffix="") as out, self._open(f.url) as response:
+            while True:
+                chunk = response.read(65536)
+                if not chunk:
+                    break
+                out.write(chunk)
+                hasher.update(chunk)
             if hasher.hexdigest() != check[1]:
                 raise UpstreamError(
                     f"{f.filename}: {check[0]} {hasher.hexdigest()} does not match the upstream's {check[1]}")
-            os.replace(tmp, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
         return final
 
 

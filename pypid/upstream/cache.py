@@ -21,6 +21,7 @@ import os
 import tempfile
 from typing import NamedTuple, Optional
 
+from pypid.atomic import fsync_dir, replacing
 from pypid.upstream.policy import Validators
 from pypid.upstream.records import UpstreamProject, project_from_json, project_to_json
 
@@ -58,17 +59,9 @@ def write_atomically(path: str, data: bytes) -> None:
     """Replace C{path} by C{data} all at once."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=INCOMING)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(directory)
+    with replacing(path, prefix=INCOMING, suffix="") as f:
+        f.write(data)
+    fsync_dir(directory)
 
 
 def save_page(path: str, entry: PageEntry) -> None:
@@ -130,7 +123,7 @@ def commit_incoming(f, final_path: str) -> int:
     except BaseException:
         discard_incoming(f)
         raise
-    _fsync_dir(os.path.dirname(final_path))
+    fsync_dir(os.path.dirname(final_path))
     return os.stat(final_path).st_size
 
 
@@ -179,14 +172,3 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
