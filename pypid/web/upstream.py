@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred
 from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
 from pypid.interfaces import IPackageStore
 from pypid.names import is_normalized, is_valid
@@ -28,9 +26,8 @@ from pypid.lru import Recent
 from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
 from pypid.web.files import content_type_for, etag_for, serve_file
-from pypid.web.util import redirect, serve_page, text_response
+from pypid.web.util import redirect, render_later, serve_page, text_response
 
-log = Logger()
 
 CACHE, REDIRECT = "cache", "redirect"
 
@@ -40,52 +37,16 @@ RENDERED_PAGES = 512
 
 def render_async(request, d: Deferred, on_result: Callable[[object], object]) -> object:
     """
-    Finish C{request} when C{d} fires: C{on_result(result)} returns a body
-    or C{NOT_DONE_YET} (it then finishes the request itself). A client that
-    leaves cancels C{d} (for a single-flight observer: only its own wait).
-    Known failures become 404 and 502 answers; others are logged as 500.
+    L{render_later} for upstream work: known failures become 404 and 502
+    answers, and a client that leaves cancels only its own wait.
     """
-    gone: list[bool] = []
-
-    def left(_) -> None:
-        gone.append(True)
-        d.cancel()
-
-    request.notifyFinish().addErrback(left)
-
-    def finish(body) -> None:
-        if body is NOT_DONE_YET:
-            return
-        if body and request.method != b"HEAD":
-            request.write(body)
-        request.finish()
-
-    def done(result: object) -> None:
-        if gone:
-            return
-        try:
-            body = on_result(result)
-        except Exception:
-            log.failure("rendering {uri} failed", uri=request.uri)
-            body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
-        finish(body)
-
-    def failed(failure) -> None:
-        if gone:
-            return
-        if failure.check(NotOnUpstream):
-            body = text_response(request, http.NOT_FOUND, str(failure.value))
-        elif failure.check(UpstreamUnavailable):
-            body = text_response(request, http.BAD_GATEWAY, str(failure.value))
-        elif failure.check(CancelledError):
-            return
-        else:
-            log.failure("request {uri} failed", failure, uri=request.uri)
-            body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
-        finish(body)
-
-    d.addCallbacks(done, failed)
-    return NOT_DONE_YET
+    return render_later(
+        request,
+        d,
+        on_result,
+        errors={NotOnUpstream: http.NOT_FOUND, UpstreamUnavailable: http.BAD_GATEWAY},
+        cancel_on_disconnect=True,
+    )
 
 
 class UpstreamWeb:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -115,14 +115,37 @@ def _not_modified_since(request, last_modified: float) -> bool:
     return int(last_modified) <= since
 
 
-def render_later(request, d: Deferred, on_result: Callable[[object], bytes]) -> object:
+def render_later(
+    request,
+    d: Deferred,
+    on_result: Callable[[object], object],
+    errors: Mapping[type, int] = {},
+    cancel_on_disconnect: bool = False,
+) -> object:
     """
     Finish C{request} when C{d} fires: C{on_result(result)} sets the headers
-    and returns the body. Failures are logged and answered with a plain 500
-    without a traceback. Nothing is written once the client has gone.
+    and returns the body, or C{NOT_DONE_YET} when it finishes the request
+    itself. A failure whose type is in C{errors} is answered with that
+    status and its message; any other is logged and answered with a plain
+    500 without a traceback. Nothing is written once the client has gone,
+    and with C{cancel_on_disconnect} its leaving cancels C{d} (for a
+    single-flight observer: only its own wait).
     """
     gone: list[bool] = []
-    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def left(_) -> None:
+        gone.append(True)
+        if cancel_on_disconnect:
+            d.cancel()
+
+    request.notifyFinish().addErrback(left)
+
+    def finish(body) -> None:
+        if body is NOT_DONE_YET:
+            return
+        if body and request.method != b"HEAD":
+            request.write(body)
+        request.finish()
 
     def done(result: object) -> None:
         if gone:
@@ -132,18 +155,17 @@ def render_later(request, d: Deferred, on_result: Callable[[object], bytes]) -> 
         except Exception:
             log.failure("rendering {uri} failed", uri=request.uri)
             body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
-        if body and request.method != b"HEAD":
-            request.write(body)
-        request.finish()
+        finish(body)
 
     def failed(failure) -> None:
-        log.failure("request {uri} failed", failure, uri=request.uri)
         if gone:
             return
-        body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
-        if body:
-            request.write(body)
-        request.finish()
+        for kind, code in errors.items():
+            if failure.check(kind):
+                finish(text_response(request, code, str(failure.value)))
+                return
+        log.failure("request {uri} failed", failure, uri=request.uri)
+        finish(text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log."))
 
     d.addCallbacks(done, failed)
     return NOT_DONE_YET
