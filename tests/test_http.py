@@ -271,6 +271,7 @@ def test_options_variants(tmp_path):
     welcome = tmp_path / "welcome.html"
     welcome.write_text("<h1>Ours</h1> {{NUMPKGS}} files at {{URL}}")
     server = PypidServer(["--hash-algo", "off", "--cache-control", "600", "--welcome", str(welcome),
+                          "--no-access-log",
                           "--health-endpoint", "/ping", str(packages)], log_path=tmp_path / "log")
     try:
         _start_without_health(server)
@@ -282,6 +283,7 @@ def test_options_variants(tmp_path):
         assert body.startswith(b"<h1>Ours</h1> 1 files at http://127.0.0.1:")
         assert server.get("ping")[0] == 200
         assert server.get("health")[0] == 303, "an ordinary /<name> shortcut now"
+        assert '"GET /simple/solo/ HTTP/1.1"' not in server.log(), "--no-access-log"
     finally:
         server.stop()
 

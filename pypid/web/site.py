@@ -164,6 +164,8 @@ class PypidSite(server.Site):
     trusted_proxies = TrustedProxies()
     #: Count requests for /metrics (off when nothing can read them).
     record_metrics = True
+    #: Log one line per request (off with --no-access-log).
+    access_log = True
 
     def __init__(
         self,
@@ -215,6 +217,8 @@ class PypidSite(server.Site):
         seconds = time.monotonic() - getattr(request, "started", time.monotonic())
         if self.record_metrics:
             record_request(request, seconds)
+        if not self.access_log:
+            return
         client = getattr(request.getClientAddress(), "host", "-")
         method = request.method.decode("latin-1")
         uri = request.uri.decode("latin-1")
