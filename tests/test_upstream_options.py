@@ -23,6 +23,14 @@ class FallbackOptionsTests(SynchronousTestCase):
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
 
+    def test_upstream_options_need_a_fallback_url(self):
+        """Upstream settings without --fallback-url are refused, never ignored."""
+        for args in (["--list-upstream"], ["--upstream-ttl", "30"], ["--upstream-allow", "foo"],
+                     ["--cache-max-size", "1G"], ["--fallback-mode", "redirect"]):
+            error = self.assertRaises(usage.UsageError, parse, *args, self.dir)
+            self.assertIn("needs --fallback-url", str(error))
+        self.assertIsNone(parse("--fallback-url", UP, "--disable-fallback", "--list-upstream", self.dir)["fallback"])
+
     def test_no_fallback_by_default(self):
         self.assertIsNone(parse(self.dir)["fallback"])
         self.assertIsNone(parse("--fallback-url", UP, "--disable-fallback", self.dir)["fallback"])

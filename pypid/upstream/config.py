@@ -121,13 +121,39 @@ def _check_cache_dir(cache_dir: str, roots: list[str]) -> None:
                 )
 
 
+#: Options that only mean something with a fallback, and their defaults.
+_UPSTREAM_DEFAULTS = {
+    "fallback-mode": "cache",
+    "cache-dir": None,
+    "upstream-ttl": "600",
+    "cache-max-size": None,
+    "upstream-allow": [],
+    "upstream-deny": [],
+    "list-upstream": 0,
+    "upstream-timeout": "30",
+    "upstream-ca": None,
+}
+
+
+def _upstream_options_given(options) -> list[str]:
+    return [f"--{name}" for name, default in _UPSTREAM_DEFAULTS.items() if options[name] != default]
+
+
 def check(options) -> Optional[FallbackConfig]:
     """
     The fallback asked for by C{options} (a L{pypid.tap.Options} after its
     package directories are checked), or L{None} when there is none.
     """
     url = options["fallback-url"]
-    if url is None or options["disable-fallback"]:
+    if url is None:
+        given = _upstream_options_given(options)
+        if given:
+            raise usage.UsageError(
+                f"{', '.join(given)} configure the upstream fallback, which needs --fallback-url URL."
+            )
+        return None
+    if options["disable-fallback"]:
+        # pypiserver's switch wins: the fallback is configured but off.
         return None
     mode = (options["fallback-mode"] or "cache").strip().lower()
     if mode not in MODES:
