@@ -203,8 +203,3 @@ def parse_filename(filename: str) -> Optional[ParsedName]:
         if lower.endswith(suffix):
             return _parse_sdist(filename, filename[-len(suffix) :])
     return None
-
-
-def version_sort_key(parsed: ParsedName) -> tuple:
-    """Order files of a project by version, then build tag."""
-    return (parsed.version, parsed.build)

@@ -49,9 +49,6 @@ class LRU:
         else:
             self._pins.pop(path, None)
 
-    def pinned(self, path: str) -> bool:
-        return path in self._pins
-
     def victims(self) -> list[str]:
         """
         Forget and return the least recently used unpinned files until the

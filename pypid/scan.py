@@ -156,15 +156,6 @@ def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
     return found, signatures, skipped
 
 
-def hash_file(abspath: str, algorithm: str) -> str:
-    """The hex digest of the file at C{abspath}."""
-    digest = hashlib.new(algorithm)
-    with open(abspath, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class Details(NamedTuple):
     """
     What reading a file's bytes tells (what the state cache keeps): its

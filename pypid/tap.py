@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
@@ -36,10 +35,6 @@ AUTH_ACTIONS = ("update", "download", "list")
 _SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(i?b)?$", re.IGNORECASE)
 _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 _FALSE = ("0", "no", "off", "false", "n", "f")
-
-
-def _not_supported(option: str) -> usage.UsageError:
-    return usage.UsageError(f"{option} is not supported yet by this version of pypid.")
 
 
 def endpoint_description(value: str) -> str:

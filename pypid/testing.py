@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import tarfile
-import time
 import zipfile
 from typing import Iterable, Optional
 

@@ -40,13 +40,6 @@ class Local(NamedTuple):
     directory: str
 
 
-class Update(NamedTuple):
-    key: str
-    local: Local
-    version: Version
-    files: list[UpstreamFile]
-
-
 # Pure parts
 
 

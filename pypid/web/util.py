@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import http
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from pypid.negotiate import accepts_gzip
@@ -169,26 +168,3 @@ def render_later(
 
     d.addCallbacks(done, failed)
     return NOT_DONE_YET
-
-
-class Message(Resource):
-    """A leaf answering every GET/HEAD with one status and text message."""
-
-    isLeaf = True
-
-    def __init__(self, code: int, message: str, location: Optional[str] = None) -> None:
-        super().__init__()
-        self.code = code
-        self.message = message
-        self.location = location
-
-    def render_GET(self, request) -> bytes:
-        if self.location is not None:
-            return redirect(request, self.location, self.code)
-        return text_response(request, self.code, self.message)
-
-    render_HEAD = render_GET
-
-
-def not_found(message: str = "Not Found") -> Message:
-    return Message(http.NOT_FOUND, message)
