@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import time
 
-from twisted.application.service import MultiService
 from twisted.python import usage
 
 from pypid import __version__, metrics
-from pypid.logs import FORMATS, JSONLoggingService
+from pypid.logs import FORMATS, LoggingService
 from pypid.proxy import TrustedProxies
 
 
@@ -64,9 +63,12 @@ class OperationsOptions:
         opts["log-format"] = fmt  # type: ignore[index]
 
 
-def top_service(options) -> MultiService:
-    """pypid's top service: one that switches twistd to JSON logs if asked."""
-    return JSONLoggingService() if options.get("log-format") == "json" else MultiService()
+def top_service(options, clock=None) -> LoggingService:
+    """
+    pypid's top service: it also sets where logs go (JSON if asked) and
+    takes the access lines (L{LoggingService.access}).
+    """
+    return LoggingService(options.get("log-format") or "text", getattr(options, "parent", None), clock)
 
 
 def wire_metrics(store) -> None:

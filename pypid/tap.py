@@ -329,7 +329,7 @@ def makeService(options: Options, reactor=None) -> IService:
     if reactor is None:
         from twisted.internet import reactor  # type: ignore[no-redef]
     options.check_endpoints(reactor)
-    top = top_service(options)
+    top = top_service(options, reactor)
     store = _store(options, reactor, top)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
@@ -355,6 +355,7 @@ def makeService(options: Options, reactor=None) -> IService:
     site.trusted_proxies = options["trusted-proxies"]
     site.record_metrics = options["metrics"]
     site.access_log = not options["no-access-log"]
+    site.access_sink = top.access
     wire_metrics(store)
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
