@@ -125,7 +125,7 @@ class TrustedProxies:
         Work out the client and the URL it used from the TCP C{peer} and the
         forwarding headers (all of one name joined by commas, or L{None}).
         """
-        if not self.trusts(peer):
+        if not (self and self.trusts(peer)):
             return Forwarded(peer, None, None, "", False)
         client = peer
         hops = [h for h in (forwarded_for or "").split(",") if h.strip()]

@@ -46,7 +46,12 @@ class ForwardedRequestMixin:
         """The client and URL as the trusted proxies describe them."""
         if self._forwarded is None:
             peer = peer_of(super().getClientAddress())  # type: ignore[misc]
-            self._forwarded = self._trusted_proxies().resolve(
+            proxies = self._trusted_proxies()
+            if not proxies:
+                # No proxy to believe: the headers are not even read.
+                self._forwarded = proxies.resolve(peer)
+                return self._forwarded
+            self._forwarded = proxies.resolve(
                 peer,
                 _joined(self, b"x-forwarded-for"),
                 _joined(self, b"x-forwarded-proto"),
