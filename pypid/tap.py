@@ -16,6 +16,7 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from pypid import __version__
+from pypid import malloc
 from pypid.operations import OperationsOptions, top_service, wire_metrics
 from pypid.acl import AclError, AclFile
 from pypid.incoming import clean_stale, incoming_dir
@@ -329,6 +330,7 @@ def makeService(options: Options, reactor=None) -> IService:
     if reactor is None:
         from twisted.internet import reactor  # type: ignore[no-redef]
     options.check_endpoints(reactor)
+    malloc.tune()
     top = top_service(options, reactor)
     store = _store(options, reactor, top)
     pages = PageCache(store.snapshot, store.hash_algo)
