@@ -6,8 +6,10 @@ The one rule: watchdog's thread touches nothing but a lock-protected set of
 pending paths, and hands over to the reactor with C{callFromThread} only
 when that set goes from idle to busy. Everything else happens on the
 reactor thread: a L{Debouncer} waits for a burst (a C{git checkout}, an
-rsync) to go quiet, within a cap, and then one L{IPackageStore.refresh} of
-the paths collected is asked for, however many events came.
+rsync) to go quiet, within a cap, and then an L{IPackageStore.refresh} of
+the paths collected is asked for, however many events came. One refresh
+runs at a time, of at most L{BATCH} paths shared fairly between
+directories; what is left, or came meanwhile, goes next as soon as it ends.
 
 Events that do not change the listing are dropped in the handler: opens
 and closes without a write (pypid's own reads, watchdog >= 2.3), anything
@@ -50,6 +52,11 @@ SUFFIXES = (".whl", ".egg", ".asc") + SDIST_SUFFIXES
 #: a change waits however long the burst goes on.
 QUIET = 0.2
 MAX_DELAY = 1.0
+#: Most paths handed to the store in one refresh. While a big copy goes on,
+#: refreshes follow each other back to back, each a fraction of a second
+#: long, and a file dropped elsewhere meanwhile waits for one of them, not
+#: for the whole copy (see L{take_batch}).
+BATCH = 128
 #: Seconds between full rescans when the directories cannot be watched.
 FALLBACK_POLL = 30.0
 
@@ -98,6 +105,33 @@ def collapse(pending: dict[str, bool]) -> list[str]:
         if parent not in directories:
             kept.append(path)
     return sorted(kept)
+
+
+def take_batch(pending: dict[str, bool], limit: int = BATCH) -> tuple[dict[str, bool], dict[str, bool]]:
+    """
+    Split C{pending} into at most C{limit} paths to refresh now and the
+    rest. Paths are shared out fairly by directory: small groups go whole,
+    and the big ones (a copy of thousands of files) split what is left
+    evenly, so a copy in one directory cannot hold back a file dropped into
+    another.
+    """
+    if len(pending) <= limit:
+        return dict(pending), {}
+    groups: dict[str, list[str]] = {}
+    for path in pending:
+        groups.setdefault(os.path.dirname(path), []).append(path)
+    ordered = sorted(groups.values(), key=len)
+    batch: dict[str, bool] = {}
+    room = limit
+    for i, group in enumerate(ordered):
+        share = max(1, room // (len(ordered) - i))
+        for path in group[:share]:
+            batch[path] = pending[path]
+        room = limit - len(batch)
+        if room <= 0:
+            break
+    rest = {path: is_directory for path, is_directory in pending.items() if path not in batch}
+    return batch, rest
 
 
 class _Handler(FileSystemEventHandler):
@@ -161,6 +195,7 @@ class WatchService(Service):
         max_delay: float = MAX_DELAY,
         fallback_poll: float = FALLBACK_POLL,
         observer_factory: Callable[[], object] = _observer,
+        batch: int = BATCH,
     ) -> None:
         self.store = store
         self.roots = [os.path.abspath(root) for root in roots]
@@ -168,6 +203,8 @@ class WatchService(Service):
         self.fallback_poll = fallback_poll
         self.observer_factory = observer_factory
         self.debouncer = Debouncer(reactor, quiet, max_delay, self._flush)
+        self.batch = batch
+        self._refreshing = False
         self.events = 0
         self.batches = 0
         self._lock = threading.Lock()
@@ -199,30 +236,43 @@ class WatchService(Service):
     def _kick(self) -> None:
         with self._lock:
             self._kicked = False
-        if self.running:
+        # While a refresh runs, what comes in waits for its end (L{_refreshed}).
+        if self.running and not self._refreshing:
             self.debouncer.poke()
 
     def _flush(self) -> None:
+        if self._refreshing:
+            return
         with self._lock:
-            pending, self._pending = self._pending, {}
+            batch, self._pending = take_batch(self._pending, self.batch)
             events, self._pending_events = self._pending_events, 0
             kinds, self._pending_kinds = self._pending_kinds, {}
         for kind, count in kinds.items():
             metrics.WATCHER_EVENTS.inc(count, kind=kind)
-        if not pending:
+        self.events += events
+        if not batch:
             return
         metrics.WATCHER_REFRESHES.inc()
-        paths = collapse(pending)
-        self.events += events
+        paths = collapse(batch)
         self.batches += 1
         self.log.info(
             "package directory changed: refreshing {paths} paths after {events} events",
             paths=len(paths),
             events=events,
         )
-        self.store.refresh(paths).addErrback(
-            lambda f: self.log.failure("refreshing changed paths failed", f)
-        )
+        self._refreshing = True
+        d = self.store.refresh(paths)
+        d.addErrback(lambda f: self.log.failure("refreshing changed paths failed", f))
+        d.addBoth(self._refreshed)
+
+    def _refreshed(self, _) -> None:
+        """One refresh is in place: what came meanwhile goes next, at once."""
+        self._refreshing = False
+        with self._lock:
+            more = bool(self._pending)
+        if more and self.running:
+            self.debouncer.cancel()
+            self._flush()
 
     def whenWatching(self) -> Deferred:
         """Fires once the watches are in place (or have failed and polling has begun)."""

@@ -25,7 +25,7 @@ from watchdog.events import (
 from pypid.debounce import Debouncer
 from pypid.service import IndexService
 from pypid.testing import ImmediateThreadPool, MemoryStore
-from pypid.watch import WatchService, classify, collapse
+from pypid.watch import BATCH, WatchService, classify, collapse, take_batch
 
 ROOT = "/srv/packages"
 
@@ -239,8 +239,8 @@ class WatchServiceTests(SynchronousTestCase):
         self.successResultOf(self.stop())
         self.assertEqual(self.observer.state, "joined")
 
-    def test_burst_is_one_refresh(self):
-        """Thousands of events from watchdog's thread: a few hand-overs, one refresh."""
+    def test_burst_is_refreshed_in_batches_back_to_back(self):
+        """Thousands of events from watchdog's thread: a few hand-overs, then batches one after another."""
         self.start()
         handler = self.observer.scheduled[0][0]
         before = self.reactor.from_threads
@@ -253,9 +253,52 @@ class WatchServiceTests(SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.store.refreshed, [])
         self.reactor.advance(0.2)
-        self.assertEqual(len(self.store.refreshed), 5000)
-        self.assertEqual((self.watcher.batches, self.watcher.events), (1, 5000))
-        self.assertIn("refreshing 5000 paths after 5000 events", "\n".join(self.messages()))
+        # The store answers at once: every batch follows the last at once.
+        self.assertEqual(sorted(self.store.refreshed),
+                         sorted(p("burst", f"p{i}-1.0-py3-none-any.whl") for i in range(5000)))
+        self.assertEqual((self.watcher.batches, self.watcher.events), (-(-5000 // BATCH), 5000))
+        self.assertIn(f"refreshing {BATCH} paths after 5000 events", "\n".join(self.messages()))
+
+    def test_a_drop_elsewhere_goes_in_the_next_batch(self):
+        """While a big copy is refreshed batch by batch, a file dropped in another directory waits for one batch."""
+        from twisted.internet.defer import Deferred
+
+        class SlowStore(MemoryStore):
+            def __init__(self):
+                super().__init__()
+                self.waiting = []
+
+            def refresh(self, abspaths):
+                self.refreshed.append(list(abspaths))
+                d = Deferred()
+                self.waiting.append(d)
+                return d
+
+        store = SlowStore()
+        watcher = WatchService(store, [ROOT], self.reactor, observer_factory=lambda: self.observer, batch=10)
+        watcher.startService()
+        self.reactor.advance(0)
+        handler = self.observer.scheduled[-1][0]
+        for i in range(100):
+            handler.dispatch(FileCreatedEvent(p("copy", f"c{i}-1.0.tar.gz")))
+        self.reactor.advance(0)
+        self.reactor.advance(0.2)
+        self.assertEqual([len(b) for b in store.refreshed], [10])
+        handler.dispatch(FileCreatedEvent(p("drop", "d-1.0.tar.gz")))
+        self.reactor.advance(5)
+        self.assertEqual(len(store.refreshed), 1, "one refresh at a time")
+        store.waiting.pop(0).callback(None)
+        self.assertEqual(len(store.refreshed), 2, "the next batch at once, no debounce")
+        self.assertIn(p("drop", "d-1.0.tar.gz"), store.refreshed[1])
+        self.assertEqual(len(store.refreshed[1]), 10)
+        store.waiting.pop(0).errback(RuntimeError("disk on fire"))
+        self.assertEqual(len(store.refreshed), 3, "a failed refresh does not stop the next")
+        self.flushLoggedErrors(RuntimeError)
+        while store.waiting:
+            store.waiting.pop(0).callback(None)
+        self.assertEqual(sum(len(b) for b in store.refreshed), 101)
+        watcher.stopService()
+        self.reactor.advance(0)
 
     def test_metrics(self):
         from pypid import metrics
@@ -415,3 +458,28 @@ class WiringTests(SynchronousTestCase):
 
         self.assertRaises(UsageError, self.parse, "--ftp", "2121", self.directory)
         self.assertRaises(UsageError, self.parse, "-P", ".", "-a", ".", "--ftp", "2121", self.directory)
+
+
+class TakeBatchTests(SynchronousTestCase):
+    def test_small_pending_goes_whole(self):
+        pending = {p("a.tar.gz"): False, p("d"): True}
+        self.assertEqual(take_batch(pending, 2), (pending, {}))
+
+    def test_small_groups_whole_big_ones_share_the_rest(self):
+        pending = {p("big", f"b{i}.tar.gz"): False for i in range(50)}
+        pending.update({p("huge", f"h{i}.tar.gz"): False for i in range(80)})
+        pending[p("one", "x.tar.gz")] = False
+        pending[p("newdir")] = True
+        batch, rest = take_batch(pending, 20)
+        self.assertEqual(len(batch), 20)
+        self.assertIn(p("one", "x.tar.gz"), batch)
+        self.assertIs(batch[p("newdir")], True)
+        counts = {d: sum(1 for q in batch if q.startswith(p(d, ""))) for d in ("big", "huge")}
+        self.assertEqual(counts, {"big": 9, "huge": 9})
+        self.assertEqual(set(batch) | set(rest), set(pending))
+        self.assertFalse(set(batch) & set(rest))
+
+    def test_more_groups_than_room(self):
+        pending = {p(f"d{i}", "x.tar.gz"): False for i in range(30)}
+        batch, rest = take_batch(pending, 8)
+        self.assertEqual((len(batch), len(rest)), (8, 22))
