@@ -50,8 +50,8 @@ SUFFIXES = (".whl", ".egg", ".asc") + SDIST_SUFFIXES
 
 #: Seconds of quiet before a burst is handed to the store, and the longest
 #: a change waits however long the burst goes on.
-QUIET = 0.2
-MAX_DELAY = 1.0
+QUIET = 0.1
+MAX_DELAY = 0.25
 #: Most paths handed to the store in one refresh. While a big copy goes on,
 #: refreshes follow each other back to back, each a fraction of a second
 #: long, and a file dropped elsewhere meanwhile waits for one of them, not
@@ -134,6 +134,38 @@ def take_batch(pending: dict[str, bool], limit: int = BATCH) -> tuple[dict[str, 
     return batch, rest
 
 
+def expand(directories: list[str], roots: list[str]) -> tuple[dict[str, bool], set[str]]:
+    """
+    In a thread: the files (that L{wanted} keeps) under each of
+    C{directories}, so that a directory copied in goes to the store in
+    batches like its files; and the directories that must be refreshed whole
+    instead: gone ones (everything listed under them goes), and those
+    holding symlinked directories or that cannot be read.
+    """
+    files: dict[str, bool] = {}
+    whole: set[str] = set()
+    for directory in directories:
+        root = next((r for r in roots if directory.startswith(r.rstrip(os.sep) + os.sep)), None)
+        if root is None or not os.path.isdir(directory) or os.path.islink(directory):
+            whole.add(directory)
+            continue
+        found: list[str] = []
+        errors: list[OSError] = []
+        linked = False
+        for parent, subdirs, names in os.walk(directory, onerror=errors.append):
+            if any(os.path.islink(os.path.join(parent, d)) for d in subdirs):
+                linked = True
+                break
+            subdirs[:] = [d for d in subdirs if not is_hidden_or_temporary(d)]
+            found.extend(path for path in (os.path.join(parent, name) for name in names)
+                         if wanted(path, root, False))
+        if linked or errors:
+            whole.add(directory)
+        else:
+            files.update(dict.fromkeys(found, False))
+    return files, whole
+
+
 class _Handler(FileSystemEventHandler):
     """Runs in watchdog's thread: filters, and hands over to the watcher."""
 
@@ -205,6 +237,10 @@ class WatchService(Service):
         self.debouncer = Debouncer(reactor, quiet, max_delay, self._flush)
         self.batch = batch
         self._refreshing = False
+        #: Directories that go to the store whole (see L{expand}).
+        self._whole: set[str] = set()
+        #: Events not yet named in a "refreshing" log line.
+        self._unreported = 0
         self.events = 0
         self.batches = 0
         self._lock = threading.Lock()
@@ -250,6 +286,17 @@ class WatchService(Service):
         for kind, count in kinds.items():
             metrics.WATCHER_EVENTS.inc(count, kind=kind)
         self.events += events
+        self._unreported += events
+        directories = [path for path, is_directory in batch.items() if is_directory and path not in self._whole]
+        if directories:
+            # A directory copied in may hold thousands of files: list them
+            # (in a thread), and let them go in batches like the rest.
+            self._refreshing = True
+            d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), expand, directories, self.roots)
+            d.addCallback(self._expanded, batch)
+            d.addErrback(self._notExpanded, batch, directories)
+            return
+        self._whole.difference_update(batch)
         if not batch:
             return
         metrics.WATCHER_REFRESHES.inc()
@@ -258,12 +305,28 @@ class WatchService(Service):
         self.log.info(
             "package directory changed: refreshing {paths} paths after {events} events",
             paths=len(paths),
-            events=events,
+            events=self._unreported,
         )
+        self._unreported = 0
         self._refreshing = True
         d = self.store.refresh(paths)
         d.addErrback(lambda f: self.log.failure("refreshing changed paths failed", f))
         d.addBoth(self._refreshed)
+
+    def _expanded(self, result: tuple[dict[str, bool], set[str]], batch: dict[str, bool]) -> None:
+        files, whole = result
+        self._whole.update(whole)
+        with self._lock:
+            for path, is_directory in batch.items():
+                if not is_directory or path in whole:
+                    self._pending[path] = self._pending.get(path, False) or is_directory
+            for path in files:
+                self._pending.setdefault(path, False)
+        self._refreshed(None)
+
+    def _notExpanded(self, failure, batch: dict[str, bool], directories: list[str]) -> None:
+        self.log.failure("listing new directories failed; refreshing them whole", failure)
+        self._expanded(({}, set(directories)), batch)
 
     def _refreshed(self, _) -> None:
         """One refresh is in place: what came meanwhile goes next, at once."""

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from pypid.testing import sdist_bytes, wheel_bytes, write_dist
+from pypid.watch import BATCH
 
 
 def listing(server, project: str) -> str:
@@ -109,7 +110,7 @@ def test_subdirectory_moved_out_in_and_deleted(packages, live):
 
 
 def test_burst_of_10000_files(packages, live):
-    """10,000 files written at once (as a checkout does): all listed, in few refreshes."""
+    """10,000 files written at once (as a checkout does): all listed, in refreshes of at most BATCH paths."""
     _, data = wheel_bytes("burst", "1.0")
     before = len(refresh_lines(live))
     for d in range(100):
@@ -120,7 +121,10 @@ def test_burst_of_10000_files(packages, live):
     wait_for(lambda: project_count(live) == 10000, timeout=120, interval=0.2)
     lines = refresh_lines(live)[before:]
     events = sum(int(e) for _, e in lines)
-    assert len(lines) < 100, f"{len(lines)} refreshes for 10,000 files"
+    assert all(int(paths) <= BATCH for paths, _ in lines)
+    # Batches fill up while the refreshes lag behind the writer; far fewer
+    # refreshes than files either way.
+    assert len(lines) < 300, f"{len(lines)} refreshes for 10,000 files"
     assert events >= 10000
     # Every file once: its project page has it, hashed.
     assert "#sha256=" in listing(live, "burst9999")
@@ -132,11 +136,12 @@ def test_slow_write_listed_only_when_complete(packages, live):
     path = packages / name
     chunks = [data[i : i + 20_000] for i in range(0, len(data), 20_000)]
     with open(path, "wb") as f:
-        for chunk in chunks:
+        for chunk in chunks[:-1]:
             f.write(chunk)
             f.flush()
             time.sleep(0.15)
             assert listing(live, "slowpoke") == ""
+        f.write(chunks[-1])
     wait_for(lambda: name in listing(live, "slowpoke"), timeout=5)
     assert re.search(r"not listing slowpoke-1\.0-py3-none-any\.whl yet: incomplete", live.log())
 

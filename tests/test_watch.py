@@ -7,6 +7,7 @@ life cycle with a fake observer.
 import errno
 import os
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -25,7 +26,7 @@ from watchdog.events import (
 from pypid.debounce import Debouncer
 from pypid.service import IndexService
 from pypid.testing import ImmediateThreadPool, MemoryStore
-from pypid.watch import BATCH, WatchService, classify, collapse, take_batch
+from pypid.watch import BATCH, WatchService, classify, collapse, expand, take_batch
 
 ROOT = "/srv/packages"
 
@@ -483,3 +484,55 @@ class TakeBatchTests(SynchronousTestCase):
         pending = {p(f"d{i}", "x.tar.gz"): False for i in range(30)}
         batch, rest = take_batch(pending, 8)
         self.assertEqual((len(batch), len(rest)), (8, 22))
+
+
+class ExpandTests(SynchronousTestCase):
+    """New directories are listed so their files go in batches; some must go whole."""
+
+    def setUp(self):
+        import tempfile
+
+        self.root = os.path.realpath(tempfile.mkdtemp())
+        self.addCleanup(__import__("shutil").rmtree, self.root)
+
+    def touch(self, *parts):
+        path = os.path.join(self.root, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "wb").close()
+        return path
+
+    def test_files_below_a_new_directory(self):
+        a = self.touch("new", "a-1.0.tar.gz")
+        b = self.touch("new", "deep", "b-1.0-py3-none-any.whl")
+        self.touch("new", "README.txt")
+        self.touch("new", ".git", "c-1.0.tar.gz")
+        files, whole = expand([os.path.join(self.root, "new")], [self.root])
+        self.assertEqual((files, whole), ({a: False, b: False}, set()))
+
+    def test_gone_linked_and_outside_go_whole(self):
+        self.touch("real", "a-1.0.tar.gz")
+        os.makedirs(os.path.join(self.root, "holder"))
+        os.symlink(os.path.join(self.root, "real"), os.path.join(self.root, "holder", "link"))
+        os.symlink(os.path.join(self.root, "real"), os.path.join(self.root, "alias"))
+        asked = [os.path.join(self.root, name) for name in ("gone", "holder", "alias")] + ["/elsewhere/x"]
+        files, whole = expand(asked, [self.root])
+        self.assertEqual((files, whole), ({}, set(asked)))
+
+    def test_watcher_sends_a_copied_directory_in_batches(self):
+        reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
+        batches = []
+        store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
+        watcher = WatchService(store, [self.root], reactor, observer_factory=lambda: observer, batch=4)
+        watcher.startService()
+        reactor.advance(0)
+        handler = observer.scheduled[0][0]
+        copied = [self.touch("copy", f"p{i}-1.0.tar.gz") for i in range(10)]
+        handler.dispatch(DirCreatedEvent(os.path.join(self.root, "copy")))
+        handler.dispatch(DirDeletedEvent(os.path.join(self.root, "old")))
+        reactor.advance(0)
+        reactor.advance(0.3)
+        self.assertEqual(sorted(p for b in batches for p in b), sorted(copied + [os.path.join(self.root, "old")]))
+        self.assertTrue(all(len(b) <= 4 for b in batches), batches)
+        self.assertNotIn(os.path.join(self.root, "copy"), [p for b in batches for p in b])
+        watcher.stopService()
+        reactor.advance(0)
