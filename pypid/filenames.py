@@ -13,12 +13,7 @@ import functools
 import re
 from typing import NamedTuple, Optional
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from pypid.names import is_valid, normalize
@@ -87,11 +82,21 @@ def is_hidden_or_temporary(filename: str) -> bool:
     return filename.startswith(".") or filename.lower().endswith(TEMPORARY_SUFFIXES)
 
 
+@functools.lru_cache(maxsize=8192)
 def _version(text: str) -> Optional[Version]:
+    # Remembered: the same few version strings recur across a whole tree
+    # (every project's 1.0.0), and the index keeps one shared Version for
+    # each instead of one per file. Versions are immutable values.
     try:
         return Version(text)
     except InvalidVersion:
         return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _project(name: str) -> str:
+    # The files of a project are found together: one key string for all.
+    return normalize(name)
 
 
 def _split_name_version(stem: str) -> Optional[tuple[str, Version]]:
@@ -144,32 +149,18 @@ def _parse_wheel(filename: str) -> Optional[ParsedName]:
         if match is None:
             return None
         build = (int(match.group(1)), match.group(2))
-    python_tag = parts[-3]
-    return ParsedName(
-        project=normalize(raw_name),
-        name=raw_name,
-        version=version,
-        kind="wheel",
-        python_version=python_tag,
-        build=build,
-    )
+    return ParsedName(_project(raw_name), raw_name, version, "wheel", parts[-3], build)
 
 
 def _parse_sdist(filename: str, suffix: str) -> Optional[ParsedName]:
-    if suffix in (".tar.gz", ".zip"):
-        try:
-            project, version = parse_sdist_filename(filename)
-        except (InvalidSdistFilename, InvalidVersion):
-            pass
-        else:
-            raw_name = filename[: -len(suffix)].rpartition("-")[0]
-            if project and is_valid(raw_name):
-                return ParsedName(str(project), raw_name, version, "sdist", "source")
+    # The standard form (split at the last '-', as packaging's
+    # parse_sdist_filename does for .tar.gz and .zip) is the first thing
+    # _split_name_version tries.
     split = _split_name_version(filename[: -len(suffix)])
     if split is None:
         return None
     name, version = split
-    return ParsedName(normalize(name), name, version, "sdist", "source")
+    return ParsedName(_project(name), name, version, "sdist", "source")
 
 
 def _parse_egg(filename: str) -> Optional[ParsedName]:
@@ -181,7 +172,7 @@ def _parse_egg(filename: str) -> Optional[ParsedName]:
     if version is None:
         return None
     python = parts[2] if len(parts) > 2 else ""
-    return ParsedName(normalize(parts[0]), parts[0], version, "egg", python)
+    return ParsedName(_project(parts[0]), parts[0], version, "egg", python)
 
 
 def parse_filename(filename: str) -> Optional[ParsedName]:

@@ -81,3 +81,12 @@ class ParseFilenameTests(SynchronousTestCase):
         self.assertTrue(is_hidden_or_temporary(".incoming-abc"))
         self.assertTrue(is_hidden_or_temporary("a-1.whl.crdownload"))
         self.assertFalse(is_hidden_or_temporary("a-1.tar.gz"))
+
+    def test_shared_values(self):
+        """Files of one project and version share one key string and one Version, whatever their kind."""
+        wheel = parse_filename("Foo_Bar-1.0-py3-none-any.whl")
+        sdist = parse_filename("Foo_Bar-1.0.tar.gz")
+        other = parse_filename("baz-1.0.zip")
+        self.assertIs(wheel.project, sdist.project)
+        self.assertIs(wheel.version, sdist.version)
+        self.assertIs(other.version, wheel.version)
