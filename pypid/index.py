@@ -15,14 +15,14 @@ from typing import Iterable, Mapping, NamedTuple, Optional
 from packaging.version import Version
 
 
-class DistFile(NamedTuple):
-    """One distribution file as the index lists it."""
+class _Stored(NamedTuple):
+    # What a DistFile holds. The filename is not stored: it is the last
+    # segment of the path (one string less per file).
 
     #: Path below C{/packages/}, C{/}-separated, relative to its root.
     path: str
     #: Index of the package directory (root) the file lives in.
     root: int
-    filename: str
     #: PEP 503 normalised project name.
     project: str
     #: Display name (from the metadata when it could be read).
@@ -43,7 +43,54 @@ class DistFile(NamedTuple):
     metadata_sha256: Optional[str]
     summary: Optional[str]
     #: Whether a detached signature C{<path>.asc} sits next to the file.
-    has_sig: bool = False
+    has_sig: bool
+
+
+class DistFile(_Stored):
+    """
+    One distribution file as the index lists it.
+
+    An index holds one per file, so it is kept small: a tuple without the
+    filename (derived from the path), and with the strings and versions
+    that files share (project, name, tags, summary, L{Version}) shared
+    rather than copied by whoever builds them (L{pypid.scan}).
+    L{DistFile._make} builds one from the stored fields, in their order,
+    without the checks of the constructor.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        path: str,
+        root: int,
+        filename: str,
+        project: str,
+        name: str,
+        version: Version,
+        kind: str,
+        python_version: str,
+        build: tuple,
+        size: int,
+        mtime_ns: int,
+        digest: Optional[str],
+        requires_python: Optional[str],
+        metadata_sha256: Optional[str],
+        summary: Optional[str],
+        has_sig: bool = False,
+    ) -> "DistFile":
+        if filename != path[path.rfind("/") + 1 :]:
+            raise ValueError(f"filename {filename!r} is not the last segment of path {path!r}")
+        return tuple.__new__(
+            cls,
+            (path, root, project, name, version, kind, python_version, build, size, mtime_ns,
+             digest, requires_python, metadata_sha256, summary, has_sig),
+        )
+
+    @property
+    def filename(self) -> str:
+        path = self.path
+        return path[path.rfind("/") + 1 :]
 
     @property
     def sort_key(self) -> tuple:
@@ -72,9 +119,13 @@ class Project(NamedTuple):
         return max(f.mtime_ns for f in self.files)
 
 
+def _sort_key(f: DistFile) -> tuple:
+    return f.sort_key
+
+
 def make_project(key: str, files: Iterable[DistFile]) -> Project:
     """Build a L{Project} from its files, sorting them by version."""
-    ordered = tuple(sorted(files, key=lambda f: f.sort_key))
+    ordered = tuple(sorted(files, key=_sort_key))
     # The display name follows the newest file, as uploads rename projects.
     return Project(key, ordered[-1].name, ordered)
 
@@ -105,8 +156,24 @@ class IndexSnapshot:
 
     @classmethod
     def build(cls, files: Iterable[DistFile]) -> "IndexSnapshot":
-        """Build a snapshot from scratch."""
-        return cls.empty().apply(files, ())[0]
+        """
+        Build a snapshot from scratch: what L{apply} to an empty snapshot
+        gives, without its bookkeeping (a first scan lists every file).
+        """
+        by_path: dict[str, DistFile] = {}
+        for f in files:
+            by_path[f.path] = f
+        if not by_path:
+            return cls.empty()
+        groups: dict[str, list[DistFile]] = {}
+        for f in by_path.values():
+            group = groups.get(f.project)
+            if group is None:
+                groups[f.project] = [f]
+            else:
+                group.append(f)
+        projects = {key: make_project(key, group) for key, group in groups.items()}
+        return cls(projects, by_path, 1)
 
     def get(self, key: str) -> Optional[Project]:
         """The project with normalised name C{key}, if listed."""
@@ -121,6 +188,13 @@ class IndexSnapshot:
         the set of project keys whose listing changed.
         """
         added = list(added)
+        if not self.files:
+            # The first scan: nothing to remove or replace.
+            built = IndexSnapshot.build(added)
+            if not built.files:
+                return self, frozenset()
+            built.generation = self.generation + 1
+            return built, frozenset(f.project for f in added)
         files = dict(self.files)
         touched: dict[str, None] = {}
         for path in removed:

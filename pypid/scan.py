@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import Iterable, Mapping, NamedTuple, Optional, Protocol
+from stat import S_ISREG
+from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
 
 from pypid import complete
-from pypid.filenames import ParsedName, parse_filename, is_hidden_or_temporary
+from pypid.filenames import TEMPORARY_SUFFIXES, ParsedName, parse_filename, is_hidden_or_temporary
 from pypid.index import DistFile
 from pypid.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
 from pypid.names import normalize
@@ -45,7 +46,11 @@ class Found(NamedTuple):
 
 
 def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result, link: str = "") -> Found:
-    return Found(root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link)
+    return _new_tuple(Found, (root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link))
+
+
+#: Builds a named tuple from its fields in order, without a Python-level call.
+_new_tuple = tuple.__new__
 
 
 class Skipped(NamedTuple):
@@ -94,15 +99,13 @@ def resolve_inside(abspath: str, root: str) -> Optional[str]:
 
 
 def _walk_dir(
-    index: int,
-    real_root: str,
-    prefix: str,
-    directory: str,
-    found: dict[str, Found],
-    signatures: set[str],
-    skipped: list[Skipped],
-) -> None:
-    """Walk C{directory} (at C{prefix} below root number C{index}) into C{found}."""
+    index: int, real_root: str, prefix: str, directory: str, skipped: list[Skipped]
+) -> Iterator[tuple[list[Found], set[str]]]:
+    """
+    Walk C{directory} (at C{prefix} below root number C{index}): yield, one
+    directory at a time, its regular files and the paths that have a
+    detached signature (C{<path>.asc}) there.
+    """
     stack = [(prefix, directory)]
     while stack:
         prefix, directory = stack.pop()
@@ -111,10 +114,16 @@ def _walk_dir(
         except OSError as e:
             skipped.append(Skipped(prefix or ".", f"unreadable directory: {e.strerror}"))
             continue
+        files: list[Found] = []
+        signatures: set[str] = set()
+        # Once per file of the whole tree: kept lean (what
+        # is_hidden_or_temporary says, inline; one lower() per name).
         for entry in entries:
-            if is_hidden_or_temporary(entry.name):
+            name = entry.name
+            lower = name.lower()
+            if name[0] == "." or lower.endswith(TEMPORARY_SUFFIXES):
                 continue
-            path = prefix + entry.name
+            path = prefix + name
             link = ""
             try:
                 if entry.is_dir(follow_symlinks=False):
@@ -128,12 +137,33 @@ def _walk_dir(
                 st = entry.stat()
             except OSError:
                 continue
-            if not stat.S_ISREG(st.st_mode) or path in found:
+            if not S_ISREG(st.st_mode):
                 continue
-            if entry.name.lower().endswith(".asc"):
+            if lower.endswith(".asc"):
                 signatures.add(path[:-4])
                 continue
-            found[path] = found_from_stat(index, path, entry.path, st, link)
+            files.append(_new_tuple(
+                Found,
+                (index, path, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link),
+            ))
+        del entries
+        yield files, signatures
+
+
+def _walk_into(
+    index: int,
+    real_root: str,
+    prefix: str,
+    directory: str,
+    found: dict[str, Found],
+    signatures: set[str],
+    skipped: list[Skipped],
+) -> None:
+    """L{_walk_dir} into C{found} and C{signatures}; a path already found stays."""
+    for files, sigs in _walk_dir(index, real_root, prefix, directory, skipped):
+        signatures |= sigs
+        for item in files:
+            found.setdefault(item.path, item)
 
 
 def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
@@ -152,7 +182,7 @@ def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
     signatures: set[str] = set()
     skipped: list[Skipped] = []
     for index, root in enumerate(roots):
-        _walk_dir(index, os.path.realpath(root), "", root, found, signatures, skipped)
+        _walk_into(index, os.path.realpath(root), "", root, found, signatures, skipped)
     return found, signatures, skipped
 
 
@@ -255,15 +285,21 @@ def describe(
     has_sig: bool = False,
     cache: Optional[DetailsCache] = None,
     details: Optional[Details] = None,
+    shared: Optional[dict] = None,
 ) -> DistFile | Skipped:
     """
     Read one file into a L{DistFile}: parse its name, check that it is
     complete, hash it and read the fields the index shows from its core
     metadata; or take those from C{cache} when it knows this very file.
+
+    @param shared: strings already used by other records (a dict of each
+        to itself), so that files of one project, or with the same tags or
+        summary, share one copy; the new record's are added.
     """
-    parsed = parse_filename(os.path.basename(found.path))
+    path = found.path
+    parsed = parse_filename(path[path.rfind("/") + 1 :])
     if parsed is None:
-        return Skipped(found.path, "not a distribution filename pypid can parse")
+        return Skipped(path, "not a distribution filename pypid can parse")
     if details is None and cache is not None:
         details = cache.get(found, hash_algo)
     if details is None:
@@ -272,23 +308,14 @@ def describe(
             return details
         if cache is not None:
             cache.put(found, hash_algo, details)
-    return DistFile(
-        path=found.path,
-        root=found.root,
-        filename=os.path.basename(found.path),
-        project=parsed.project,
-        name=details.name or parsed.name,
-        version=parsed.version,
-        kind=parsed.kind,
-        python_version=parsed.python_version,
-        build=parsed.build,
-        size=found.size,
-        mtime_ns=found.mtime_ns,
-        digest=details.digest,
-        requires_python=details.requires_python,
-        metadata_sha256=details.metadata_sha256,
-        summary=details.summary,
-        has_sig=has_sig,
+    share = (shared if shared is not None else {}).setdefault
+    project, name, version, kind, python_version, build = parsed
+    digest, read_name, requires_python, summary, metadata_sha256 = details
+    name = read_name or name
+    return DistFile._make(
+        (path, found.root, share(project, project), share(name, name), version, kind,
+         share(python_version, python_version), build, found.size, found.mtime_ns, digest,
+         share(requires_python, requires_python), metadata_sha256, share(summary, summary), has_sig)
     )
 
 
@@ -315,6 +342,71 @@ class ScanResult(NamedTuple):
     links: Optional[dict[str, str]] = None
 
 
+class _Changes:
+    """
+    What a scan finds, gathered as the walk goes: the files it is given are
+    compared with the C{previous} files, and the new or changed ones
+    described (hashed, metadata read, or taken from C{cache}).
+    """
+
+    def __init__(
+        self, hash_algo: Optional[str], previous: Mapping[str, DistFile], cache: Optional[DetailsCache]
+    ) -> None:
+        self.hash_algo = hash_algo
+        self.previous = previous
+        self.cache = cache
+        self.added: list[DistFile] = []
+        self.removed: list[str] = []
+        self.skipped: list[Skipped] = []
+        self.read = 0
+        self.cached = 0
+        self.links: dict[str, str] = {}
+        #: Strings the new records share (see L{describe}).
+        self.shared: dict = {}
+
+    def take(self, items: Iterable[Found], signatures: set[str]) -> None:
+        """
+        Compare C{items} (found at distinct paths) with the previous files
+        at their paths; C{signatures} has every one of their paths that has
+        a detached signature.
+        """
+        previous = self.previous
+        added = self.added
+        todo: list[Found] = []
+        for item in items:
+            if item.link:
+                self.links[item.abspath] = item.link
+            old = previous.get(item.path)
+            if old is not None:
+                if unchanged(old, item):
+                    has_sig = item.path in signatures
+                    if old.has_sig != has_sig:
+                        added.append(old._replace(has_sig=has_sig))
+                    continue
+                # Changed, perhaps into something that is no longer listed.
+                self.removed.append(item.path)
+            todo.append(item)
+        if not todo:
+            return
+        cache, hash_algo, shared = self.cache, self.hash_algo, self.shared
+        # One query per batch rather than per file: a restart looks up every file.
+        known = cache.get_many(todo, hash_algo) if cache is not None else {}
+        for item in todo:
+            details = known.get(item.abspath)
+            if details is None:
+                self.read += 1
+            else:
+                self.cached += 1
+            described = describe(item, hash_algo, item.path in signatures, cache, details, shared)
+            if isinstance(described, Skipped):
+                self.skipped.append(described)
+            else:
+                added.append(described)
+
+    def result(self) -> ScanResult:
+        return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links)
+
+
 def _diff(
     found: dict[str, Found],
     signatures: set[str],
@@ -330,40 +422,13 @@ def _diff(
     described (hashed, metadata read, or taken from C{cache}), vanished
     ones removed.
     """
-    added: list[DistFile] = []
-    read = cached = 0
-    todo: list[tuple[str, Found]] = []
-    for path, item in found.items():
-        has_sig = path in signatures
-        old = previous.get(path)
-        if old is not None and unchanged(old, item):
-            if old.has_sig != has_sig:
-                added.append(old._replace(has_sig=has_sig))
-            continue
-        todo.append((path, item))
-    # One query per batch rather than per file: a restart looks up every file.
-    known = cache.get_many([item for _, item in todo], hash_algo) if cache is not None and todo else {}
-    for path, item in todo:
-        has_sig = path in signatures
-        details = known.get(item.abspath)
-        if details is None:
-            read += 1
-        else:
-            cached += 1
-        described = describe(item, hash_algo, has_sig, cache, details)
-        if isinstance(described, Skipped):
-            skipped.append(described)
-        else:
-            added.append(described)
-    # Gone from disk, or changed into something that is no longer listed.
+    changes = _Changes(hash_algo, previous, cache)
+    changes.skipped = skipped
+    changes.take(found.values(), signatures)
+    # Gone from disk (the changed ones are already among the removed).
     candidates = previous.keys() if covered is None else (p for p in covered if p in previous)
-    removed = [
-        path
-        for path in candidates
-        if path not in found or not unchanged(previous[path], found[path])
-    ]
-    links = {item.abspath: item.link for item in found.values() if item.link}
-    return ScanResult(added, removed, skipped, read, cached, links)
+    changes.removed.extend(path for path in candidates if path not in found)
+    return changes.result()
 
 
 def scan(
@@ -376,8 +441,24 @@ def scan(
     Walk the roots and work out what changed since C{previous} (the files of
     the current snapshot). Only new or changed files are hashed and read.
     """
-    found, signatures, skipped = walk(roots)
-    return _diff(found, signatures, skipped, hash_algo, previous, None, cache)
+    if len(roots) != 1:
+        # A signature in one root may be for a file of another: walk them all first.
+        found, signatures, skipped = walk(roots)
+        return _diff(found, signatures, skipped, hash_algo, previous, None, cache)
+    # One directory at a time: what is needed only while a directory's
+    # files are compared, looked up and described (the walk's records, the
+    # cache's rows) is let go before the next directory, so that a first
+    # scan of a large tree does not leave a sea of freed memory between the
+    # records the index keeps.
+    changes = _Changes(hash_algo, previous, cache)
+    seen: Optional[set[str]] = set() if previous else None
+    for files, signatures in _walk_dir(0, os.path.realpath(roots[0]), "", roots[0], changes.skipped):
+        if seen is not None:
+            seen.update(item.path for item in files)
+        changes.take(files, signatures)
+    if seen is not None:
+        changes.removed.extend(path for path in previous if path not in seen)
+    return changes.result()
 
 
 def locate(roots: list[str], abspath: str) -> Optional[tuple[int, str]]:
@@ -458,7 +539,7 @@ def scan_paths(
             directory = os.path.join(root, *path.split("/"))
             if os.path.isdir(directory) and not os.path.islink(directory):
                 real_root = os.path.realpath(root)
-                _walk_dir(index, real_root, path + "/", directory, found, signatures, skipped)
+                _walk_into(index, real_root, path + "/", directory, found, signatures, skipped)
                 walked = True
         if walked:
             # Whatever was listed under it, or as it (a file that became a directory).

@@ -98,6 +98,40 @@ class ScanTests(SynchronousTestCase):
         result = scan.scan([self.root], "sha256", {})
         self.assertTrue(result.added[0].has_sig)
 
+    def test_one_root_as_several(self):
+        """
+        One root is scanned a directory at a time, several roots after one
+        walk of them all: both find the same changes.
+        """
+        for i in range(3):
+            write_dist(os.path.join(self.root, f"d{i}"), wheel_bytes("a", f"1.{i}"))
+            write_dist(os.path.join(self.root, f"d{i}", "sub"), sdist_bytes("b", f"2.{i}"))
+        open(os.path.join(self.root, "d1", "a-1.1-py3-none-any.whl.asc"), "w").close()
+        empty = os.path.abspath(self.mktemp())
+        os.makedirs(empty)
+        first = scan.scan([self.root], "sha256", {})
+        self.assertEqual(first, scan.scan([self.root, empty], "sha256", {}))
+        previous = {f.path: f for f in first.added}
+        os.unlink(os.path.join(self.root, "d0", "a-1.0-py3-none-any.whl"))
+        os.unlink(os.path.join(self.root, "d1", "a-1.1-py3-none-any.whl.asc"))
+        write_dist(os.path.join(self.root, "d2", "sub"), sdist_bytes("b", "2.2"), mtime=1)
+        second = scan.scan([self.root], "sha256", previous)
+        self.assertEqual(second, scan.scan([self.root, empty], "sha256", previous))
+        self.assertEqual(sorted(second.removed), ["d0/a-1.0-py3-none-any.whl", "d2/sub/b-2.2.tar.gz"])
+        self.assertEqual(
+            sorted((f.path, f.has_sig, f.mtime_ns) for f in second.added),
+            [("d1/a-1.1-py3-none-any.whl", False, previous["d1/a-1.1-py3-none-any.whl"].mtime_ns),
+             ("d2/sub/b-2.2.tar.gz", False, 10**9)],
+        )
+
+    def test_records_share_strings(self):
+        """The files of a project share one copy of its key, name, tags and summary."""
+        write_dist(os.path.join(self.root, "x"), wheel_bytes("Shared_Name", "1.0", summary="Same"))
+        write_dist(os.path.join(self.root, "y"), wheel_bytes("Shared_Name", "2.0", summary="Same"))
+        a, b = scan.scan([self.root], "sha256", {}).added
+        for field in ("project", "name", "python_version", "summary"):
+            self.assertIs(getattr(a, field), getattr(b, field), field)
+
 
 class StoreTests(SynchronousTestCase):
     def setUp(self):

@@ -64,3 +64,39 @@ class SnapshotTests(SynchronousTestCase):
     def test_display_name_follows_newest(self):
         snap = IndexSnapshot.build([dist("a.whl", name="Old_Name"), dist("b.whl", version="2", name="New.Name")])
         self.assertEqual(snap.get("foo").name, "New.Name")
+
+
+class DistFileTests(SynchronousTestCase):
+    def test_filename_is_the_last_segment(self):
+        """The filename is not stored but read off the path; a constructor that disagrees is refused."""
+        f = dist("a/b/foo-1.0.whl")
+        self.assertEqual(f.filename, "foo-1.0.whl")
+        self.assertEqual(dist("foo-1.0.whl").filename, "foo-1.0.whl")
+        with self.assertRaises(ValueError):
+            DistFile(
+                path="a/foo-1.0.whl", root=0, filename="bar-1.0.whl", project="foo", name="foo",
+                version=Version("1.0"), kind="wheel", python_version="py3", build=(), size=1, mtime_ns=1,
+                digest=None, requires_python=None, metadata_sha256=None, summary=None,
+            )
+
+    def test_replace(self):
+        f = dist("foo-1.0.whl")
+        g = f._replace(has_sig=True, size=3)
+        self.assertEqual((g.has_sig, g.size, g.filename, g.version), (True, 3, "foo-1.0.whl", Version("1.0")))
+        self.assertFalse(f.has_sig)
+
+    def test_build_is_apply_to_empty(self):
+        """Building a snapshot at once gives what applying the files to an empty one gives."""
+        files = [
+            dist("b/foo-2.0.whl", version="2.0"), dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1"),
+            dist("foo-1.0.whl", size=99),
+        ]
+        built = IndexSnapshot.build(files)
+        applied, changed = IndexSnapshot.empty().apply(files, [])
+        self.assertEqual(changed, frozenset({"foo", "bar"}))
+        self.assertEqual(built.files, applied.files)
+        self.assertEqual(built.projects, applied.projects)
+        self.assertEqual((built.generation, built.file_count), (1, 3))
+        self.assertEqual(built.get("foo").files[0].size, 99)
+        same, nothing = IndexSnapshot.empty().apply([], ["x"])
+        self.assertEqual((same.generation, nothing), (0, frozenset()))
