@@ -49,6 +49,15 @@ class IPackageStore(Interface):
         Cheap: may be called on the reactor thread.
         """
 
+    def openFile(distfile, suffix=""):
+        """
+        Open C{distfile}, or its sidecar C{<path><suffix>} (C{".asc"}), for
+        reading, under the same guard as L{localPath}: a tuple of a file
+        descriptor (the caller closes it) and its C{os.fstat}, or L{None}
+        when there is no regular file there that may be served. Cheap:
+        called on the reactor thread for every download.
+        """
+
     def readMetadata(distfile):
         """
         A L{Deferred} firing with the bytes of C{distfile}'s core metadata

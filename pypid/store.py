@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
 from typing import Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,12 +25,43 @@ from pypid.statecache import StateCache
 #: How many core metadata files to keep in memory (a few KiB each).
 METADATA_CACHE_ENTRIES = 2048
 
+#: How many served files to remember as checked (a few hundred bytes each).
+CHECKED_FILES = 16384
+
+#: Opening a file to serve never blocks (a FIFO put in its place) and never
+#: makes a terminal the controlling one.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+
 Listener = Callable[[IndexSnapshot, frozenset], None]
 
 _STUCK = (
     "still incomplete since the previous rescan (a copy or upload that died?); "
     "write it again, or delete it"
 )
+
+
+def open_regular(path: str, flags: int = 0) -> Optional[tuple[int, os.stat_result]]:
+    """
+    Open the regular file at C{path} for reading (with C{flags} added):
+    its descriptor, which the caller closes, and its C{fstat}; L{None} when
+    there is no regular file there.
+    """
+    try:
+        fd = os.open(path, OPEN_FLAGS | flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return fd, st
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
 class SnapshotOwner:
@@ -91,6 +123,9 @@ class DirectoryStore(SnapshotOwner):
         self._paths: set[str] = set()
         self._path_waiters: list[Deferred] = []
         self._warned: dict[str, set[str]] = {}
+        #: Files that passed the guard under C{_checked_for}, by path.
+        self._checked_files: dict[str, tuple[int, int, int]] = {}
+        self._checked_for: Optional[IndexSnapshot] = None
 
     # IPackageStore
 
@@ -127,12 +162,51 @@ class DirectoryStore(SnapshotOwner):
         return d
 
     def localPath(self, distfile: DistFile) -> Optional[str]:
-        root = self.roots[distfile.root]
-        # Per download: the cheap check first; symlinks are resolved in full.
-        plain = scan.inside_without_links(root, distfile.path)
+        return self._checked(distfile.root, distfile.path)
+
+    def _checked(self, index: int, path: str) -> Optional[str]:
+        """Where C{path} is in root C{index} if it stays inside it, else L{None}."""
+        root = self.roots[index]
+        # The cheap check first; symlinks are resolved in full.
+        plain = scan.inside_without_links(root, path)
         if plain is not None:
             return plain
-        return scan.resolve_inside(os.path.join(root, distfile.path), root)
+        return scan.resolve_inside(os.path.join(root, path), root)
+
+    def openFile(self, distfile: DistFile, suffix: str = ""):
+        # Every download comes here. The guard of localPath costs an lstat
+        # per path component, so a file that passed it is remembered by its
+        # identity (device, inode, ctime) until the snapshot changes: the
+        # file opened by its plain path is then served only if it is that
+        # very file, whatever happened to the directories on the way.
+        # Symlinked files (O_NOFOLLOW fails on them) always take the guard.
+        path = distfile.path + suffix
+        abspath = os.path.join(self.roots[distfile.root], path)
+        if self._checked_for is not self.snapshot or len(self._checked_files) >= CHECKED_FILES:
+            self._checked_for = self.snapshot
+            self._checked_files = {}
+        opened = open_regular(abspath, os.O_NOFOLLOW)
+        if opened is not None and self._checked_files.get(path) == _identity(opened[1]):
+            return opened
+        checked = self._checked(distfile.root, path)
+        if checked is not None and opened is None:
+            opened = open_regular(checked, os.O_NOFOLLOW)
+        if checked is None or opened is None:
+            if opened is not None:
+                os.close(opened[0])
+            return None
+        fd, st = opened
+        try:
+            same = _identity(os.stat(checked)) == _identity(st)
+        except OSError:
+            same = False
+        if not same:
+            # Changed between the open and the check: not proven inside.
+            os.close(fd)
+            return None
+        if checked == abspath:
+            self._checked_files[path] = _identity(st)
+        return opened
 
     def readMetadata(self, distfile: DistFile) -> Deferred:
         # Resolvers ask for the same few .metadata files over and over:

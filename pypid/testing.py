@@ -21,7 +21,7 @@ from pypid.index import DistFile, IndexSnapshot
 from pypid.interfaces import IPackageStore
 from pypid.metadata import MetadataError
 from pypid.names import normalize
-from pypid.store import SnapshotOwner
+from pypid.store import SnapshotOwner, open_regular
 
 
 def _escape(name: str) -> str:
@@ -213,6 +213,10 @@ class MemoryStore(SnapshotOwner):
 
     def localPath(self, distfile: DistFile) -> Optional[str]:
         return self.paths.get(distfile.path)
+
+    def openFile(self, distfile: DistFile, suffix: str = ""):
+        path = self.paths.get(distfile.path)
+        return None if path is None else open_regular(path + suffix)
 
     def readMetadata(self, distfile: DistFile) -> Deferred:
         raw = self.metadata.get(distfile.path)

@@ -183,6 +183,83 @@ class StoreTests(SynchronousTestCase):
         os.symlink(target, os.path.join(self.root, f.path))
         self.assertIsNone(self.store.localPath(f), "swapped for a symlink out after the scan")
 
+    def read(self, opened):
+        """The bytes of an openFile() result, closing it."""
+        self.assertIsNotNone(opened)
+        fd, st = opened
+        try:
+            return os.pread(fd, st.st_size + 1, 0)
+        finally:
+            os.close(fd)
+
+    def test_open_file(self):
+        """openFile opens a listed file and its .asc; the check is remembered per file."""
+        path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("o", "1.0"))
+        with open(path + ".asc", "wb") as sig:
+            sig.write(b"signature")
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["x/y/o-1.0-py3-none-any.whl"]
+        self.assertEqual(self.read(self.store.openFile(f)), open(path, "rb").read())
+        self.assertEqual(self.read(self.store.openFile(f, ".asc")), b"signature")
+        self.assertEqual(set(self.store._checked_files), {"x/y/o-1.0-py3-none-any.whl", "x/y/o-1.0-py3-none-any.whl.asc"})
+        self.assertEqual(self.read(self.store.openFile(f)), open(path, "rb").read())
+        os.unlink(path)
+        self.assertIsNone(self.store.openFile(f))
+
+    def test_open_file_refuses_escapes(self):
+        """Neither a file nor a directory swapped for a symlink out is opened, even once checked."""
+        outside = os.path.abspath(self.mktemp())
+        write_dist(os.path.join(outside, "y"), wheel_bytes("e", "1.0"))
+        path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("e", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["x/y/e-1.0-py3-none-any.whl"]
+        self.read(self.store.openFile(f))
+        # The directory on the way becomes a symlink to a look-alike outside.
+        os.rename(os.path.join(self.root, "x"), os.path.join(self.root, ".x-old"))
+        os.symlink(outside, os.path.join(self.root, "x"))
+        self.assertIsNone(self.store.openFile(f))
+        os.unlink(os.path.join(self.root, "x"))
+        os.rename(os.path.join(self.root, ".x-old"), os.path.join(self.root, "x"))
+        self.read(self.store.openFile(f))
+        # The file itself becomes a symlink out.
+        os.unlink(path)
+        os.symlink(os.path.join(outside, "y", "e-1.0-py3-none-any.whl"), path)
+        self.assertIsNone(self.store.openFile(f))
+        self.assertIsNone(self.store.openFile(f._replace(path="x/../../" + os.path.basename(outside) + "/y/e-1.0-py3-none-any.whl")))
+
+    def test_open_file_not_regular(self):
+        """A FIFO or a directory in a listed file's place is not opened (and opening does not block)."""
+        path = write_dist(self.root, wheel_bytes("p", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["p-1.0-py3-none-any.whl"]
+        os.unlink(path)
+        os.mkfifo(path)
+        self.assertIsNone(self.store.openFile(f))
+        os.unlink(path)
+        os.mkdir(path)
+        self.assertIsNone(self.store.openFile(f))
+
+    def test_open_file_symlink_inside(self):
+        """A symlinked file whose target is inside the root is opened (its target)."""
+        real = write_dist(os.path.join(self.root, "real"), wheel_bytes("s", "1.0"))
+        os.symlink(real, os.path.join(self.root, "s-1.0-py3-none-any.whl"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["s-1.0-py3-none-any.whl"]
+        self.assertEqual(self.read(self.store.openFile(f)), open(real, "rb").read())
+        self.assertEqual(self.read(self.store.openFile(f)), open(real, "rb").read())
+
+    def test_open_file_checks_again_after_a_change(self):
+        """What was checked is forgotten when the snapshot changes."""
+        write_dist(self.root, wheel_bytes("c", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["c-1.0-py3-none-any.whl"]
+        self.read(self.store.openFile(f))
+        self.assertEqual(len(self.store._checked_files), 1)
+        write_dist(self.root, wheel_bytes("d", "1.0"))
+        self.successResultOf(self.store.rescan())
+        self.read(self.store.openFile(self.store.snapshot.files["d-1.0-py3-none-any.whl"]))
+        self.assertEqual(list(self.store._checked_files), ["d-1.0-py3-none-any.whl"])
+
     def test_metadata_read_once(self):
         """A wheel's METADATA is read from the archive once, then kept."""
         write_dist(self.root, wheel_bytes("m", "1.0"))
