@@ -55,6 +55,31 @@ def generate(root: str, projects: int, files: int, large_mb: int = 64) -> None:
     open(marker, "w").close()
 
 
+def burst_name(i: int) -> str:
+    return STYLES[i % len(STYLES)].format(f"burst{i}")
+
+
+def generate_burst(root: str, count: int, files: int = 5) -> str:
+    """
+    Write C{count} new files (C{count // files} projects that are not in any
+    tree, C{files} wheels and sdists each, nested like the tree) under
+    C{root}, once; the benchmark copies them into a tree as one burst.
+    Returns C{root}.
+    """
+    marker = os.path.join(root, ".complete")
+    if os.path.exists(marker):
+        return root
+    for i in range(count // files):
+        name = burst_name(i)
+        folder = os.path.join(root, f"b{i % 20:02d}", name[0].lower())
+        for k in range(files):
+            version = f"{k // 2 + 1}.{k % 2}.0"
+            built = (sdist_bytes if k % 3 == 2 else wheel_bytes)(name, version, requires_python=">=3.8")
+            write_dist(folder, built, mtime=MTIME + k)
+    open(marker, "w").close()
+    return root
+
+
 def prerender(root: str) -> str:
     """
     Render the same pages pypid serves into C{root}/static for nginx, with
