@@ -9,7 +9,9 @@ to the file changes its ctime, so a file rewritten in place, even with its
 mtime put back, is read again.
 
 Stored in SQLite (one transaction per batch: a crash loses at most the last
-batch, never corrupts what was stored) in the state directory:
+batch, never corrupts what was stored), keyed by directory and filename so
+that the entries of a directory are read together, in one range of the
+table, as a scan walks it; in the state directory:
 C{--state-dir}, by default C{<first package directory>/.pypid/}, or
 C{$XDG_CACHE_HOME/pypid/<id>/} (C{~/.cache}) when that is not writable.
 
@@ -24,19 +26,20 @@ import hashlib
 import os
 import sqlite3
 import threading
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from pypid.scan import Details, Found
 
 FILENAME = "cache.sqlite3"
-#: Bump when the table changes; an older file is then started afresh.
-SCHEMA_VERSION = 1
+#: Bump when the table changes; an unknown older file is then started
+#: afresh (version 1, one row per absolute path, is converted).
+SCHEMA_VERSION = 2
 #: Entries written per transaction during a long scan.
 BATCH = 500
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
+_COLUMNS = """
+    dir TEXT NOT NULL,
+    file TEXT NOT NULL,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
@@ -46,9 +49,28 @@ CREATE TABLE IF NOT EXISTS files (
     name TEXT,
     requires_python TEXT,
     summary TEXT,
-    metadata_sha256 TEXT
-)
+    metadata_sha256 TEXT,
+    PRIMARY KEY (dir, file)
 """
+_SCHEMA = f"CREATE TABLE IF NOT EXISTS files ({_COLUMNS}) WITHOUT ROWID"
+
+#: Version 1 kept the absolute path in one column: split it at its last '/'
+#: (everything up to the last '/' is what rtrim() leaves of it when told to
+#: trim every character of the path but '/').
+_FROM_V1 = f"""
+CREATE TABLE files_v2 ({_COLUMNS}) WITHOUT ROWID;
+INSERT OR REPLACE INTO files_v2
+    SELECT substr(d, 1, length(d) - 1), substr(path, length(d) + 1), size, mtime_ns, ctime_ns, ino,
+           algo, digest, name, requires_python, summary, metadata_sha256
+    FROM (SELECT rtrim(path, replace(path, '/', '')) AS d, * FROM files)
+    WHERE d != '';
+DROP TABLE files;
+ALTER TABLE files_v2 RENAME TO files;
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_DETAILS = "digest, name, requires_python, summary, metadata_sha256"
+_STAMP = "size, mtime_ns, ctime_ns, ino, algo"
 
 
 def default_state_dirs(first_root: str) -> list[str]:
@@ -65,6 +87,16 @@ def default_state_dirs(first_root: str) -> list[str]:
 
 #: Paths per C{IN (...)} query (SQLite allows 999 parameters on old builds).
 _IN_BATCH = 500
+#: From how many files of one directory on they are looked up as one range
+#: of the table (the rows between the first and last name) rather than by
+#: name: a scan reads whole directories.
+_RANGE_MIN = 16
+
+
+def _split(abspath: str) -> tuple[str, str]:
+    """An absolute path as (directory, filename), the table's key."""
+    directory, _, name = abspath.rpartition("/")
+    return directory, name
 
 
 class StateCache:
@@ -145,7 +177,9 @@ class StateCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version != SCHEMA_VERSION:
+            if version == 1:
+                db.executescript("BEGIN IMMEDIATE;" + _FROM_V1 + "COMMIT;")
+            elif version != SCHEMA_VERSION:
                 db.execute("DROP TABLE IF EXISTS files")
                 db.execute(_SCHEMA)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -176,9 +210,8 @@ class StateCache:
                 return None
             try:
                 row = db.execute(
-                    "SELECT size, mtime_ns, ctime_ns, ino, algo, digest, name,"
-                    " requires_python, summary, metadata_sha256 FROM files WHERE path = ?",
-                    (found.abspath,),
+                    f"SELECT {_STAMP}, {_DETAILS} FROM files WHERE dir = ? AND file = ?",
+                    _split(found.abspath),
                 ).fetchone()
             except sqlite3.Error as e:
                 self._failed(e)
@@ -201,24 +234,44 @@ class StateCache:
             if db is None:
                 return out
             algo = hash_algo or ""
-            for start in range(0, len(found), _IN_BATCH):
-                batch = {item.abspath: item for item in found[start : start + _IN_BATCH]}
-                try:
-                    rows = db.execute(
-                        "SELECT path, size, mtime_ns, ctime_ns, ino, algo, digest, name,"
-                        " requires_python, summary, metadata_sha256 FROM files WHERE path IN"
-                        f" ({','.join('?' * len(batch))})",
-                        list(batch),
-                    ).fetchall()
-                except sqlite3.Error as e:
-                    self._failed(e)
-                    return out
-                for row in rows:
-                    item = batch[row[0]]
-                    if tuple(row[1:6]) == (item.size, item.mtime_ns, item.ctime_ns, item.ino, algo):
-                        out[row[0]] = Details(*row[6:])
+            directories: dict[str, dict[str, Found]] = {}
+            for item in found:
+                directory, name = _split(item.abspath)
+                wanted = directories.get(directory)
+                if wanted is None:
+                    directories[directory] = {name: item}
+                else:
+                    wanted[name] = item
+            try:
+                for directory, wanted in directories.items():
+                    for rows in self._rows(db, directory, wanted):
+                        for row in rows:
+                            item = wanted.get(row[0])
+                            if item is not None and (
+                                row[1] == item.size
+                                and row[2] == item.mtime_ns
+                                and row[3] == item.ctime_ns
+                                and row[4] == item.ino
+                                and row[5] == algo
+                            ):
+                                out[item.abspath] = Details(*row[6:])
+            except sqlite3.Error as e:
+                self._failed(e)
+                return out
             self.hits += len(out)
         return out
+
+    @staticmethod
+    def _rows(db: sqlite3.Connection, directory: str, wanted: dict[str, Found]) -> Iterator[Iterable[tuple]]:
+        """Cursors over the rows of C{wanted} files of C{directory} (and perhaps others)."""
+        columns = f"SELECT file, {_STAMP}, {_DETAILS} FROM files WHERE dir = ?"
+        if len(wanted) >= _RANGE_MIN:
+            yield db.execute(f"{columns} AND file BETWEEN ? AND ?", (directory, min(wanted), max(wanted)))
+            return
+        names = list(wanted)
+        for start in range(0, len(names), _IN_BATCH):
+            batch = names[start : start + _IN_BATCH]
+            yield db.execute(f"{columns} AND file IN ({','.join('?' * len(batch))})", [directory, *batch])
 
     def put(self, found: Found, hash_algo: Optional[str], details: Details) -> None:
         if found.ino == 0:
@@ -229,7 +282,7 @@ class StateCache:
             if self._connection() is None:
                 return
             self._pending.append(
-                (found.abspath, found.size, found.mtime_ns, found.ctime_ns, found.ino,
+                (*_split(found.abspath), found.size, found.mtime_ns, found.ctime_ns, found.ino,
                  hash_algo or "", *details)
             )
             self.stores += 1
@@ -247,7 +300,7 @@ class StateCache:
             try:
                 with _transaction(self._db):
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
                     )
             except sqlite3.Error as e:
                 self._failed(e)
@@ -256,13 +309,13 @@ class StateCache:
         """Drop the entries of files gone from the index."""
         with self._lock:
             db = self._connection()
-            paths = [(p,) for p in abspaths]
+            paths = [_split(p) for p in abspaths]
             if db is None or not paths:
                 return
             self.flush()
             try:
                 with _transaction(db):
-                    db.executemany("DELETE FROM files WHERE path = ?", paths)
+                    db.executemany("DELETE FROM files WHERE dir = ? AND file = ?", paths)
             except sqlite3.Error as e:
                 self._failed(e)
 
@@ -283,10 +336,12 @@ class StateCache:
                 return 0
             self.flush()
             try:
-                stale = [(p,) for (p,) in db.execute("SELECT path FROM files") if p not in touched]
+                stale = [
+                    (d, f) for d, f in db.execute("SELECT dir, file FROM files") if f"{d}/{f}" not in touched
+                ]
                 if stale:
                     with _transaction(db):
-                        db.executemany("DELETE FROM files WHERE path = ?", stale)
+                        db.executemany("DELETE FROM files WHERE dir = ? AND file = ?", stale)
             except sqlite3.Error as e:
                 self._failed(e)
                 return 0

@@ -178,3 +178,59 @@ class GetManyTests(SynchronousTestCase):
         self.assertEqual(cache.get_many(found, "md5"), {})
         changed = found[0]._replace(size=found[0].size + 1)
         self.assertNotIn(changed.abspath, cache.get_many([changed], "sha256"))
+
+    def test_directory_range_lookup(self):
+        """Many files of one directory are looked up as one range of the table, with the same answers."""
+        from pypid import statecache
+
+        root = os.path.abspath(self.mktemp())
+        for i in range(6):
+            write_dist(os.path.join(root, "a"), wheel_bytes(f"p{i}", "1.0"))
+            write_dist(os.path.join(root, "b"), wheel_bytes(f"q{i}", "1.0"))
+        found = sorted(scan.walk([root])[0].values())
+        cache = StateCache([os.path.join(root, ".pypid")])
+        details = scan.Details("ab" * 32, "W", None, None, None)
+        for item in found:
+            if item.path not in ("a/p2-1.0-py3-none-any.whl", "b/q5-1.0-py3-none-any.whl"):
+                cache.put(item, "sha256", details)
+        cache.flush()
+        self.patch(statecache, "_RANGE_MIN", 2)
+        wanted = [item for item in found if item.path != "a/p0-1.0-py3-none-any.whl"]
+        got = cache.get_many(wanted, "sha256")
+        self.assertEqual(
+            sorted(got),
+            sorted(item.abspath for item in wanted
+                   if item.path not in ("a/p2-1.0-py3-none-any.whl", "b/q5-1.0-py3-none-any.whl")),
+        )
+        self.assertEqual(set(got.values()), {details})
+
+
+class SchemaTests(SynchronousTestCase):
+    def test_version_1_is_converted(self):
+        """A cache written by version 1 (one row per absolute path) is kept, under the new key."""
+        import sqlite3
+
+        root = os.path.abspath(self.mktemp())
+        path = write_dist(os.path.join(root, "sub dir", "\u00e9t\u00e9"), wheel_bytes("w", "1.0"))
+        item = scan.walk([root])[0]["sub dir/\u00e9t\u00e9/" + os.path.basename(path)]
+        state = os.path.join(root, ".pypid")
+        os.makedirs(state)
+        db = sqlite3.connect(os.path.join(state, FILENAME))
+        db.execute(
+            "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+            " ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, algo TEXT NOT NULL, digest TEXT, name TEXT,"
+            " requires_python TEXT, summary TEXT, metadata_sha256 TEXT)"
+        )
+        db.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, 'sha256', 'ab', 'W', '>=3', 'Caf\u00e9 summary', 'cd')",
+            (item.abspath, item.size, item.mtime_ns, item.ctime_ns, item.ino),
+        )
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
+        cache = StateCache([state])
+        self.assertEqual(cache.get(item, "sha256"), scan.Details("ab", "W", ">=3", "Caf\u00e9 summary", "cd"))
+        self.assertEqual(cache.get_many([item], "sha256"), {item.abspath: cache.get(item, "sha256")})
+        cache.close()
+        (version,) = sqlite3.connect(os.path.join(state, FILENAME)).execute("PRAGMA user_version").fetchone()
+        self.assertEqual(version, 2)
