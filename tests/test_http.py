@@ -141,6 +141,8 @@ def test_sdist_is_byte_identical(server, tree):
     assert body == open(files["sdist"], "rb").read()
     assert headers["Content-Length"] == str(len(body))
     assert headers["Content-Type"] == "application/gzip"
+    status, headers, empty = server.get("packages/foo_bar-1.0.tar.gz", method="HEAD")
+    assert (status, empty, headers["Content-Length"]) == (200, b"", str(len(body)))
 
 
 def test_file_validators_and_ranges(server, tree):

@@ -7,33 +7,25 @@ file at C{/packages/} that C{pip --find-links} reads.
 from __future__ import annotations
 
 import os
-import stat
 from typing import Optional
 
-from twisted.web import http, static
+from twisted.internet.interfaces import IPushProducer
+from twisted.web import http
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from pypid.index import DistFile
 from pypid.interfaces import IPackageStore
 from pypid.metadata import MetadataError
 from pypid.pages import PageCache
-from pypid.web.util import redirect, render_later, serve_page, text_response
+from pypid.ranges import UNSATISFIABLE, parse_range
+from pypid.store import open_regular
+from pypid.web.util import not_modified_since, redirect, render_later, serve_page, text_response
 
-
-class DistributionFile(static.File):
-    """
-    A file served byte for byte: never a content-coding (an sdist's
-    C{.tar.gz} must not go out as C{Content-Encoding: gzip}), never a
-    directory listing.
-    """
-
-    contentEncodings: dict = {}
-
-    def __init__(self, path: str, content_type: str) -> None:
-        super().__init__(path, defaultType="application/octet-stream")
-        self.type = content_type
-        self.encoding = None
-
+#: Answers of up to this many bytes are read at once and written in one go;
+#: longer ones are streamed in reads of this size by a L{FileSender}.
+CHUNK = 256 * 1024
 
 
 def download_cache_control(seconds: Optional[int], private: bool = False) -> Optional[bytes]:
@@ -70,44 +62,177 @@ def etag_for(digest: Optional[str], size: int, mtime_ns: int) -> bytes:
     return f'"{size:x}-{mtime_ns:x}"'.encode("ascii")
 
 
-def _if_range_holds(request, etag: bytes, mtime: float) -> bool:
+def none_match(header: bytes, etag: Optional[bytes]) -> bool:
     """
-    Whether a C{Range} may be honoured given C{If-Range}: its validator must
-    match the current entity exactly (strong ETag, or the exact
-    C{Last-Modified} date).
+    Whether C{If-None-Match: header} matches C{etag}: C{*}, or one of its
+    entity tags compared weakly (C{W/"x"} matches C{"x"}), as RFC 9110 says.
     """
-    value = request.getHeader(b"if-range")
-    if value is None:
-        return True
+    for tag in header.split(b","):
+        tag = tag.strip()
+        if tag == b"*" or tag == etag or (tag.startswith(b"W/") and tag[2:] == etag):
+            return True
+    return False
+
+
+def if_range_holds(value: bytes, etag: Optional[bytes], last_modified: int) -> bool:
+    """
+    Whether C{If-Range: value} lets a C{Range} be honoured: its validator
+    must match the current representation exactly (the strong ETag, or the
+    very C{Last-Modified} date sent).
+    """
     value = value.strip()
     if value.startswith(b'"'):
         return value == etag
     if value.startswith(b"W/"):
         return False
     try:
-        return http.stringToDatetime(value) == int(mtime)
+        return http.stringToDatetime(value) == last_modified
     except (ValueError, IndexError, KeyError):
         return False
 
 
-def _clamp_suffix_ranges(request, size: int) -> None:
+def send_file(
+    request,
+    fd: int,
+    size: int,
+    content_type: str,
+    etag: Optional[bytes],
+    mtime_ns: int,
+    cache_control: Optional[bytes] = None,
+):
     """
-    Rewrite a suffix range longer than the file (C{bytes=-N}, N > size) to
-    the whole file, as RFC 9110 requires; static.File would try to seek
-    before the start of the file.
+    Answer a GET or HEAD with the first C{size} bytes of the open regular
+    file C{fd}, which this takes over (it is closed when done): a strong
+    C{ETag} with C{If-None-Match}, C{Last-Modified} with
+    C{If-Modified-Since}, a single C{Range} (206, or 416 with
+    C{Content-Range: bytes */SIZE}) with C{If-Range}, and never a
+    content-coding. Answers of up to L{CHUNK} bytes are one read and one
+    write; longer ones stream through a L{FileSender}.
+
+    @return: what a C{render} method returns (bytes or C{NOT_DONE_YET}), or
+        L{None}, with nothing set on C{request}, when the file no longer
+        has C{size} bytes.
     """
-    header = request.getHeader(b"range")
-    if header is None or not header.strip().lower().startswith(b"bytes="):
-        return
-    specs = header.strip()[6:].split(b",")
-    changed = False
-    for i, spec in enumerate(specs):
-        spec = spec.strip()
-        if spec.startswith(b"-") and spec[1:].isdigit() and int(spec[1:]) > size:
-            specs[i] = b"0-"
-            changed = True
-    if changed:
-        request.requestHeaders.setRawHeaders(b"range", [b"bytes=" + b",".join(specs)])
+    # Last-Modified as twisted.web sends it: whole seconds, rounded up.
+    last_modified = -(-mtime_ns // 1_000_000_000)
+    status = http.OK
+    first, count = 0, size
+    condition = request.getHeader(b"if-none-match")
+    if condition is not None:
+        if none_match(condition, etag):
+            status = http.NOT_MODIFIED
+    elif not_modified_since(request, last_modified):
+        status = http.NOT_MODIFIED
+    if status == http.OK and request.method != b"HEAD":
+        wanted = request.getHeader(b"range")
+        if wanted is not None:
+            condition = request.getHeader(b"if-range")
+            if condition is None or if_range_holds(condition, etag, last_modified):
+                span = parse_range(wanted, size)
+                if span is UNSATISFIABLE:
+                    status, count = http.REQUESTED_RANGE_NOT_SATISFIABLE, 0
+                elif span is not None:
+                    status = http.PARTIAL_CONTENT
+                    first, count = span[0], span[1] - span[0] + 1
+    body = b""
+    if request.method == b"HEAD" or status == http.NOT_MODIFIED:
+        os.close(fd)
+    elif count <= CHUNK:
+        try:
+            body = os.pread(fd, count, first)
+        except OSError:
+            body = b""
+        finally:
+            os.close(fd)
+        if len(body) != count:
+            return None
+
+    if cache_control is not None:
+        request.setHeader(b"cache-control", cache_control)
+    if etag is not None:
+        request.setHeader(b"etag", etag)
+    request.setHeader(b"last-modified", http.datetimeToString(last_modified))
+    if status == http.NOT_MODIFIED:
+        request.setResponseCode(status)
+        return b""
+    request.setHeader(b"accept-ranges", b"bytes")
+    request.setHeader(b"content-type", content_type.encode("ascii"))
+    request.setHeader(b"content-length", b"%d" % count)
+    if status != http.OK:
+        request.setResponseCode(status)
+        if status == http.PARTIAL_CONTENT:
+            request.setHeader(b"content-range", b"bytes %d-%d/%d" % (first, first + count - 1, size))
+        else:
+            request.setHeader(b"content-range", b"bytes */%d" % size)
+    if request.method == b"HEAD" or count <= CHUNK:
+        return body
+    FileSender(request, fd, first, count).start()
+    return NOT_DONE_YET
+
+
+@implementer(IPushProducer)
+class FileSender:
+    """
+    Streams C{count} bytes of an open file from C{offset} into a request,
+    one L{CHUNK} at a time, as fast as the connection takes them: a push
+    producer, paused and resumed by the transport, so that no more than a
+    chunk or two is ever held in memory. The file is closed when all is
+    sent or the connection is lost.
+    """
+
+    def __init__(self, request, fd: int, offset: int, count: int) -> None:
+        self.request = request
+        self.fd: Optional[int] = fd
+        self.offset = offset
+        self.remaining = count
+        self.paused = False
+        self._writing = False
+
+    def start(self) -> None:
+        self.request.registerProducer(self, True)
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._writing:
+            # Resumed from within our own write: the loop below goes on.
+            return
+        self._writing = True
+        try:
+            while not self.paused and self.fd is not None and self.remaining:
+                try:
+                    data = os.pread(self.fd, min(CHUNK, self.remaining), self.offset)
+                except OSError:
+                    data = b""
+                if not data:
+                    # The file shrank under us: the promised length cannot
+                    # be kept, so the client must see the answer cut off.
+                    self._close()
+                    self.request.unregisterProducer()
+                    self.request.loseConnection()
+                    return
+                self.offset += len(data)
+                self.remaining -= len(data)
+                self.request.write(data)
+        finally:
+            self._writing = False
+        if self.fd is not None and not self.remaining:
+            self._close()
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self) -> None:
+        """The connection is gone: stop, and let the file go."""
+        self._close()
+
+    def _close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def serve_file(
@@ -115,33 +240,19 @@ def serve_file(
     local: str,
     content_type: str,
     etag: Optional[bytes],
-    mtime: Optional[float] = None,
     cache_control: Optional[bytes] = None,
 ):
     """
-    Render the regular file at C{local} byte for byte, with C{Range}, a
-    strong C{ETag} (C{If-None-Match}, and C{If-Range} against it or the
-    exact C{mtime}), C{Last-Modified} and C{HEAD}. Returns what a C{render}
-    method returns (bytes or C{NOT_DONE_YET}), or L{None} when there is no
-    such regular file.
+    Answer with the regular file at C{local}, byte for byte, as
+    L{send_file} does, with C{Last-Modified} from the file itself. Returns
+    what a C{render} method returns, or L{None} when there is no such
+    regular file.
     """
-    try:
-        st = os.stat(local)
-    except OSError:
+    opened = open_regular(local)
+    if opened is None:
         return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    if cache_control is not None:
-        request.setHeader(b"cache-control", cache_control)
-    if etag is not None:
-        if request.setETag(etag) is http.CACHED:
-            return b""
-        if request.getHeader(b"range") is not None and not _if_range_holds(
-            request, etag, st.st_mtime if mtime is None else mtime
-        ):
-            request.requestHeaders.removeHeader(b"range")
-    _clamp_suffix_ranges(request, st.st_size)
-    return DistributionFile(local, content_type).render(request)
+    fd, st = opened
+    return send_file(request, fd, st.st_size, content_type, etag, st.st_mtime_ns, cache_control)
 
 
 class Packages(Resource):
@@ -183,17 +294,25 @@ class Packages(Resource):
     def _missing(request) -> bytes:
         return text_response(request, http.NOT_FOUND, "Not Found")
 
-    def _file(self, request, f: DistFile, sidecar: Optional[str] = None):
-        local = self.store.localPath(f)
-        if local is None:
+    def _file(self, request, f: DistFile, sidecar: str = ""):
+        opened = self.store.openFile(f, sidecar)
+        if opened is None:
             return self._missing(request)
+        fd, st = opened
         if sidecar:
-            local = local + sidecar
             etag = None
+        elif st.st_size != f.size:
+            # Not the file that was indexed (rewritten, or being written):
+            # gone until the index has looked at it again.
+            os.close(fd)
+            return self._missing(request)
+        elif st.st_mtime_ns != f.mtime_ns:
+            # Same size, but touched since: its digest may no longer hold.
+            etag = etag_for(None, st.st_size, st.st_mtime_ns)
         else:
             etag = file_etag(f)
-        served = serve_file(request, local, content_type_for(f.filename + (sidecar or "")),
-                            etag, f.mtime_ns / 1e9, self.cache_control)
+        served = send_file(request, fd, st.st_size, content_type_for(f.filename + sidecar),
+                           etag, st.st_mtime_ns, self.cache_control)
         return self._missing(request) if served is None else served
 
     def _metadata(self, request, f: DistFile):

@@ -219,5 +219,5 @@ class UpstreamFiles(Resource):
         # Never evicted while it is being sent.
         fallback.lru.pin(path)
         request.notifyFinish().addBoth(lambda _: fallback.lru.unpin(path))
-        served = serve_file(request, path, content_type, etag, None, self.web.cache_control)
+        served = serve_file(request, path, content_type, etag, self.web.cache_control)
         return self._missing(request) if served is None else served

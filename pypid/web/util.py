@@ -94,7 +94,7 @@ def serve_page(
     if (
         page.last_modified is not None
         and request.getHeader(b"if-none-match") is None
-        and _not_modified_since(request, page.last_modified)
+        and not_modified_since(request, page.last_modified)
     ):
         request.setResponseCode(http.NOT_MODIFIED)
         return b""
@@ -103,7 +103,8 @@ def serve_page(
     return b"" if request.method == b"HEAD" else body
 
 
-def _not_modified_since(request, last_modified: float) -> bool:
+def not_modified_since(request, last_modified: float) -> bool:
+    """Whether C{If-Modified-Since} is no earlier than C{last_modified}."""
     header = request.getHeader(b"if-modified-since")
     if header is None:
         return False
