@@ -1,11 +1,14 @@
 """
 The watcher's parts, deterministic: the debounce state machine on a Clock,
 the event filter, the hand-over from watchdog's thread, and the service's
-life cycle with a fake observer.
+life cycle with a fake observer; and, with watchdog's real observer, that
+reading a file raises no event at all.
 """
 
 import errno
 import os
+import threading
+import time
 
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
@@ -26,7 +29,7 @@ from watchdog.events import (
 from pypid.debounce import Debouncer
 from pypid.service import IndexService
 from pypid.testing import ImmediateThreadPool, MemoryStore
-from pypid.watch import BATCH, WatchService, classify, collapse, expand, take_batch
+from pypid.watch import BATCH, WatchService, classify, collapse, expand, schedule_options, take_batch
 
 ROOT = "/srv/packages"
 
@@ -407,6 +410,62 @@ class WatchServiceTests(SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.store.rescans, 1)
         self.successResultOf(self.stop())
+
+
+class ScheduleOptionsTests(SynchronousTestCase):
+    def test_old_observer(self):
+        """An observer without event_filter (watchdog < 4.0, and the fake) gets nothing more."""
+        self.assertEqual(schedule_options(FakeObserver()), {})
+
+    def test_reads_left_out(self):
+        class FilteringObserver(FakeObserver):
+            def schedule(self, handler, path, recursive=False, event_filter=None):
+                self.scheduled.append((handler, path, recursive, event_filter))
+
+        kinds = schedule_options(FilteringObserver())["event_filter"]
+        names = {kind.__name__ for kind in kinds}
+        self.assertTrue({"FileCreatedEvent", "FileModifiedEvent", "FileDeletedEvent", "FileMovedEvent",
+                         "FileClosedEvent", "DirCreatedEvent", "DirDeletedEvent", "DirMovedEvent"} <= names)
+        self.assertFalse({"FileOpenedEvent", "FileClosedNoWriteEvent"} & names)
+
+    def test_real_observer_sees_no_reads(self):
+        """Downloads read package files: with the options, the observer hears nothing of it."""
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        path = os.path.join(root, "a-1.0.tar.gz")
+        with open(path, "wb") as f:
+            f.write(b"x" * 100)
+        seen = []
+        lock = threading.Lock()
+
+        class Recorder(FileSystemEventHandler):
+            def dispatch(self, event):
+                with lock:
+                    seen.append((event.event_type, os.path.basename(os.fsdecode(event.src_path))))
+
+        observer = Observer()
+        observer.start()
+        try:
+            observer.schedule(Recorder(), root, recursive=True, **schedule_options(observer))
+            for _ in range(20):
+                with open(path, "rb") as f:
+                    f.read()
+            open(os.path.join(root, "b-1.0.tar.gz"), "wb").close()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with lock:
+                    if ("created", "b-1.0.tar.gz") in seen:
+                        break
+                time.sleep(0.02)
+        finally:
+            observer.stop()
+            observer.join(5)
+        with lock:
+            self.assertIn(("created", "b-1.0.tar.gz"), seen)
+            self.assertEqual([kind for kind, name in seen if name == "a-1.0.tar.gz"], [])
 
 
 class WiringTests(SynchronousTestCase):
