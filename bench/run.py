@@ -752,7 +752,8 @@ def main() -> None:
             try:
                 results[name].append(measure(kinds[name](args, work), args, round_ == 0, common, last, sample))
             except Unavailable as e:
-                unavailable[name] = str(e).splitlines()[0]
+                lines = str(e).splitlines() or ["?"]
+                unavailable[name] = lines[0] + (f" {lines[-1][:200]}" if len(lines) > 1 else "")
                 print(f"{name} is not measured: {e}", file=sys.stderr)
             except Exception:
                 # One server failing must not cost the others' figures.
@@ -786,6 +787,10 @@ ROWS = [
 ]
 
 
+def ratio(r: float) -> str:
+    return f"{r:,.0f}" if r >= 100 else f"{r:.2f}" if r >= 0.1 else f"{r:.3f}"
+
+
 def report(results: dict, args, unavailable: dict | None = None) -> None:
     names = list(results)
     others = [name for name in names if name != "pypid"] if "pypid" in names else []
@@ -804,7 +809,7 @@ def report(results: dict, args, unavailable: dict | None = None) -> None:
         ratios = []
         for other in others:
             if "pypid" in values and other in values and values[other]:
-                ratios.append(f"{values['pypid'] / values[other]:.2f}")
+                ratios.append(ratio(values["pypid"] / values[other]))
             else:
                 ratios.append("—")
         print(f"| {label} | " + " | ".join(cells) + " | " + "".join(f"{r} | " for r in ratios))
