@@ -6,11 +6,20 @@ file at C{/packages/} that C{pip --find-links} reads.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
+from twisted.web.http import (
+    NOT_MODIFIED,
+    OK,
+    PARTIAL_CONTENT,
+    REQUESTED_RANGE_NOT_SATISFIABLE,
+    datetimeToString,
+    stringToDatetime,
+)
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
@@ -26,6 +35,11 @@ from pypid.web.util import not_modified_since, redirect, render_later, serve_pag
 #: Answers of up to this many bytes are read at once and written in one go;
 #: longer ones are streamed in reads of this size by a L{FileSender}.
 CHUNK = 256 * 1024
+
+#: Last-Modified values, formatted once per distinct second. (The names above
+#: are imported one by one: attributes of twisted.web.http go through a
+#: deprecation proxy, a Python call each, which every download paid.)
+_http_date = functools.lru_cache(maxsize=4096)(datetimeToString)
 
 
 def download_cache_control(seconds: Optional[int], private: bool = False) -> Optional[bytes]:
@@ -86,7 +100,7 @@ def if_range_holds(value: bytes, etag: Optional[bytes], last_modified: int) -> b
     if value.startswith(b"W/"):
         return False
     try:
-        return http.stringToDatetime(value) == last_modified
+        return stringToDatetime(value) == last_modified
     except (ValueError, IndexError, KeyError):
         return False
 
@@ -115,27 +129,27 @@ def send_file(
     """
     # Last-Modified as twisted.web sends it: whole seconds, rounded up.
     last_modified = -(-mtime_ns // 1_000_000_000)
-    status = http.OK
+    status = OK
     first, count = 0, size
     condition = request.getHeader(b"if-none-match")
     if condition is not None:
         if none_match(condition, etag):
-            status = http.NOT_MODIFIED
+            status = NOT_MODIFIED
     elif not_modified_since(request, last_modified):
-        status = http.NOT_MODIFIED
-    if status == http.OK and request.method != b"HEAD":
+        status = NOT_MODIFIED
+    if status == OK and request.method != b"HEAD":
         wanted = request.getHeader(b"range")
         if wanted is not None:
             condition = request.getHeader(b"if-range")
             if condition is None or if_range_holds(condition, etag, last_modified):
                 span = parse_range(wanted, size)
                 if span is UNSATISFIABLE:
-                    status, count = http.REQUESTED_RANGE_NOT_SATISFIABLE, 0
+                    status, count = REQUESTED_RANGE_NOT_SATISFIABLE, 0
                 elif span is not None:
-                    status = http.PARTIAL_CONTENT
+                    status = PARTIAL_CONTENT
                     first, count = span[0], span[1] - span[0] + 1
     body = b""
-    if request.method == b"HEAD" or status == http.NOT_MODIFIED:
+    if request.method == b"HEAD" or status == NOT_MODIFIED:
         os.close(fd)
     elif count <= CHUNK:
         try:
@@ -151,16 +165,16 @@ def send_file(
         request.setHeader(b"cache-control", cache_control)
     if etag is not None:
         request.setHeader(b"etag", etag)
-    request.setHeader(b"last-modified", http.datetimeToString(last_modified))
-    if status == http.NOT_MODIFIED:
+    request.setHeader(b"last-modified", _http_date(last_modified))
+    if status == NOT_MODIFIED:
         request.setResponseCode(status)
         return b""
     request.setHeader(b"accept-ranges", b"bytes")
     request.setHeader(b"content-type", content_type.encode("ascii"))
     request.setHeader(b"content-length", b"%d" % count)
-    if status != http.OK:
+    if status != OK:
         request.setResponseCode(status)
-        if status == http.PARTIAL_CONTENT:
+        if status == PARTIAL_CONTENT:
             request.setHeader(b"content-range", b"bytes %d-%d/%d" % (first, first + count - 1, size))
         else:
             request.setHeader(b"content-range", b"bytes */%d" % size)
