@@ -680,7 +680,7 @@ def measure(server: Server, args, cold: bool, common: dict, last: str, sample_pr
         small = wrk(server.url, scripts["files"], d)
         result.update({"download_rps": small["rps"], "download_non2xx": small["non2xx"]})
         large = wrk(server.url + scripts["large"].lstrip("/"), None, d, connections=4)
-        result.update({"large_mb_s": large["mb_s"]})
+        result.update({"large_mb_s": large["mb_s"], "large_non2xx": large["non2xx"]})
         result["rss_mib"] = rss_kib(server.pids()) / 1024
         compiled = uv_compile(server, sample_projects)
         if compiled:
@@ -818,6 +818,12 @@ def report(results: dict, args, unavailable: dict | None = None) -> None:
         notes.append("devpi: cold start-up is loading the tree into a new server directory by uploads (4 connections, "
                      "login token), timed when that directory was built and cached in --out; warm is a start of a "
                      "copy of it. devpi does not watch a directory: no drop-to-listed.")
+    for name in names:
+        for key, what in (("project_non2xx", "/simple/<project>/"), ("download_non2xx", "small downloads"),
+                          ("large_non2xx", "the large file")):
+            bad = sum(r.get(key, 0) for r in results[name])
+            if bad:
+                notes.append(f"{name}: {bad:,} answers to {what} were not 2xx or 3xx: its rate is not comparable")
     for name, why in (unavailable or {}).items():
         notes.append(f"{name}: not measured: {why}")
     for name in names:

@@ -87,9 +87,14 @@ def prerender(root: str) -> str:
     """
     static = os.path.join(root, "static")
     marker = os.path.join(static, ".complete")
+    packages = os.path.abspath(os.path.join(root, "packages"))
+    link = os.path.join(static, "packages")
+    if os.path.islink(link) and os.readlink(link) != packages:
+        # A link made from a relative root points nowhere from inside static/.
+        os.unlink(link)
+        os.symlink(packages, link)
     if os.path.exists(marker):
         return static
-    packages = os.path.join(root, "packages")
     result = scan([packages], "sha256", {})
     snapshot = IndexSnapshot.build(result.added)
     os.makedirs(os.path.join(static, "simple"), exist_ok=True)
@@ -100,7 +105,6 @@ def prerender(root: str) -> str:
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "index.html"), "wb") as f:
             f.write(render.project_html(project, "sha256"))
-    link = os.path.join(static, "packages")
     if not os.path.lexists(link):
         os.symlink(packages, link)
     metadata = os.path.join(static, "metadata")
