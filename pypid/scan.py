@@ -286,6 +286,7 @@ def describe(
     cache: Optional[DetailsCache] = None,
     details: Optional[Details] = None,
     shared: Optional[dict] = None,
+    looked_up: bool = False,
 ) -> DistFile | Skipped:
     """
     Read one file into a L{DistFile}: parse its name, check that it is
@@ -295,12 +296,14 @@ def describe(
     @param shared: strings already used by other records (a dict of each
         to itself), so that files of one project, or with the same tags or
         summary, share one copy; the new record's are added.
+    @param looked_up: whether C{cache} was already asked, and did not know
+        the file.
     """
     path = found.path
     parsed = parse_filename(path[path.rfind("/") + 1 :])
     if parsed is None:
         return Skipped(path, "not a distribution filename pypid can parse")
-    if details is None and cache is not None:
+    if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
         details = read_details(found, parsed, hash_algo)
@@ -397,7 +400,7 @@ class _Changes:
                 self.read += 1
             else:
                 self.cached += 1
-            described = describe(item, hash_algo, item.path in signatures, cache, details, shared)
+            described = describe(item, hash_algo, item.path in signatures, cache, details, shared, True)
             if isinstance(described, Skipped):
                 self.skipped.append(described)
             else:

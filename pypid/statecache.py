@@ -120,8 +120,10 @@ class StateCache:
         self._opened = False
         self._pending: list[tuple] = []
         self._messages: list[tuple[str, str]] = []
-        #: Paths looked up or stored since L{track} began (to prune the rest).
-        self._touched: Optional[set[str]] = None
+        #: Files looked up per directory since L{track} began (to prune the
+        #: entries of files gone). Counts, not names: a first scan looks up
+        #: every file, and would otherwise hold a path per file meanwhile.
+        self._touched: Optional[dict[str, int]] = None
 
     # Messages are collected here and logged by the caller on the reactor
     # thread (this code runs in threads).
@@ -201,17 +203,21 @@ class StateCache:
 
     # DetailsCache
 
+    def _note(self, directory: str, files: int) -> None:
+        touched = self._touched
+        if touched is not None:
+            touched[directory] = touched.get(directory, 0) + files
+
     def get(self, found: Found, hash_algo: Optional[str]) -> Optional[Details]:
         with self._lock:
             db = self._connection()
-            if self._touched is not None:
-                self._touched.add(found.abspath)
+            key = _split(found.abspath)
+            self._note(key[0], 1)
             if db is None:
                 return None
             try:
                 row = db.execute(
-                    f"SELECT {_STAMP}, {_DETAILS} FROM files WHERE dir = ? AND file = ?",
-                    _split(found.abspath),
+                    f"SELECT {_STAMP}, {_DETAILS} FROM files WHERE dir = ? AND file = ?", key
                 ).fetchone()
             except sqlite3.Error as e:
                 self._failed(e)
@@ -229,11 +235,6 @@ class StateCache:
         out: dict[str, Details] = {}
         with self._lock:
             db = self._connection()
-            if self._touched is not None:
-                self._touched.update(item.abspath for item in found)
-            if db is None:
-                return out
-            algo = hash_algo or ""
             directories: dict[str, dict[str, Found]] = {}
             for item in found:
                 directory, name = _split(item.abspath)
@@ -242,6 +243,11 @@ class StateCache:
                     directories[directory] = {name: item}
                 else:
                     wanted[name] = item
+            for directory, wanted in directories.items():
+                self._note(directory, len(wanted))
+            if db is None:
+                return out
+            algo = hash_algo or ""
             try:
                 for directory, wanted in directories.items():
                     for rows in self._rows(db, directory, wanted):
@@ -277,8 +283,6 @@ class StateCache:
         if found.ino == 0:
             return  # not from a stat: cannot be told apart from a rewrite
         with self._lock:
-            if self._touched is not None:
-                self._touched.add(found.abspath)
             if self._connection() is None:
                 return
             self._pending.append(
@@ -322,12 +326,15 @@ class StateCache:
     def track(self) -> None:
         """Start noting which entries are used (before a first full scan)."""
         with self._lock:
-            self._touched = set()
+            self._touched = {}
 
     def prune(self) -> int:
         """
-        Drop every entry not used since L{track} (files gone while pypid was
-        not running) and stop noting; how many were dropped.
+        Drop the entries of files gone while pypid was not running, and stop
+        noting: every entry of a directory that nothing was looked up in
+        since L{track} (gone, hidden, or no longer a package directory), and
+        in a directory with more entries than files looked up there, the
+        entries of files no longer in it. How many were dropped.
         """
         with self._lock:
             touched, self._touched = self._touched, None
@@ -336,16 +343,33 @@ class StateCache:
                 return 0
             self.flush()
             try:
+                # One row per directory, counted by SQLite in one pass.
+                counts = db.execute("SELECT dir, count(*) FROM files GROUP BY dir").fetchall()
+                gone = [(directory,) for directory, _ in counts if directory not in touched]
                 stale = [
-                    (d, f) for d, f in db.execute("SELECT dir, file FROM files") if f"{d}/{f}" not in touched
+                    (directory, name)
+                    for directory, entries in counts
+                    if entries > touched.get(directory, entries)
+                    for name in self._absent(db, directory)
                 ]
-                if stale:
+                if gone or stale:
                     with _transaction(db):
+                        db.executemany("DELETE FROM files WHERE dir = ?", gone)
                         db.executemany("DELETE FROM files WHERE dir = ? AND file = ?", stale)
             except sqlite3.Error as e:
                 self._failed(e)
                 return 0
-            return len(stale)
+            entries = dict(counts)
+            return sum(entries[directory] for (directory,) in gone) + len(stale)
+
+    @staticmethod
+    def _absent(db: sqlite3.Connection, directory: str) -> list[str]:
+        """The files of C{directory} that have an entry but are no longer there."""
+        try:
+            there = set(os.listdir(directory or "/"))
+        except OSError:
+            there = set()
+        return [name for (name,) in db.execute("SELECT file FROM files WHERE dir = ?", (directory,)) if name not in there]
 
     def close(self) -> None:
         with self._lock:

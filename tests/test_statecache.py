@@ -129,6 +129,17 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(third.cache.stores, 0)
         del first
 
+    def test_gone_directory_is_pruned(self):
+        """The entries of a directory removed while pypid was not running go at the next start."""
+        import shutil
+
+        self.start()
+        shutil.rmtree(os.path.join(self.root, "p1"))
+        second = self.start()
+        self.assertEqual((second.last_result.read, second.last_result.cached), (0, 33))
+        (entries,) = second.cache._connection().execute("SELECT count(*) FROM files").fetchone()
+        self.assertEqual(entries, 33)
+
     def test_removed_files_are_forgotten(self):
         store = self.start()
         gone = os.path.join(self.root, "s1-1.0.tar.gz")
