@@ -74,6 +74,10 @@ class ParsedName(NamedTuple):
         ]
 
 
+#: Builds a named tuple from all its fields, in order, without a Python-level call.
+_new_tuple = tuple.__new__
+
+
 def is_hidden_or_temporary(filename: str) -> bool:
     """
     Whether C{filename} must never be listed: hidden (leading C{.}) or named
@@ -91,6 +95,38 @@ def _version(text: str) -> Optional[Version]:
         return Version(text)
     except InvalidVersion:
         return None
+
+
+_PRE_RANK = {"a": 0, "b": 1, "rc": 2}
+
+
+def version_order(version: Version) -> tuple:
+    """
+    A key that sorts and compares like C{version} itself (PEP 440), made of
+    ints, strings and tuples only, so that sorting by it never calls back
+    into Python: release with trailing zeros dropped (C{1.0 == 1}); then
+    dev-only releases, pre-releases (a, b, rc), releases, post-releases;
+    then a local segment, whose absence sorts first, with string parts
+    before numbers.
+    """
+    release = version.release
+    end = len(release)
+    while end and release[end - 1] == 0:
+        end -= 1
+    pre, post, dev = version.pre, version.post, version.dev
+    if pre is None:
+        pre_rank, pre_n = (-1 if post is None and dev is not None else 3), 0
+    else:
+        pre_rank, pre_n = _PRE_RANK[pre[0]], pre[1]
+    key: tuple = (
+        version.epoch,
+        release[:end],
+        (pre_rank, pre_n, post is not None, post or 0, dev is None, dev or 0),
+    )
+    local = version.local
+    if local is not None:
+        key += (tuple((int(part), "") if part.isdigit() else (-1, part) for part in local.split(".")),)
+    return key
 
 
 @functools.lru_cache(maxsize=8192)
@@ -149,7 +185,7 @@ def _parse_wheel(filename: str) -> Optional[ParsedName]:
         if match is None:
             return None
         build = (int(match.group(1)), match.group(2))
-    return ParsedName(_project(raw_name), raw_name, version, "wheel", parts[-3], build)
+    return _new_tuple(ParsedName, (_project(raw_name), raw_name, version, "wheel", parts[-3], build))
 
 
 def _parse_sdist(filename: str, suffix: str) -> Optional[ParsedName]:
@@ -160,7 +196,7 @@ def _parse_sdist(filename: str, suffix: str) -> Optional[ParsedName]:
     if split is None:
         return None
     name, version = split
-    return ParsedName(_project(name), name, version, "sdist", "source")
+    return _new_tuple(ParsedName, (_project(name), name, version, "sdist", "source", ()))
 
 
 def _parse_egg(filename: str) -> Optional[ParsedName]:
@@ -172,7 +208,7 @@ def _parse_egg(filename: str) -> Optional[ParsedName]:
     if version is None:
         return None
     python = parts[2] if len(parts) > 2 else ""
-    return ParsedName(_project(parts[0]), parts[0], version, "egg", python)
+    return _new_tuple(ParsedName, (_project(parts[0]), parts[0], version, "egg", python, ()))
 
 
 def parse_filename(filename: str) -> Optional[ParsedName]:

@@ -315,10 +315,11 @@ def describe(
     project, name, version, kind, python_version, build = parsed
     digest, read_name, requires_python, summary, metadata_sha256 = details
     name = read_name or name
-    return DistFile._make(
+    return _new_tuple(
+        DistFile,
         (path, found.root, share(project, project), share(name, name), version, kind,
          share(python_version, python_version), build, found.size, found.mtime_ns, digest,
-         share(requires_python, requires_python), metadata_sha256, share(summary, summary), has_sig)
+         share(requires_python, requires_python), metadata_sha256, share(summary, summary), has_sig),
     )
 
 

@@ -90,3 +90,35 @@ class ParseFilenameTests(SynchronousTestCase):
         self.assertIs(wheel.project, sdist.project)
         self.assertIs(wheel.version, sdist.version)
         self.assertIs(other.version, wheel.version)
+
+    def test_version_order(self):
+        """version_order sorts and compares exactly like packaging's Version, on odd and random versions."""
+        import itertools
+        import random
+
+        from pypid.filenames import version_order
+
+        odd = [
+            "0", "0.0", "1", "1.0", "1.0.0", "1.0.0.0.1", "1.2.3.4.5", "0.9.9", "10.0", "1!0.1", "2!1.0", "1!1.0",
+            "1.0.dev0", "1.0.dev1", "1.0.dev", "1.0-dev3", "1.0a0", "1.0a", "1.0a1", "1.0alpha2", "1.0a1.dev1",
+            "1.0a1.post1", "1.0a1.post1.dev1", "1.0b2", "1.0c1", "1.0rc1", "1.0pre1", "1.0rc1.dev3",
+            "1.0.post0", "1.0.post1", "1.0-1", "1.0post", "1.0.post1.dev2", "1.0+0", "1.0+01", "1.0+2",
+            "1.0+a", "1.0+A", "1.0+local", "1.0+local.2", "1.0+abc.1", "1.0+1.abc", "1.0+1.abc.2", "1.0.0+1",
+            "1.0.post1+x", "1.0.dev1+x", "0.0.dev0",
+        ]
+        rng = random.Random(503)
+        for _ in range(300):
+            parts = [f"{rng.choice(['', '1!', '2!'])}{'.'.join(str(rng.randrange(3)) for _ in range(rng.randrange(1, 4)))}"]
+            if rng.random() < 0.4:
+                parts.append(f"{rng.choice(['a', 'b', 'rc'])}{rng.randrange(3)}")
+            if rng.random() < 0.3:
+                parts.append(f".post{rng.randrange(3)}")
+            if rng.random() < 0.3:
+                parts.append(f".dev{rng.randrange(3)}")
+            if rng.random() < 0.3:
+                parts.append("+" + ".".join(rng.choice(["0", "1", "2", "a", "b", "x1"]) for _ in range(rng.randrange(1, 3))))
+            odd.append("".join(parts))
+        versions = [Version(v) for v in odd]
+        for a, b in itertools.product(versions, repeat=2):
+            ka, kb = version_order(a), version_order(b)
+            self.assertEqual((ka < kb, ka == kb, ka > kb), (a < b, a == b, a > b), (str(a), str(b)))
