@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Callable, Optional
 
 from twisted.application.service import Service
@@ -49,11 +50,30 @@ class IndexService(Service):
         if not self.running:
             return
         self.log.info("scanning the package directories")
-        self.store.rescan()
+        # The first scan makes a record per file, hundreds of thousands on
+        # a large tree, every one of them kept: as they pile up the cyclic
+        # collector walks them again and again (a tenth of a warm start)
+        # and finds nothing to free. It rests until the first index is in
+        # place (the store then freezes that index out of its sight).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            d = self.store.rescan()
+        except BaseException:
+            if collecting:
+                gc.enable()
+            raise
+        if collecting:
+            d.addBoth(self._collectAgain)
         if self.interval:
             self._loop = LoopingCall(self._rescan)
             self._loop.clock = self.clock
             self._loop.start(self.interval, now=False)
+
+    @staticmethod
+    def _collectAgain(result):
+        gc.enable()
+        return result
 
     def _rescan(self):
         # Errors are logged by the store; the loop must go on.
