@@ -660,13 +660,13 @@ def measure(server: Server, args, cold: bool, common: dict, last: str, sample_pr
     server.prepare()
     scripts = server.scripts(common)
     result = {}
-    started = server.start(last)
-    if isinstance(server, Devpi):
-        # Cold, devpi has only the tree's upload; warm, a start with its loaded server directory.
-        result.update({"startup_s": server.loaded["load_s"], "startup_warm_s": started})
-    else:
-        result["startup_s"] = started
     try:
+        started = server.start(last)
+        if isinstance(server, Devpi):
+            # Cold, devpi has only the tree's upload; warm, a start with its loaded server directory.
+            result.update({"startup_s": server.loaded["load_s"], "startup_warm_s": started})
+        else:
+            result["startup_s"] = started
         d = args.duration
         if server.name == "pypid":
             # The same server again, with the state its first start left.
