@@ -135,6 +135,12 @@ def _project(name: str) -> str:
     return normalize(name)
 
 
+@functools.lru_cache(maxsize=8192)
+def _wheel_project(name: str) -> Optional[str]:
+    # A wheel's name part, judged and normalised once per project.
+    return _project(name) if _WHEEL_NAME.match(name) else None
+
+
 def _split_name_version(stem: str) -> Optional[tuple[str, Version]]:
     """
     Split C{name-version} the way sdist names are split: at the last C{-}
@@ -174,7 +180,8 @@ def _parse_wheel(filename: str) -> Optional[ParsedName]:
     if len(parts) not in (5, 6) or not _valid_tags("-".join(parts[-3:])):
         return None
     raw_name = parts[0]
-    if not _WHEEL_NAME.match(raw_name):
+    project = _wheel_project(raw_name)
+    if project is None:
         return None
     version = _version(parts[1])
     if version is None:
@@ -185,7 +192,7 @@ def _parse_wheel(filename: str) -> Optional[ParsedName]:
         if match is None:
             return None
         build = (int(match.group(1)), match.group(2))
-    return _new_tuple(ParsedName, (_project(raw_name), raw_name, version, "wheel", parts[-3], build))
+    return _new_tuple(ParsedName, (project, raw_name, version, "wheel", parts[-3], build))
 
 
 def _parse_sdist(filename: str, suffix: str) -> Optional[ParsedName]:
@@ -219,9 +226,10 @@ def parse_filename(filename: str) -> Optional[ParsedName]:
         when the file is not a distribution an index should list (unknown
         suffix, unparseable name or version, hidden or temporary file).
     """
-    if is_hidden_or_temporary(filename) or "/" in filename or "\\" in filename:
-        return None
     lower = filename.lower()
+    # is_hidden_or_temporary, with the lower-cased name at hand.
+    if filename.startswith(".") or lower.endswith(TEMPORARY_SUFFIXES) or "/" in filename or "\\" in filename:
+        return None
     if lower.endswith(".whl"):
         return _parse_wheel(filename)
     if lower.endswith(".egg"):

@@ -70,7 +70,8 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 _DETAILS = "digest, name, requires_python, summary, metadata_sha256"
-_STAMP = "size, mtime_ns, ctime_ns, ino, algo"
+#: In the order of Found's size, mtime_ns, ino, ctime_ns (its fields 3 to 6).
+_STAMP = "size, mtime_ns, ino, ctime_ns, algo"
 
 
 def default_state_dirs(first_root: str) -> list[str]:
@@ -91,6 +92,10 @@ _IN_BATCH = 500
 #: of the table (the rows between the first and last name) rather than by
 #: name: a scan reads whole directories.
 _RANGE_MIN = 16
+
+
+#: Builds a named tuple from all its fields, in order, without a Python-level call.
+_new_tuple = tuple.__new__
 
 
 def _split(abspath: str) -> tuple[str, str]:
@@ -222,9 +227,7 @@ class StateCache:
             except sqlite3.Error as e:
                 self._failed(e)
                 return None
-            if row is None or tuple(row[:5]) != (
-                found.size, found.mtime_ns, found.ctime_ns, found.ino, hash_algo or ""
-            ):
+            if row is None or row[:4] != found[3:7] or row[4] != (hash_algo or ""):
                 return None
             self.hits += 1
             return Details(*row[5:])
@@ -251,16 +254,11 @@ class StateCache:
             try:
                 for directory, wanted in directories.items():
                     for rows in self._rows(db, directory, wanted):
+                        # Once per file of a first scan: kept lean.
                         for row in rows:
                             item = wanted.get(row[0])
-                            if item is not None and (
-                                row[1] == item.size
-                                and row[2] == item.mtime_ns
-                                and row[3] == item.ctime_ns
-                                and row[4] == item.ino
-                                and row[5] == algo
-                            ):
-                                out[item.abspath] = Details(*row[6:])
+                            if item is not None and row[1:5] == item[3:7] and row[5] == algo:
+                                out[item[2]] = _new_tuple(Details, row[6:])
             except sqlite3.Error as e:
                 self._failed(e)
                 return out
@@ -286,7 +284,7 @@ class StateCache:
             if self._connection() is None:
                 return
             self._pending.append(
-                (*_split(found.abspath), found.size, found.mtime_ns, found.ctime_ns, found.ino,
+                (*_split(found.abspath), found.size, found.mtime_ns, found.ino, found.ctime_ns,
                  hash_algo or "", *details)
             )
             self.stores += 1
@@ -304,7 +302,9 @@ class StateCache:
             try:
                 with _transaction(self._db):
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                        f"INSERT OR REPLACE INTO files (dir, file, {_STAMP}, {_DETAILS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows,
                     )
             except sqlite3.Error as e:
                 self._failed(e)
