@@ -129,13 +129,13 @@ def version_order(version: Version) -> tuple:
     return key
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=1024)
 def _project(name: str) -> str:
     # The files of a project are found together: one key string for all.
     return normalize(name)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=1024)
 def _wheel_project(name: str) -> Optional[str]:
     # A wheel's name part, judged and normalised once per project.
     return _project(name) if _WHEEL_NAME.match(name) else None

@@ -10,7 +10,8 @@ they started with. Pure: no I/O, no Twisted.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, NamedTuple, Optional
+from itertools import chain
+from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
 
@@ -148,6 +149,106 @@ def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int,
     return Project(key, ordered[-1].name, ordered)
 
 
+#: Shards of a L{FileMap}: a power of two.
+_SHARDS = 256
+_MASK = _SHARDS - 1
+
+
+class FileMap(Mapping[str, DistFile]):
+    """
+    The files of a snapshot by path: an immutable mapping. Once changed, it
+    is kept in shards (by the path's hash), so that each change copies the
+    few shards it touches instead of every entry (at 100,000 files a copy
+    took 4 ms per change). Built from scratch it is one dict, the quickest
+    to build: it is cut into shards by its first change. Its order is not
+    the order in which files were put in.
+    """
+
+    __slots__ = ("_whole", "_shards", "_length")
+
+    def __init__(self, files: Iterable[DistFile] = ()) -> None:
+        #: One dict of every file, until the first change; then L{None}.
+        self._whole: Optional[dict[str, DistFile]] = {f[0]: f for f in files}
+        self._shards: list[dict[str, DistFile]] = []
+        self._length = len(self._whole)
+
+    def __getitem__(self, path: str) -> DistFile:
+        whole = self._whole
+        if whole is not None:
+            return whole[path]
+        return self._shards[hash(path) & _MASK][path]
+
+    def get(self, path: str, default=None):  # type: ignore[override]
+        whole = self._whole
+        if whole is not None:
+            return whole.get(path, default)
+        return self._shards[hash(path) & _MASK].get(path, default)
+
+    def __contains__(self, path: object) -> bool:
+        whole = self._whole
+        if whole is not None:
+            return path in whole
+        return path in self._shards[hash(path) & _MASK]
+
+    def __iter__(self) -> Iterator[str]:
+        whole = self._whole
+        if whole is not None:
+            return iter(whole)
+        return chain.from_iterable(self._shards)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def edit(self) -> "_FileMapEdit":
+        """A changeable copy, sharing every shard it does not change."""
+        whole = self._whole
+        if whole is None:
+            return _FileMapEdit(self._shards, self._length)
+        shards: list[dict[str, DistFile]] = [{} for _ in range(_SHARDS)]
+        for path, f in whole.items():
+            shards[hash(path) & _MASK][path] = f
+        return _FileMapEdit(shards, self._length)
+
+
+class _FileMapEdit:
+    """What L{IndexSnapshot.apply} changes a L{FileMap} through."""
+
+    def __init__(self, shards: list[dict[str, DistFile]], length: int) -> None:
+        self._shards = list(shards)
+        self._copied: set[int] = set()
+        self._length = length
+
+    def _shard(self, path: str) -> dict[str, DistFile]:
+        index = hash(path) & _MASK
+        shard = self._shards[index]
+        if index not in self._copied:
+            shard = self._shards[index] = dict(shard)
+            self._copied.add(index)
+        return shard
+
+    def get(self, path: str) -> Optional[DistFile]:
+        return self._shards[hash(path) & _MASK].get(path)
+
+    def pop(self, path: str) -> Optional[DistFile]:
+        if self.get(path) is None:
+            return None
+        self._length -= 1
+        return self._shard(path).pop(path)
+
+    def put(self, f: DistFile) -> None:
+        shard = self._shard(f.path)
+        if f.path not in shard:
+            self._length += 1
+        shard[f.path] = f
+
+    def done(self) -> FileMap:
+        result = FileMap.__new__(FileMap)
+        result._whole = None
+        result._shards = self._shards
+        result._length = self._length
+        return result
+
+
 class IndexSnapshot:
     """
     An immutable view of the index at one moment.
@@ -164,7 +265,7 @@ class IndexSnapshot:
         generation: int = 0,
     ) -> None:
         self.projects = projects
-        self.files = files
+        self.files: FileMap = files if isinstance(files, FileMap) else FileMap(files.values())
         self.generation = generation
         self.file_count = len(files)
 
@@ -178,13 +279,16 @@ class IndexSnapshot:
         Build a snapshot from scratch: what L{apply} to an empty snapshot
         gives, without its bookkeeping (a first scan lists every file).
         """
-        by_path: dict[str, DistFile] = {}
-        for f in files:
-            by_path[f.path] = f
+        files = list(files)
+        by_path = FileMap(files)
         if not by_path:
             return cls.empty()
+        if len(by_path) < len(files):
+            # A later file at the same path replaced an earlier one.
+            files = [f for f in files if by_path.get(f.path) is f]
         groups: dict[str, list[DistFile]] = {}
-        for f in by_path.values():
+        for f in files:
+            # In the order given: files that sort alike stay in that order.
             group = groups.get(f.project)
             if group is None:
                 groups[f.project] = [f]
@@ -214,10 +318,10 @@ class IndexSnapshot:
                 return self, frozenset()
             built.generation = self.generation + 1
             return built, frozenset(f.project for f in added)
-        files = dict(self.files)
+        files = self.files.edit()
         touched: dict[str, None] = {}
         for path in removed:
-            old = files.pop(path, None)
+            old = files.pop(path)
             if old is not None:
                 touched[old.project] = None
         for new in added:
@@ -226,7 +330,7 @@ class IndexSnapshot:
                 continue
             if old is not None:
                 touched[old.project] = None
-            files[new.path] = new
+            files.put(new)
             touched[new.project] = None
         if not touched:
             return self, frozenset()
@@ -248,5 +352,5 @@ class IndexSnapshot:
                 projects[key] = make_project(key, group)
             else:
                 projects.pop(key, None)
-        snapshot = IndexSnapshot(projects, files, self.generation + 1)
+        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1)
         return snapshot, frozenset(touched)

@@ -360,7 +360,8 @@ class _Changes:
         self, hash_algo: Optional[str], previous: Mapping[str, DistFile], cache: Optional[DetailsCache]
     ) -> None:
         self.hash_algo = hash_algo
-        self.previous = previous
+        # (An empty mapping of any kind becomes a dict: cheapest to ask.)
+        self.previous = previous if previous else {}
         self.cache = cache
         self.added: list[DistFile] = []
         self.removed: list[str] = []

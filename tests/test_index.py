@@ -1,7 +1,7 @@
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
-from pypid.index import DistFile, IndexSnapshot
+from pypid.index import DistFile, FileMap, IndexSnapshot
 
 
 def dist(path, project="foo", version="1.0", name=None, size=10, mtime=1, kind="wheel"):
@@ -100,3 +100,41 @@ class DistFileTests(SynchronousTestCase):
         self.assertEqual(built.get("foo").files[0].size, 99)
         same, nothing = IndexSnapshot.empty().apply([], ["x"])
         self.assertEqual((same.generation, nothing), (0, frozenset()))
+
+
+class FileMapTests(SynchronousTestCase):
+    def test_mapping(self):
+        """A FileMap answers like the dict of the same files; a later file at a path replaces an earlier one."""
+        files = [dist(f"d{i % 7}/foo-{i}.whl", version=str(i)) for i in range(600)]
+        files.append(dist("d1/foo-1.whl", version="1", size=99))
+        mapping = FileMap(files)
+        expected = {f.path: f for f in files}
+        self.assertEqual(len(mapping), 600)
+        self.assertEqual(dict(mapping.items()), expected)
+        self.assertEqual(sorted(mapping), sorted(expected))
+        self.assertEqual(mapping["d1/foo-1.whl"].size, 99)
+        self.assertIn("d0/foo-0.whl", mapping)
+        self.assertNotIn("nope", mapping)
+        self.assertIsNone(mapping.get("nope"))
+        with self.assertRaises(KeyError):
+            mapping["nope"]
+        self.assertEqual(mapping, FileMap(reversed(list(expected.values()))))
+
+    def test_apply_copies_only_what_it_changes(self):
+        """A change leaves the old snapshot's files as they were and shares the shards it did not touch."""
+        snap = IndexSnapshot.build([dist(f"foo-{i}.whl", version=str(i)) for i in range(1000)])
+        new, _ = snap.apply([dist("foo-1000.whl", version="1000")], ["foo-3.whl"])
+        self.assertEqual((len(snap.files), len(new.files)), (1000, 1000))
+        self.assertIn("foo-3.whl", snap.files)
+        self.assertNotIn("foo-3.whl", new.files)
+        self.assertNotIn("foo-1000.whl", snap.files)
+        again, changed = new.apply([], ["missing.whl", "foo-3.whl"])
+        self.assertIs(again, new)
+        self.assertEqual(changed, frozenset())
+        third, _ = new.apply([dist("foo-1001.whl", version="1001")], ["foo-4.whl"])
+        shared = sum(a is b for a, b in zip(new.files._shards, third.files._shards))
+        self.assertGreaterEqual(shared, len(new.files._shards) - 2)
+        self.assertEqual(dict(third.files.items()), {
+            **{f.path: f for f in new.files.values() if f.path != "foo-4.whl"}, "foo-1001.whl": third.files["foo-1001.whl"]
+        })
+        self.assertEqual(len(third.files), 1000)
