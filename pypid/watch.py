@@ -347,7 +347,7 @@ class WatchService(Service):
         self._whole.update(whole)
         with self._lock:
             for path, is_directory in batch.items():
-                if not is_directory or path in whole:
+                if not is_directory or path in self._whole:
                     self._pending[path] = self._pending.get(path, False) or is_directory
             for path in files:
                 self._pending.setdefault(path, False)

@@ -595,3 +595,22 @@ class ExpandTests(SynchronousTestCase):
         self.assertNotIn(os.path.join(self.root, "copy"), [p for b in batches for p in b])
         watcher.stopService()
         reactor.advance(0)
+
+
+    def test_a_directory_to_refresh_whole_is_not_lost_beside_a_new_one(self):
+        """A gone directory waiting to go whole survives the listing of another, newer one."""
+        reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
+        batches = []
+        store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
+        watcher = WatchService(store, [self.root], reactor, observer_factory=lambda: observer)
+        watcher.startService()
+        reactor.advance(0)
+        gone = os.path.join(self.root, "gone")
+        watcher._whole.add(gone)
+        new = self.touch("fresh", "n-1.0.tar.gz")
+        watcher.note([(gone, True), (os.path.join(self.root, "fresh"), True)], "created")
+        reactor.advance(0)
+        reactor.advance(0.3)
+        self.assertEqual(sorted(p for b in batches for p in b), sorted([gone, new]))
+        watcher.stopService()
+        reactor.advance(0)
