@@ -39,8 +39,8 @@ sys.path.insert(0, TOP)
 sys.path.insert(0, HERE)
 
 import tree  # noqa: E402
-from pypid.metadata import parse_message, read_metadata  # noqa: E402
-from pypid.names import normalize  # noqa: E402
+from pypid.store.metadata import parse_message, read_metadata  # noqa: E402
+from pypid.index.names import normalize  # noqa: E402
 from pypid.testing import wheel_bytes, write_dist  # noqa: E402
 
 PYPISERVER = "pypiserver==2.4.2"

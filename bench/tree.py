@@ -12,10 +12,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pypid import render  # noqa: E402
-from pypid.scan import scan  # noqa: E402
-from pypid.index import IndexSnapshot  # noqa: E402
-from pypid.metadata import read_wheel_metadata  # noqa: E402
+from pypid.index import render  # noqa: E402
+from pypid.store.directory.scan import scan  # noqa: E402
+from pypid.index.model import IndexSnapshot  # noqa: E402
+from pypid.store.metadata import read_wheel_metadata  # noqa: E402
 from pypid.testing import sdist_bytes, wheel_bytes, write_dist  # noqa: E402
 
 STYLES = ["{}", "{}_Tools", "Py.{}", "{}-client", "ZZ_{}.Ext"]

@@ -64,25 +64,25 @@ def serve(argv: list[str]) -> int:
 
 
 def passwd(argv: list[str]) -> int:
-    from pypid.passwd import main as passwd_main
+    from pypid.auth.passwd import main as passwd_main
 
     return passwd_main(argv)
 
 
 def git_init(argv: list[str]) -> int:
-    from pypid.gitinit import main as git_init_main
+    from pypid.feed.gitinit import main as git_init_main
 
     return git_init_main(argv)
 
 
 def update(argv: list[str]) -> int:
-    from pypid.update import main as update_main
+    from pypid.feed.update import main as update_main
 
     return update_main(argv)
 
 
 def mirror(argv: list[str]) -> int:
-    from pypid.mirror import main as mirror_main
+    from pypid.feed.mirror import main as mirror_main
 
     return mirror_main(argv)
 

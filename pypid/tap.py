@@ -16,14 +16,14 @@ from twisted.internet import endpoints
 from twisted.python import usage
 
 from pypid import __version__
-from pypid import malloc
-from pypid.operations import OperationsOptions, top_service, wire_metrics
-from pypid.acl import AclError, AclFile
-from pypid.incoming import clean_stale, incoming_dir
-from pypid.pages import PageCache
-from pypid.scan import HASH_ALGORITHMS
-from pypid.service import IndexService
-from pypid.store import DirectoryStore
+from pypid.ops import malloc
+from pypid.ops.options import OperationsOptions, top_service, wire_metrics
+from pypid.auth.acl import AclError, AclFile
+from pypid.feed.incoming import clean_stale, incoming_dir
+from pypid.index.pages import PageCache
+from pypid.store.directory.scan import HASH_ALGORITHMS
+from pypid.store.directory.rescans import IndexService
+from pypid.store.directory.store import DirectoryStore
 from pypid.upstream import config as upstream_config
 from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
@@ -242,7 +242,7 @@ class Options(OperationsOptions, usage.Options):
         self["max-upload-size"] = int(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
         self["spool"] = None
         if self["uploads"]:
-            from pypid.incoming import INCOMING
+            from pypid.feed.incoming import INCOMING
 
             # Only checked here: the directory is made when the service
             # starts, after twistd has dropped privileges.
@@ -368,8 +368,8 @@ def makeService(options: Options, reactor=None) -> IService:
 
 def _ftp(options: Options, store, reactor) -> IService:
     """The FTP upload server of --ftp, with the logins of -P."""
-    from pypid.auth import HtpasswdChecker
-    from pypid.ftp import FTPUploads, ftp_factory
+    from pypid.auth.htpasswd import HtpasswdChecker
+    from pypid.feed.ftp import FTPUploads, ftp_factory
 
     uploads = FTPUploads(
         store=store,
@@ -386,8 +386,8 @@ def _ftp(options: Options, store, reactor) -> IService:
 
 def _store(options: Options, reactor, top: MultiService) -> DirectoryStore:
     """The store with its state cache, the watcher and the rescans feeding it."""
-    from pypid.statecache import StateCache, default_state_dirs
-    from pypid.watch import FALLBACK_POLL, WatchService
+    from pypid.store.directory.statecache import StateCache, default_state_dirs
+    from pypid.store.directory.watch import FALLBACK_POLL, WatchService
 
     roots = options["packages"]
     state_dirs = [options["state-dir"]] if options["state-dir"] else default_state_dirs(roots[0])
@@ -417,7 +417,7 @@ class SpoolService(Service):
 
 def _access(options: Options, store, reactor, top):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
-    from pypid.auth import HtpasswdChecker
+    from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.web.guard import Authenticator, Guard, is_listing
     from pypid.web.upload import LegacyUpload, UploadPolicy
 

@@ -17,11 +17,11 @@ from typing import Iterable, Optional
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from pypid.index import DistFile, IndexSnapshot
-from pypid.interfaces import IPackageStore
-from pypid.metadata import MetadataError
-from pypid.names import normalize
-from pypid.store import SnapshotOwner, open_regular
+from pypid.index.model import DistFile, IndexSnapshot
+from pypid.store.interfaces import IPackageStore
+from pypid.store.metadata import MetadataError
+from pypid.index.names import normalize
+from pypid.store.directory.store import SnapshotOwner, open_regular
 
 
 def _escape(name: str) -> str:
@@ -247,7 +247,7 @@ class ImmediateThreadPool:
 
 class ImmediateReactor:
     """
-    Just enough of a reactor for L{pypid.store.DirectoryStore} in synchronous
+    Just enough of a reactor for L{pypid.store.directory.store.DirectoryStore} in synchronous
     tests: thread-pool work and C{callFromThread} run immediately.
     """
 

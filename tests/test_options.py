@@ -6,7 +6,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid import tap
-from pypid.service import IndexService
+from pypid.store.directory.rescans import IndexService
 
 
 def parse(*argv):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from twisted.python import usage
 
-from pypid.names import is_valid, normalize
+from pypid.index.names import is_valid, normalize
 
 MODES = ("cache", "redirect")
 DEFAULT_TTL = 600
@@ -208,13 +208,13 @@ def check(options) -> Optional[FallbackConfig]:
 
 def build(config: Optional[FallbackConfig], store, reactor, parent, cache_control: Optional[bytes] = None):
     """
-    The L{pypid.web.upstream.UpstreamWeb} for C{config} (L{None} without a
+    The L{pypid.web.upstreamfiles.UpstreamWeb} for C{config} (L{None} without a
     fallback), with the upstream client's service put under C{parent}.
     Nothing touches the network or the disk until the service starts.
     """
     if config is None:
         return None
-    from pypid.web.upstream import UpstreamWeb
+    from pypid.web.upstreamfiles import UpstreamWeb
 
     if config.mode == "redirect":
         return UpstreamWeb(store, config.url, "redirect", deny=config.deny)

@@ -16,8 +16,8 @@ from typing import Callable, Optional
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from pypid import metrics
-from pypid.interfaces import IUpstream
+from pypid.ops import metrics
+from pypid.store.interfaces import IUpstream
 from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError

@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 from typing import Any, NamedTuple, Optional, Union
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from pypid.filenames import parse_filename
-from pypid.names import normalize
+from pypid.index.filenames import parse_filename
+from pypid.index.names import normalize
 
 #: Hash names clients accept in a link fragment (uv's list), best first.
 LINK_HASHES = ("sha256", "sha512", "sha384", "blake2b", "md5")

@@ -11,8 +11,8 @@ from html import escape
 from typing import NamedTuple, Optional
 from urllib.parse import quote
 
-from pypid import render
-from pypid.index import DistFile, Project
+from pypid.index import render
+from pypid.index.model import DistFile, Project
 from pypid.upstream.records import LINK_HASHES, UpstreamFile, UpstreamProject
 
 #: Path segment under the root where cached upstream files are served.
@@ -164,7 +164,7 @@ def merged_names(local: dict, upstream_names) -> list[tuple[str, str]]:
     (key, display name) of every local project (C{local} maps keys to
     projects) and every upstream name not local, sorted by key.
     """
-    from pypid.names import is_valid, normalize
+    from pypid.index.names import is_valid, normalize
 
     names = {key: project.name for key, project in local.items()}
     for name in upstream_names:

@@ -1,6 +1,6 @@
 """
 C{/project/}, C{/project/<name>/} and C{/search?q=}: the pages for people
-(rendered by L{pypid.browse}), cached until the index changes.
+(rendered by L{pypid.index.people}), cached until the index changes.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from typing import Optional
 from twisted.web import http
 from twisted.web.resource import Resource
 
-from pypid import browse
-from pypid.interfaces import IPackageStore
-from pypid.names import is_valid, normalize
-from pypid.pages import Page, make_page
-from pypid.search import SearchIndex
+from pypid.index import people as browse
+from pypid.store.interfaces import IPackageStore
+from pypid.index.names import is_valid, normalize
+from pypid.index.pages import Page, make_page
+from pypid.index.search import SearchIndex
 from pypid.web.util import base_url, redirect, serve_page
 
 HTML = b"text/html; charset=utf-8"

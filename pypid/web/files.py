@@ -24,12 +24,12 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from pypid.index import DistFile
-from pypid.interfaces import IPackageStore
-from pypid.metadata import MetadataError
-from pypid.pages import PageCache
-from pypid.ranges import UNSATISFIABLE, parse_range
-from pypid.store import open_regular
+from pypid.index.model import DistFile
+from pypid.store.interfaces import IPackageStore
+from pypid.store.metadata import MetadataError
+from pypid.index.pages import PageCache
+from pypid.web.ranges import UNSATISFIABLE, parse_range
+from pypid.store.directory.store import open_regular
 from pypid.web.util import not_modified_since, redirect, render_later, serve_page, text_response
 
 #: Answers of up to this many bytes are read at once and written in one go;

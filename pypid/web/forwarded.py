@@ -1,7 +1,7 @@
 """
 A Request mixin that believes C{X-Forwarded-*} from trusted proxies only.
 
-The Site carries the C{trusted_proxies} (L{pypid.proxy.TrustedProxies}); the
+The Site carries the C{trusted_proxies} (L{pypid.web.proxy.TrustedProxies}); the
 request works out once, lazily, who the client is and which scheme, host and
 path prefix it used. C{getClientAddress} (so the access log and address
 checks see the real client) and C{isSecure} (so absolute URLs say
@@ -14,7 +14,7 @@ from typing import Optional
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
-from pypid.proxy import UNIX, Forwarded, TrustedProxies, parse_address
+from pypid.web.proxy import UNIX, Forwarded, TrustedProxies, parse_address
 
 _NOBODY = TrustedProxies()
 

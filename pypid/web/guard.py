@@ -1,6 +1,6 @@
 """
 HTTP Basic authentication in front of resources, over a twisted.cred
-checker (the L{pypid.auth.HtpasswdChecker}).
+checker (the L{pypid.auth.htpasswd.HtpasswdChecker}).
 
 Missing or wrong credentials get 401 with a C{Basic} challenge: pip asks
 for credentials (netrc, keyring, prompt) only after a 401, and uv after a

@@ -8,11 +8,11 @@ from twisted.internet.defer import succeed
 from twisted.web import http
 from twisted.web.resource import Resource
 
-from pypid import pypijson
-from pypid.interfaces import IPackageStore
-from pypid.metadata import MetadataError, parse_message
-from pypid.names import is_valid, normalize
-from pypid.pages import Page, make_page
+from pypid.index import pypijson
+from pypid.store.interfaces import IPackageStore
+from pypid.store.metadata import MetadataError, parse_message
+from pypid.index.names import is_valid, normalize
+from pypid.index.pages import Page, make_page
 from pypid.web.util import base_url, redirect, render_later, serve_page, text_response
 
 #: How many rendered documents to keep (they vary with the client's Host).

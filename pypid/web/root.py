@@ -10,15 +10,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from pypid import __version__
-from pypid.interfaces import IPackageStore
-from pypid.names import is_valid, normalize
-from pypid.pages import PageCache
-from pypid.render import dumps
-from pypid.welcome import render_template, render_welcome
+from pypid.store.interfaces import IPackageStore
+from pypid.index.names import is_valid, normalize
+from pypid.index.pages import PageCache
+from pypid.index.render import dumps
+from pypid.index.welcome import render_template, render_welcome
 from pypid.web.browse import BrowseCache, ProjectsRoot, SearchPage
 from pypid.web.files import Packages
 from pypid.web.jsonapi import PypiJSON
-from pypid.web.metrics import MetricsPage
+from pypid.web.metricspage import MetricsPage
 from pypid.web.simple import SimpleRoot
 from pypid.web.util import base_url, redirect, text_response
 from pypid.web.xmlrpc import XmlRpc
@@ -141,7 +141,7 @@ class Root(Resource):
             C{packages} and C{pypi} children, e.g. in an authentication
             L{pypid.web.guard.Guard}.
         @param upstream: the upstream fallback, a
-            L{pypid.web.upstream.UpstreamWeb}; in cache mode, cached upstream
+            L{pypid.web.upstreamfiles.UpstreamWeb}; in cache mode, cached upstream
             files are served under C{+upstream/} (C{+} is in no project name).
         """
         super().__init__()
@@ -159,7 +159,7 @@ class Root(Resource):
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)
         if upstream is not None and upstream.fallback is not None:
-            from pypid.web.upstream import UpstreamFiles
+            from pypid.web.upstreamfiles import UpstreamFiles
 
             children[b"+upstream"] = UpstreamFiles(upstream)
         for name, child in children.items():

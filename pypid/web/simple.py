@@ -7,9 +7,9 @@ from typing import Optional
 from twisted.web import http
 from twisted.web.resource import Resource
 
-from pypid.names import is_valid, normalize
-from pypid.negotiate import choose_content_type
-from pypid.pages import PageCache
+from pypid.index.names import is_valid, normalize
+from pypid.index.negotiate import choose_content_type
+from pypid.index.pages import PageCache
 from pypid.web.util import redirect, serve_page, text_response
 
 NOT_ACCEPTABLE = (
@@ -39,7 +39,7 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
         page = pages.index(content_type)
     else:
         found = pages.project(key, content_type)
-        # The upstream fallback (pypid.web.upstream) answers for names that
+        # The upstream fallback (pypid.web.upstreamfiles) answers for names that
         # are not local, and for local names the operator allowed to merge.
         if fallback is not None and (found is None or fallback.merges(key)):
             return fallback.serve_project(request, key, content_type)

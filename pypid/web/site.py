@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 from twisted.logger import Logger
 from twisted.web import server
 
-from pypid.logs import AccessEntry, access_logger, emit_access
-from pypid.proxy import TrustedProxies
+from pypid.ops.logs import AccessEntry, access_logger, emit_access
+from pypid.web.proxy import TrustedProxies
 from pypid.web.forwarded import ForwardedRequestMixin
-from pypid.metrics import UPLOADS
-from pypid.web.metrics import record_request
+from pypid.ops.metrics import UPLOADS
+from pypid.web.metricspage import record_request
 
 _audit = Logger(namespace="pypid.audit")
 
@@ -174,7 +174,7 @@ class PypidSite(server.Site):
     record_metrics = True
     #: Log one line per request (off with --no-access-log).
     access_log = True
-    #: Where access entries go (L{pypid.logs.LoggingService.access} sends
+    #: Where access entries go (L{pypid.ops.logs.LoggingService.access} sends
     #: them the cheap way when it can).
     access_sink = staticmethod(emit_access)
 

@@ -24,13 +24,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from urllib.parse import parse_qs
 
-from pypid import incoming
-from pypid.metrics import UPLOAD_BYTES, UPLOADS
-from pypid.acl import AclFile
-from pypid.interfaces import IPackageStore
-from pypid.multipart import Form
-from pypid.names import normalize
-from pypid.upload import (
+from pypid.feed import incoming
+from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
+from pypid.auth.acl import AclFile
+from pypid.store.interfaces import IPackageStore
+from pypid.feed.multipart import Form
+from pypid.index.names import normalize
+from pypid.feed.checks import (
     UploadError,
     action,
     bad,

@@ -10,8 +10,8 @@ from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
-from pypid.negotiate import accepts_gzip
-from pypid.pages import Page
+from pypid.index.negotiate import accepts_gzip
+from pypid.index.pages import Page
 
 log = Logger()
 

@@ -1,6 +1,6 @@
 """
 XML-RPC at C{/RPC2} and C{POST /pypi}: C{search} (what C{pip search} calls)
-and C{list_packages}, answered from the same L{pypid.search.SearchIndex} as
+and C{list_packages}, answered from the same L{pypid.index.search.SearchIndex} as
 the search page.
 
 Calls are parsed with expat under a guard equivalent to defusedxml's: a
@@ -19,7 +19,7 @@ from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
 
 from twisted.web.resource import Resource
 
-from pypid.search import SearchError
+from pypid.index.search import SearchError
 from pypid.web.browse import BrowseCache
 
 #: Largest XML-RPC request body read.
@@ -132,7 +132,7 @@ class XmlRpc(Resource):
         return dumps((_clean(result),), methodresponse=True).encode("utf-8")
 
     def xmlrpc_search(self, spec, operator="and"):
-        """C{search(spec, operator)}; see L{pypid.search.SearchIndex.spec_search}."""
+        """C{search(spec, operator)}; see L{pypid.index.search.SearchIndex.spec_search}."""
         return self.cache.index.spec_search(spec, operator)
 
     def xmlrpc_list_packages(self):

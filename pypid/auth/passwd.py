@@ -1,0 +1,111 @@
+"""
+C{pypid passwd [-c] [-D] [--password-stdin] FILE USER}: manage the htpasswd
+file given to C{-P/--passwords}, without apache2-utils. New passwords are
+bcrypt hashes; the file is replaced atomically and left readable by its
+owner and group only (0640).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Optional, TextIO
+
+from pypid.atomic import replacing
+
+USAGE = "pypid passwd [-c] [-D] [--password-stdin] FILE USER"
+#: bcrypt's cost; about a quarter of a second per check on a current CPU.
+ROUNDS = 12
+
+
+class PasswdError(Exception):
+    pass
+
+
+def check_user(user: str) -> None:
+    if not user or len(user) > 255 or ":" in user or any(c.isspace() or ord(c) < 32 for c in user):
+        raise PasswdError(f"invalid user name {user!r}: no ':', spaces or control characters")
+
+
+def hash_password(password: str, rounds: int = ROUNDS) -> str:
+    from passlib.hash import bcrypt
+
+    if not password:
+        raise PasswdError("empty passwords are not accepted")
+    if len(password.encode("utf-8")) > 72:
+        raise PasswdError("bcrypt uses at most 72 bytes of a password; choose a shorter one")
+    return bcrypt.using(ident="2y", rounds=rounds).hash(password)
+
+
+def update(path: str, user: str, password: Optional[str], create: bool = False,
+           delete: bool = False, rounds: int = ROUNDS) -> str:
+    """
+    Add or update C{user} (or delete it with C{delete}) in the file at
+    C{path}; C{create} starts a new, empty file. Returns what was done.
+    """
+    from pypid.auth.htpasswd import HtpasswdFile
+
+    check_user(user)
+    if create and delete:
+        raise PasswdError("-c and -D cannot be used together")
+    if create:
+        users = HtpasswdFile(path, new=True)
+    else:
+        if not os.path.exists(path):
+            raise PasswdError(f"{path} does not exist (use -c to create it)")
+        try:
+            users = HtpasswdFile(path)
+        except ValueError as e:
+            raise PasswdError(f"{path} is not an htpasswd file: {e}")
+    if delete:
+        if not users.delete(user):
+            raise PasswdError(f"user {user} is not in {path}")
+        done = "deleted"
+    else:
+        assert password is not None
+        done = "updated" if user in users.users() else "added"
+        users.set_hash(user, hash_password(password, rounds))
+    write_atomically(path, users.to_string())
+    return done
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace C{path} with C{data}: mode 0640, the old file's owner kept if possible."""
+    with replacing(path, prefix=".pypid-passwd-", suffix=".tmp", mode=0o640, keep_owner=True) as f:
+        f.write(data)
+
+
+def read_password(from_stdin: bool, stdin: TextIO, prompt=getpass.getpass) -> str:
+    if from_stdin:
+        line = stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    first = prompt("New password: ")
+    second = prompt("Re-type new password: ")
+    if first != second:
+        raise PasswdError("the passwords do not match")
+    return first
+
+
+def main(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
+         stderr: TextIO = sys.stderr, prompt=getpass.getpass) -> int:
+    parser = argparse.ArgumentParser(prog="pypid passwd", usage=USAGE, description=__doc__.split("\n\n")[0])
+    parser.add_argument("-c", dest="create", action="store_true", help="create a new file (replacing any)")
+    parser.add_argument("-D", dest="delete", action="store_true", help="delete the user")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    parser.add_argument("file")
+    parser.add_argument("user")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        check_user(args.user)
+        password = None if args.delete else read_password(args.password_stdin, stdin, prompt)
+        done = update(args.file, args.user, password, args.create, args.delete)
+    except (PasswdError, OSError) as e:
+        print(f"pypid passwd: {e}", file=stderr)
+        return 1
+    print(f"{done} user {args.user} in {args.file}", file=stdout)
+    return 0

@@ -1,0 +1,136 @@
+"""
+Rendering of the simple repository API pages (PEP 503/629/691/700/714) to
+bytes. Pure functions over index snapshots; no I/O, no Twisted.
+
+Every link is relative, so the pages stay correct whatever host, scheme or
+path prefix the index is reached through.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from html import escape
+from typing import Optional
+from urllib.parse import quote
+
+from pypid.index.model import DistFile, IndexSnapshot, Project
+
+API_VERSION = "1.4"
+
+_HEAD = (
+    "<!DOCTYPE html>\n<html>\n<head>\n"
+    '<meta charset="utf-8">\n'
+    f'<meta name="pypi:repository-version" content="{API_VERSION}">\n'
+    "<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n"
+)
+_TAIL = "</body>\n</html>\n"
+
+
+def dumps(value: object) -> bytes:
+    """Serialise C{value} as compact, ASCII-safe JSON."""
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def upload_time(f: DistFile) -> str:
+    """The file's upload time in the PEP 700 format."""
+    moment = datetime.fromtimestamp(f.mtime_ns / 1e9, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def file_href(f: DistFile, depth: int = 2) -> str:
+    """
+    The URL of C{f}'s download relative to a page C{depth} path segments
+    below the root (C{/simple/<project>/} is at depth 2), without fragment.
+    """
+    return "../" * depth + "packages/" + quote(f.path)
+
+
+def _fragment(f: DistFile, hash_algo: Optional[str]) -> str:
+    return f"#{hash_algo}={f.digest}" if hash_algo and f.digest else ""
+
+
+def index_html(snapshot: IndexSnapshot) -> bytes:
+    """The HTML project list at C{/simple/}."""
+    parts = [_HEAD.format(title="Simple index")]
+    for key in sorted(snapshot.projects):
+        project = snapshot.projects[key]
+        parts.append(f'<a href="{key}/">{escape(project.name)}</a><br>\n')
+    parts.append(_TAIL)
+    return "".join(parts).encode("utf-8")
+
+
+def index_json(snapshot: IndexSnapshot) -> bytes:
+    """The JSON project list at C{/simple/} (PEP 691)."""
+    return dumps(
+        {
+            "meta": {"api-version": API_VERSION},
+            "projects": [
+                {"name": snapshot.projects[key].name} for key in sorted(snapshot.projects)
+            ],
+        }
+    )
+
+
+def project_html(project: Project, hash_algo: Optional[str]) -> bytes:
+    """The HTML page of one project at C{/simple/<project>/}."""
+    title = escape(f"Links for {project.name}")
+    parts = [_HEAD.format(title=title)]
+    signed = any(f.has_sig for f in project.files)
+    for f in project.files:
+        attrs = [f'href="{escape(file_href(f) + _fragment(f, hash_algo))}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
+        if f.metadata_sha256:
+            value = f"sha256={f.metadata_sha256}"
+            attrs.append(f'data-core-metadata="{value}"')
+            attrs.append(f'data-dist-info-metadata="{value}"')
+        if signed:
+            attrs.append(f'data-gpg-sig="{"true" if f.has_sig else "false"}"')
+        parts.append(f"<a {' '.join(attrs)}>{escape(f.filename)}</a><br>\n")
+    parts.append(_TAIL)
+    return "".join(parts).encode("utf-8")
+
+
+def file_json(f: DistFile, hash_algo: Optional[str]) -> dict:
+    """One entry of a PEP 691 project page's C{files} list."""
+    entry: dict = {
+        "filename": f.filename,
+        "url": file_href(f),
+        "hashes": {hash_algo: f.digest} if hash_algo and f.digest else {},
+        "size": f.size,
+        "upload-time": upload_time(f),
+    }
+    if f.requires_python:
+        entry["requires-python"] = f.requires_python
+    if f.metadata_sha256:
+        entry["core-metadata"] = {"sha256": f.metadata_sha256}
+    if f.has_sig:
+        entry["gpg-sig"] = True
+    return entry
+
+
+def project_json(project: Project, hash_algo: Optional[str]) -> bytes:
+    """The JSON page of one project (PEP 691 with PEP 700 fields)."""
+    return dumps(
+        {
+            "meta": {"api-version": API_VERSION},
+            "name": project.key,
+            "versions": project.versions,
+            "files": [file_json(f, hash_algo) for f in project.files],
+        }
+    )
+
+
+def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
+    """The flat list of every file at C{/packages/}, for C{pip --find-links}."""
+    parts = [_HEAD.format(title="Index of packages")]
+    for path in sorted(snapshot.files):
+        f = snapshot.files[path]
+        href = escape(quote(f.path) + _fragment(f, hash_algo))
+        attrs = f'href="{href}"'
+        if f.requires_python:
+            attrs += f' data-requires-python="{escape(f.requires_python)}"'
+        parts.append(f"<a {attrs}>{escape(f.path)}</a><br>\n")
+    parts.append(_TAIL)
+    return "".join(parts).encode("utf-8")

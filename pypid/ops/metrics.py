@@ -1,0 +1,271 @@
+"""
+A small metrics registry: counters, gauges and histograms with labels,
+rendered in the Prometheus text exposition format (version 0.0.4). Pure: no
+I/O, no Twisted, no dependency.
+
+Any part of pypid records into the module-level instruments below; C{/metrics}
+(L{pypid.web.metricspage}) renders L{REGISTRY}. For example::
+
+    from pypid.ops import metrics
+    metrics.UPLOADS.inc(result="stored")
+    metrics.UPSTREAM_FETCHES.inc(result="ok")
+    metrics.UPSTREAM_CACHE_HITS.inc()
+    metrics.WATCHER_EVENTS.inc(kind="created")
+
+Label values are free text but must come from a small fixed set (never a
+project name, path or client address), or the series multiply without end.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Optional, Sequence
+
+#: Latency buckets in seconds, from a cached page (well under 1 ms) to a
+#: large download or upload.
+DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    pairs = [f'{n}="{_escape_label(v)}"' for n, v in zip(names, values)]
+    if extra:
+        pairs.append(extra)
+    return "{" + ",".join(pairs) + "}" if pairs else ""
+
+
+class _Metric:
+    kind = ""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+
+    def _key(self, labels: dict) -> tuple[str, ...]:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, not {tuple(labels)}")
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def header(self) -> list[str]:
+        return [
+            f"# HELP {self.name} {_escape_help(self.documentation)}",
+            f"# TYPE {self.name} {self.kind}",
+        ]
+
+    def samples(self) -> list[str]:
+        raise NotImplementedError
+
+    def render(self) -> str:
+        return "\n".join(self.header() + self.samples()) + "\n"
+
+
+class Counter(_Metric):
+    """A value that only goes up. The name should end in C{_total}."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, documentation, labelnames)
+        self._values: dict[tuple[str, ...], float] = {}
+        if not self.labelnames:
+            self._values[()] = 0.0
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(labels)
+        self._values[key] = self._values.get(key, 0.0) + amount
+
+    def value(self, **labels: str) -> float:
+        return self._values.get(self._key(labels), 0.0)
+
+    def samples(self) -> list[str]:
+        return [
+            f"{self.name}{_labels(self.labelnames, key)} {format_value(value)}"
+            for key, value in sorted(self._values.items())
+        ]
+
+
+class Gauge(_Metric):
+    """A value that goes up and down, set directly or read from a function."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, documentation, labelnames)
+        self._values: dict[tuple[str, ...], float] = {}
+        self._function: Optional[Callable[[], float]] = None
+
+    def set(self, value: float, **labels: str) -> None:
+        self._values[self._key(labels)] = float(value)
+
+    def set_function(self, function: Optional[Callable[[], float]]) -> None:
+        """Read the (unlabelled) value from C{function} at each scrape."""
+        self._function = function
+
+    def value(self, **labels: str) -> float:
+        if self._function is not None and not labels:
+            return float(self._function())
+        return self._values.get(self._key(labels), 0.0)
+
+    def samples(self) -> list[str]:
+        if self._function is not None:
+            return [f"{self.name} {format_value(float(self._function()))}"]
+        return [
+            f"{self.name}{_labels(self.labelnames, key)} {format_value(value)}"
+            for key, value in sorted(self._values.items())
+        ]
+
+
+class Histogram(_Metric):
+    """Observations counted into cumulative buckets, with their sum and count."""
+
+    kind = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        buckets: Iterable[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        super().__init__(name, documentation, labelnames)
+        self.buckets = tuple(sorted(float(b) for b in buckets))
+        self._series: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        series = self._series.get(key)
+        if series is None:
+            # One count per bucket, then +Inf, then the sum.
+            series = self._series[key] = [0.0] * (len(self.buckets) + 2)
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                series[i] += 1
+        series[-2] += 1
+        series[-1] += value
+
+    def count(self, **labels: str) -> float:
+        series = self._series.get(self._key(labels))
+        return series[-2] if series else 0.0
+
+    def samples(self) -> list[str]:
+        lines = []
+        for key, series in sorted(self._series.items()):
+            for bound, count in zip(self.buckets + (math.inf,), series):
+                le = 'le="+Inf"' if math.isinf(bound) else f'le="{bound!r}"'
+                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {format_value(count)}")
+            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {format_value(series[-1])}")
+            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {format_value(series[-2])}")
+        return lines
+
+
+class Registry:
+    """Instruments by name, rendered together."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, _Metric] = {}
+
+    def register(self, metric: _Metric) -> _Metric:
+        if metric.name in self._metrics:
+            raise ValueError(f"metric {metric.name} is already registered")
+        self._metrics[metric.name] = metric
+        return metric
+
+    def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
+        return self.register(Counter(name, documentation, labelnames))  # type: ignore[return-value]
+
+    def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
+        return self.register(Gauge(name, documentation, labelnames))  # type: ignore[return-value]
+
+    def histogram(
+        self, name: str, documentation: str, labelnames: Sequence[str] = (),
+        buckets: Iterable[float] = DEFAULT_BUCKETS,
+    ) -> Histogram:
+        return self.register(Histogram(name, documentation, labelnames, buckets))  # type: ignore[return-value]
+
+    def get(self, name: str) -> Optional[_Metric]:
+        return self._metrics.get(name)
+
+    def render(self) -> bytes:
+        """Every metric in the Prometheus text format."""
+        return "".join(m.render() for _, m in sorted(self._metrics.items())).encode("utf-8")
+
+
+#: The content type of L{Registry.render}'s output.
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+REGISTRY = Registry()
+
+# HTTP, recorded by the Site for every finished request.
+HTTP_REQUESTS = REGISTRY.counter(
+    "pypid_http_requests_total", "HTTP requests answered, by route, method and status code.",
+    ("route", "method", "code"),
+)
+HTTP_DURATION = REGISTRY.histogram(
+    "pypid_http_request_duration_seconds", "Time from request received to response finished, by route.",
+    ("route",),
+)
+HTTP_SENT_BYTES = REGISTRY.counter(
+    "pypid_http_response_bytes_total", "Response body bytes sent, by route.", ("route",),
+)
+
+# The index, read from the current snapshot at each scrape (wired by the tap).
+INDEX_PROJECTS = REGISTRY.gauge("pypid_index_projects", "Projects listed in the index.")
+INDEX_FILES = REGISTRY.gauge("pypid_index_files", "Distribution files listed in the index.")
+INDEX_GENERATION = REGISTRY.gauge(
+    "pypid_index_generation", "Snapshot generation: goes up by one with every change to the index."
+)
+INDEX_CHANGES = REGISTRY.counter(
+    "pypid_index_changes_total", "Changes applied to the index (snapshots swapped in)."
+)
+INDEX_CHANGED_PROJECTS = REGISTRY.counter(
+    "pypid_index_changed_projects_total", "Projects whose listing changed, summed over index changes."
+)
+
+# For the upload, upstream and watcher parts to record into.
+UPLOADS = REGISTRY.counter(
+    "pypid_uploads_total",
+    "Upload attempts by result: stored, or the reason refused (exists, invalid, unauthorized, too_large, ...).",
+    ("result",),
+)
+UPLOAD_BYTES = REGISTRY.counter("pypid_upload_bytes_total", "Bytes of distribution files stored by uploads.")
+UPSTREAM_FETCHES = REGISTRY.counter(
+    "pypid_upstream_fetches_total",
+    "Requests made to the upstream index, by kind (page, file) and result (ok, not_found, error, timeout).",
+    ("kind", "result"),
+)
+UPSTREAM_CACHE_HITS = REGISTRY.counter(
+    "pypid_upstream_cache_hits_total",
+    "Upstream pages or files answered from the local cache without a fetch, by kind (page, file).",
+    ("kind",),
+)
+WATCHER_EVENTS = REGISTRY.counter(
+    "pypid_watcher_events_total",
+    "File-system events seen by the package directory watcher, by kind (created, modified, deleted, moved, overflow).",
+    ("kind",),
+)
+WATCHER_REFRESHES = REGISTRY.counter(
+    "pypid_watcher_refreshes_total", "Index refreshes triggered by the watcher (after debouncing)."
+)
+
+BUILD_INFO = REGISTRY.gauge("pypid_build_info", "Always 1; the version is in the label.", ("version",))
+START_TIME = REGISTRY.gauge("pypid_start_time_seconds", "When this pypid process started (Unix time).")

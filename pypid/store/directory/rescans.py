@@ -1,0 +1,88 @@
+"""The service that keeps the index in step with the package directories."""
+
+from __future__ import annotations
+
+import gc
+from typing import Callable, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from pypid.store.interfaces import IPackageStore
+
+
+class IndexService(Service):
+    """
+    Runs the first scan when the service starts (after twistd has forked and
+    dropped privileges, never before), then a safety rescan every
+    C{interval} seconds.
+
+    C{first_scan_after}, when given, returns a L{Deferred} the first scan
+    waits for: the watcher's, so that no change falls between the walk and
+    the watches being in place.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IPackageStore,
+        clock,
+        interval: Optional[float],
+        first_scan_after: Optional[Callable[[], Deferred]] = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.interval = interval
+        self.first_scan_after = first_scan_after
+        self._loop: Optional[LoopingCall] = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self.first_scan_after is None:
+            self._firstScan()
+        else:
+            self.first_scan_after().addBoth(lambda _: self._firstScan())
+
+    def _firstScan(self) -> None:
+        if not self.running:
+            return
+        self.log.info("scanning the package directories")
+        # The first scan makes a record per file, hundreds of thousands on
+        # a large tree, every one of them kept: as they pile up the cyclic
+        # collector walks them again and again (a tenth of a warm start)
+        # and finds nothing to free. It rests until the first index is in
+        # place (the store then freezes that index out of its sight).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            d = self.store.rescan()
+        except BaseException:
+            if collecting:
+                gc.enable()
+            raise
+        if collecting:
+            d.addBoth(self._collectAgain)
+        if self.interval:
+            self._loop = LoopingCall(self._rescan)
+            self._loop.clock = self.clock
+            self._loop.start(self.interval, now=False)
+
+    @staticmethod
+    def _collectAgain(result):
+        gc.enable()
+        return result
+
+    def _rescan(self):
+        # Errors are logged by the store; the loop must go on.
+        return self.store.rescan().addErrback(
+            lambda f: self.log.failure("periodic rescan failed", f)
+        )
+
+    def stopService(self):
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        return super().stopService()

@@ -1,0 +1,566 @@
+"""
+Reading the package directories: walking them, hashing files and reading
+their metadata into L{DistFile} records.
+
+Everything here blocks on the filesystem and must run in a thread, never on
+the reactor thread. Nothing here logs: problems are returned to the caller,
+which logs them on the reactor thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from stat import S_ISREG
+from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
+
+from pypid.store import complete
+from pypid.index.filenames import TEMPORARY_SUFFIXES, ParsedName, parse_filename, is_hidden_or_temporary
+from pypid.index.model import DistFile
+from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
+from pypid.index.names import normalize
+
+#: Hash algorithms whose names both pip and uv accept in URL fragments.
+HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "md5")
+
+_CHUNK = 1024 * 1024
+
+
+class Found(NamedTuple):
+    """
+    A regular file found under a package directory. (The state cache reads
+    C{abspath} to C{ctime_ns} by position: keep their order.)
+    """
+
+    root: int
+    #: Path relative to the root, C{/}-separated.
+    path: str
+    abspath: str
+    size: int
+    mtime_ns: int
+    #: Inode number and status-change time: with size and mtime, what tells
+    #: a file rewritten in place (even with its mtime put back) from the one
+    #: that was read before.
+    ino: int = 0
+    ctime_ns: int = 0
+    #: For a symlink, the real path of the file it points to.
+    link: str = ""
+
+
+def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result, link: str = "") -> Found:
+    return _new_tuple(Found, (root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link))
+
+
+#: Builds a named tuple from its fields in order, without a Python-level call.
+_new_tuple = tuple.__new__
+
+
+class Skipped(NamedTuple):
+    """A file that is not listed, and why."""
+
+    path: str
+    reason: str
+    #: Whether the file may become listable by itself (it was changing while
+    #: being read, or is an archive that does not end yet: still being
+    #: written); worth an info line, and a warning only if it stays so.
+    transient: bool = False
+
+
+def _inside(realpath: str, real_root: str) -> bool:
+    return realpath == real_root or realpath.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def inside_without_links(root: str, path: str) -> Optional[str]:
+    """
+    C{root}/C{path} (C{path} C{/}-separated, relative) when no component
+    below C{root} is a symlink and it names a regular file; L{None} when it
+    does not. A cheap check (one C{lstat} per component) for the common
+    case; a symlinked file still needs L{resolve_inside}.
+    """
+    current = root
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            return None
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            return None
+    return current if stat.S_ISREG(mode) else None
+
+
+def resolve_inside(abspath: str, root: str) -> Optional[str]:
+    """
+    The real path of C{abspath} if it lies inside C{root} once symlinks are
+    resolved, else L{None}.
+    """
+    real = os.path.realpath(abspath)
+    return real if _inside(real, os.path.realpath(root)) else None
+
+
+def _walk_dir(
+    index: int, real_root: str, prefix: str, directory: str, skipped: list[Skipped]
+) -> Iterator[tuple[list[Found], set[str]]]:
+    """
+    Walk C{directory} (at C{prefix} below root number C{index}): yield, one
+    directory at a time, its regular files and the paths that have a
+    detached signature (C{<path>.asc}) there.
+    """
+    stack = [(prefix, directory)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as e:
+            skipped.append(Skipped(prefix or ".", f"unreadable directory: {e.strerror}"))
+            continue
+        files: list[Found] = []
+        signatures: set[str] = set()
+        # Once per file of the whole tree: kept lean (what
+        # is_hidden_or_temporary says, inline; one lower() per name).
+        for entry in entries:
+            name = entry.name
+            lower = name.lower()
+            if name[0] == "." or lower.endswith(TEMPORARY_SUFFIXES):
+                continue
+            path = prefix + name
+            link = ""
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((path + "/", entry.path))
+                    continue
+                if entry.is_symlink():
+                    link = os.path.realpath(entry.path)
+                    if not _inside(link, real_root):
+                        skipped.append(Skipped(path, "symlink points outside the package directory"))
+                        continue
+                st = entry.stat()
+            except OSError:
+                continue
+            if not S_ISREG(st.st_mode):
+                continue
+            if lower.endswith(".asc"):
+                signatures.add(path[:-4])
+                continue
+            files.append(_new_tuple(
+                Found,
+                (index, path, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link),
+            ))
+        del entries
+        yield files, signatures
+
+
+def _walk_into(
+    index: int,
+    real_root: str,
+    prefix: str,
+    directory: str,
+    found: dict[str, Found],
+    signatures: set[str],
+    skipped: list[Skipped],
+) -> None:
+    """L{_walk_dir} into C{found} and C{signatures}; a path already found stays."""
+    for files, sigs in _walk_dir(index, real_root, prefix, directory, skipped):
+        signatures |= sigs
+        for item in files:
+            found.setdefault(item.path, item)
+
+
+def walk(roots: list[str]) -> tuple[dict[str, Found], set[str], list[Skipped]]:
+    """
+    Walk the package directories.
+
+    Hidden files and directories and temporary files are ignored; symlinked
+    directories are not followed; a symlinked file is taken only when it
+    points inside its root. When two roots hold the same relative path, the
+    first root wins.
+
+    @return: the candidate files by path, the paths of files that have a
+        detached signature (C{<path>.asc}), and the files left out.
+    """
+    found: dict[str, Found] = {}
+    signatures: set[str] = set()
+    skipped: list[Skipped] = []
+    for index, root in enumerate(roots):
+        _walk_into(index, os.path.realpath(root), "", root, found, signatures, skipped)
+    return found, signatures, skipped
+
+
+class Details(NamedTuple):
+    """
+    What reading a file's bytes tells (what the state cache keeps): its
+    digest and the fields of its core metadata the index shows.
+    """
+
+    digest: Optional[str]
+    #: The project name as the metadata spells it, when it matches the
+    #: filename's project.
+    name: Optional[str]
+    requires_python: Optional[str]
+    summary: Optional[str]
+    metadata_sha256: Optional[str]
+
+
+class DetailsCache(Protocol):
+    """Where L{Details} already read are kept (L{pypid.store.directory.statecache.StateCache})."""
+
+    def get(self, found: Found, hash_algo: Optional[str]) -> Optional[Details]: ...
+
+    def get_many(self, found: Iterable[Found], hash_algo: Optional[str]) -> dict[str, Details]:
+        """L{get} for many files at once: their details by C{abspath}."""
+        ...
+
+    def put(self, found: Found, hash_algo: Optional[str], details: Details) -> None: ...
+
+
+_CHANGING = "changed while being read; read again once it stops changing"
+
+
+def _changed_since(st: os.stat_result, found: Found) -> bool:
+    return (
+        st.st_size != found.size
+        or st.st_mtime_ns != found.mtime_ns
+        or (found.ino != 0 and st.st_ino != found.ino)
+    )
+
+
+def _hash_and_check(f, algorithm: Optional[str], check) -> Optional[str]:
+    """Read C{f} to its end once, feeding the digest and the stream check."""
+    digest = hashlib.new(algorithm) if algorithm else None
+    while chunk := f.read(_CHUNK):
+        if digest is not None:
+            digest.update(chunk)
+        if check is not None:
+            check.update(chunk)
+    return digest.hexdigest() if digest is not None else None
+
+
+def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> Details | Skipped:
+    """
+    Read a file's bytes: check that the archive is complete
+    (L{pypid.store.complete}), read its core metadata fields and hash it, in one
+    pass over the file. A file that changes meanwhile is skipped: the event
+    that its change causes, or the next rescan, brings it back.
+    """
+    filename = os.path.basename(found.path)
+    try:
+        with open(found.abspath, "rb") as f:
+            st = os.fstat(f.fileno())
+            if _changed_since(st, found):
+                return Skipped(found.path, _CHANGING, transient=True)
+            reason = complete.check_tail(f, st.st_size, filename)
+            if reason is not None:
+                return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
+            name = requires_python = summary = metadata_sha256 = None
+            if parsed.kind in ("wheel", "sdist"):
+                try:
+                    raw = read_metadata(found.abspath, parsed.kind)
+                except CorruptArchive as e:
+                    return Skipped(found.path, f"corrupt or incomplete archive: {e}")
+                except MetadataError:
+                    raw = None
+                if raw is not None:
+                    fields = parse_fields(raw)
+                    if fields.name and normalize(fields.name) == parsed.project:
+                        name = fields.name
+                    requires_python = fields.requires_python
+                    summary = fields.summary
+                    if parsed.kind == "wheel":
+                        metadata_sha256 = hashlib.sha256(raw).hexdigest()
+            f.seek(0)
+            check = complete.stream_check(filename)
+            digest = _hash_and_check(f, hash_algo, check) if hash_algo or check else None
+            if check is not None and (reason := check.result()) is not None:
+                return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
+        if _changed_since(os.stat(found.abspath), found):
+            return Skipped(found.path, _CHANGING, transient=True)
+    except OSError as e:
+        return Skipped(found.path, f"unreadable: {e.strerror}")
+    return Details(digest, name, requires_python, summary, metadata_sha256)
+
+
+def describe(
+    found: Found,
+    hash_algo: Optional[str],
+    has_sig: bool = False,
+    cache: Optional[DetailsCache] = None,
+    details: Optional[Details] = None,
+    shared: Optional[dict] = None,
+    looked_up: bool = False,
+) -> DistFile | Skipped:
+    """
+    Read one file into a L{DistFile}: parse its name, check that it is
+    complete, hash it and read the fields the index shows from its core
+    metadata; or take those from C{cache} when it knows this very file.
+
+    @param shared: strings already used by other records (a dict of each
+        to itself), so that files of one project, or with the same tags or
+        summary, share one copy; the new record's are added.
+    @param looked_up: whether C{cache} was already asked, and did not know
+        the file.
+    """
+    path = found.path
+    parsed = parse_filename(path[path.rfind("/") + 1 :])
+    if parsed is None:
+        return Skipped(path, "not a distribution filename pypid can parse")
+    if details is None and cache is not None and not looked_up:
+        details = cache.get(found, hash_algo)
+    if details is None:
+        details = read_details(found, parsed, hash_algo)
+        if isinstance(details, Skipped):
+            return details
+        if cache is not None:
+            cache.put(found, hash_algo, details)
+    share = (shared if shared is not None else {}).setdefault
+    project, name, version, kind, python_version, build = parsed
+    digest, read_name, requires_python, summary, metadata_sha256 = details
+    name = read_name or name
+    return _new_tuple(
+        DistFile,
+        (path, found.root, share(project, project), share(name, name), version, kind,
+         share(python_version, python_version), build, found.size, found.mtime_ns, digest,
+         share(requires_python, requires_python), metadata_sha256, share(summary, summary), has_sig),
+    )
+
+
+def unchanged(previous: DistFile, found: Found) -> bool:
+    """Whether C{found} is the same file content C{previous} describes."""
+    return (
+        previous.root == found.root
+        and previous.size == found.size
+        and previous.mtime_ns == found.mtime_ns
+    )
+
+
+class ScanResult(NamedTuple):
+    """What a scan found, as a change to apply to the current snapshot."""
+
+    added: list[DistFile]
+    removed: list[str]
+    skipped: list[Skipped]
+    #: Files whose bytes were read (checked, hashed, metadata read).
+    read: int = 0
+    #: Files whose details came from the state cache instead.
+    cached: int = 0
+    #: The symlinked files seen: link path -> real path of its target.
+    links: Optional[dict[str, str]] = None
+
+
+class _Changes:
+    """
+    What a scan finds, gathered as the walk goes: the files it is given are
+    compared with the C{previous} files, and the new or changed ones
+    described (hashed, metadata read, or taken from C{cache}).
+    """
+
+    def __init__(
+        self, hash_algo: Optional[str], previous: Mapping[str, DistFile], cache: Optional[DetailsCache]
+    ) -> None:
+        self.hash_algo = hash_algo
+        # (An empty mapping of any kind becomes a dict: cheapest to ask.)
+        self.previous = previous if previous else {}
+        self.cache = cache
+        self.added: list[DistFile] = []
+        self.removed: list[str] = []
+        self.skipped: list[Skipped] = []
+        self.read = 0
+        self.cached = 0
+        self.links: dict[str, str] = {}
+        #: Strings the new records share (see L{describe}).
+        self.shared: dict = {}
+
+    def take(self, items: Iterable[Found], signatures: set[str]) -> None:
+        """
+        Compare C{items} (found at distinct paths) with the previous files
+        at their paths; C{signatures} has every one of their paths that has
+        a detached signature.
+        """
+        previous = self.previous
+        added = self.added
+        todo: list[Found] = []
+        for item in items:
+            if item.link:
+                self.links[item.abspath] = item.link
+            old = previous.get(item.path)
+            if old is not None:
+                if unchanged(old, item):
+                    has_sig = item.path in signatures
+                    if old.has_sig != has_sig:
+                        added.append(old._replace(has_sig=has_sig))
+                    continue
+                # Changed, perhaps into something that is no longer listed.
+                self.removed.append(item.path)
+            todo.append(item)
+        if not todo:
+            return
+        cache, hash_algo, shared = self.cache, self.hash_algo, self.shared
+        # One query per batch rather than per file: a restart looks up every file.
+        known = cache.get_many(todo, hash_algo) if cache is not None else {}
+        for item in todo:
+            details = known.get(item.abspath)
+            if details is None:
+                self.read += 1
+            else:
+                self.cached += 1
+            described = describe(item, hash_algo, item.path in signatures, cache, details, shared, True)
+            if isinstance(described, Skipped):
+                self.skipped.append(described)
+            else:
+                added.append(described)
+
+    def result(self) -> ScanResult:
+        return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links)
+
+
+def _diff(
+    found: dict[str, Found],
+    signatures: set[str],
+    skipped: list[Skipped],
+    hash_algo: Optional[str],
+    previous: Mapping[str, DistFile],
+    covered: Optional[Iterable[str]],
+    cache: Optional[DetailsCache] = None,
+) -> ScanResult:
+    """
+    Compare what a walk C{found} with the C{previous} files at the paths the
+    walk C{covered} (every path when L{None}): new or changed files are
+    described (hashed, metadata read, or taken from C{cache}), vanished
+    ones removed.
+    """
+    changes = _Changes(hash_algo, previous, cache)
+    changes.skipped = skipped
+    changes.take(found.values(), signatures)
+    # Gone from disk (the changed ones are already among the removed).
+    candidates = previous.keys() if covered is None else (p for p in covered if p in previous)
+    changes.removed.extend(path for path in candidates if path not in found)
+    return changes.result()
+
+
+def scan(
+    roots: list[str],
+    hash_algo: Optional[str],
+    previous: Mapping[str, DistFile],
+    cache: Optional[DetailsCache] = None,
+) -> ScanResult:
+    """
+    Walk the roots and work out what changed since C{previous} (the files of
+    the current snapshot). Only new or changed files are hashed and read.
+    """
+    if len(roots) != 1:
+        # A signature in one root may be for a file of another: walk them all first.
+        found, signatures, skipped = walk(roots)
+        return _diff(found, signatures, skipped, hash_algo, previous, None, cache)
+    # One directory at a time: what is needed only while a directory's
+    # files are compared, looked up and described (the walk's records, the
+    # cache's rows) is let go before the next directory, so that a first
+    # scan of a large tree does not leave a sea of freed memory between the
+    # records the index keeps.
+    changes = _Changes(hash_algo, previous, cache)
+    seen: Optional[set[str]] = set() if previous else None
+    for files, signatures in _walk_dir(0, os.path.realpath(roots[0]), "", roots[0], changes.skipped):
+        if seen is not None:
+            seen.update(item.path for item in files)
+        changes.take(files, signatures)
+    if seen is not None:
+        changes.removed.extend(path for path in previous if path not in seen)
+    return changes.result()
+
+
+def locate(roots: list[str], abspath: str) -> Optional[tuple[int, str]]:
+    """
+    The root number and C{/}-separated relative path of C{abspath}, or
+    L{None} when it is outside every root or inside a hidden directory.
+    """
+    abspath = os.path.abspath(abspath)
+    for index, root in enumerate(roots):
+        relative = os.path.relpath(abspath, root)
+        if relative == "." or relative.startswith(".." + os.sep) or relative == "..":
+            continue
+        parts = relative.split(os.sep)
+        if any(part.startswith(".") for part in parts):
+            return None
+        return index, "/".join(parts)
+    return None
+
+
+def _stat_file(
+    roots: list[str], path: str, found: dict[str, Found], signatures: set[str], skipped: list[Skipped]
+) -> bool:
+    """
+    Look at relative C{path} as a file in each root, the first root that has
+    it winning. Returns whether something (a file, or a directory) is there.
+    """
+    if is_hidden_or_temporary(os.path.basename(path)):
+        return False
+    there = False
+    for index, root in enumerate(roots):
+        abspath = os.path.join(root, *path.split("/"))
+        try:
+            st = os.stat(abspath)
+        except OSError:
+            continue
+        there = True
+        if not stat.S_ISREG(st.st_mode) or path in found:
+            continue
+        link = os.path.realpath(abspath) if os.path.islink(abspath) else ""
+        if link and not _inside(link, os.path.realpath(root)):
+            skipped.append(Skipped(path, "symlink points outside the package directory"))
+            continue
+        found[path] = found_from_stat(index, path, abspath, st, link)
+        if os.path.isfile(abspath + ".asc"):
+            signatures.add(path)
+    return there
+
+
+def scan_paths(
+    roots: list[str],
+    hash_algo: Optional[str],
+    previous: Mapping[str, DistFile],
+    abspaths: Iterable[str],
+    cache: Optional[DetailsCache] = None,
+) -> ScanResult:
+    """
+    Bring the listing of just C{abspaths} up to date: each may be a file
+    (created, changed or deleted), a signature, or a directory (walked
+    whole, or, when gone, everything listed under it removed). Costs in
+    proportion to the paths given, not to the whole tree: C{previous} is
+    only searched as a whole for directories (present, or gone and not
+    listed as a file).
+    """
+    found: dict[str, Found] = {}
+    signatures: set[str] = set()
+    skipped: list[Skipped] = []
+    files: set[str] = set()
+    prefixes: set[str] = set()
+    for abspath in abspaths:
+        where = locate(roots, abspath)
+        if where is None:
+            continue
+        _, path = where
+        if path.lower().endswith(".asc"):
+            path = path[:-4]
+        walked = False
+        for index, root in enumerate(roots):
+            directory = os.path.join(root, *path.split("/"))
+            if os.path.isdir(directory) and not os.path.islink(directory):
+                real_root = os.path.realpath(root)
+                _walk_into(index, real_root, path + "/", directory, found, signatures, skipped)
+                walked = True
+        if walked:
+            # Whatever was listed under it, or as it (a file that became a directory).
+            prefixes.add(path + "/")
+            files.add(path)
+            continue
+        files.add(path)
+        if not _stat_file(roots, path, found, signatures, skipped) and path not in previous:
+            # Gone, and not a listed file: perhaps a directory that was.
+            prefixes.add(path + "/")
+    covered: set[str] = set(files)
+    covered.update(found)
+    if prefixes:
+        under = tuple(prefixes)
+        covered.update(p for p in previous if p.startswith(under))
+    return _diff(found, signatures, skipped, hash_algo, previous, covered, cache)

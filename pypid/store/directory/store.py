@@ -1,0 +1,357 @@
+"""
+The directory store: the index of the package directories, kept on the
+reactor thread and fed by scans that run in threads.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import stat
+from typing import Callable, Iterable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pypid.store.directory import scan
+from pypid.index.model import DistFile, IndexSnapshot
+from pypid.store.interfaces import IPackageStore
+from pypid.lru import Recent
+from pypid.store.metadata import read_metadata
+from pypid.store.directory.statecache import StateCache
+
+#: How many core metadata files to keep in memory (a few KiB each).
+METADATA_CACHE_ENTRIES = 2048
+
+#: How many served files to remember as checked (a few hundred bytes each).
+CHECKED_FILES = 16384
+
+#: Opening a file to serve never blocks (a FIFO put in its place) and never
+#: makes a terminal the controlling one.
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+
+Listener = Callable[[IndexSnapshot, frozenset], None]
+
+_STUCK = (
+    "still incomplete since the previous rescan (a copy or upload that died?); "
+    "write it again, or delete it"
+)
+
+
+def open_regular(path: str, flags: int = 0) -> Optional[tuple[int, os.stat_result]]:
+    """
+    Open the regular file at C{path} for reading (with C{flags} added):
+    its descriptor, which the caller closes, and its C{fstat}; L{None} when
+    there is no regular file there.
+    """
+    try:
+        fd = os.open(path, OPEN_FLAGS | flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return fd, st
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+class SnapshotOwner:
+    """
+    Holds the current snapshot and tells subscribers about each change; the
+    part every L{IPackageStore} shares.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot = IndexSnapshot.empty()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, callback: Listener) -> None:
+        self._listeners.append(callback)
+
+    def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
+        """Apply a change to the snapshot and tell the listeners."""
+        snapshot, changed = self.snapshot.apply(added, removed)
+        if changed:
+            self.snapshot = snapshot
+            for listener in self._listeners:
+                listener(snapshot, changed)
+        return changed
+
+
+@implementer(IPackageStore)
+class DirectoryStore(SnapshotOwner):
+    """
+    An L{IPackageStore} over one or more package directories.
+
+    Scans never overlap: a rescan asked for while one runs is coalesced into
+    one more scan after it.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, roots: list[str], hash_algo: Optional[str], reactor, cache: Optional[StateCache] = None
+    ) -> None:
+        super().__init__()
+        self.roots = [os.path.abspath(root) for root in roots]
+        self.hash_algo = hash_algo
+        self.cache = cache
+        #: Scans run so far, full and of paths (what the watcher's bursts cost).
+        self.scans = {"full": 0, "paths": 0}
+        #: What the latest scan found (its counts show what it cost).
+        self.last_result: Optional[scan.ScanResult] = None
+        #: Symlinked files by the real path of their target: a change to the
+        #: target is a change to them. Rebuilt by full scans.
+        self._links: dict[str, set[str]] = {}
+        #: Files found incomplete by the latest full scan.
+        self._waiting: set[str] = set()
+        self._reactor = reactor
+        self._metadata = Recent(METADATA_CACHE_ENTRIES)
+        self._ready: Optional[list[Deferred]] = []
+        self._running = False
+        self._running_full = False
+        self._full_waiters: Optional[list[Deferred]] = None
+        self._paths: set[str] = set()
+        self._path_waiters: list[Deferred] = []
+        self._warned: dict[str, set[str]] = {}
+        #: Files that passed the guard under C{_checked_for}, by path.
+        self._checked_files: dict[str, tuple[int, int, int]] = {}
+        self._checked_for: Optional[IndexSnapshot] = None
+
+    # IPackageStore
+
+    def whenReady(self) -> Deferred:
+        if self._ready is None:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._ready.append(d)
+        return d
+
+    @property
+    def ready(self) -> bool:
+        return self._ready is None
+
+    def rescan(self) -> Deferred:
+        """Walk every package directory (in a thread) and apply what changed."""
+        d: Deferred = Deferred()
+        if self._full_waiters is None:
+            self._full_waiters = []
+        self._full_waiters.append(d)
+        self._next()
+        return d
+
+    def refresh(self, abspaths) -> Deferred:
+        """
+        Re-read just C{abspaths} (files or directories, present or gone) and
+        apply what changed; cheap however large the tree is. Fires when the
+        resulting snapshot is in place.
+        """
+        d: Deferred = Deferred()
+        self._paths.update(abspaths)
+        self._path_waiters.append(d)
+        self._next()
+        return d
+
+    def localPath(self, distfile: DistFile) -> Optional[str]:
+        return self._checked(distfile.root, distfile.path)
+
+    def _checked(self, index: int, path: str) -> Optional[str]:
+        """Where C{path} is in root C{index} if it stays inside it, else L{None}."""
+        root = self.roots[index]
+        # The cheap check first; symlinks are resolved in full.
+        plain = scan.inside_without_links(root, path)
+        if plain is not None:
+            return plain
+        return scan.resolve_inside(os.path.join(root, path), root)
+
+    def openFile(self, distfile: DistFile, suffix: str = ""):
+        # Every download comes here. The guard of localPath costs an lstat
+        # per path component, so a file that passed it is remembered by its
+        # identity (device, inode, ctime) until the snapshot changes: the
+        # file opened by its plain path is then served only if it is that
+        # very file, whatever happened to the directories on the way.
+        # Symlinked files (O_NOFOLLOW fails on them) always take the guard.
+        path = distfile.path + suffix
+        abspath = os.path.join(self.roots[distfile.root], path)
+        if self._checked_for is not self.snapshot or len(self._checked_files) >= CHECKED_FILES:
+            self._checked_for = self.snapshot
+            self._checked_files = {}
+        opened = open_regular(abspath, os.O_NOFOLLOW)
+        if opened is not None and self._checked_files.get(path) == _identity(opened[1]):
+            return opened
+        checked = self._checked(distfile.root, path)
+        if checked is not None and opened is None:
+            opened = open_regular(checked, os.O_NOFOLLOW)
+        if checked is None or opened is None:
+            if opened is not None:
+                os.close(opened[0])
+            return None
+        fd, st = opened
+        try:
+            same = _identity(os.stat(checked)) == _identity(st)
+        except OSError:
+            same = False
+        if not same:
+            # Changed between the open and the check: not proven inside.
+            os.close(fd)
+            return None
+        if checked == abspath:
+            self._checked_files[path] = _identity(st)
+        return opened
+
+    def readMetadata(self, distfile: DistFile) -> Deferred:
+        # Resolvers ask for the same few .metadata files over and over:
+        # keep the most recent ones rather than reopen the archive each time.
+        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
+        cached = self._metadata.get(key)
+        if cached is not None:
+            return succeed(cached)
+        path = os.path.join(self.roots[distfile.root], distfile.path)
+
+        def keep(raw: bytes) -> bytes:
+            self._metadata[key] = raw
+            return raw
+
+        return self._deferToThread(read_metadata, path, distfile.kind).addCallback(keep)
+
+    # Internals
+
+    def _deferToThread(self, f, *args) -> Deferred:
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
+
+    def _next(self) -> None:
+        """Start the next scan, one at a time; a full scan covers pending paths."""
+        if self._running:
+            return
+        # Snapshots are never changed in place: the thread may read this one.
+        previous = self.snapshot.files
+        if self._full_waiters is not None:
+            waiters = self._full_waiters + self._path_waiters
+            self._full_waiters, self._path_waiters, self._paths = None, [], set()
+            paths = None
+        elif self._path_waiters:
+            paths, waiters = sorted(self._paths), self._path_waiters
+            self._path_waiters, self._paths = [], set()
+        else:
+            return
+        full = paths is None
+        self.scans["full" if full else "paths"] += 1
+        self._running = True
+        self._running_full = full
+        first = full and self._ready is not None
+        d = self._deferToThread(self._scanInThread, previous, paths, first)
+        d.addCallbacks(self._scanned, self._scanFailed)
+        d.addBoth(self._scanDone, waiters, full)
+
+    def _linksTo(self, paths: list[str]) -> list[str]:
+        """The symlinks (in the tree) to any of C{paths} or below them. In a thread."""
+        if not self._links:
+            return []
+        reals = {os.path.realpath(p) for p in paths}
+        links = []
+        for target, sources in list(self._links.items()):
+            parent = target
+            while parent not in reals and os.path.dirname(parent) != parent:
+                parent = os.path.dirname(parent)
+            if parent in reals:
+                links.extend(sources)
+        return links
+
+    def _scanInThread(self, previous, paths: Optional[list[str]], first: bool) -> scan.ScanResult:
+        """A full scan (C{paths} is None) or one of C{paths}, in a thread."""
+        cache = self.cache
+        if cache is None:
+            if paths is None:
+                return scan.scan(self.roots, self.hash_algo, previous)
+            paths = paths + self._linksTo(paths)
+            return scan.scan_paths(self.roots, self.hash_algo, previous, paths)
+        if first:
+            cache.track()
+        if paths is not None:
+            paths = paths + self._linksTo(paths)
+        try:
+            if paths is None:
+                result = scan.scan(self.roots, self.hash_algo, previous, cache)
+            else:
+                result = scan.scan_paths(self.roots, self.hash_algo, previous, paths, cache)
+        finally:
+            cache.flush()
+        relisted = {f.path for f in result.added}
+        cache.forget(
+            os.path.join(self.roots[previous[p].root], *p.split("/"))
+            for p in result.removed
+            if p not in relisted
+        )
+        if first:
+            # Every file was looked up: entries no file used are of files gone.
+            cache.prune()
+        return result
+
+    def _scanned(self, result: scan.ScanResult) -> None:
+        if self.cache is not None:
+            for level, text in self.cache.messages():
+                getattr(self.log, level)("{text}", text=text)
+        for item in result.skipped:
+            reasons = self._warned.setdefault(item.path, set())
+            if item.reason not in reasons:
+                reasons.add(item.reason)
+                if item.transient:
+                    self.log.info("not listing {path} yet: {reason}", path=item.path, reason=item.reason)
+                else:
+                    self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
+        if self._running_full:
+            # Still incomplete a whole rescan interval later: a copy that died.
+            waiting = {item.path for item in result.skipped if item.transient}
+            for path in sorted(waiting & self._waiting):
+                reasons = self._warned.setdefault(path, set())
+                if _STUCK not in reasons:
+                    reasons.add(_STUCK)
+                    self.log.warn("not listing {path}: {stuck}", path=path, stuck=_STUCK)
+            self._waiting = waiting
+        for f in result.added:
+            # Listed now: a later problem with it is worth saying again.
+            self._warned.pop(f.path, None)
+        self.last_result = result
+        self._noteLinks(result.links or {}, full=self._running_full)
+        self.apply(result.added, result.removed)
+
+    def _noteLinks(self, links: dict[str, str], full: bool) -> None:
+        if full:
+            self._links = {}
+        for source, target in links.items():
+            self._links.setdefault(target, set()).add(source)
+
+    def _scanFailed(self, failure) -> None:
+        self.log.failure("scanning the package directories failed", failure)
+
+    def _scanDone(self, _, waiters: list[Deferred], full: bool) -> None:
+        self._running = False
+        if full and self._ready is not None:
+            ready, self._ready = self._ready, None
+            result = self.last_result
+            self.log.info(
+                "index ready: {projects} projects, {files} files"
+                " ({read} files read, {cached} from the state cache)",
+                projects=len(self.snapshot.projects),
+                files=self.snapshot.file_count,
+                read=result.read if result else 0,
+                cached=result.cached if result else 0,
+            )
+            # The first index is hundreds of thousands of long-lived objects:
+            # out of the collector's sight, they no longer make every full
+            # collection (a pause of tens of milliseconds) walk them all.
+            gc.freeze()
+            for d in ready:
+                d.callback(None)
+        for d in waiters:
+            d.callback(None)
+        self._next()

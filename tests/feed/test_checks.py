@@ -1,0 +1,167 @@
+"""The upload checks and the landing of files (no server)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+from packaging.version import Version
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.feed import incoming
+from pypid.feed.multipart import FilePart, Form
+from pypid.testing import sdist_bytes, wheel_bytes
+from pypid.feed.checks import (
+    UploadError,
+    check_archive,
+    check_digests,
+    check_file_upload,
+    check_filename,
+    check_removal,
+)
+from tests.uploadhelp import form_fields, multipart
+
+
+def form(filename="demo-1.0-py3-none-any.whl", **fields):
+    values = {":action": "file_upload", "name": "demo", "version": "1.0", "filetype": "bdist_wheel"}
+    values.update(fields)
+    return Form({k: [v] for k, v in values.items() if v is not None},
+                {"content": [FilePart("content", filename, None, None, 10)]})
+
+
+class FormTests(SynchronousTestCase):
+    def refused(self, f, text):
+        e = self.assertRaises(UploadError, check_file_upload, f)
+        self.assertEqual(e.code, 400)
+        self.assertIn(text, e.message)
+
+    def test_good(self):
+        upload = check_file_upload(form(sha256_digest="A" * 64, pyversion="py3", summary="UNKNOWN"))
+        self.assertEqual((upload.project, upload.version), ("demo", Version("1.0")))
+        self.assertEqual(upload.digests, {"sha256": "a" * 64})
+
+    def test_empty_strings_are_absent(self):
+        check_file_upload(form(filetype="", metadata_version="", md5_digest="", pyversion=""))
+
+    def test_refusals(self):
+        self.refused(form(name=None), "Missing 'name'")
+        self.refused(form(name="-bad-"), "invalid value for Name")
+        self.refused(form(version="one"), "invalid value for Version")
+        self.refused(form(protocol_version="2"), "Unknown protocol version")
+        self.refused(form(metadata_version="9.9"), "Metadata-Version")
+        self.refused(form(filetype="bdist_egg"), "Unsupported file type")
+        self.refused(form(filetype="sdist"), "does not match the file name")
+        self.refused(form(sha256_digest="xyz"), "sha256_digest")
+        self.refused(form("demo-1.0.tar.gz", filetype=None, pyversion="py3"), "pyversion")
+        f = form()
+        f.files["other"] = [FilePart("other", "x", None, None, 1)]
+        self.refused(f, "other: Should not be a tuple")
+        f = form()
+        f.files["gpg_signature"] = [FilePart("gpg_signature", "x.asc", None, None, 1)]
+        self.refused(f, "Unrelated signature")
+        f = form()
+        del f.files["content"]
+        self.refused(f, "does not have a file")
+
+    def test_filenames(self):
+        v = Version("1.0")
+        for bad in ("../demo-1.0.tar.gz", "a/demo-1.0.tar.gz", "demo-1.0.tar.gz\r\n", ".demo-1.0.tar.gz",
+                    "demo-1.0.exe", "demo-1.0.tar.bz2", "demo 1.0.tar.gz", "other-1.0.tar.gz",
+                    "demo-2.0.tar.gz", "demo-1.0-py3-none.whl", "demo-1.0.tar.gz\x00"):
+            self.assertRaises(UploadError, check_filename, bad, None, "demo", v)
+        self.assertEqual(check_filename("Demo-1.0.zip", "sdist", "DEMO", v).kind, "sdist")
+        self.assertEqual(check_filename("demo-1.0.0-py3-none-any.whl", None, "demo", v).kind, "wheel")
+
+    def test_digests(self):
+        check_digests({"sha256": "ab"}, {"sha256": "ab", "md5": "cd"})
+        self.assertRaises(UploadError, check_digests, {"md5": "00"}, {"sha256": "ab", "md5": "cd"})
+
+    def test_removal(self):
+        self.assertEqual(check_removal(Form({"name": ["Foo"], "version": ["1.0"]}, {})), ("Foo", Version("1.0")))
+        e = self.assertRaises(UploadError, check_removal, Form({"name": ["Foo"]}, {}))
+        self.assertIn("Missing 'name'/'version'", e.message)
+
+
+class ArchiveTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+
+    def check(self, built, name=None, version=None):
+        filename, data = built
+        path = os.path.join(self.dir, "upload")
+        with open(path, "wb") as f:
+            f.write(data)
+        upload = check_file_upload(form(filename, name=name or filename.split("-")[0],
+                                        version=version or filename.split("-")[1].replace(".tar.gz", ""),
+                                        filetype=None))
+        check_archive(path, upload, len(data))
+
+    def test_real_dists_pass(self):
+        self.check(wheel_bytes("demo", "1.0"))
+        self.check(sdist_bytes("demo", "1.0"))
+
+    def test_metadata_must_agree(self):
+        name, data = wheel_bytes("demo", "1.1")
+        e = self.assertRaises(UploadError, self.check, ("demo-1.0-py3-none-any.whl", data), "demo", "1.0")
+        self.assertIn("does not match", e.message)
+
+    def test_truncated_and_garbage(self):
+        name, data = sdist_bytes("demo", "1.0")
+        self.assertRaises(UploadError, self.check, (name, data[: len(data) // 2]))
+        self.assertRaises(UploadError, self.check, (name, b"not a tarball at all"))
+        name, data = wheel_bytes("demo", "1.0")
+        self.assertRaises(UploadError, self.check, (name, data[:-10]))
+
+
+class PlaceTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        self.spool = incoming.incoming_dir(self.dir)
+
+    def received(self, data, name="demo-1.0-py3-none-any.whl"):
+        body, ctype = multipart(form_fields(name, data))
+        return incoming.receive(io.BytesIO(body), ctype.encode(), self.spool)
+
+    def test_receive_hashes_and_spools(self):
+        data = os.urandom(300_000)
+        got = self.received(data)
+        self.assertEqual(got.digests["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(got.digests["md5"], hashlib.md5(data).hexdigest())
+        with open(got.content.path, "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(os.path.dirname(got.content.path), self.spool)
+
+    def test_malformed_body_leaves_nothing(self):
+        body, ctype = multipart(form_fields("demo-1.0-py3-none-any.whl", b"x" * 1000))
+        self.assertRaises(UploadError, incoming.receive, io.BytesIO(body[:-20]), ctype.encode(), self.spool)
+        self.assertEqual(os.listdir(self.spool), [])
+
+    def test_place_create_identical_exists_overwrite(self):
+        target = os.path.join(self.dir, "demo-1.0-py3-none-any.whl")
+        first = self.received(b"one")
+        self.assertEqual(incoming.place(first.content.path, first.digests["sha256"], target, False).outcome,
+                         "created")
+        again = self.received(b"one")
+        self.assertEqual(incoming.place(again.content.path, again.digests["sha256"], target, False).outcome,
+                         "identical")
+        other = self.received(b"two")
+        e = self.assertRaises(UploadError, incoming.place, other.content.path, other.digests["sha256"],
+                              target, False)
+        self.assertTrue(e.message.startswith("File already exists"))
+        with open(target, "rb") as f:
+            self.assertEqual(f.read(), b"one")
+        other = self.received(b"two")
+        self.assertEqual(incoming.place(other.content.path, other.digests["sha256"], target, True).outcome,
+                         "replaced")
+        with open(target, "rb") as f:
+            self.assertEqual(f.read(), b"two")
+        self.assertEqual(os.listdir(self.spool), [])
+
+    def test_clean_stale(self):
+        path = os.path.join(self.spool, incoming.PREFIX + "old.part")
+        open(path, "w").close()
+        os.utime(path, (1, 1))
+        open(os.path.join(self.spool, incoming.PREFIX + "new.part"), "w").close()
+        self.assertEqual(incoming.clean_stale(self.spool), 1)

@@ -1,0 +1,140 @@
+from packaging.version import Version
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.index.model import DistFile, FileMap, IndexSnapshot
+
+
+def dist(path, project="foo", version="1.0", name=None, size=10, mtime=1, kind="wheel"):
+    return DistFile(
+        path=path, root=0, filename=path.rsplit("/", 1)[-1], project=project,
+        name=name or project, version=Version(version), kind=kind,
+        python_version="py3", build=(), size=size, mtime_ns=mtime, digest="d" * 64,
+        requires_python=None, metadata_sha256=None, summary=None,
+    )
+
+
+class SnapshotTests(SynchronousTestCase):
+    def test_build_groups_and_sorts(self):
+        """Files are grouped by project and sorted by version, newest last."""
+        snap = IndexSnapshot.build([
+            dist("b/foo-2.0.whl", version="2.0"), dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1"),
+            dist("foo-10.0.whl", version="10.0"),
+        ])
+        self.assertEqual(sorted(snap.projects), ["bar", "foo"])
+        self.assertEqual([str(f.version) for f in snap.get("foo").files], ["1.0", "2.0", "10.0"])
+        self.assertEqual(snap.file_count, 4)
+        self.assertEqual(snap.get("foo").versions, ["1.0", "2.0", "10.0"])
+
+    def test_apply_shares_untouched_projects(self):
+        """An update rebuilds only the touched projects and reports them."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")])
+        new, changed = snap.apply([dist("foo-2.0.whl", version="2.0")], [])
+        self.assertEqual(changed, frozenset({"foo"}))
+        self.assertIs(new.get("bar"), snap.get("bar"))
+        self.assertEqual(len(new.get("foo").files), 2)
+        self.assertEqual(len(snap.get("foo").files), 1, "the old snapshot is unchanged")
+        self.assertEqual(new.generation, snap.generation + 1)
+
+    def test_remove_last_file_removes_project(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")])
+        new, changed = snap.apply([], ["foo-1.0.whl"])
+        self.assertIsNone(new.get("foo"))
+        self.assertEqual(changed, frozenset({"foo"}))
+
+    def test_replace_at_same_path(self):
+        """A changed file at the same path replaces the old record."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl", size=1)])
+        new, changed = snap.apply([dist("foo-1.0.whl", size=2)], ["foo-1.0.whl"])
+        self.assertEqual([f.size for f in new.get("foo").files], [2])
+
+    def test_no_change(self):
+        """Applying identical records is a no-op returning the same snapshot."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")])
+        new, changed = snap.apply([dist("foo-1.0.whl")], ["missing.whl"])
+        self.assertIs(new, snap)
+        self.assertEqual(changed, frozenset())
+
+    def test_move_between_projects(self):
+        snap = IndexSnapshot.build([dist("x.whl", project="foo")])
+        new, changed = snap.apply([dist("x.whl", project="bar")], [])
+        self.assertEqual(changed, frozenset({"foo", "bar"}))
+        self.assertIsNone(new.get("foo"))
+        self.assertEqual(len(new.get("bar").files), 1)
+
+    def test_display_name_follows_newest(self):
+        snap = IndexSnapshot.build([dist("a.whl", name="Old_Name"), dist("b.whl", version="2", name="New.Name")])
+        self.assertEqual(snap.get("foo").name, "New.Name")
+
+
+class DistFileTests(SynchronousTestCase):
+    def test_filename_is_the_last_segment(self):
+        """The filename is not stored but read off the path; a constructor that disagrees is refused."""
+        f = dist("a/b/foo-1.0.whl")
+        self.assertEqual(f.filename, "foo-1.0.whl")
+        self.assertEqual(dist("foo-1.0.whl").filename, "foo-1.0.whl")
+        with self.assertRaises(ValueError):
+            DistFile(
+                path="a/foo-1.0.whl", root=0, filename="bar-1.0.whl", project="foo", name="foo",
+                version=Version("1.0"), kind="wheel", python_version="py3", build=(), size=1, mtime_ns=1,
+                digest=None, requires_python=None, metadata_sha256=None, summary=None,
+            )
+
+    def test_replace(self):
+        f = dist("foo-1.0.whl")
+        g = f._replace(has_sig=True, size=3)
+        self.assertEqual((g.has_sig, g.size, g.filename, g.version), (True, 3, "foo-1.0.whl", Version("1.0")))
+        self.assertFalse(f.has_sig)
+
+    def test_build_is_apply_to_empty(self):
+        """Building a snapshot at once gives what applying the files to an empty one gives."""
+        files = [
+            dist("b/foo-2.0.whl", version="2.0"), dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1"),
+            dist("foo-1.0.whl", size=99),
+        ]
+        built = IndexSnapshot.build(files)
+        applied, changed = IndexSnapshot.empty().apply(files, [])
+        self.assertEqual(changed, frozenset({"foo", "bar"}))
+        self.assertEqual(built.files, applied.files)
+        self.assertEqual(built.projects, applied.projects)
+        self.assertEqual((built.generation, built.file_count), (1, 3))
+        self.assertEqual(built.get("foo").files[0].size, 99)
+        same, nothing = IndexSnapshot.empty().apply([], ["x"])
+        self.assertEqual((same.generation, nothing), (0, frozenset()))
+
+
+class FileMapTests(SynchronousTestCase):
+    def test_mapping(self):
+        """A FileMap answers like the dict of the same files; a later file at a path replaces an earlier one."""
+        files = [dist(f"d{i % 7}/foo-{i}.whl", version=str(i)) for i in range(600)]
+        files.append(dist("d1/foo-1.whl", version="1", size=99))
+        mapping = FileMap(files)
+        expected = {f.path: f for f in files}
+        self.assertEqual(len(mapping), 600)
+        self.assertEqual(dict(mapping.items()), expected)
+        self.assertEqual(sorted(mapping), sorted(expected))
+        self.assertEqual(mapping["d1/foo-1.whl"].size, 99)
+        self.assertIn("d0/foo-0.whl", mapping)
+        self.assertNotIn("nope", mapping)
+        self.assertIsNone(mapping.get("nope"))
+        with self.assertRaises(KeyError):
+            mapping["nope"]
+        self.assertEqual(mapping, FileMap(reversed(list(expected.values()))))
+
+    def test_apply_copies_only_what_it_changes(self):
+        """A change leaves the old snapshot's files as they were and shares the shards it did not touch."""
+        snap = IndexSnapshot.build([dist(f"foo-{i}.whl", version=str(i)) for i in range(1000)])
+        new, _ = snap.apply([dist("foo-1000.whl", version="1000")], ["foo-3.whl"])
+        self.assertEqual((len(snap.files), len(new.files)), (1000, 1000))
+        self.assertIn("foo-3.whl", snap.files)
+        self.assertNotIn("foo-3.whl", new.files)
+        self.assertNotIn("foo-1000.whl", snap.files)
+        again, changed = new.apply([], ["missing.whl", "foo-3.whl"])
+        self.assertIs(again, new)
+        self.assertEqual(changed, frozenset())
+        third, _ = new.apply([dist("foo-1001.whl", version="1001")], ["foo-4.whl"])
+        shared = sum(a is b for a, b in zip(new.files._shards, third.files._shards))
+        self.assertGreaterEqual(shared, len(new.files._shards) - 2)
+        self.assertEqual(dict(third.files.items()), {
+            **{f.path: f for f in new.files.values() if f.path != "foo-4.whl"}, "foo-1001.whl": third.files["foo-1001.whl"]
+        })
+        self.assertEqual(len(third.files), 1000)

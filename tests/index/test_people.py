@@ -1,0 +1,72 @@
+"""The search index and the pages for people, without a server."""
+
+from __future__ import annotations
+
+from packaging.version import Version
+
+from pypid.index import people as browse
+from pypid.index.model import DistFile, IndexSnapshot
+from pypid.index.search import SearchIndex, entry_of
+
+
+def dist(name: str, version: str, summary: str = "", requires: str | None = None, mtime: int = 1_700_000_000) -> DistFile:
+    filename = f"{name}-{version}.tar.gz"
+    return DistFile(filename, 0, filename, name.lower().replace("_", "-"), name, Version(version), "sdist",
+                    "source", (), 1536, mtime * 10**9, "ab", requires, None, summary)
+
+
+SNAPSHOT = IndexSnapshot.build([
+    dist("Demo_App", "1.0", "Old summary", ">=3.8"),
+    dist("Demo_App", "1.1", "The demo <app>", ">=3.9"),
+    dist("Demo_App", "2.0rc1", "A pre-release"),
+    dist("demo-lib", "0.1", "Helpers"),
+    dist("other", "1.0", "Uses the demo app"),
+])
+
+
+def test_entry_is_the_newest_final_release():
+    entry = entry_of(SNAPSHOT.get("demo-app"))
+    assert (entry.version, entry.summary, entry.requires_python, entry.files) == ("1.1", "The demo <app>", ">=3.9", 3)
+    only_pre = IndexSnapshot.build([dist("x", "1.0a1"), dist("x", "1.0b1", "beta")])
+    assert entry_of(only_pre.get("x"))[2:4] == ("1.0b1", "beta")
+
+
+def test_ranking_exact_prefix_substring_summary():
+    index = SearchIndex(SNAPSHOT)
+    assert [e.key for e in index.search("demo-app")] == ["demo-app"]
+    assert [e.key for e in index.search("demo")] == ["demo-app", "demo-lib", "other"]
+    assert [e.key for e in index.search("Demo.App")] == ["demo-app"]
+    assert [e.key for e in index.search("app uses")] == ["other"]
+    assert index.search("   ") == []
+
+
+def test_rebuild_reuses_untouched_projects():
+    first = SearchIndex(SNAPSHOT)
+    changed, _ = SNAPSHOT.apply([dist("demo-lib", "0.2", "Helpers, newer")], [])
+    second = SearchIndex(changed, first)
+    assert second.by_key["demo-app"] is first.by_key["demo-app"]
+    assert second.by_key["demo-lib"].version == "0.2"
+
+
+def test_spec_search_versions_and_operators():
+    index = SearchIndex(SNAPSHOT)
+    hits = index.spec_search({"name": "demo_app", "version": "1.0"}, "and")
+    assert [(h["version"], h["summary"]) for h in hits] == [("1.0", "Old summary")]
+    assert {h["name"] for h in index.spec_search({"name": ["lib", "other"]}, "or")} == {"demo-lib", "other"}
+    assert index.spec_search({"author": "someone"}, "or") == []
+
+
+def test_pages_escape_and_link_relatively():
+    index = SearchIndex(SNAPSHOT)
+    page = browse.project_page(SNAPSHOT.get("demo-app"), index.by_key["demo-app"], "https://h.example/pypi/").decode()
+    assert "The demo &lt;app&gt;" in page and "<app>" not in page
+    assert "pip install --index-url https://h.example/pypi/simple/ demo-app" in page
+    assert 'href="../../packages/Demo_App-1.1.tar.gz"' in page
+    assert "1.5 KiB" in page and "2023-11-14 22:13 UTC" in page
+    listing = browse.search_page("<b>", [], 0).decode()
+    assert "&lt;b&gt;" in listing and "<b>" not in listing
+
+
+def test_human_size():
+    assert [browse.human_size(n) for n in (0, 1023, 1536, 5 * 2**20, 3 * 2**30)] == [
+        "0 bytes", "1023 bytes", "1.5 KiB", "5.0 MiB", "3.0 GiB"]

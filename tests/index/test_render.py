@@ -1,0 +1,134 @@
+import gzip
+import json
+from html.parser import HTMLParser
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.index import render
+from pypid.index.model import IndexSnapshot
+from pypid.index.pages import PageCache
+from pypid.index.negotiate import JSON_V1, TEXT_HTML
+from tests.index.test_model import dist
+
+
+class Anchors(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.anchors, self.meta, self._open = [], {}, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.anchors.append([dict(attrs), ""])
+            self._open = True
+        elif tag == "meta" and dict(attrs).get("name"):
+            self.meta[dict(attrs)["name"]] = dict(attrs)["content"]
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._open = False
+
+    def handle_data(self, data):
+        if self._open:
+            self.anchors[-1][1] += data
+
+    def by_text(self, text):
+        return next(attrs for attrs, t in self.anchors if t == text)
+
+
+def parse(body):
+    parser = Anchors()
+    parser.feed(body.decode("utf-8"))
+    return parser
+
+
+def project(**overrides):
+    f = dist("sub/foo_bar-1.0-py3-none-any.whl", project="foo-bar", name="Foo_Bar")
+    f = f._replace(**overrides)
+    return IndexSnapshot.build([f, dist("foo_bar-1.0.tar.gz", project="foo-bar", kind="sdist")]).get("foo-bar")
+
+
+class RenderTests(SynchronousTestCase):
+    def test_project_html(self):
+        """Links are relative, carry sha256, escaped requires-python and both core-metadata attributes."""
+        page = parse(render.project_html(project(requires_python=">=3.8,<4", metadata_sha256="m" * 64), "sha256"))
+        self.assertEqual(page.meta["pypi:repository-version"], "1.4")
+        attrs = page.by_text("foo_bar-1.0-py3-none-any.whl")
+        self.assertEqual(attrs["href"], "../../packages/sub/foo_bar-1.0-py3-none-any.whl#sha256=" + "d" * 64)
+        self.assertEqual(attrs["data-requires-python"], ">=3.8,<4")
+        self.assertEqual(attrs["data-core-metadata"], "sha256=" + "m" * 64)
+        self.assertEqual(attrs["data-dist-info-metadata"], attrs["data-core-metadata"])
+        sdist_attrs = page.by_text("foo_bar-1.0.tar.gz")
+        self.assertNotIn("data-core-metadata", sdist_attrs)
+
+    def test_requires_python_raw_bytes(self):
+        """The raw attribute uses &lt; and &gt;."""
+        body = render.project_html(project(requires_python=">=3.8,<4"), "sha256")
+        self.assertIn(b'data-requires-python="&gt;=3.8,&lt;4"', body)
+
+    def test_no_hash(self):
+        page = parse(render.project_html(project(), None))
+        self.assertNotIn("#", page.anchors[0][0]["href"])
+
+    def test_escaping(self):
+        """User-controlled text is HTML-escaped."""
+        body = render.project_html(project(requires_python='"><script>'), "sha256")
+        self.assertNotIn(b"<script>", body)
+
+    def test_project_json(self):
+        """PEP 691 + 700: normalised name, versions, size, upload-time, core-metadata, never dist-info-metadata."""
+        doc = json.loads(render.project_json(project(metadata_sha256="m" * 64, requires_python=">=3.8"), "sha256"))
+        self.assertEqual(doc["meta"], {"api-version": "1.4"})
+        self.assertEqual(doc["name"], "foo-bar")
+        self.assertEqual(doc["versions"], ["1.0"])
+        wheel, sdist = doc["files"]
+        self.assertEqual(wheel["url"], "../../packages/sub/foo_bar-1.0-py3-none-any.whl")
+        self.assertEqual(wheel["hashes"], {"sha256": "d" * 64})
+        self.assertEqual(wheel["size"], 10)
+        self.assertRegex(wheel["upload-time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+        self.assertEqual(wheel["core-metadata"], {"sha256": "m" * 64})
+        self.assertEqual(wheel["requires-python"], ">=3.8")
+        self.assertNotIn("dist-info-metadata", json.dumps(doc))
+        self.assertEqual(sdist["filename"], "foo_bar-1.0.tar.gz")
+        self.assertNotIn("core-metadata", sdist)
+
+    def test_index(self):
+        snap = IndexSnapshot.build([dist("a-1.whl", project="a", name="A"), dist("b-1.whl", project="b")])
+        page = parse(render.index_html(snap))
+        self.assertEqual([(a["href"], t) for a, t in page.anchors], [("a/", "A"), ("b/", "b")])
+        doc = json.loads(render.index_json(snap))
+        self.assertEqual(doc["projects"], [{"name": "A"}, {"name": "b"}])
+
+    def test_quoting(self):
+        """A '+' in a filename is percent-encoded in the URL; the text stays the filename."""
+        f = dist("pkg-1.0+cpu-py3-none-any.whl", project="pkg")
+        page = parse(render.project_html(IndexSnapshot.build([f]).get("pkg"), "sha256"))
+        self.assertIn("pkg-1.0%2Bcpu-py3-none-any.whl", page.anchors[0][0]["href"])
+        self.assertEqual(page.anchors[0][1], "pkg-1.0+cpu-py3-none-any.whl")
+
+
+class PageCacheTests(SynchronousTestCase):
+    def test_rendered_once_and_invalidated(self):
+        """A page is rendered once; a change to its project (only) drops it."""
+        snap = IndexSnapshot.build([dist("a-1.whl", project="a"), dist("b-1.whl", project="b")])
+        cache = PageCache(snap, "sha256")
+        a, b = cache.project("a", TEXT_HTML), cache.project("b", JSON_V1)
+        index = cache.index(TEXT_HTML)
+        self.assertIs(cache.project("a", TEXT_HTML), a)
+        new, changed = snap.apply([dist("a-2.whl", project="a", version="2")], [])
+        cache.update(new, changed)
+        self.assertIsNot(cache.project("a", TEXT_HTML), a)
+        self.assertIs(cache.project("b", JSON_V1), b)
+        self.assertIs(cache.index(TEXT_HTML), index, "the project list did not change")
+        new2, changed2 = new.apply([dist("c-1.whl", project="c")], [])
+        cache.update(new2, changed2)
+        self.assertIsNot(cache.index(TEXT_HTML), index)
+        self.assertIsNone(cache.project("zzz", TEXT_HTML))
+
+    def test_gzip_and_etags(self):
+        snap = IndexSnapshot.build([dist(f"p{i}-1.whl", project=f"p{i}") for i in range(50)])
+        cache = PageCache(snap, "sha256")
+        html, js = cache.index(TEXT_HTML), cache.index(JSON_V1)
+        self.assertEqual(gzip.decompress(html.gzipped), html.body)
+        self.assertNotEqual(html.etag, js.etag)
+        self.assertNotEqual(html.etag, html.gzip_etag)
+        self.assertTrue(html.etag.startswith(b'"') and html.etag.endswith(b'"'))

@@ -1,0 +1,284 @@
+import os
+import shutil
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pypid.store.directory import scan
+from pypid.store.metadata import CorruptArchive, read_sdist_metadata, read_wheel_metadata
+from pypid.store.directory.store import DirectoryStore
+from pypid.testing import ImmediateReactor, sdist_bytes, wheel_bytes, write_dist
+
+
+class ScanTests(SynchronousTestCase):
+    def setUp(self):
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+
+    def test_walk_filters(self):
+        """Hidden and temporary files, hidden dirs and symlinks out are skipped; nested dirs walked."""
+        write_dist(self.root, wheel_bytes("a", "1.0"))
+        write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("b", "1.0"))
+        write_dist(os.path.join(self.root, ".git"), wheel_bytes("c", "1.0"))
+        open(os.path.join(self.root, "d-1.0.tar.gz.part"), "w").close()
+        outside = os.path.abspath(self.mktemp())
+        os.makedirs(outside)
+        target = write_dist(outside, wheel_bytes("e", "1.0"))
+        os.symlink(target, os.path.join(self.root, "e-1.0-py3-none-any.whl"))
+        inside = write_dist(os.path.join(self.root, "real"), wheel_bytes("f", "1.0"))
+        os.symlink(inside, os.path.join(self.root, "f-1.0-py3-none-any.whl"))
+        os.symlink(outside, os.path.join(self.root, "linked-dir"))
+        found, sigs, skipped = scan.walk([self.root])
+        self.assertEqual(
+            sorted(found),
+            ["a-1.0-py3-none-any.whl", "f-1.0-py3-none-any.whl", "real/f-1.0-py3-none-any.whl",
+             "x/y/b-1.0-py3-none-any.whl"],
+        )
+        self.assertEqual(sorted(s.path for s in skipped), ["e-1.0-py3-none-any.whl", "linked-dir"])
+
+    def test_first_root_wins(self):
+        other = os.path.abspath(self.mktemp())
+        write_dist(self.root, wheel_bytes("a", "1.0"))
+        write_dist(other, wheel_bytes("a", "1.0", summary="second"))
+        found, _, _ = scan.walk([self.root, other])
+        self.assertEqual(found["a-1.0-py3-none-any.whl"].root, 0)
+
+    def test_describe(self):
+        """A wheel is hashed and its metadata fields and hash are read."""
+        path = write_dist(self.root, wheel_bytes("My.Pkg", "2.0", requires_python=">=3.9", summary="Hi"))
+        found, _, _ = scan.walk([self.root])
+        f = scan.describe(found[os.path.basename(path)], "sha256")
+        self.assertEqual((f.project, f.name, str(f.version)), ("my-pkg", "My.Pkg", "2.0"))
+        self.assertEqual((f.requires_python, f.summary), (">=3.9", "Hi"))
+        self.assertEqual(len(f.digest), 64)
+        self.assertEqual(len(f.metadata_sha256), 64)
+        self.assertIsNone(scan.describe(found[os.path.basename(path)], None).digest)
+
+    def test_sdist_has_no_core_metadata_hash(self):
+        write_dist(self.root, sdist_bytes("s", "1.0", requires_python=">=3"))
+        found, _, _ = scan.walk([self.root])
+        f = scan.describe(found["s-1.0.tar.gz"], "sha256")
+        self.assertEqual(f.requires_python, ">=3")
+        self.assertIsNone(f.metadata_sha256)
+
+    def test_corrupt_archives_skipped(self):
+        """A truncated wheel and a file that is no archive are not listed; the reason is reported."""
+        name, data = wheel_bytes("w", "1.0")
+        with open(os.path.join(self.root, name), "wb") as f:
+            f.write(data[: len(data) // 2])
+        with open(os.path.join(self.root, "t-1.0.tar.gz"), "wb") as f:
+            f.write(b"plain text, not gzip")
+        result = scan.scan([self.root], "sha256", {})
+        self.assertEqual(result.added, [])
+        self.assertEqual(len(result.skipped), 2)
+        self.assertTrue(all("corrupt" in s.reason for s in result.skipped))
+
+    def test_metadata_readers(self):
+        wheel = write_dist(self.root, wheel_bytes("w", "1.0"))
+        sdist = write_dist(self.root, sdist_bytes("w", "1.0"))
+        self.assertIn(b"Name: w", read_wheel_metadata(wheel))
+        self.assertIn(b"Name: w", read_sdist_metadata(sdist))
+        junk = os.path.join(self.root, "junk-1.0.tar.gz")
+        with open(junk, "wb") as f:
+            f.write(b"not a tarball")
+        self.assertRaises(CorruptArchive, read_sdist_metadata, junk)
+
+    def test_rescan_reuses_unchanged(self):
+        """A rescan describes only new or changed files."""
+        write_dist(self.root, wheel_bytes("a", "1.0"))
+        first = scan.scan([self.root], "sha256", {})
+        previous = {f.path: f for f in first.added}
+        write_dist(self.root, wheel_bytes("b", "1.0"))
+        second = scan.scan([self.root], "sha256", previous)
+        self.assertEqual([f.path for f in second.added], ["b-1.0-py3-none-any.whl"])
+        self.assertEqual(second.removed, [])
+
+    def test_signature_flag(self):
+        write_dist(self.root, wheel_bytes("a", "1.0"))
+        open(os.path.join(self.root, "a-1.0-py3-none-any.whl.asc"), "w").close()
+        result = scan.scan([self.root], "sha256", {})
+        self.assertTrue(result.added[0].has_sig)
+
+    def test_one_root_as_several(self):
+        """
+        One root is scanned a directory at a time, several roots after one
+        walk of them all: both find the same changes.
+        """
+        for i in range(3):
+            write_dist(os.path.join(self.root, f"d{i}"), wheel_bytes("a", f"1.{i}"))
+            write_dist(os.path.join(self.root, f"d{i}", "sub"), sdist_bytes("b", f"2.{i}"))
+        open(os.path.join(self.root, "d1", "a-1.1-py3-none-any.whl.asc"), "w").close()
+        empty = os.path.abspath(self.mktemp())
+        os.makedirs(empty)
+        first = scan.scan([self.root], "sha256", {})
+        self.assertEqual(first, scan.scan([self.root, empty], "sha256", {}))
+        previous = {f.path: f for f in first.added}
+        os.unlink(os.path.join(self.root, "d0", "a-1.0-py3-none-any.whl"))
+        os.unlink(os.path.join(self.root, "d1", "a-1.1-py3-none-any.whl.asc"))
+        write_dist(os.path.join(self.root, "d2", "sub"), sdist_bytes("b", "2.2"), mtime=1)
+        second = scan.scan([self.root], "sha256", previous)
+        self.assertEqual(second, scan.scan([self.root, empty], "sha256", previous))
+        self.assertEqual(sorted(second.removed), ["d0/a-1.0-py3-none-any.whl", "d2/sub/b-2.2.tar.gz"])
+        self.assertEqual(
+            sorted((f.path, f.has_sig, f.mtime_ns) for f in second.added),
+            [("d1/a-1.1-py3-none-any.whl", False, previous["d1/a-1.1-py3-none-any.whl"].mtime_ns),
+             ("d2/sub/b-2.2.tar.gz", False, 10**9)],
+        )
+
+    def test_records_share_strings(self):
+        """The files of a project share one copy of its key, name, tags and summary."""
+        write_dist(os.path.join(self.root, "x"), wheel_bytes("Shared_Name", "1.0", summary="Same"))
+        write_dist(os.path.join(self.root, "y"), wheel_bytes("Shared_Name", "2.0", summary="Same"))
+        a, b = scan.scan([self.root], "sha256", {}).added
+        for field in ("project", "name", "python_version", "summary"):
+            self.assertIs(getattr(a, field), getattr(b, field), field)
+
+
+class StoreTests(SynchronousTestCase):
+    def setUp(self):
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        self.store = DirectoryStore([self.root], "sha256", ImmediateReactor())
+        self.changes = []
+        self.store.subscribe(lambda snapshot, changed: self.changes.append(changed))
+
+    def test_ready_after_first_scan(self):
+        d = self.store.whenReady()
+        self.assertNoResult(d)
+        self.assertFalse(self.store.ready)
+        write_dist(self.root, wheel_bytes("a", "1.0"))
+        self.successResultOf(self.store.rescan())
+        self.successResultOf(d)
+        self.assertTrue(self.store.ready)
+        self.assertEqual(list(self.store.snapshot.projects), ["a"])
+
+    def test_refresh_paths(self):
+        """refresh() picks up new files, deleted files and deleted directories."""
+        self.successResultOf(self.store.rescan())
+        sub = os.path.join(self.root, "sub")
+        new = write_dist(sub, wheel_bytes("b", "1.0"))
+        self.successResultOf(self.store.refresh([new]))
+        self.assertEqual(self.changes[-1], frozenset({"b"}))
+        shutil.rmtree(sub)
+        self.successResultOf(self.store.refresh([sub]))
+        self.assertIsNone(self.store.snapshot.get("b"))
+        moved_in = os.path.join(self.root, "moved")
+        write_dist(moved_in, wheel_bytes("c", "1.0"))
+        self.successResultOf(self.store.refresh([moved_in]))
+        self.assertEqual(list(self.store.snapshot.projects), ["c"])
+
+    def test_refresh_ignores_outside_and_hidden(self):
+        self.successResultOf(self.store.rescan())
+        hidden = write_dist(os.path.join(self.root, ".incoming"), wheel_bytes("h", "1.0"))
+        self.successResultOf(self.store.refresh([hidden, "/etc/passwd"]))
+        self.assertEqual(self.store.snapshot.file_count, 0)
+
+    def test_local_path_refuses_escapes(self):
+        outside = os.path.abspath(self.mktemp())
+        target = write_dist(outside, wheel_bytes("e", "1.0"))
+        write_dist(self.root, wheel_bytes("e", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["e-1.0-py3-none-any.whl"]
+        self.assertEqual(self.store.localPath(f), os.path.join(self.root, f.path))
+        os.unlink(os.path.join(self.root, f.path))
+        os.symlink(target, os.path.join(self.root, f.path))
+        self.assertIsNone(self.store.localPath(f), "swapped for a symlink out after the scan")
+
+    def read(self, opened):
+        """The bytes of an openFile() result, closing it."""
+        self.assertIsNotNone(opened)
+        fd, st = opened
+        try:
+            return os.pread(fd, st.st_size + 1, 0)
+        finally:
+            os.close(fd)
+
+    def test_open_file(self):
+        """openFile opens a listed file and its .asc; the check is remembered per file."""
+        path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("o", "1.0"))
+        with open(path + ".asc", "wb") as sig:
+            sig.write(b"signature")
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["x/y/o-1.0-py3-none-any.whl"]
+        self.assertEqual(self.read(self.store.openFile(f)), open(path, "rb").read())
+        self.assertEqual(self.read(self.store.openFile(f, ".asc")), b"signature")
+        self.assertEqual(set(self.store._checked_files), {"x/y/o-1.0-py3-none-any.whl", "x/y/o-1.0-py3-none-any.whl.asc"})
+        self.assertEqual(self.read(self.store.openFile(f)), open(path, "rb").read())
+        os.unlink(path)
+        self.assertIsNone(self.store.openFile(f))
+
+    def test_open_file_refuses_escapes(self):
+        """Neither a file nor a directory swapped for a symlink out is opened, even once checked."""
+        outside = os.path.abspath(self.mktemp())
+        write_dist(os.path.join(outside, "y"), wheel_bytes("e", "1.0"))
+        path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("e", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["x/y/e-1.0-py3-none-any.whl"]
+        self.read(self.store.openFile(f))
+        # The directory on the way becomes a symlink to a look-alike outside.
+        os.rename(os.path.join(self.root, "x"), os.path.join(self.root, ".x-old"))
+        os.symlink(outside, os.path.join(self.root, "x"))
+        self.assertIsNone(self.store.openFile(f))
+        os.unlink(os.path.join(self.root, "x"))
+        os.rename(os.path.join(self.root, ".x-old"), os.path.join(self.root, "x"))
+        self.read(self.store.openFile(f))
+        # The file itself becomes a symlink out.
+        os.unlink(path)
+        os.symlink(os.path.join(outside, "y", "e-1.0-py3-none-any.whl"), path)
+        self.assertIsNone(self.store.openFile(f))
+        self.assertIsNone(self.store.openFile(f._replace(path="x/../../" + os.path.basename(outside) + "/y/e-1.0-py3-none-any.whl")))
+
+    def test_open_file_not_regular(self):
+        """A FIFO or a directory in a listed file's place is not opened (and opening does not block)."""
+        path = write_dist(self.root, wheel_bytes("p", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["p-1.0-py3-none-any.whl"]
+        os.unlink(path)
+        os.mkfifo(path)
+        self.assertIsNone(self.store.openFile(f))
+        os.unlink(path)
+        os.mkdir(path)
+        self.assertIsNone(self.store.openFile(f))
+
+    def test_open_file_symlink_inside(self):
+        """A symlinked file whose target is inside the root is opened (its target)."""
+        real = write_dist(os.path.join(self.root, "real"), wheel_bytes("s", "1.0"))
+        os.symlink(real, os.path.join(self.root, "s-1.0-py3-none-any.whl"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["s-1.0-py3-none-any.whl"]
+        self.assertEqual(self.read(self.store.openFile(f)), open(real, "rb").read())
+        self.assertEqual(self.read(self.store.openFile(f)), open(real, "rb").read())
+
+    def test_open_file_checks_again_after_a_change(self):
+        """What was checked is forgotten when the snapshot changes."""
+        write_dist(self.root, wheel_bytes("c", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["c-1.0-py3-none-any.whl"]
+        self.read(self.store.openFile(f))
+        self.assertEqual(len(self.store._checked_files), 1)
+        write_dist(self.root, wheel_bytes("d", "1.0"))
+        self.successResultOf(self.store.rescan())
+        self.read(self.store.openFile(self.store.snapshot.files["d-1.0-py3-none-any.whl"]))
+        self.assertEqual(list(self.store._checked_files), ["d-1.0-py3-none-any.whl"])
+
+    def test_metadata_read_once(self):
+        """A wheel's METADATA is read from the archive once, then kept."""
+        write_dist(self.root, wheel_bytes("m", "1.0"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["m-1.0-py3-none-any.whl"]
+        pool = self.store._reactor.getThreadPool()
+        before = pool.calls
+        first = self.successResultOf(self.store.readMetadata(f))
+        second = self.successResultOf(self.store.readMetadata(f))
+        self.assertEqual(first, second)
+        self.assertIn(b"Name: m", first)
+        self.assertEqual(pool.calls - before, 1)
+
+    def test_local_path_symlink_inside(self):
+        """A symlinked file whose target is inside the root is served from the link."""
+        real = write_dist(os.path.join(self.root, "real"), wheel_bytes("s", "1.0"))
+        os.symlink(real, os.path.join(self.root, "s-1.0-py3-none-any.whl"))
+        self.successResultOf(self.store.rescan())
+        f = self.store.snapshot.files["s-1.0-py3-none-any.whl"]
+        self.assertEqual(self.store.localPath(f), os.path.realpath(real))
+        plain = self.store.snapshot.files["real/s-1.0-py3-none-any.whl"]
+        self.assertEqual(self.store.localPath(plain), os.path.join(self.root, "real", "s-1.0-py3-none-any.whl"))

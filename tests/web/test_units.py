@@ -1,0 +1,67 @@
+"""Resources over a MemoryStore, driven in memory through treq's StubTreq."""
+
+import json
+import os
+
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from pypid.store.interfaces import IPackageStore
+from pypid.index.pages import PageCache
+from pypid.store.directory.store import DirectoryStore
+from pypid.testing import ImmediateReactor, MemoryStore
+from pypid.web.root import Root, WebConfig
+from tests.index.test_model import dist
+
+
+class InterfaceTests(SynchronousTestCase):
+    def test_both_stores_provide_the_interface(self):
+        verifyObject(IPackageStore, MemoryStore())
+        verifyObject(IPackageStore, DirectoryStore([os.getcwd()], "sha256", ImmediateReactor()))
+
+
+class ResourceTests(SynchronousTestCase):
+    def setUp(self):
+        wheel = dist("foo-1.0-py3-none-any.whl")._replace(metadata_sha256="m" * 64)
+        self.store = MemoryStore([wheel])
+        self.store.metadata["foo-1.0-py3-none-any.whl"] = b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n"
+        pages = PageCache(self.store.snapshot, "sha256")
+        self.store.subscribe(pages.update)
+        self.client = StubTreq(Root(self.store, pages, WebConfig()))
+
+    def get(self, path, **headers):
+        response = self.successResultOf(
+            self.client.get("http://index.test" + path, headers=headers, allow_redirects=False)
+        )
+        return response, self.successResultOf(response.content())
+
+    def test_update_shows_at_once(self):
+        """A change applied to the store is on the next page served."""
+        response, body = self.get("/simple/foo/", accept="application/vnd.pypi.simple.v1+json")
+        self.assertEqual([f["filename"] for f in json.loads(body)["files"]], ["foo-1.0-py3-none-any.whl"])
+        etag = response.headers.getRawHeaders("etag")[0]
+        self.store.apply([dist("foo-2.0-py3-none-any.whl", version="2.0")], [])
+        response, body = self.get("/simple/foo/", accept="application/vnd.pypi.simple.v1+json", if_none_match=etag)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(body)["versions"], ["1.0", "2.0"])
+
+    def test_metadata_file(self):
+        response, body = self.get("/packages/foo-1.0-py3-none-any.whl.metadata")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, self.store.metadata["foo-1.0-py3-none-any.whl"])
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/plain; charset=utf-8"])
+
+    def test_waits_for_first_scan(self):
+        """Before the store is ready, a page request is held, then answered."""
+        self.store.ready = False
+        d = self.client.get("http://index.test/simple/foo/")
+        self.assertNoResult(d)
+        self.store.make_ready()
+        self.client.flush()
+        self.assertEqual(self.successResultOf(d).code, 200)
+
+    def test_health_needs_no_index(self):
+        self.store.ready = False
+        response, body = self.get("/health")
+        self.assertEqual(json.loads(body)["status"], "starting")
