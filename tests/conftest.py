@@ -13,6 +13,9 @@ import pytest
 
 from tests.server import PypidServer, client_env
 
+#: A missing outside program fails a test in CI (tests/needs.py).
+pytest_plugins = ["tests.needs"]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -19,9 +19,10 @@ import pytest
 
 from pypid.testing import sdist_bytes, wheel_bytes, write_dist
 from tests.server import PypidServer
+from tests.needs import needs
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)")
+pytestmark = needs(CHROMIUM, "chromium is not installed (apt-get install chromium; .ci/run does)")
 
 OLD = 1_700_000_000
 

@@ -25,6 +25,7 @@ from pypid.testing import sdist_bytes, wheel_bytes, write_dist
 from tests.server import ROOT, PypidServer
 from tests.process.test_tls import make_certificate, tls_env
 from tests.uploadhelp import htpasswd, twine
+from tests.needs import needs
 
 EXAMPLE = ROOT / "examples" / "nginx-pypid.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -32,7 +33,7 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin
 #: proxy's, so pypid can tell the client from the trusted proxy.
 CLIENT = "127.0.0.2"
 
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx; .ci/run does)")
+pytestmark = needs(NGINX, "nginx is not installed (apt-get install nginx; .ci/run does)")
 
 
 def free_port() -> int:

@@ -19,14 +19,15 @@ import pytest
 
 from pypid.testing import wheel_bytes, write_dist
 from tests.server import ROOT, tool
+from tests.needs import needs
 
 EXAMPLE = ROOT / "examples" / "supervisor-pypid.conf"
 SUPERVISORD = shutil.which("supervisord")
 SUPERVISORCTL = shutil.which("supervisorctl")
 
-pytestmark = pytest.mark.skipif(
-    SUPERVISORD is None or SUPERVISORCTL is None,
-    reason="supervisor is not installed (apt-get install supervisor; .ci/run does)",
+pytestmark = needs(
+    SUPERVISORD and SUPERVISORCTL,
+    "supervisor is not installed (apt-get install supervisor; .ci/run does)",
 )
 
 

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from pypid.testing import sdist_bytes, wheel_bytes, write_dist
+from tests.needs import needs
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = needs(shutil.which("git"), "git is not installed (apt-get install git; .ci/run does)")
 
 
 def run(args, cwd=None, env=None):
