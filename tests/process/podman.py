@@ -281,14 +281,15 @@ class Container:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self, health: str = "/health", timeout: float = 60) -> "Container":
+    def start(self, health: str = "/health", timeout: float = 60, wait: bool = True) -> "Container":
         command = ["run", "-d", "--name", self.name, "--label", LABEL, "--network=host"]
         for key, value in self.env.items():
             command += ["-e", f"{key}={value}"]
         for volume in self.volumes:
             command += ["-v", volume]
         self.podman.run(*command, *self.options, self.image, *self.args)
-        self.wait_healthy(health, timeout)
+        if wait:
+            self.wait_healthy(health, timeout)
         return self
 
     def running(self) -> bool:

@@ -303,6 +303,51 @@ def test_health_check_can_fail(podman, containers):
     assert output.startswith(f"unhealthy: http://127.0.0.1:{closed}/health:"), output
 
 
+def test_health_check_follows_tls_and_ipv6_endpoints(podman, containers, tmp_path):
+    """PYPID_PORT as an ssl: or a tcp6: endpoint: the check finds the server there and turns healthy."""
+    tls_dir = owned_dir(tmp_path / "tls")
+    tls = make_certificate(tls_dir)
+    os.chown(tls.key, UID, UID)
+    ports = free_port(), free_port()
+    tls_container = containers(env={"PYPID_PORT": f"ssl:{ports[0]}:privateKey=/data/tls/key.pem"
+                                                  ":certKey=/data/tls/cert.pem:interface=127.0.0.1"},
+                               volumes=(f"{tls_dir}:/data/tls:ro",), wait=False)
+    ipv6_container = containers(env={"PYPID_PORT": f"tcp6:{ports[1]}:interface=\\:\\:1"}, wait=False)
+    for container, url in ((tls_container, f"https://127.0.0.1:{ports[0]}/health"),
+                           (ipv6_container, f"http://[::1]:{ports[1]}/health")):
+        container.start(wait=False)
+        deadline = time.monotonic() + 60
+        while podman.run("healthcheck", "run", container.name, check=False).returncode != 0:
+            assert time.monotonic() < deadline and container.running(), container.logs()
+            time.sleep(0.2)
+        assert podman.inspect(container.name)["State"]["Health"]["Log"][-1]["Output"].strip() == f"healthy: {url}"
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    with urllib.request.urlopen(f"https://127.0.0.1:{ports[0]}/health", context=context, timeout=10) as response:
+        assert json.load(response)["status"] == "ok"
+
+
+def test_health_check_endpoint_urls():
+    """The URL the check asks, for every endpoint form it knows, and a clear refusal of the others."""
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("pypid_healthcheck", str(ROOT / "container" / "pypid-healthcheck"))
+    check = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(check)
+    assert check.endpoint_url("8080", "/health") == "http://127.0.0.1:8080/health"
+    assert check.endpoint_url("tcp:8080", "/h") == "http://127.0.0.1:8080/h"
+    assert check.endpoint_url("tcp:port=8080:interface=0.0.0.0", "/h") == "http://127.0.0.1:8080/h"
+    assert check.endpoint_url("tcp:3141:interface=10.1.2.3", "/h") == "http://10.1.2.3:3141/h"
+    assert check.endpoint_url("tcp6:8080", "/h") == "http://[::1]:8080/h"
+    assert check.endpoint_url("tcp6:8080:interface=\\:\\:", "/h") == "http://[::1]:8080/h"
+    assert check.endpoint_url("ssl:8443:privateKey=k.pem:certKey=c.pem", "/h") == "https://127.0.0.1:8443/h"
+    for bad in ("unix:/run/pypid.sock", "systemd:domain=INET:index=0", "tcp:interface=::1"):
+        with pytest.raises(ValueError):
+            check.endpoint_url(bad, "/h")
+
 # --- options from the environment and the command line --------------------------
 
 
