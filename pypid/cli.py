@@ -31,8 +31,12 @@ commands:
 
 
 def serve(argv: list[str]) -> int:
-    """Run C{twistd --nodaemon --pidfile= pypid ARGV} in this process."""
-    from twisted.application import app
+    """
+    Run C{twistd --nodaemon --pidfile= pypid ARGV} in this process. A bad
+    option is one line on stderr and status 2 (twistd prints its whole help,
+    and Twisted 22.4's exits 0).
+    """
+    from twisted.python import usage
     from twisted.scripts import twistd
 
     from pypid import tap
@@ -59,7 +63,13 @@ def serve(argv: list[str]) -> int:
             return tap.makeService(options)
 
     sys.argv = ["pypid serve", "--nodaemon", "--pidfile=", "pypid", *argv]
-    app.run(twistd.runApp, ServerOptions)
+    config = ServerOptions()
+    try:
+        config.parseOptions()
+    except usage.error as e:
+        print(f"pypid serve: {e}", file=sys.stderr)
+        return 2
+    twistd.runApp(config)
     return 0
 
 
