@@ -24,6 +24,7 @@ from pypid.index.pages import PageCache
 from pypid.store.directory.scan import HASH_ALGORITHMS
 from pypid.store.directory.rescans import IndexService
 from pypid.store.directory.store import DirectoryStore
+from pypid.threads import pool_threads
 from pypid.upstream import config as upstream_config
 from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
@@ -380,7 +381,7 @@ def _ftp(options: Options, store, reactor) -> IService:
         max_size=options["max-upload-size"],
         acl=options["acl-file"],
     )
-    factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], reactor))
+    factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], pool_threads(reactor)))
     return strports.service(options["ftp"], factory, reactor=reactor)
 
 
@@ -424,7 +425,7 @@ def _access(options: Options, store, reactor, top):
     actions = options["auth-actions"]
     authenticator = None
     if options["passwords"] is not None:
-        authenticator = Authenticator(HtpasswdChecker(options["passwords"], reactor))
+        authenticator = Authenticator(HtpasswdChecker(options["passwords"], pool_threads(reactor)))
     if options["spool"] is not None:
         SpoolService(options["spool"]).setServiceParent(top)
     policy = UploadPolicy(
