@@ -24,7 +24,6 @@ from pypid.index.pages import PageCache
 from pypid.store.directory.scan import HASH_ALGORITHMS
 from pypid.store.directory.rescans import IndexService
 from pypid.store.directory.store import DirectoryStore
-from pypid.threads import pool_threads
 from pypid.upstream import config as upstream_config
 from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
@@ -347,7 +346,8 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics=options["metrics"],
         metrics_allow=tuple(options["metrics-allow"]),
     )
-    upload, protect = _access(options, store, reactor, top)
+    logins = _logins(options, reactor, top)
+    upload, protect = _access(options, store, reactor, top, logins)
     upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
@@ -363,13 +363,21 @@ def makeService(options: Options, reactor=None) -> IService:
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     if options["ftp"]:
-        _ftp(options, store, reactor).setServiceParent(top)
+        _ftp(options, store, reactor, logins).setServiceParent(top)
     return top
 
 
-def _ftp(options: Options, store, reactor) -> IService:
+def _logins(options: Options, reactor, top: MultiService):
+    """The password checks of -P, shared by HTTP and FTP (their pool, cache and limits)."""
+    if options["passwords"] is None:
+        return None
+    from pypid.auth.logins import start_logins
+
+    return start_logins(options["passwords"], reactor, top)
+
+
+def _ftp(options: Options, store, reactor, logins) -> IService:
     """The FTP upload server of --ftp, with the logins of -P."""
-    from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.feed.ftp import FTPUploads, ftp_factory
 
     uploads = FTPUploads(
@@ -381,7 +389,7 @@ def _ftp(options: Options, store, reactor) -> IService:
         max_size=options["max-upload-size"],
         acl=options["acl-file"],
     )
-    factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], pool_threads(reactor)))
+    factory = ftp_factory(uploads, logins)
     return strports.service(options["ftp"], factory, reactor=reactor)
 
 
@@ -416,16 +424,15 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def _access(options: Options, store, reactor, top):
+def _access(options: Options, store, reactor, top, logins):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
-    from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.web.guard import Authenticator, Guard, is_listing
     from pypid.web.upload import LegacyUpload, UploadPolicy
 
     actions = options["auth-actions"]
     authenticator = None
-    if options["passwords"] is not None:
-        authenticator = Authenticator(HtpasswdChecker(options["passwords"], pool_threads(reactor)))
+    if logins is not None:
+        authenticator = Authenticator(logins)
     if options["spool"] is not None:
         SpoolService(options["spool"]).setServiceParent(top)
     policy = UploadPolicy(

@@ -46,7 +46,7 @@ def test_pypid_with_the_installed_bcrypt():
         from passlib.hash import apr_md5_crypt, sha512_crypt
         from pypid.auth import passwd
         from pypid.auth.htpasswd import HtpasswdChecker
-        import pypid.tap, pypid.cli, pypid.web.guard, pypid.feed.ftp
+        import pypid.tap, pypid.cli, pypid.web.guard, pypid.feed.ftp, pypid.auth.logins
 
         path = os.path.join(tempfile.mkdtemp(), "htpasswd")
         passwd.ROUNDS = 4
