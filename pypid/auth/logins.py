@@ -34,6 +34,10 @@ audit = Logger(namespace="pypid.audit")
 
 #: Longest user name shown in a log line (after escaping), in characters.
 SHOWN_USER = 64
+#: Seconds before a blocked client is told so: a client that asks again as
+#: soon as it is answered then costs the server a request a second per
+#: connection, not thousands.
+REFUSAL_DELAY = 1.0
 
 
 class TooManyFailures(UnauthorizedLogin):
@@ -75,11 +79,26 @@ def shown_user(raw) -> str:
 
 
 class Logins:
-    """Checks user names and passwords for clients at given addresses."""
+    """
+    Checks user names and passwords for clients at given addresses. With
+    a C{clock} (an L{IReactorTime}), refusals of blocked clients come
+    L{REFUSAL_DELAY} seconds late; without one, at once.
+    """
 
-    def __init__(self, checker: HtpasswdChecker, limiter: FailureLimiter) -> None:
+    def __init__(self, checker: HtpasswdChecker, limiter: FailureLimiter, clock=None,
+                 refusal_delay: float = REFUSAL_DELAY) -> None:
         self.checker = checker
         self.limiter = limiter
+        self._clock = clock
+        self.refusal_delay = refusal_delay
+
+    def later(self, error: Exception) -> Deferred:
+        """A Deferred failing with C{error} after the refusal delay."""
+        if self._clock is None or self.refusal_delay <= 0:
+            return fail(error)
+        d: Deferred = Deferred()
+        self._clock.callLater(self.refusal_delay, d.errback, error)
+        return d
 
     def retry_after(self, client: str) -> Optional[int]:
         """Seconds until C{client} may try to log in again, or None when it may now."""
@@ -96,13 +115,13 @@ class Logins:
         key = client_key(client)
         retry = self.limiter.retry_after(key)
         if retry is not None:
-            return fail(TooManyFailures(retry))
+            return self.later(TooManyFailures(retry))
         user = self.checker.cached(username, password)
         if user is not None:
             return succeed(user)
         retry = self.limiter.reserve(key)
         if retry is not None:
-            return fail(TooManyFailures(retry))
+            return self.later(TooManyFailures(retry))
 
         def passed(user: str) -> str:
             self.limiter.refund(key)
@@ -175,4 +194,4 @@ def start_logins(path: str, reactor, parent) -> Logins:
     pool = PasswordPool(reactor)
     pool.setServiceParent(parent)
     checker = HtpasswdChecker(path, pool.threads, clock=reactor.seconds)
-    return Logins(checker, FailureLimiter(reactor.seconds))
+    return Logins(checker, FailureLimiter(reactor.seconds), clock=reactor)

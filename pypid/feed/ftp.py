@@ -328,7 +328,8 @@ class UploadFTP(ftp.FTP):
         if retry is not None:
             del self._user
             self.state = self.UNAUTH
-            raise Throttled(f"Too many failed logins from your address; try again in {retry} seconds.")
+            return self.factory.logins.later(
+                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))
         self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
         return super().ftp_PASS(password)
 

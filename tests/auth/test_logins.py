@@ -6,12 +6,13 @@ import os
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.task import Clock as TaskClock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.auth.htpasswd import Busy, HtpasswdChecker
 from pypid.auth.limiter import FailureLimiter
-from pypid.auth.logins import SHOWN_USER, Logins, TooManyFailures, shown_user
+from pypid.auth.logins import REFUSAL_DELAY, SHOWN_USER, Logins, TooManyFailures, shown_user
 from tests.auth.test_htpasswd import Clock, HeldThreads, bcrypt_hash, write
 
 
@@ -54,6 +55,17 @@ class LoginsTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.logins.login("192.0.2.2", b"alice", b"a-pass")), "alice")
         self.clock.now += 10
         self.assertEqual(self.successResultOf(self.logins.login("192.0.2.1", b"alice", b"a-pass")), "alice")
+
+    def test_refusals_of_blocked_clients_come_late(self):
+        clock = Clock()
+        reactor = TaskClock()
+        logins = Logins(self.checker, FailureLimiter(clock, failures=1, period=30.0), clock=reactor)
+        self.failureResultOf(logins.login("192.0.2.1", b"alice", b"no"), UnauthorizedLogin)
+        d = logins.login("192.0.2.1", b"alice", b"no")
+        self.assertNoResult(d)
+        reactor.advance(REFUSAL_DELAY)
+        self.failureResultOf(d, TooManyFailures)
+        self.assertEqual(self.successResultOf(logins.login("192.0.2.2", b"alice", b"a-pass")), "alice")
 
     def test_successes_cost_nothing_from_the_budget(self):
         for _ in range(10):

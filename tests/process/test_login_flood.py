@@ -1,8 +1,8 @@
 """
 The wrong-password flood of issue 18 against a real twistd: four
 connections sending wrong passwords from one address are limited (401s,
-then 429 with Retry-After and no check), for reads, FTP and uploads alike,
-while a client at another address is served. Timings are measured by
+then 429 with Retry-After, a second late and with no check), for reads,
+FTP and uploads alike, while a client at another address is served. Timings are measured by
 bench/flood.py, not here.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from pypid.auth.limiter import FAILURES
+from pypid.auth.limiter import FAILURES, PERIOD
 from pypid.testing import wheel_bytes, write_dist
 from tests.process.test_ftp import ftp_port
 from tests.uploadhelp import htpasswd, upload
@@ -66,7 +66,7 @@ def test_flood_is_limited_and_others_are_served(server):
     deadline = time.monotonic() + 60
 
     def flood(n: int) -> None:
-        for i in range(25):
+        for i in range(12):
             if time.monotonic() > deadline:
                 return
             status, headers, body = request(server.port, "/simple/private/", "alice", f"guess-{n}-{i}")
@@ -83,13 +83,16 @@ def test_flood_is_limited_and_others_are_served(server):
             assert b"private-1.0-py3-none-any.whl" in body
 
     threads = [threading.Thread(target=flood, args=(n,)) for n in range(4)] + [threading.Thread(target=other)]
+    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join(90)
-    assert len(statuses) == 100
+    elapsed = time.monotonic() - started
+    assert len(statuses) == 48
     assert set(statuses) == {401, 429}, statuses
-    assert statuses.count(401) <= FAILURES
+    # The budget, and what refilled meanwhile (FAILURES per PERIOD).
+    assert statuses.count(401) <= FAILURES + elapsed * FAILURES / PERIOD + 1
     assert len(retry_afters) >= 1 and all(int(v) >= 1 for v in retry_afters), retry_afters
     assert served == [200] * 20
     # The right password from the flooding address is refused unchecked too...
