@@ -50,6 +50,10 @@ class Busy(UnauthorizedLogin):
     retry_after = 2
 
 
+class FileUnreadable(UnauthorizedLogin):
+    """The password file cannot be read: no login can pass, through no fault of the client."""
+
+
 class HtpasswdFile:
     """
     The lines of an htpasswd file: C{USER:HASH} entries, comments (C{#})
@@ -254,7 +258,7 @@ class HtpasswdChecker:
                 result = self._checked(result)
             except UnauthorizedLogin as e:
                 for d in waiting:
-                    d.errback(UnauthorizedLogin(str(e)))
+                    d.errback(type(e)(str(e)))
                 return
         for d in waiting:
             if isinstance(result, str):
@@ -269,7 +273,8 @@ class HtpasswdChecker:
                 self.log.error("{error}; every login fails until it is fixed", error=outcome.error)
         elif outcome.reloaded:
             self._logged_error = None
-            self.log.info("read {count} users from {path}", count=outcome.users, path=self.path)
+            self.log.info("read {count} {users} from {path}", count=outcome.users,
+                          users="user" if outcome.users == 1 else "users", path=self.path)
             for user, why in outcome.notes:
                 if why == PLAIN:
                     self.log.warn(
@@ -279,6 +284,8 @@ class HtpasswdChecker:
                     self.log.warn(
                         "user {user} in {path} cannot log in: its entry is {why} "
                         "(make a new one: pypid passwd {path} {user})", user=user, path=self.path, why=why)
+        if outcome.error is not None:
+            raise FileUnreadable("the password file cannot be read")
         if outcome.user is None:
             raise UnauthorizedLogin("wrong user name or password")
         return outcome.user

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from pypid.auth.htpasswd import Busy, HtpasswdChecker
+from pypid.auth.htpasswd import Busy, FileUnreadable, HtpasswdChecker
 from pypid.auth.limiter import FailureLimiter, client_key
 from pypid.threads import Threads, pool_threads
 
@@ -128,8 +128,9 @@ class Logins:
             return user
 
         def refused(failure):
-            if failure.check(Busy):
-                # Not the client's failure: nothing was checked.
+            if failure.check(Busy, FileUnreadable):
+                # Not the client's failure: nothing was checked (the
+                # unreadable file is logged by the checker).
                 self.limiter.refund(key)
                 return failure
             failure.trap(UnauthorizedLogin)

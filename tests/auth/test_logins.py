@@ -87,6 +87,14 @@ class LoginsTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(first), "alice")
         self.assertIsNone(logins.retry_after("192.0.2.1"))
 
+    def test_an_unreadable_file_is_not_the_clients_failure(self):
+        os.remove(self.path)
+        for _ in range(5):
+            self.failureResultOf(self.logins.login("192.0.2.1", b"alice", b"a-pass"), UnauthorizedLogin)
+        self.assertIsNone(self.logins.retry_after("192.0.2.1"))
+        write(self.path, ["alice:" + bcrypt_hash("a-pass")])
+        self.assertEqual(self.successResultOf(self.logins.login("192.0.2.1", b"alice", b"a-pass")), "alice")
+
     def test_audit_line_names_the_attempted_user(self):
         self.failureResultOf(self.logins.login("192.0.2.1", "mallory\n=x " + "y" * 200, b"p"), UnauthorizedLogin)
         self.failureResultOf(self.logins.login("192.0.2.1", b"\xff\xfeeve", b"p", "ftp"), UnauthorizedLogin)
