@@ -346,7 +346,8 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics=options["metrics"],
         metrics_allow=tuple(options["metrics-allow"]),
     )
-    upload, protect = _access(options, store, reactor, top)
+    logins = _logins(options, reactor, top)
+    upload, protect = _access(options, store, reactor, top, logins)
     upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
@@ -362,13 +363,21 @@ def makeService(options: Options, reactor=None) -> IService:
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     if options["ftp"]:
-        _ftp(options, store, reactor).setServiceParent(top)
+        _ftp(options, store, reactor, logins).setServiceParent(top)
     return top
 
 
-def _ftp(options: Options, store, reactor) -> IService:
+def _logins(options: Options, reactor, top: MultiService):
+    """The password checks of -P, shared by HTTP and FTP (their pool, cache and limits)."""
+    if options["passwords"] is None:
+        return None
+    from pypid.auth.logins import start_logins
+
+    return start_logins(options["passwords"], reactor, top)
+
+
+def _ftp(options: Options, store, reactor, logins) -> IService:
     """The FTP upload server of --ftp, with the logins of -P."""
-    from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.feed.ftp import FTPUploads, ftp_factory
 
     uploads = FTPUploads(
@@ -380,7 +389,7 @@ def _ftp(options: Options, store, reactor) -> IService:
         max_size=options["max-upload-size"],
         acl=options["acl-file"],
     )
-    factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], reactor))
+    factory = ftp_factory(uploads, logins)
     return strports.service(options["ftp"], factory, reactor=reactor)
 
 
@@ -415,16 +424,15 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def _access(options: Options, store, reactor, top):
+def _access(options: Options, store, reactor, top, logins):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
-    from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.web.guard import Authenticator, Guard, is_listing
     from pypid.web.upload import LegacyUpload, UploadPolicy
 
     actions = options["auth-actions"]
     authenticator = None
-    if options["passwords"] is not None:
-        authenticator = Authenticator(HtpasswdChecker(options["passwords"], reactor))
+    if logins is not None:
+        authenticator = Authenticator(logins)
     if options["spool"] is not None:
         SpoolService(options["spool"]).setServiceParent(top)
     policy = UploadPolicy(

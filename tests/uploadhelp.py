@@ -13,13 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-from passlib.hash import bcrypt
-
 from tests.server import tool
 
 
 def htpasswd(path: Path, users: dict[str, str]) -> Path:
-    lines = [f"{u}:{bcrypt.using(rounds=4).hash(p)}" for u, p in users.items()]
+    from pypid.auth.hashes import default
+
+    lines = [f"{u}:{default().hash_bcrypt(p.encode(), rounds=4)}" for u, p in users.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -14,10 +14,12 @@ import sys
 from typing import Optional, TextIO
 
 from pypid.atomic import replacing
+from pypid.auth import hashes
+from pypid.auth.htpasswd import HtpasswdFile
 
 USAGE = "pypid passwd [-c] [-D] [--password-stdin] FILE USER"
 #: bcrypt's cost; about a quarter of a second per check on a current CPU.
-ROUNDS = 12
+ROUNDS = hashes.ROUNDS
 
 
 class PasswdError(Exception):
@@ -29,35 +31,38 @@ def check_user(user: str) -> None:
         raise PasswdError(f"invalid user name {user!r}: no ':', spaces or control characters")
 
 
-def hash_password(password: str, rounds: int = ROUNDS) -> str:
-    from passlib.hash import bcrypt
-
+def hash_password(password: str, rounds: Optional[int] = None) -> str:
+    """A C{$2y$} bcrypt hash (with the bcrypt package, or else the system's libcrypt)."""
     if not password:
         raise PasswdError("empty passwords are not accepted")
-    if len(password.encode("utf-8")) > 72:
+    secret = password.encode("utf-8")
+    if len(secret) > hashes.BCRYPT_MAX:
         raise PasswdError("bcrypt uses at most 72 bytes of a password; choose a shorter one")
-    return bcrypt.using(ident="2y", rounds=rounds).hash(password)
+    if "\0" in password:
+        raise PasswdError("a password cannot contain a NUL character")
+    try:
+        return hashes.default().hash_bcrypt(secret, rounds or ROUNDS)
+    except hashes.NoBackend as e:
+        raise PasswdError(str(e))
 
 
 def update(path: str, user: str, password: Optional[str], create: bool = False,
-           delete: bool = False, rounds: int = ROUNDS) -> str:
+           delete: bool = False, rounds: Optional[int] = None) -> str:
     """
     Add or update C{user} (or delete it with C{delete}) in the file at
     C{path}; C{create} starts a new, empty file. Returns what was done.
     """
-    from pypid.auth.htpasswd import HtpasswdFile
-
     check_user(user)
     if create and delete:
         raise PasswdError("-c and -D cannot be used together")
     if create:
-        users = HtpasswdFile(path, new=True)
+        users = HtpasswdFile()
     else:
         if not os.path.exists(path):
             raise PasswdError(f"{path} does not exist (use -c to create it)")
         try:
-            users = HtpasswdFile(path)
-        except ValueError as e:
+            users = HtpasswdFile.read(path)
+        except (ValueError, UnicodeDecodeError) as e:
             raise PasswdError(f"{path} is not an htpasswd file: {e}")
     if delete:
         if not users.delete(user):

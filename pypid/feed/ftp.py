@@ -310,8 +310,28 @@ class UploadRealm:
         return ftp.IFTPShell, shell, shell.logout
 
 
+class Throttled(ftp.FTPCmdError):
+    """530 and why: the client is over its limit of failed logins."""
+
+    def response(self) -> str:
+        return f"530 {self.errorMessage[0]}"
+
+
 class UploadFTP(ftp.FTP):
     """Passive data ports listen on the address the client reached, nowhere else."""
+
+    def ftp_PASS(self, password):
+        # Logins go through pypid.auth.logins with this client's address:
+        # failed logins are limited per address, as for HTTP.
+        host = getattr(self.transport.getPeer(), "host", "-")
+        retry = self.factory.logins.retry_after(host)
+        if retry is not None:
+            del self._user
+            self.state = self.UNAUTH
+            return self.factory.logins.later(
+                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))
+        self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
+        return super().ftp_PASS(password)
 
     def listenFactory(self, port, factory, interface=""):
         factory.noisy = False  # one data connection per transfer: no log lines for each
@@ -325,11 +345,12 @@ class UploadFTPFactory(ftp.FTPFactory):
     allowAnonymous = False
     welcomeMessage = "pypid: upload wheels and sdists"
 
-    def __init__(self, portal: Portal, reactor) -> None:
+    def __init__(self, portal: Portal, reactor, logins) -> None:
         super().__init__(portal)
         self.reactor = reactor
+        self.logins = logins
 
 
-def ftp_factory(uploads: FTPUploads, checker) -> UploadFTPFactory:
-    """The FTP server factory: logins checked by C{checker}, never anonymous."""
-    return UploadFTPFactory(Portal(UploadRealm(uploads), [checker]), uploads.reactor)
+def ftp_factory(uploads: FTPUploads, logins) -> UploadFTPFactory:
+    """The FTP server factory: logins checked by C{logins} (L{pypid.auth.logins.Logins}), never anonymous."""
+    return UploadFTPFactory(Portal(UploadRealm(uploads), []), uploads.reactor, logins)

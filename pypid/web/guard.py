@@ -1,10 +1,14 @@
 """
-HTTP Basic authentication in front of resources, over a twisted.cred
-checker (the L{pypid.auth.htpasswd.HtpasswdChecker}).
+HTTP Basic authentication in front of resources, over
+L{pypid.auth.logins.Logins} (the password file's checks, with failed
+logins limited per client address).
 
 Missing or wrong credentials get 401 with a C{Basic} challenge: pip asks
 for credentials (netrc, keyring, prompt) only after a 401, and uv after a
-401, 403 or 404. 403 is kept for "logged in, but not allowed".
+401, 403 or 404. 403 is kept for "logged in, but not allowed". A client
+over its limit of failed logins gets 429 with C{Retry-After}, and its
+password is not checked; 503 with C{Retry-After} when too many checks are
+waiting.
 """
 
 from __future__ import annotations
@@ -14,25 +18,54 @@ from typing import Callable, Optional
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginFailed, UnauthorizedLogin
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource, getChildForRequest
 from twisted.web.server import NOT_DONE_YET
 
+from pypid.auth.htpasswd import Busy
+from pypid.auth.logins import Logins, TooManyFailures
+from pypid.web.errors import HTTPError, error_page
 from pypid.web.util import text_response
 
 REALM = b"pypid"
 
 
+class LoginRefused(HTTPError, UnauthorizedLogin):
+    """
+    A login refused unchecked, answered with C{code} and C{Retry-After}:
+    429 for a client over its limit of failed logins, 503 when too many
+    checks are waiting. Also an L{UnauthorizedLogin}, so that a caller
+    that knows only that still refuses the login.
+    """
+
+    def __init__(self, code: int, message: str, retry_after: int) -> None:
+        super().__init__(code, message, ((b"Retry-After", b"%d" % retry_after),))
+        self.retry_after = retry_after
+
+
 class Authenticator:
-    """Checks a request's C{Authorization: Basic} header with a checker."""
+    """Checks a request's C{Authorization: Basic} header with L{Logins}."""
 
     log = Logger()
 
-    def __init__(self, checker, realm: bytes = REALM) -> None:
-        self.checker = checker
+    def __init__(self, logins: Logins, realm: bytes = REALM) -> None:
+        self.logins = logins
         self.realm = realm
+
+    @staticmethod
+    def client(request) -> str:
+        """The client's address (the one trusted proxies name) that failed logins count against."""
+        return getattr(request.getClientAddress(), "host", None) or "-"
+
+    def blocked(self, client: str) -> Optional[HTTPError]:
+        """
+        The 429 to answer at once when C{client} is over its limit of
+        failed logins (before a body is read, say), else None.
+        """
+        retry = self.logins.retry_after(client)
+        return None if retry is None else _too_many(retry)
 
     def credentials(self, request):
         """
@@ -57,17 +90,30 @@ class Authenticator:
     def authenticate(self, request) -> Deferred:
         """
         Fires with the user name (L{str}), or None when the request sent no
-        credentials; fails with L{UnauthorizedLogin} for wrong ones.
+        credentials; fails with L{UnauthorizedLogin} for wrong ones, and
+        with L{LoginRefused} (429 or 503, with C{Retry-After}) when they
+        were not checked.
         """
         try:
             credentials = self.credentials(request)
         except LoginFailed as e:
-            d: Deferred = Deferred()
-            d.errback(UnauthorizedLogin(str(e)))
-            return d
+            return fail(UnauthorizedLogin(str(e)))
         if credentials is None:
             return succeed(None)
-        return self.checker.requestAvatarId(credentials)
+
+        def unchecked(failure):
+            if failure.check(TooManyFailures):
+                raise _too_many(failure.value.retry_after)
+            if failure.check(Busy):
+                raise LoginRefused(
+                    http.SERVICE_UNAVAILABLE,
+                    "Service Unavailable: too many logins are being checked; try again shortly.",
+                    failure.value.retry_after,
+                )
+            return failure
+
+        d = self.logins.login(self.client(request), credentials.username, credentials.password, "http")
+        return d.addErrback(unchecked)
 
     def challenge(self, request, message: str = "Unauthorized: log in with your user name and password.") -> bytes:
         """Answer 401 with a Basic challenge."""
@@ -114,6 +160,9 @@ class Guard(Resource):
         def refused(failure) -> None:
             if gone:
                 return
+            if failure.check(HTTPError):
+                self._finish(request, error_page(request, failure.value))
+                return
             if not failure.check(UnauthorizedLogin, LoginFailed):
                 self.log.failure("authentication failed", failure)
             self._finish(request, self.authenticator.challenge(
@@ -131,6 +180,14 @@ class Guard(Resource):
         if body and request.method != b"HEAD":
             request.write(body)
         request.finish()
+
+
+def _too_many(retry_after: int) -> LoginRefused:
+    return LoginRefused(
+        429,
+        f"Too Many Requests: too many failed logins from your address; try again in {retry_after} seconds.",
+        retry_after,
+    )
 
 
 def is_listing(postpath: list) -> bool:

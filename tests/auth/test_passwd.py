@@ -13,7 +13,6 @@ from pypid import cli
 
 from pypid.auth import passwd
 from pypid.auth.htpasswd import HtpasswdChecker
-from tests.auth.test_htpasswd import InlineReactor
 
 
 class PasswdTests(SynchronousTestCase):
@@ -31,7 +30,7 @@ class PasswdTests(SynchronousTestCase):
         return code, out.getvalue(), err.getvalue()
 
     def login(self, user, password):
-        checker = HtpasswdChecker(self.path, InlineReactor())
+        checker = HtpasswdChecker(self.path)
         d = checker.requestAvatarId(UsernamePassword(user.encode(), password.encode()))
         result = []
         d.addBoth(result.append)
