@@ -245,7 +245,7 @@ def check_archive(path: str, upload: FileUpload, size: int) -> None:
             _check_zip(path, size)
         else:
             _check_tar(path, size)
-        raw = read_metadata(path, parsed.kind)
+        raw = read_metadata(path, parsed.kind, upload.filename)
     except CorruptArchive as e:
         raise bad(f"Invalid distribution file: {_one_line(e)}")
     except MetadataError as e:

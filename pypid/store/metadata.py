@@ -9,6 +9,7 @@ reactor thread.
 from __future__ import annotations
 
 import email.parser
+import os
 import tarfile
 import zipfile
 import zlib
@@ -65,14 +66,17 @@ def _is_pkg_info(name: str) -> bool:
     return len(parts) == 2 and parts[1] == "PKG-INFO"
 
 
-def read_sdist_metadata(path: str) -> bytes:
+def read_sdist_metadata(path: str, filename: str) -> bytes:
     """
     Return the bytes of an sdist's top-level C{PKG-INFO}.
 
+    @param filename: the distribution's filename, which says the kind of
+        archive (C{.zip} or a tarball): never judged from C{path}, which may
+        be a spool file's.
     @raise MetadataError: the archive is unreadable or has no C{PKG-INFO}.
     """
     try:
-        if path.lower().endswith(".zip"):
+        if filename.lower().endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
                     if _is_pkg_info(info.filename):
@@ -93,12 +97,17 @@ def read_sdist_metadata(path: str) -> bytes:
     raise MetadataError("the archive has no top-level PKG-INFO")
 
 
-def read_metadata(path: str, kind: str) -> bytes:
-    """Read the core metadata file of a wheel or sdist at C{path}."""
+def read_metadata(path: str, kind: str, filename: Optional[str] = None) -> bytes:
+    """
+    Read the core metadata file of a wheel or sdist at C{path}.
+
+    @param filename: the distribution's filename, when C{path} is not named
+        after it (an upload's spool file): it says the kind of archive.
+    """
     if kind == "wheel":
         return read_wheel_metadata(path)
     if kind == "sdist":
-        return read_sdist_metadata(path)
+        return read_sdist_metadata(path, filename or os.path.basename(path))
     raise MetadataError(f"no metadata is read from {kind} files")
 
 
