@@ -114,6 +114,18 @@ class ArchiveTests(SynchronousTestCase):
         self.check(wheel_bytes("demo", "1.0"))
         self.check(sdist_bytes("demo", "1.0"))
 
+    def test_complete_by_the_listing_rule(self):
+        """A tarball without its end-of-archive blocks reads fine with tarfile, but would never be listed: refused."""
+        import gzip
+
+        name, data = sdist_bytes("demo", "1.0")
+        raw = gzip.decompress(data)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            last = tar.getmembers()[-1]
+        cut = raw[: last.offset_data + -(-last.size // 512) * 512]
+        e = self.assertRaises(UploadError, self.check, (name, gzip.compress(cut)))
+        self.assertIn("the tar archive does not end", e.message)
+
     def test_zip_sdist_from_a_spool_file(self):
         """The kind of archive comes from the upload's filename, not the spool file's (issue 18, item 13)."""
         filename, data = zip_sdist("demo", "1.0")

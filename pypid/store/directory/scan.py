@@ -24,8 +24,6 @@ from pypid.index.names import normalize
 #: Hash algorithms whose names both pip and uv accept in URL fragments.
 HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "md5")
 
-_CHUNK = 1024 * 1024
-
 
 class Found(NamedTuple):
     """
@@ -227,23 +225,13 @@ def _changed_since(st: os.stat_result, found: Found) -> bool:
     )
 
 
-def _hash_and_check(f, algorithm: Optional[str], check) -> Optional[str]:
-    """Read C{f} to its end once, feeding the digest and the stream check."""
-    digest = hashlib.new(algorithm) if algorithm else None
-    while chunk := f.read(_CHUNK):
-        if digest is not None:
-            digest.update(chunk)
-        if check is not None:
-            check.update(chunk)
-    return digest.hexdigest() if digest is not None else None
-
-
 def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> Details | Skipped:
     """
-    Read a file's bytes: check that the archive is complete
-    (L{pypid.store.complete}), read its core metadata fields and hash it, in one
-    pass over the file. A file that changes meanwhile is skipped: the event
-    that its change causes, or the next rescan, brings it back.
+    Read a file's bytes: check that the archive is complete (the rule of
+    L{pypid.store.complete.check}) and hash it, in one pass over the file,
+    then read its core metadata fields. A file that changes meanwhile is
+    skipped: the event that its change causes, or the next rescan, brings
+    it back.
     """
     filename = os.path.basename(found.path)
     try:
@@ -251,35 +239,32 @@ def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> 
             st = os.fstat(f.fileno())
             if _changed_since(st, found):
                 return Skipped(found.path, _CHANGING, transient=True)
-            reason = complete.check_tail(f, st.st_size, filename)
+            digest = hashlib.new(hash_algo) if hash_algo else None
+            reason = complete.check(f, st.st_size, filename, digest.update if digest is not None else None)
             if reason is not None:
                 return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
-            name = requires_python = summary = metadata_sha256 = None
-            if parsed.kind in ("wheel", "sdist"):
-                try:
-                    raw = read_metadata(found.abspath, parsed.kind)
-                except CorruptArchive as e:
-                    return Skipped(found.path, f"corrupt or incomplete archive: {e}")
-                except MetadataError:
-                    raw = None
-                if raw is not None:
-                    fields = parse_fields(raw)
-                    if fields.name and normalize(fields.name) == parsed.project:
-                        name = fields.name
-                    requires_python = fields.requires_python
-                    summary = fields.summary
-                    if parsed.kind == "wheel":
-                        metadata_sha256 = hashlib.sha256(raw).hexdigest()
-            f.seek(0)
-            check = complete.stream_check(filename)
-            digest = _hash_and_check(f, hash_algo, check) if hash_algo or check else None
-            if check is not None and (reason := check.result()) is not None:
-                return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
+        name = requires_python = summary = metadata_sha256 = None
+        if parsed.kind in ("wheel", "sdist"):
+            try:
+                raw = read_metadata(found.abspath, parsed.kind)
+            except CorruptArchive as e:
+                return Skipped(found.path, f"corrupt or incomplete archive: {e}")
+            except MetadataError:
+                raw = None
+            if raw is not None:
+                fields = parse_fields(raw)
+                if fields.name and normalize(fields.name) == parsed.project:
+                    name = fields.name
+                requires_python = fields.requires_python
+                summary = fields.summary
+                if parsed.kind == "wheel":
+                    metadata_sha256 = hashlib.sha256(raw).hexdigest()
         if _changed_since(os.stat(found.abspath), found):
             return Skipped(found.path, _CHANGING, transient=True)
     except OSError as e:
         return Skipped(found.path, f"unreadable: {e.strerror}")
-    return Details(digest, name, requires_python, summary, metadata_sha256)
+    return Details(digest.hexdigest() if digest is not None else None, name, requires_python, summary,
+                   metadata_sha256)
 
 
 def describe(
