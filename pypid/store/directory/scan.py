@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
 from pypid.store import complete
 from pypid.index.filenames import TEMPORARY_SUFFIXES, ParsedName, parse_filename, is_hidden_or_temporary
 from pypid.index.model import DistFile
-from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
+from pypid.store.metadata import CorruptArchive, MetadataError, MetadataTooLarge, parse_fields, read_metadata
 from pypid.index.names import normalize
 
 #: Hash algorithms whose names both pip and uv accept in URL fragments.
@@ -63,6 +63,13 @@ class Skipped(NamedTuple):
     #: being read, or is an archive that does not end yet: still being
     #: written); worth an info line, and a warning only if it stays so.
     transient: bool = False
+
+
+class Note(NamedTuple):
+    """Something worth a warning (once) about a file that is listed."""
+
+    path: str
+    reason: str
 
 
 def _inside(realpath: str, real_root: str) -> bool:
@@ -225,13 +232,19 @@ def _changed_since(st: os.stat_result, found: Found) -> bool:
     )
 
 
-def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> Details | Skipped:
+def read_details(
+    found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None
+) -> Details | Skipped:
     """
     Read a file's bytes: check that the archive is complete (the rule of
     L{pypid.store.complete.check}) and hash it, in one pass over the file,
     then read its core metadata fields. A file that changes meanwhile is
     skipped: the event that its change causes, or the next rescan, brings
     it back.
+
+    @param notes: where to add what is worth saying about a file listed
+        all the same (its core metadata over the size limit: no
+        C{.metadata} file is offered for it).
     """
     filename = os.path.basename(found.path)
     try:
@@ -249,6 +262,11 @@ def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> 
                 raw = read_metadata(found.abspath, parsed.kind)
             except CorruptArchive as e:
                 return Skipped(found.path, f"corrupt or incomplete archive: {e}")
+            except MetadataTooLarge as e:
+                raw = None
+                if notes is not None:
+                    what = "no .metadata file" if parsed.kind == "wheel" else "no summary"
+                    notes.append(Note(found.path, f"listed with {what}: {e}"))
             except MetadataError:
                 raw = None
             if raw is not None:
@@ -275,6 +293,7 @@ def describe(
     details: Optional[Details] = None,
     shared: Optional[dict] = None,
     looked_up: bool = False,
+    notes: Optional[list[Note]] = None,
 ) -> DistFile | Skipped:
     """
     Read one file into a L{DistFile}: parse its name, check that it is
@@ -286,6 +305,7 @@ def describe(
         summary, share one copy; the new record's are added.
     @param looked_up: whether C{cache} was already asked, and did not know
         the file.
+    @param notes: see L{read_details}.
     """
     path = found.path
     parsed = parse_filename(path[path.rfind("/") + 1 :])
@@ -294,7 +314,7 @@ def describe(
     if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
-        details = read_details(found, parsed, hash_algo)
+        details = read_details(found, parsed, hash_algo, notes)
         if isinstance(details, Skipped):
             return details
         if cache is not None:
@@ -332,6 +352,8 @@ class ScanResult(NamedTuple):
     cached: int = 0
     #: The symlinked files seen: link path -> real path of its target.
     links: Optional[dict[str, str]] = None
+    #: What is worth a warning about files listed all the same.
+    notes: Optional[list[Note]] = None
 
 
 class _Changes:
@@ -354,6 +376,7 @@ class _Changes:
         self.read = 0
         self.cached = 0
         self.links: dict[str, str] = {}
+        self.notes: list[Note] = []
         #: Strings the new records share (see L{describe}).
         self.shared: dict = {}
 
@@ -390,14 +413,16 @@ class _Changes:
                 self.read += 1
             else:
                 self.cached += 1
-            described = describe(item, hash_algo, item.path in signatures, cache, details, shared, True)
+            described = describe(item, hash_algo, item.path in signatures, cache, details, shared, True,
+                                 self.notes)
             if isinstance(described, Skipped):
                 self.skipped.append(described)
             else:
                 added.append(described)
 
     def result(self) -> ScanResult:
-        return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links)
+        return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links,
+                          self.notes)
 
 
 def _diff(
