@@ -18,13 +18,16 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import re
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 
 
+from pypid.testing import wheel_bytes
 from tests.store.test_complete import bgzf, split_members, tar_end, uncompressed_size
 
 PAUSE = 0.6
@@ -129,3 +132,83 @@ def test_multi_member_tarballs_listed_only_when_whole(packages, start_server):
         wait_for(lambda: listed_hashes(server, project, path.name) == [digest], timeout=5)
     assert partial == {what: 0 for what in partial}, f"of {pauses} pauses, these saw a partial file listed: {partial}"
     assert "not listing multi0-1.0.tar.gz yet: incomplete" in server.log()
+
+
+class Poller(threading.Thread):
+    """Reads a project page over and over: every sha256 it listed for C{filename}."""
+
+    def __init__(self, server, project: str, filename: str) -> None:
+        super().__init__(daemon=True)
+        self.server, self.project, self.filename = server, project, filename
+        self.seen: dict[str, int] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for digest in listed_hashes(self.server, self.project, self.filename):
+                self.seen[digest] = self.seen.get(digest, 0) + 1
+            time.sleep(0.01)
+
+
+def same_size(build) -> list[tuple[str, bytes]]:
+    """Two builds of the same size, other bytes (the compressed RECORD's length varies by a byte or so)."""
+    first = build()
+    while True:
+        second = build()
+        if len(second[1]) == len(first[1]):
+            return [first, second]
+
+
+def rewrite_in_place(path, data: bytes, rng: random.Random) -> None:
+    """What rsync --inplace does to a file: new bytes over the old, chunk by chunk, pausing up to 0.15 s."""
+    with open(path, "r+b") as f:
+        for start in range(0, len(data), 16384):
+            f.write(data[start : start + 16384])
+            f.flush()
+            time.sleep(rng.uniform(0, 0.15))
+        f.truncate(len(data))
+
+
+def test_rewrite_in_place_never_lists_a_half_written_state(packages, start_server, tmp_path):
+    """
+    A listed wheel rewritten in place, four times, by a writer pausing up to
+    0.15 s between chunks (and by real rsync --inplace, where installed):
+    every hash ever listed is that of a whole version.
+    """
+    project = "inplace"
+    versions = same_size(lambda: wheel_bytes(project, "1.0", padding=250_000))
+    filename = versions[0][0]
+    whole = {hashlib.sha256(data).hexdigest() for _, data in versions}
+    path = packages / filename
+    path.write_bytes(versions[0][1])
+    server = start_server("--rescan-interval", "0", str(packages))
+    wait_for(lambda: listed_hashes(server, project, filename) == [hashlib.sha256(versions[0][1]).hexdigest()], 5)
+    poller = Poller(server, project, filename)
+    poller.start()
+    rng = random.Random(18)
+    try:
+        for turn in range(1, 5):
+            rewrite_in_place(path, versions[turn % 2][1], rng)
+            final = hashlib.sha256(versions[turn % 2][1]).hexdigest()
+            took = wait_for(lambda: listed_hashes(server, project, filename) == [final], 5)
+            assert took < 1.0
+        if shutil.which("rsync"):
+            big = same_size(lambda: wheel_bytes(project, "1.0", padding=2_000_000))
+            sources = []
+            for number, (_, data) in enumerate(big):
+                source = tmp_path / f"source{number}" / filename
+                source.parent.mkdir()
+                source.write_bytes(data)
+                sources.append(source)
+                whole.add(hashlib.sha256(data).hexdigest())
+            for turn in range(4):
+                # --bwlimit makes rsync write in bursts about 0.1 s apart.
+                subprocess.run(["rsync", "--inplace", "-I", "--bwlimit=5000", str(sources[turn % 2]), str(path)],
+                               check=True)
+                final = hashlib.sha256(big[turn % 2][1]).hexdigest()
+                wait_for(lambda: listed_hashes(server, project, filename) == [final], 5)
+    finally:
+        poller.stop.set()
+        poller.join()
+    partial = {digest: count for digest, count in poller.seen.items() if digest not in whole}
+    assert partial == {}, f"{len(partial)} hashes of half-written states listed ({sum(partial.values())} times)"

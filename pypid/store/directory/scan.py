@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from stat import S_ISREG
-from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
 
 from pypid.store import complete
 from pypid.index.filenames import TEMPORARY_SUFFIXES, ParsedName, parse_filename, is_hidden_or_temporary
@@ -225,11 +226,41 @@ _CHANGING = "changed while being read; read again once it stops changing"
 
 
 def _changed_since(st: os.stat_result, found: Found) -> bool:
+    """Whether C{st} is not the file C{found} was: another size, times (any write changes the ctime) or inode."""
     return (
         st.st_size != found.size
         or st.st_mtime_ns != found.mtime_ns
         or (found.ino != 0 and st.st_ino != found.ino)
+        or (found.ctime_ns != 0 and st.st_ctime_ns != found.ctime_ns)
     )
+
+
+#: Seconds a file must have been left alone since its last data write
+#: before it is read for listing. A writer that rewrites a file in place
+#: (C{rsync --inplace}) or fills it out of order leaves a file that can look
+#: complete mid-way: it is listed only once it has not been written to for
+#: this long, and did not change while it was read. Twice the watcher's
+#: quiet time (L{pypid.store.directory.watch.QUIET}): a file written and
+#: closed is still listed about 0.2 s after its last write. A write sets a
+#: file's mtime and ctime to the same instant; a file whose ctime differs
+#: from its mtime was last changed by a rename, link, chmod or utime after
+#: its data (moved or linked into place, as uploads are; copied with its
+#: times, as C{cp -p}, C{rsync -t} and C{tar} do at the end): its writer is
+#: done, and it is read at once.
+QUIET = 0.2
+
+
+class Quiet(NamedTuple):
+    """The quiet period, and the clocks it is measured with (injected in tests)."""
+
+    seconds: float = QUIET
+    #: The wall clock in nanoseconds, what file times are compared with.
+    now: Callable[[], int] = time.time_ns
+    sleep: Callable[[float], None] = time.sleep
+
+
+#: What scans use unless told otherwise.
+DEFAULT_QUIET = Quiet()
 
 
 def read_details(
@@ -364,9 +395,17 @@ class _Changes:
     """
 
     def __init__(
-        self, hash_algo: Optional[str], previous: Mapping[str, DistFile], cache: Optional[DetailsCache]
+        self,
+        hash_algo: Optional[str],
+        previous: Mapping[str, DistFile],
+        cache: Optional[DetailsCache],
+        quiet: Optional[Quiet] = None,
     ) -> None:
         self.hash_algo = hash_algo
+        self.quiet = quiet if quiet is not None else DEFAULT_QUIET
+        #: Files changed less than the quiet period ago, to read once it has
+        #: passed: (found, has a signature).
+        self.young: list[tuple[Found, bool]] = []
         # (An empty mapping of any kind becomes a dict: cheapest to ask.)
         self.previous = previous if previous else {}
         self.cache = cache
@@ -404,23 +443,61 @@ class _Changes:
             todo.append(item)
         if not todo:
             return
-        cache, hash_algo, shared = self.cache, self.hash_algo, self.shared
+        cache = self.cache
         # One query per batch rather than per file: a restart looks up every file.
-        known = cache.get_many(todo, hash_algo) if cache is not None else {}
+        known = cache.get_many(todo, self.hash_algo) if cache is not None else {}
+        # (A file known to the cache is the very file read before: not young.)
+        young_since = self.quiet.now() - int(self.quiet.seconds * 1e9)
         for item in todo:
             details = known.get(item.abspath)
             if details is None:
+                if item.ctime_ns > young_since and item.ctime_ns == item.mtime_ns:
+                    self.young.append((item, item.path in signatures))
+                    continue
                 self.read += 1
             else:
                 self.cached += 1
-            described = describe(item, hash_algo, item.path in signatures, cache, details, shared, True,
-                                 self.notes)
-            if isinstance(described, Skipped):
-                self.skipped.append(described)
-            else:
-                added.append(described)
+            self._describe(item, item.path in signatures, details)
+
+    def _describe(self, item: Found, has_sig: bool, details: Optional[Details]) -> None:
+        described = describe(item, self.hash_algo, has_sig, self.cache, details, self.shared, True, self.notes)
+        if isinstance(described, Skipped):
+            self.skipped.append(described)
+        else:
+            self.added.append(described)
+
+    def settle(self) -> None:
+        """
+        Read the young files (last written less than the quiet period ago,
+        see L{QUIET}) once the period has passed for each: one wait (in this
+        thread) for them all, at most the quiet period, then those that did
+        not change meanwhile are read; those that did are left to the event
+        their change causes (or the next rescan).
+        """
+        young, self.young = self.young, []
+        if not young:
+            return
+        quiet = self.quiet
+        period = int(quiet.seconds * 1e9)
+        now = quiet.now()
+        # A ctime in the future (another host's clock, over NFS) waits the
+        # whole period: it is then known not to have changed for that long.
+        wait = max(min(period, item.ctime_ns + period - now) for item, _ in young)
+        if wait > 0:
+            quiet.sleep(wait / 1e9)
+        for item, has_sig in young:
+            try:
+                st = os.stat(item.abspath)
+            except OSError:
+                continue  # gone: its deletion is its own event
+            if _changed_since(st, item):
+                self.skipped.append(Skipped(item.path, _CHANGING, transient=True))
+                continue
+            self.read += 1
+            self._describe(item, has_sig, None)
 
     def result(self) -> ScanResult:
+        self.settle()
         return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links,
                           self.notes)
 
