@@ -262,6 +262,8 @@ class Quiet(NamedTuple):
 #: What scans use unless told otherwise.
 DEFAULT_QUIET = Quiet()
 
+_WRITING = "still being written; listed once it is left alone for a moment"
+
 
 def read_details(
     found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None
@@ -491,7 +493,7 @@ class _Changes:
             except OSError:
                 continue  # gone: its deletion is its own event
             if _changed_since(st, item):
-                self.skipped.append(Skipped(item.path, _CHANGING, transient=True))
+                self.skipped.append(Skipped(item.path, _WRITING, transient=True))
                 continue
             self.read += 1
             self._describe(item, has_sig, None)

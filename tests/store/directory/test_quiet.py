@@ -84,7 +84,7 @@ class QuietTests(SynchronousTestCase):
         result = self.scan(clock)
         self.assertEqual(result.added, [])
         self.assertEqual([(s.path, s.reason, s.transient) for s in result.skipped],
-                         [("q-1.0-py3-none-any.whl", scan._CHANGING, True)])
+                         [("q-1.0-py3-none-any.whl", scan._WRITING, True)])
 
     def test_one_wait_for_many(self):
         """Files of a batch wait together: one sleep, as long as the youngest needs."""
