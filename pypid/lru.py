@@ -69,13 +69,24 @@ class LRU:
 
 class Recent:
     """
-    A mapping holding at most C{size} entries: the most recently used.
-    C{on_evict(key)} is told about each entry that had to go.
+    A mapping holding the most recently used entries: at most C{size} of
+    them, and, when C{max_bytes} is given (the values are then C{bytes}),
+    at most that many bytes of values, each counted with
+    L{ENTRY_OVERHEAD} for its key and bookkeeping. A value over
+    C{max_bytes} by itself is not kept. C{on_evict(key)} is told about each
+    entry that had to go.
     """
 
-    def __init__(self, size: int, on_evict=None) -> None:
+    #: Bytes an entry costs besides its value's (its key, the dict slot and
+    #: list node, the bytes object's header), roughly.
+    ENTRY_OVERHEAD = 400
+
+    def __init__(self, size: Optional[int], on_evict=None, max_bytes: Optional[int] = None) -> None:
         self.size = size
         self.on_evict = on_evict
+        self.max_bytes = max_bytes
+        #: Bytes held (when C{max_bytes} is given).
+        self.total = 0
         self._items: "OrderedDict" = OrderedDict()
 
     def __len__(self) -> int:
@@ -90,13 +101,27 @@ class Recent:
         self._items.move_to_end(key)
         return self._items[key]
 
+    def _weight(self, value) -> int:
+        return len(value) + self.ENTRY_OVERHEAD if self.max_bytes is not None else 0
+
     def __setitem__(self, key, value) -> None:
+        if self.max_bytes is not None and self._weight(value) > self.max_bytes:
+            self.pop(key)
+            return
+        self.pop(key)
         self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            old, _ = self._items.popitem(last=False)
+        self.total += self._weight(value)
+        while (self.size is not None and len(self._items) > self.size) or (
+            self.max_bytes is not None and self.total > self.max_bytes
+        ):
+            old, gone = self._items.popitem(last=False)
+            self.total -= self._weight(gone)
             if self.on_evict is not None:
                 self.on_evict(old)
 
     def pop(self, key, default=None):
-        return self._items.pop(key, default)
+        if key not in self._items:
+            return default
+        value = self._items.pop(key)
+        self.total -= self._weight(value)
+        return value

@@ -25,6 +25,18 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _no_quiet_period(monkeypatch):
+    """
+    In-process scans read files the test has just written: no quiet period
+    (pypid.store.directory.scan.QUIET), which its own tests inject with a
+    fake clock. The daemons of tests/process keep theirs.
+    """
+    from pypid.store.directory import scan
+
+    monkeypatch.setattr(scan, "DEFAULT_QUIET", scan.Quiet(seconds=0))
+
+
 @pytest.fixture
 def packages(tmp_path):
     """An empty package directory."""

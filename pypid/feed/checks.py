@@ -18,6 +18,7 @@ from typing import NamedTuple, Optional
 from packaging.version import InvalidVersion, Version
 
 from pypid.index.filenames import ParsedName, parse_filename
+from pypid.store import complete
 from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
 from pypid.feed.multipart import FilePart, Form
 from pypid.index.names import is_valid, normalize
@@ -235,17 +236,25 @@ def _check_tar(path: str, size: int) -> None:
 
 def check_archive(path: str, upload: FileUpload, size: int) -> None:
     """
-    The archive must open, be intact throughout, and hold core metadata
+    The archive must be complete by the rule that decides listing
+    (L{pypid.store.complete.check}), open, be intact throughout, and hold core metadata
     (wheel C{METADATA}, sdist C{PKG-INFO}) whose name and version agree
     with the filename; a wheel must have its C{WHEEL} and C{RECORD} files.
     """
     parsed = upload.parsed
+    # The rule that decides listing: what would never be listed is refused.
+    with open(path, "rb") as f:
+        reason = complete.check(f, size, upload.filename)
+    if reason is not None:
+        if complete.is_incomplete(reason):
+            reason = reason.split(": ", 1)[-1]
+        raise bad(f"Invalid distribution file: {_one_line(reason)}")
     try:
         if path_is_zip(upload.filename):
             _check_zip(path, size)
         else:
             _check_tar(path, size)
-        raw = read_metadata(path, parsed.kind)
+        raw = read_metadata(path, parsed.kind, upload.filename)
     except CorruptArchive as e:
         raise bad(f"Invalid distribution file: {_one_line(e)}")
     except MetadataError as e:

@@ -9,13 +9,19 @@ reactor thread.
 from __future__ import annotations
 
 import email.parser
+import os
 import tarfile
 import zipfile
 import zlib
 from typing import NamedTuple, Optional
 
-#: Refuse to read a metadata member larger than this (a zip bomb guard).
-MAX_METADATA_SIZE = 16 * 1024 * 1024
+#: The largest core metadata file (a wheel's METADATA, an sdist's PKG-INFO)
+#: read: real ones are a few KiB, the largest (long changelogs kept as the
+#: description) a few hundred. A bigger one is refused at upload, and a
+#: listed wheel with one gets no C{.metadata} file (clients then read the
+#: wheel itself). Also what keeps a tiny archive from unpacking into
+#: gigabytes here.
+MAX_METADATA_SIZE = 2 * 1024 * 1024
 
 
 class MetadataError(Exception):
@@ -24,6 +30,17 @@ class MetadataError(Exception):
 
 class CorruptArchive(MetadataError):
     """The archive cannot be read at all: corrupt, truncated or not an archive."""
+
+
+class MetadataTooLarge(MetadataError):
+    """The core metadata file is over L{MAX_METADATA_SIZE}."""
+
+    def __init__(self, member: str, size: int) -> None:
+        super().__init__(
+            f"{member} is too large: {size:,} bytes, over the limit of {MAX_METADATA_SIZE:,}"
+            f" ({MAX_METADATA_SIZE // (1024 * 1024)} MiB)"
+        )
+        self.size = size
 
 
 def _wheel_metadata_member(names: list[str]) -> str:
@@ -54,7 +71,8 @@ def read_wheel_metadata(path: str) -> bytes:
             member = _wheel_metadata_member(archive.namelist())
             info = archive.getinfo(member)
             if info.file_size > MAX_METADATA_SIZE:
-                raise MetadataError(f"{member} is too large")
+                raise MetadataTooLarge(member, info.file_size)
+            # (zipfile reads no more than the size the header gives.)
             return archive.read(member)
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise CorruptArchive(f"unreadable wheel: {e}") from e
@@ -65,26 +83,29 @@ def _is_pkg_info(name: str) -> bool:
     return len(parts) == 2 and parts[1] == "PKG-INFO"
 
 
-def read_sdist_metadata(path: str) -> bytes:
+def read_sdist_metadata(path: str, filename: str) -> bytes:
     """
     Return the bytes of an sdist's top-level C{PKG-INFO}.
 
+    @param filename: the distribution's filename, which says the kind of
+        archive (C{.zip} or a tarball): never judged from C{path}, which may
+        be a spool file's.
     @raise MetadataError: the archive is unreadable or has no C{PKG-INFO}.
     """
     try:
-        if path.lower().endswith(".zip"):
+        if filename.lower().endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
                     if _is_pkg_info(info.filename):
                         if info.file_size > MAX_METADATA_SIZE:
-                            raise MetadataError("PKG-INFO is too large")
+                            raise MetadataTooLarge(info.filename, info.file_size)
                         return archive.read(info)
         else:
             with tarfile.open(path, "r:*") as archive:
                 for member in archive:
                     if member.isfile() and _is_pkg_info(member.name):
                         if member.size > MAX_METADATA_SIZE:
-                            raise MetadataError("PKG-INFO is too large")
+                            raise MetadataTooLarge(member.name, member.size)
                         extracted = archive.extractfile(member)
                         assert extracted is not None
                         return extracted.read()
@@ -93,12 +114,17 @@ def read_sdist_metadata(path: str) -> bytes:
     raise MetadataError("the archive has no top-level PKG-INFO")
 
 
-def read_metadata(path: str, kind: str) -> bytes:
-    """Read the core metadata file of a wheel or sdist at C{path}."""
+def read_metadata(path: str, kind: str, filename: Optional[str] = None) -> bytes:
+    """
+    Read the core metadata file of a wheel or sdist at C{path}.
+
+    @param filename: the distribution's filename, when C{path} is not named
+        after it (an upload's spool file): it says the kind of archive.
+    """
     if kind == "wheel":
         return read_wheel_metadata(path)
     if kind == "sdist":
-        return read_sdist_metadata(path)
+        return read_sdist_metadata(path, filename or os.path.basename(path))
     raise MetadataError(f"no metadata is read from {kind} files")
 
 

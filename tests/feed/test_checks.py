@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tarfile
+import zipfile
 
 from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,6 +23,16 @@ from pypid.feed.checks import (
     check_removal,
 )
 from tests.uploadhelp import form_fields, multipart
+
+
+def zip_sdist(name: str, version: str) -> tuple[str, bytes]:
+    """The sdist of L{sdist_bytes} as a C{.zip} (as old setuptools wrote them)."""
+    filename, data = sdist_bytes(name, version)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for member in tar.getmembers():
+            z.writestr(member.name, tar.extractfile(member).read())
+    return filename[: -len(".tar.gz")] + ".zip", buffer.getvalue()
 
 
 def form(filename="demo-1.0-py3-none-any.whl", **fields):
@@ -101,6 +113,26 @@ class ArchiveTests(SynchronousTestCase):
     def test_real_dists_pass(self):
         self.check(wheel_bytes("demo", "1.0"))
         self.check(sdist_bytes("demo", "1.0"))
+
+    def test_complete_by_the_listing_rule(self):
+        """A tarball without its end-of-archive blocks reads fine with tarfile, but would never be listed: refused."""
+        import gzip
+
+        name, data = sdist_bytes("demo", "1.0")
+        raw = gzip.decompress(data)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            last = tar.getmembers()[-1]
+        cut = raw[: last.offset_data + -(-last.size // 512) * 512]
+        e = self.assertRaises(UploadError, self.check, (name, gzip.compress(cut)))
+        self.assertIn("the tar archive does not end", e.message)
+
+    def test_zip_sdist_from_a_spool_file(self):
+        """The kind of archive comes from the upload's filename, not the spool file's (issue 18, item 13)."""
+        filename, data = zip_sdist("demo", "1.0")
+        self.check((filename, data), "demo", "1.0")
+        # And a tarball named .zip is refused as the zip it claims to be.
+        e = self.assertRaises(UploadError, self.check, (filename, sdist_bytes("demo", "1.0")[1]), "demo", "1.0")
+        self.assertIn("Invalid distribution file", e.message)
 
     def test_metadata_must_agree(self):
         name, data = wheel_bytes("demo", "1.1")

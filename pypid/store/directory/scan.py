@@ -12,19 +12,18 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from stat import S_ISREG
-from typing import Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
 
 from pypid.store import complete
 from pypid.index.filenames import TEMPORARY_SUFFIXES, ParsedName, parse_filename, is_hidden_or_temporary
 from pypid.index.model import DistFile
-from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
+from pypid.store.metadata import CorruptArchive, MetadataError, MetadataTooLarge, parse_fields, read_metadata
 from pypid.index.names import normalize
 
 #: Hash algorithms whose names both pip and uv accept in URL fragments.
 HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "md5")
-
-_CHUNK = 1024 * 1024
 
 
 class Found(NamedTuple):
@@ -65,6 +64,13 @@ class Skipped(NamedTuple):
     #: being read, or is an archive that does not end yet: still being
     #: written); worth an info line, and a warning only if it stays so.
     transient: bool = False
+
+
+class Note(NamedTuple):
+    """Something worth a warning (once) about a file that is listed."""
+
+    path: str
+    reason: str
 
 
 def _inside(realpath: str, real_root: str) -> bool:
@@ -220,30 +226,58 @@ _CHANGING = "changed while being read; read again once it stops changing"
 
 
 def _changed_since(st: os.stat_result, found: Found) -> bool:
+    """Whether C{st} is not the file C{found} was: another size, times (any write changes the ctime) or inode."""
     return (
         st.st_size != found.size
         or st.st_mtime_ns != found.mtime_ns
         or (found.ino != 0 and st.st_ino != found.ino)
+        or (found.ctime_ns != 0 and st.st_ctime_ns != found.ctime_ns)
     )
 
 
-def _hash_and_check(f, algorithm: Optional[str], check) -> Optional[str]:
-    """Read C{f} to its end once, feeding the digest and the stream check."""
-    digest = hashlib.new(algorithm) if algorithm else None
-    while chunk := f.read(_CHUNK):
-        if digest is not None:
-            digest.update(chunk)
-        if check is not None:
-            check.update(chunk)
-    return digest.hexdigest() if digest is not None else None
+#: Seconds a file must have been left alone since its last data write
+#: before it is read for listing. A writer that rewrites a file in place
+#: (C{rsync --inplace}) or fills it out of order leaves a file that can look
+#: complete mid-way: it is listed only once it has not been written to for
+#: this long, and did not change while it was read. Twice the watcher's
+#: quiet time (L{pypid.store.directory.watch.QUIET}): a file written and
+#: closed is still listed about 0.2 s after its last write. A write sets a
+#: file's mtime and ctime to the same instant; a file whose ctime differs
+#: from its mtime was last changed by a rename, link, chmod or utime after
+#: its data (moved or linked into place, as uploads are; copied with its
+#: times, as C{cp -p}, C{rsync -t} and C{tar} do at the end): its writer is
+#: done, and it is read at once.
+QUIET = 0.2
 
 
-def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> Details | Skipped:
+class Quiet(NamedTuple):
+    """The quiet period, and the clocks it is measured with (injected in tests)."""
+
+    seconds: float = QUIET
+    #: The wall clock in nanoseconds, what file times are compared with.
+    now: Callable[[], int] = time.time_ns
+    sleep: Callable[[float], None] = time.sleep
+
+
+#: What scans use unless told otherwise.
+DEFAULT_QUIET = Quiet()
+
+_WRITING = "still being written; listed once it is left alone for a moment"
+
+
+def read_details(
+    found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None
+) -> Details | Skipped:
     """
-    Read a file's bytes: check that the archive is complete
-    (L{pypid.store.complete}), read its core metadata fields and hash it, in one
-    pass over the file. A file that changes meanwhile is skipped: the event
-    that its change causes, or the next rescan, brings it back.
+    Read a file's bytes: check that the archive is complete (the rule of
+    L{pypid.store.complete.check}) and hash it, in one pass over the file,
+    then read its core metadata fields. A file that changes meanwhile is
+    skipped: the event that its change causes, or the next rescan, brings
+    it back.
+
+    @param notes: where to add what is worth saying about a file listed
+        all the same (its core metadata over the size limit: no
+        C{.metadata} file is offered for it).
     """
     filename = os.path.basename(found.path)
     try:
@@ -251,35 +285,37 @@ def read_details(found: Found, parsed: ParsedName, hash_algo: Optional[str]) -> 
             st = os.fstat(f.fileno())
             if _changed_since(st, found):
                 return Skipped(found.path, _CHANGING, transient=True)
-            reason = complete.check_tail(f, st.st_size, filename)
+            digest = hashlib.new(hash_algo) if hash_algo else None
+            reason = complete.check(f, st.st_size, filename, digest.update if digest is not None else None)
             if reason is not None:
                 return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
-            name = requires_python = summary = metadata_sha256 = None
-            if parsed.kind in ("wheel", "sdist"):
-                try:
-                    raw = read_metadata(found.abspath, parsed.kind)
-                except CorruptArchive as e:
-                    return Skipped(found.path, f"corrupt or incomplete archive: {e}")
-                except MetadataError:
-                    raw = None
-                if raw is not None:
-                    fields = parse_fields(raw)
-                    if fields.name and normalize(fields.name) == parsed.project:
-                        name = fields.name
-                    requires_python = fields.requires_python
-                    summary = fields.summary
-                    if parsed.kind == "wheel":
-                        metadata_sha256 = hashlib.sha256(raw).hexdigest()
-            f.seek(0)
-            check = complete.stream_check(filename)
-            digest = _hash_and_check(f, hash_algo, check) if hash_algo or check else None
-            if check is not None and (reason := check.result()) is not None:
-                return Skipped(found.path, reason, transient=complete.is_incomplete(reason))
+        name = requires_python = summary = metadata_sha256 = None
+        if parsed.kind in ("wheel", "sdist"):
+            try:
+                raw = read_metadata(found.abspath, parsed.kind)
+            except CorruptArchive as e:
+                return Skipped(found.path, f"corrupt or incomplete archive: {e}")
+            except MetadataTooLarge as e:
+                raw = None
+                if notes is not None:
+                    what = "no .metadata file" if parsed.kind == "wheel" else "no summary"
+                    notes.append(Note(found.path, f"listed with {what}: {e}"))
+            except MetadataError:
+                raw = None
+            if raw is not None:
+                fields = parse_fields(raw)
+                if fields.name and normalize(fields.name) == parsed.project:
+                    name = fields.name
+                requires_python = fields.requires_python
+                summary = fields.summary
+                if parsed.kind == "wheel":
+                    metadata_sha256 = hashlib.sha256(raw).hexdigest()
         if _changed_since(os.stat(found.abspath), found):
             return Skipped(found.path, _CHANGING, transient=True)
     except OSError as e:
         return Skipped(found.path, f"unreadable: {e.strerror}")
-    return Details(digest, name, requires_python, summary, metadata_sha256)
+    return Details(digest.hexdigest() if digest is not None else None, name, requires_python, summary,
+                   metadata_sha256)
 
 
 def describe(
@@ -290,6 +326,7 @@ def describe(
     details: Optional[Details] = None,
     shared: Optional[dict] = None,
     looked_up: bool = False,
+    notes: Optional[list[Note]] = None,
 ) -> DistFile | Skipped:
     """
     Read one file into a L{DistFile}: parse its name, check that it is
@@ -301,6 +338,7 @@ def describe(
         summary, share one copy; the new record's are added.
     @param looked_up: whether C{cache} was already asked, and did not know
         the file.
+    @param notes: see L{read_details}.
     """
     path = found.path
     parsed = parse_filename(path[path.rfind("/") + 1 :])
@@ -309,7 +347,7 @@ def describe(
     if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
-        details = read_details(found, parsed, hash_algo)
+        details = read_details(found, parsed, hash_algo, notes)
         if isinstance(details, Skipped):
             return details
         if cache is not None:
@@ -347,6 +385,8 @@ class ScanResult(NamedTuple):
     cached: int = 0
     #: The symlinked files seen: link path -> real path of its target.
     links: Optional[dict[str, str]] = None
+    #: What is worth a warning about files listed all the same.
+    notes: Optional[list[Note]] = None
 
 
 class _Changes:
@@ -357,9 +397,17 @@ class _Changes:
     """
 
     def __init__(
-        self, hash_algo: Optional[str], previous: Mapping[str, DistFile], cache: Optional[DetailsCache]
+        self,
+        hash_algo: Optional[str],
+        previous: Mapping[str, DistFile],
+        cache: Optional[DetailsCache],
+        quiet: Optional[Quiet] = None,
     ) -> None:
         self.hash_algo = hash_algo
+        self.quiet = quiet if quiet is not None else DEFAULT_QUIET
+        #: Files changed less than the quiet period ago, to read once it has
+        #: passed: (found, has a signature).
+        self.young: list[tuple[Found, bool]] = []
         # (An empty mapping of any kind becomes a dict: cheapest to ask.)
         self.previous = previous if previous else {}
         self.cache = cache
@@ -369,6 +417,7 @@ class _Changes:
         self.read = 0
         self.cached = 0
         self.links: dict[str, str] = {}
+        self.notes: list[Note] = []
         #: Strings the new records share (see L{describe}).
         self.shared: dict = {}
 
@@ -396,23 +445,63 @@ class _Changes:
             todo.append(item)
         if not todo:
             return
-        cache, hash_algo, shared = self.cache, self.hash_algo, self.shared
+        cache = self.cache
         # One query per batch rather than per file: a restart looks up every file.
-        known = cache.get_many(todo, hash_algo) if cache is not None else {}
+        known = cache.get_many(todo, self.hash_algo) if cache is not None else {}
+        # (A file known to the cache is the very file read before: not young.)
+        young_since = self.quiet.now() - int(self.quiet.seconds * 1e9)
         for item in todo:
             details = known.get(item.abspath)
             if details is None:
+                if item.ctime_ns > young_since and item.ctime_ns == item.mtime_ns:
+                    self.young.append((item, item.path in signatures))
+                    continue
                 self.read += 1
             else:
                 self.cached += 1
-            described = describe(item, hash_algo, item.path in signatures, cache, details, shared, True)
-            if isinstance(described, Skipped):
-                self.skipped.append(described)
-            else:
-                added.append(described)
+            self._describe(item, item.path in signatures, details)
+
+    def _describe(self, item: Found, has_sig: bool, details: Optional[Details]) -> None:
+        described = describe(item, self.hash_algo, has_sig, self.cache, details, self.shared, True, self.notes)
+        if isinstance(described, Skipped):
+            self.skipped.append(described)
+        else:
+            self.added.append(described)
+
+    def settle(self) -> None:
+        """
+        Read the young files (last written less than the quiet period ago,
+        see L{QUIET}) once the period has passed for each: one wait (in this
+        thread) for them all, at most the quiet period, then those that did
+        not change meanwhile are read; those that did are left to the event
+        their change causes (or the next rescan).
+        """
+        young, self.young = self.young, []
+        if not young:
+            return
+        quiet = self.quiet
+        period = int(quiet.seconds * 1e9)
+        now = quiet.now()
+        # A ctime in the future (another host's clock, over NFS) waits the
+        # whole period: it is then known not to have changed for that long.
+        wait = max(min(period, item.ctime_ns + period - now) for item, _ in young)
+        if wait > 0:
+            quiet.sleep(wait / 1e9)
+        for item, has_sig in young:
+            try:
+                st = os.stat(item.abspath)
+            except OSError:
+                continue  # gone: its deletion is its own event
+            if _changed_since(st, item):
+                self.skipped.append(Skipped(item.path, _WRITING, transient=True))
+                continue
+            self.read += 1
+            self._describe(item, has_sig, None)
 
     def result(self) -> ScanResult:
-        return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links)
+        self.settle()
+        return ScanResult(self.added, self.removed, self.skipped, self.read, self.cached, self.links,
+                          self.notes)
 
 
 def _diff(

@@ -22,8 +22,9 @@ from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.statecache import StateCache
 
-#: How many core metadata files to keep in memory (a few KiB each).
-METADATA_CACHE_ENTRIES = 2048
+#: Bytes of core metadata files to keep in memory (most are a few KiB; each
+#: at most L{pypid.store.metadata.MAX_METADATA_SIZE}), whatever their sizes.
+METADATA_CACHE_BYTES = 16 * 1024 * 1024
 
 #: How many served files to remember as checked (a few hundred bytes each).
 CHECKED_FILES = 16384
@@ -115,7 +116,7 @@ class DirectoryStore(SnapshotOwner):
         #: Files found incomplete by the latest full scan.
         self._waiting: set[str] = set()
         self._reactor = reactor
-        self._metadata = Recent(METADATA_CACHE_ENTRIES)
+        self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
         self._ready: Optional[list[Deferred]] = []
         self._running = False
         self._running_full = False
@@ -320,6 +321,11 @@ class DirectoryStore(SnapshotOwner):
         for f in result.added:
             # Listed now: a later problem with it is worth saying again.
             self._warned.pop(f.path, None)
+        for note in result.notes or ():
+            reasons = self._warned.setdefault(note.path, set())
+            if note.reason not in reasons:
+                reasons.add(note.reason)
+                self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
         self._noteLinks(result.links or {}, full=self._running_full)
         self.apply(result.added, result.removed)

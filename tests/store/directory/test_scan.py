@@ -76,11 +76,11 @@ class ScanTests(SynchronousTestCase):
         wheel = write_dist(self.root, wheel_bytes("w", "1.0"))
         sdist = write_dist(self.root, sdist_bytes("w", "1.0"))
         self.assertIn(b"Name: w", read_wheel_metadata(wheel))
-        self.assertIn(b"Name: w", read_sdist_metadata(sdist))
+        self.assertIn(b"Name: w", read_sdist_metadata(sdist, os.path.basename(sdist)))
         junk = os.path.join(self.root, "junk-1.0.tar.gz")
         with open(junk, "wb") as f:
             f.write(b"not a tarball")
-        self.assertRaises(CorruptArchive, read_sdist_metadata, junk)
+        self.assertRaises(CorruptArchive, read_sdist_metadata, junk, os.path.basename(junk))
 
     def test_rescan_reuses_unchanged(self):
         """A rescan describes only new or changed files."""
