@@ -162,7 +162,8 @@ def prepare(tmp: Path, subst: Substitution) -> dict:
     _write(venv / "activate", f'PATH={shlex.quote(str(venv))}:"$PATH"; export PATH\n')
     # The real scripts/serve, its virtualenv taken as set up.
     _write(tmp / "scripts" / "serve", subst.marker_line((ROOT / "scripts" / "serve").read_text()), True)
-    _write(tmp / "scripts" / "venv.sh", "ensure_venv() { :; }\n")
+    _write(tmp / "scripts" / "venv.sh",
+           f". {shlex.quote(str(ROOT / 'scripts' / 'venv.sh'))}\nensure_venv() {{ :; }}  # .venv is made above\n")
 
     env = client_env(tmp)
     for name in ("pip", "uv"):
