@@ -94,3 +94,12 @@ RUN = [b for b in ALL if b.marker and b.marker.kind == "run"]
 @pytest.mark.parametrize("block", RUN, ids=_ids(RUN))
 def test_run_block(block: Block, tmp_path: Path):
     runner.run(block, tmp_path)
+
+
+def test_tested_by_lookup_refuses_what_is_not_there():
+    assert _test_exists("tests/docs/test_blocks.py::test_bad_markers") is None
+    assert _test_exists(".ci/debian") is None
+    assert "does not exist" in _test_exists("tests/test_nothing_here.py::test_x")
+    assert "has no" in _test_exists("tests/docs/test_blocks.py::test_nothing_here")
+    assert "has no" in _test_exists("tests/test_watch.py::WatchServiceTests::test_nothing_here")
+    assert "is not a test" in _test_exists("tests/docs/blocks.py::documents")
