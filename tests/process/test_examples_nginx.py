@@ -1,5 +1,5 @@
 """
-examples/nginx-pypid.conf, as the README gives it, in front of a real pypid:
+examples/nginx-pypid.conf, as docs/operations.md gives it, in front of a real pypid:
 a real nginx (Debian's) on loopback proxies https://127.0.0.1:N/pypi/ to
 pypid, and real pip and twine go through it.
 """
@@ -146,8 +146,8 @@ def fetch(nginx: Nginx, cert: Path, url: str, headers: dict | None = None, metho
 
 
 def test_readme_gives_the_tested_config():
-    """The nginx configuration in the README is this tested file, verbatim."""
-    readme = (ROOT / "README.md").read_text()
+    """The nginx configuration in docs/operations.md is this tested file, verbatim."""
+    readme = (ROOT / "docs" / "operations.md").read_text()
     assert EXAMPLE.read_text().strip() in readme
 
 
