@@ -101,5 +101,5 @@ def test_tested_by_lookup_refuses_what_is_not_there():
     assert _test_exists(".ci/debian") is None
     assert "does not exist" in _test_exists("tests/test_nothing_here.py::test_x")
     assert "has no" in _test_exists("tests/docs/test_blocks.py::test_nothing_here")
-    assert "has no" in _test_exists("tests/test_watch.py::WatchServiceTests::test_nothing_here")
+    assert "has no" in _test_exists("tests/store/directory/test_watch.py::WatchServiceTests::test_nothing_here")
     assert "is not a test" in _test_exists("tests/docs/blocks.py::documents")
