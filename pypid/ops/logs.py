@@ -41,6 +41,8 @@ from twisted.logger import (
 from twisted.python.components import Componentized
 from zope.interface import implementer
 
+from pypid.ops.startup import StartError, refuse_start
+
 #: Log formats for C{--log-format}.
 FORMATS = ("text", "json")
 
@@ -269,7 +271,9 @@ class LoggingService(MultiService):
     C{--logger} or an observer already set wins, and then access lines go
     out as ordinary events (L{emit_access}).
 
-    L{access} is where the Site sends each finished request.
+    L{access} is where the Site sends each finished request. A child that
+    cannot start (a L{StartError}) stops the start with one line
+    (L{refuse_start}).
     """
 
     def __init__(self, log_format: str = "text", twistd=None, clock=None) -> None:
@@ -298,6 +302,18 @@ class LoggingService(MultiService):
     def access(self, entry: AccessEntry) -> None:
         """Log one finished request."""
         self._access(entry)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartError as e:
+            refuse_start(str(e), self.twistd)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartError as e:
+            refuse_start(str(e), self.twistd)
 
     def stopService(self):
         d = super().stopService()
