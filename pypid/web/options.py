@@ -18,6 +18,10 @@ from pypid.ops.values import endpoint_description, whole_seconds
 
 DEFAULT_PORT = "tcp:8080"
 _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
+#: The first path segments pypid serves: a health endpoint under one of
+#: them would hide what is there.
+SERVED = ("simple", "packages", "pypi", "project", "search", "RPC2", "legacy", "metrics", "+upstream",
+          "favicon.ico", "robots.txt")
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,22 @@ class WebOptions(usage.Options):
 
 
 def check_health_endpoint(path: str) -> None:
-    """Refuse a health path that is not a plain path."""
+    """
+    Refuse a health path that is not a plain path, or that would hide a
+    route pypid serves (L{SERVED}).
+    """
     if not _HEALTH.match(path):
         raise usage.UsageError(
             f"--health-endpoint {path!r} must be a path like /health "
             "(letters, digits, '/', '_' and '-')."
         )
+    first = path.strip("/").split("/")[0].lower()
+    for served in SERVED:
+        if first == served.lower():
+            raise usage.UsageError(
+                f"--health-endpoint {path!r} would hide /{served}, which pypid serves; "
+                "choose another path, such as /health."
+            )
 
 
 def endpoint(reactor, option: str, description: str):
