@@ -29,7 +29,7 @@ from pypid.upstream.config import FallbackConfig
 from pypid.upstream.options import UpstreamOptions
 from pypid.web.files import download_cache_control
 from pypid.web.guard import Authenticator
-from pypid.web.options import HttpConfig, WebOptions, endpoint, guard
+from pypid.web.options import HttpConfig, WebOptions, announce, endpoint, guard
 from pypid.web.proxy import TrustedProxies
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
@@ -183,12 +183,13 @@ def makeService(options: Options, reactor=None) -> IService:
     site.record_metrics = config.web.metrics
     site.access_log = config.ops.access_log
     site.access_sink = top.access
-    for i, web_endpoint in enumerate(web_endpoints):
-        attach(top, f"web-{i}", Listener(web_endpoint, site))
+    listeners = [attach(top, f"web-{i}", Listener(e, site)) for i, e in enumerate(web_endpoints)]
 
     # FTP uploads.
     if ftp_endpoint is not None:
         assert config.auth.passwords is not None
         factory = ftp_factory(config.feed, root, config.auth.passwords, acl, store, reactor)
         attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
+
+    announce(store, listeners, config.web.ports)
     return top

@@ -1,17 +1,18 @@
 """
 The HTTP side on the command line: C{-p/--port}, C{--welcome},
 C{--health-endpoint}, C{--cache-control}, C{--trusted-proxy},
-C{--metrics} and C{--metrics-allow}; and the endpoints and the guard
-built from them.
+C{--metrics} and C{--metrics-allow}; and the site, the endpoints and the
+start-up line built from them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from twisted.internet import endpoints
+from twisted.logger import Logger
 from twisted.python import usage
 
 from pypid.ops.values import endpoint_description, whole_seconds
@@ -22,6 +23,8 @@ _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 #: them would hide what is there.
 SERVED = ("simple", "packages", "pypi", "project", "search", "RPC2", "legacy", "metrics", "+upstream",
           "favicon.ico", "robots.txt")
+
+log = Logger(namespace="pypid")
 
 
 @dataclass(frozen=True)
@@ -180,3 +183,28 @@ def guard(actions: frozenset, authenticator) -> Optional[Callable]:
         return child
 
     return protect
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def served_line(urls: Sequence[str], projects: int, files: int) -> str:
+    """C{serving http://127.0.0.1:3141/simple/ : 12 projects, 40 files}."""
+    where = ", ".join(urls) if urls else "(no TCP port)"
+    return f"serving {where} : {_plural(projects, 'project')}, {_plural(files, 'file')}"
+
+
+def announce(store, listeners: Sequence, descriptions: Sequence[str]) -> None:
+    """Log where the index is served, with its counts, once the first scan is done."""
+
+    def ready(_):
+        urls = []
+        for listener, description in zip(listeners, descriptions):
+            url = listener.url("https" if is_tls(description) else "http")
+            if url is not None:
+                urls.append(url + "simple/" + (" (all interfaces)" if listener.everywhere else ""))
+        snapshot = store.snapshot
+        log.info("{line}", line=served_line(urls, len(snapshot.projects), snapshot.file_count))
+
+    store.whenReady().addCallback(ready)

@@ -58,3 +58,39 @@ class HealthEndpointTests(SynchronousTestCase):
         self.assertIn("+upstream", children)
         self.assertIn("metrics", children)
         self.assertEqual(children - set(SERVED), set())
+
+
+class ServedLineTests(SynchronousTestCase):
+    def test_counts_in_good_english(self):
+        from pypid.web.options import served_line
+
+        url = "http://127.0.0.1:3141/simple/"
+        self.assertEqual(served_line([url], 12, 40), f"serving {url} : 12 projects, 40 files")
+        self.assertEqual(served_line([url], 1, 1), f"serving {url} : 1 project, 1 file")
+        self.assertEqual(served_line([url], 0, 0), f"serving {url} : 0 projects, 0 files")
+        self.assertEqual(served_line([url, "https://[::1]:8443/simple/"], 1, 2),
+                         f"serving {url}, https://[::1]:8443/simple/ : 1 project, 2 files")
+
+    def test_listener_urls(self):
+        """A wildcard address is shown as the loopback one, marked as every interface."""
+        from twisted.internet.address import IPv4Address, IPv6Address
+        from twisted.internet.testing import MemoryReactor
+        from twisted.internet.endpoints import TCP4ServerEndpoint
+
+        from pypid.ops.startup import Listener
+
+        class Port:
+            def __init__(self, address):
+                self.address = address
+
+            def getHost(self):
+                return self.address
+
+        listener = Listener(TCP4ServerEndpoint(MemoryReactor(), 0), None)
+        self.assertIsNone(listener.url())
+        listener.port = Port(IPv4Address("TCP", "0.0.0.0", 3141))
+        self.assertEqual((listener.url(), listener.everywhere), ("http://127.0.0.1:3141/", True))
+        listener.port = Port(IPv4Address("TCP", "10.1.2.3", 80))
+        self.assertEqual((listener.url(), listener.everywhere), ("http://10.1.2.3:80/", False))
+        listener.port = Port(IPv6Address("TCP", "::", 8443))
+        self.assertEqual(listener.url("https"), "https://[::1]:8443/")
