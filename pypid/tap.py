@@ -22,6 +22,7 @@ from pypid.index.pages import PageCache
 from pypid.ops import malloc
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
 from pypid.ops.startup import Listener, usage_exit
+from pypid.ops.values import plain_help
 from pypid.store.directory import options as directory
 from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
 from pypid.upstream import config as upstream
@@ -64,6 +65,10 @@ class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOp
 
     #: The checked command line, set by L{postOptions}.
     config: Config
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.docs = plain_help(self.docs)
 
     def opt_version(self) -> None:
         print(f"pypid {__version__}")

@@ -1,5 +1,6 @@
 """
-Option values the option mixins share: sizes, seconds, endpoint strings.
+Option values the option mixins share: sizes, seconds, endpoint strings,
+and help texts made readable.
 """
 
 from __future__ import annotations
@@ -41,3 +42,11 @@ def endpoint_description(value: str) -> str:
     """Turn a bare port number into C{tcp:N}; keep endpoint strings."""
     value = value.strip()
     return f"tcp:{value}" if value.isdigit() else value
+
+
+def plain_help(docs: dict[str, str]) -> dict[str, str]:
+    """
+    Option help texts on one line each: an C{opt_} method's docstring keeps
+    its indentation, which C{--help} would print as runs of spaces.
+    """
+    return {name: " ".join((text or "").split()) for name, text in docs.items()}
