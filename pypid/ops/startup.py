@@ -40,11 +40,17 @@ def usage_exit(command: str, error: usage.UsageError) -> NoReturn:
     raise SystemExit(2)
 
 
-def _logs_to_stdout(twistd) -> bool:
+def twistd_logs_to_stdout(twistd) -> bool:
+    """
+    Whether twistd, left to itself, would write text logs to the standard
+    output (C{-n} without C{--logfile}, C{--syslog} or C{--logger}).
+    """
+    if twistd is None:
+        return False
     try:
         return bool(twistd["nodaemon"]) and twistd["logfile"] in (None, "-") and not (
             twistd.get("syslog") or twistd.get("logger"))
-    except (KeyError, TypeError):
+    except KeyError:
         return False
 
 
@@ -56,6 +62,17 @@ def refuse_start(message: str, twistd=None) -> NoReturn:
     file is removed; exit status 1.
     """
     log.critical("{message}", message=message)
+    # The pid file goes first: twistd's parent returns as soon as it reads
+    # the status pipe.
+    pidfile = twistd.get("pidfile") if twistd is not None else None
+    if pidfile:
+        try:
+            with open(pidfile) as f:
+                mine = int(f.read().strip() or 0) == os.getpid()
+            if mine:
+                os.remove(pidfile)
+        except (OSError, ValueError):
+            pass
     pipe = twistd.get("statusPipe") if twistd is not None else None
     if pipe is not None:
         data = message.encode("ascii", "backslashreplace")
@@ -67,17 +84,8 @@ def refuse_start(message: str, twistd=None) -> NoReturn:
         except OSError:
             pass
         twistd["statusPipe"] = None
-    elif twistd is None or not _logs_to_stdout(twistd):
+    elif twistd is None or not twistd_logs_to_stdout(twistd):
         sys.__stderr__.write(f"pypid: {message}\n")
-    pidfile = twistd.get("pidfile") if twistd is not None else None
-    if pidfile:
-        try:
-            with open(pidfile) as f:
-                mine = int(f.read().strip() or 0) == os.getpid()
-            if mine:
-                os.remove(pidfile)
-        except (OSError, ValueError):
-            pass
     raise SystemExit(1)
 
 

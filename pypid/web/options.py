@@ -156,7 +156,7 @@ def endpoint(reactor, option: str, description: str):
         raise usage.UsageError(f"{option} {description!r} is not a usable endpoint: {e}")
     except Exception as e:
         # pyOpenSSL's errors, for a key or certificate it cannot load.
-        raise usage.UsageError(f"{option} {description!r}: cannot load its TLS key or certificate: {e}")
+        raise usage.UsageError(f"{option} {description!r}: cannot load its TLS key or certificate (are they PEM files?): {e}")
 
 
 def is_tls(description: str) -> bool:
