@@ -28,7 +28,9 @@ def help_of(argv: list[str]) -> str:
 
 
 def option_classes():
-    return [tap.Options]
+    from pypid.pypiserver import RunOptions
+
+    return [tap.Options, RunOptions]
 
 
 @pytest.mark.parametrize("options_class", option_classes())
@@ -53,7 +55,8 @@ def test_rendered_option_help_is_plain(options_class):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["passwd", "--help"], ["git-init", "--help"],
-                                  ["update", "--help"], ["mirror", "--help"]])
+                                  ["update", "--help"], ["mirror", "--help"], ["run", "--help"],
+                                  ["serve", "--help"]])
 def test_command_help_is_plain(argv):
     text = help_of(argv)
     assert not EPYTEXT.search(text), text
