@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 from urllib.parse import urlsplit
 
 from twisted.python import usage
 
 from pypid.index.names import is_valid, normalize
+
+if TYPE_CHECKING:
+    from pypid.upstream.service import UpstreamService
+    from pypid.web.upstreamfiles import UpstreamWeb
 
 MODES = ("cache", "redirect")
 DEFAULT_TTL = 600
@@ -115,8 +119,8 @@ def check_cache_dir(cache_dir: str, roots: list[str]) -> None:
 class UpstreamParts(NamedTuple):
     """The fallback's web side, and its client's service (cache mode only)."""
 
-    web: object
-    service: Optional[object]
+    web: "UpstreamWeb"
+    service: Optional["UpstreamService"]
 
 
 def build(config: FallbackConfig, store, reactor, cache_control: Optional[bytes] = None) -> UpstreamParts:

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from twisted.python import usage
 
 from pypid.ops.values import whole_seconds
 from pypid.store.directory.scan import HASH_ALGORITHMS
+
+if TYPE_CHECKING:
+    from pypid.store.directory.rescans import IndexService
+    from pypid.store.directory.store import DirectoryStore
+    from pypid.store.directory.watch import WatchService
 
 #: What C{--hash-algo} takes to turn hashes off (pypiserver's words).
 _FALSE = ("0", "no", "off", "false", "n", "f")
@@ -113,9 +118,9 @@ class DirectoryOptions(usage.Options):
 class DirectoryParts(NamedTuple):
     """The store and the services feeding it (L{None}: not asked for)."""
 
-    store: object
-    index: object
-    watch: Optional[object]
+    store: "DirectoryStore"
+    index: "IndexService"
+    watch: Optional["WatchService"]
 
 
 def build(config: DirectoryConfig, reactor) -> DirectoryParts:
