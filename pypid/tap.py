@@ -51,6 +51,11 @@ class Config:
 
 
 class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOptions, OpsOptions):
+    """
+    C{twistd pypid}'s options: each mixin brings one concern's options and
+    its C{check_*} method; L{postOptions} checks them all into L{config}.
+    """
+
     synopsis = "[options] [PACKAGE_DIR ...]"
     longdesc = (
         "Serve the distribution files in PACKAGE_DIR (default ~/packages) as a "
