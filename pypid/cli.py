@@ -1,6 +1,7 @@
 """
 The C{pypid} command: C{pypid serve} runs the server in the foreground (the
-same as C{twistd -n pypid}); other subcommands are administration tools.
+same as C{twistd -n pypid}), C{pypid run} does it from pypiserver's command
+line; other subcommands are administration tools.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ usage: pypid COMMAND [ARGS]
 commands:
   serve [OPTIONS] [DIR ...]   run the index in the foreground (twistd -n pypid);
                               'pypid serve --help' lists the options
+  run [OPTIONS] [DIR ...]     the same, from pypiserver's 'pypi-server run'
+                              command line; 'pypid run --help' maps it
   passwd [-c] [-D] [--password-stdin] FILE USER
                               add, update (bcrypt) or delete (-D) a user of the
                               htpasswd file given to -P; -c creates the file
@@ -31,27 +34,49 @@ commands:
 
 
 def serve(argv: list[str]) -> int:
+    """Run C{twistd --nodaemon --pidfile= pypid ARGV} in this process."""
+    from pypid import tap
+
+    return _foreground("pypid serve", tap.Options, argv)
+
+
+def run(argv: list[str]) -> int:
     """
-    Run C{twistd --nodaemon --pidfile= pypid ARGV} in this process. A bad
-    option is one line on stderr and status 2 (twistd prints its whole help,
-    and Twisted 22.4's exits 0).
+    Run pypid in the foreground from pypiserver's C{run} command line
+    (L{pypid.pypiserver.RunOptions}).
     """
-    from twisted.python import usage
+    from pypid.pypiserver import RunOptions
+
+    return _foreground("pypid run", RunOptions, argv)
+
+
+def _foreground(command: str, options_class, argv: list[str]) -> int:
+    """Run twistd in this process, in the foreground, with C{options_class} as pypid's options."""
+    from twisted.application import app
+    from twisted.application.service import ServiceMaker
     from twisted.scripts import twistd
 
     from pypid import tap
 
+    def make_options():
+        options = options_class()
+        options.command = command
+        return options
+
     class ServerOptions(twistd.ServerOptions):
-        # Offer the plugin directly, so `pypid serve` works even where
-        # plugin discovery cannot see it (editable installs).
+        # Offer the plugin directly, so that it works even where plugin
+        # discovery cannot see it (editable installs).
         @property
         def subCommands(self):  # type: ignore[override]
-            from twisted.application.service import ServiceMaker
-
             maker = ServiceMaker("pypid", "pypid.tap", "A private Python package index", "pypid")
-            return [(maker.tapname, None, lambda: maker.options(), maker.description)]
+            return [(maker.tapname, None, make_options, maker.description)]
 
         def postOptions(self):
+            options = self.subOptions
+            if getattr(options, "log_file", None):
+                self["logfile"] = options.log_file
+            for note in getattr(options, "notes", ()):
+                sys.stderr.write(f"{command}: {note}\n")
             super().postOptions()
             self.loadedPlugins = {"pypid": _Maker()}
 
@@ -62,14 +87,8 @@ def serve(argv: list[str]) -> int:
         def makeService(options):
             return tap.makeService(options)
 
-    sys.argv = ["pypid serve", "--nodaemon", "--pidfile=", "pypid", *argv]
-    config = ServerOptions()
-    try:
-        config.parseOptions()
-    except usage.error as e:
-        print(f"pypid serve: {e}", file=sys.stderr)
-        return 2
-    twistd.runApp(config)
+    sys.argv = [command, "--nodaemon", "--pidfile=", "pypid", *argv]
+    app.run(twistd.runApp, ServerOptions)
     return 0
 
 
@@ -106,6 +125,7 @@ def version(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "serve": serve,
+    "run": run,
     "passwd": passwd,
     "git-init": git_init,
     "update": update,

@@ -2,457 +2,209 @@
 The twistd plugin's options and service: C{twistd pypid [options] [DIR ...]}.
 
 Option names follow pypiserver's, so that its users can switch with the
-commands they already have.
+commands they already have. Each concern brings its options as a mixin
+that checks them into a frozen config (L{Config} holds them all), and
+L{makeService} builds the parts from that config, top to bottom.
 """
 
 from __future__ import annotations
 
-import os
-import re
+from dataclasses import dataclass
+from typing import NoReturn, Optional
 
-from twisted.application import strports
-from twisted.application.service import IService, MultiService, Service
-from twisted.internet import endpoints
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from pypid import __version__
-from pypid.ops import malloc
-from pypid.ops.options import OperationsOptions, top_service, wire_metrics
-from pypid.auth.acl import AclError, AclFile
-from pypid.feed.incoming import clean_stale, incoming_dir
+from pypid.auth.options import AuthConfig, AuthOptions, acl_file
+from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
 from pypid.index.pages import PageCache
-from pypid.store.directory.scan import HASH_ALGORITHMS
-from pypid.store.directory.rescans import IndexService
-from pypid.store.directory.store import DirectoryStore
-from pypid.upstream import config as upstream_config
+from pypid.ops import malloc
+from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
+from pypid.ops.startup import Listener, usage_exit
+from pypid.ops.values import plain_help
+from pypid.store.directory import options as directory
+from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
+from pypid.upstream import config as upstream
+from pypid.upstream.config import FallbackConfig
+from pypid.upstream.options import UpstreamOptions
 from pypid.web.files import download_cache_control
+from pypid.web.guard import Authenticator
+from pypid.web.options import HttpConfig, WebOptions, announce, endpoint, guard
+from pypid.web.proxy import TrustedProxies
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
-
-DEFAULT_PORT = "tcp:8080"
-DEFAULT_MAX_UPLOAD = "1G"
-#: What -a/--authenticate may list (pypiserver's names).
-AUTH_ACTIONS = ("update", "download", "list")
-_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(i?b)?$", re.IGNORECASE)
-_HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
-_FALSE = ("0", "no", "off", "false", "n", "f")
+from pypid.web.upload import LegacyUpload, UploadPolicy
 
 
-def endpoint_description(value: str) -> str:
-    """Turn a bare port number into C{tcp:N}; keep endpoint strings."""
-    value = value.strip()
-    return f"tcp:{value}" if value.isdigit() else value
+@dataclass(frozen=True)
+class Config:
+    """The whole command line, checked."""
+
+    directory: DirectoryConfig
+    auth: AuthConfig
+    feed: FeedConfig
+    #: The upstream fallback, L{None} without one.
+    upstream: Optional[FallbackConfig]
+    web: HttpConfig
+    ops: OpsConfig
 
 
-class Options(OperationsOptions, usage.Options):
+class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOptions, OpsOptions):
+    """
+    C{twistd pypid}'s options: each mixin brings one concern's options and
+    its C{check_*} method; L{postOptions} checks them all into L{config}.
+    """
+
     synopsis = "[options] [PACKAGE_DIR ...]"
     longdesc = (
         "Serve the distribution files in PACKAGE_DIR (default ~/packages) as a "
         "Python package index (simple repository API, HTML and JSON). Several "
         "directories may be given; the first receives uploads."
     )
-
-    optParameters = [
-        ["hash-algo", None, "sha256",
-         "Hash algorithm of file links: " + ", ".join(HASH_ALGORITHMS) + ", or off."],
-        ["welcome", None, None,
-         "HTML file to serve as the welcome page; {{URL}}, {{VERSION}}, "
-         "{{NUMPKGS}}, {{PACKAGES}} and {{SIMPLE}} are filled in."],
-        ["health-endpoint", None, "/health", "Path of the health endpoint."],
-        ["cache-control", None, None,
-         "Send 'Cache-Control: public, max-age=SECONDS' with package downloads."],
-        ["rescan-interval", None, "300",
-         "Seconds between full rescans of the package directories (0: never)."],
-        ["passwords", "P", None,
-         "htpasswd file of the users who may log in ('.': none, only with -a .)."],
-        ["authenticate", "a", None,
-         "Comma-separated actions that need a password: update (upload and remove), "
-         "download, list ('.': none). Default: update; without -P the index is then read-only."],
-        ["acl", None, None,
-         "File saying which users may upload to which projects (needs -P and -a update)."],
-        ["max-upload-size", None, DEFAULT_MAX_UPLOAD,
-         "Largest request body accepted, e.g. 500M, 2G (bytes; K/M/G/T are powers of 1024)."],
-        ["fallback-url", None, None,
-         "Upstream simple index (e.g. https://index.example/simple/) for projects "
-         "that are not local. No default: without it there is no fallback."],
-        ["fallback-mode", None, "cache",
-         "cache: fetch, cache and serve upstream pages and files; "
-         "redirect: answer 303 to FALLBACK_URL/<project>/ (pypiserver's behaviour)."],
-        ["cache-dir", None, None,
-         "Directory of the upstream cache. Default: STATE_DIR/upstream, i.e. "
-         "PACKAGE_DIR/.pypid/upstream in the first package directory (never listed)."],
-        ["upstream-ttl", None, "600",
-         "Seconds an upstream page is served before it is revalidated."],
-        ["cache-max-size", None, None,
-         "Size cap of the cached upstream files, e.g. 20G; least recently used go first."],
-        ["upstream-timeout", None, "30",
-         "Seconds to wait for the upstream's headers, and for each pause in a body."],
-        ["upstream-ca", None, None,
-         "PEM file of the CA to verify the upstream's TLS certificate with "
-         "(default: the system's trust store)."],
-        ["state-dir", None, None,
-         "Directory of pypid's state (the cache of hashes and metadata). Default: "
-         "PACKAGE_DIR/.pypid in the first package directory, or ~/.cache/pypid when "
-         "that is not writable."],
-        ["ftp", None, None,
-         "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
-         "package directory; logins are checked against -P/--passwords (required)."],
-    ]
     optFlags = [
-        ["overwrite", "o", "Allow uploads to replace existing files."],
-        ["disable-fallback", None, "Never consult an upstream index, even with --fallback-url."],
-        ["no-access-log", None,
-         "Do not log a line per request (when a proxy in front logs them): "
-         "about twice the small requests per second."],
-        ["list-upstream", None, "List the upstream's projects on /simple/ too (off: the list can be huge)."],
         ["version", None, "Print pypid's version and exit."],
-        ["no-watch", None,
-         "Do not watch the package directories for changes (network filesystems); "
-         "changes then show at the --rescan-interval rescans."],
     ]
+    #: How the command is spelled in messages (C{pypid serve} sets its own).
+    command = "twistd pypid"
+
+    #: The checked command line, set by L{postOptions}.
+    config: Config
 
     def __init__(self) -> None:
         super().__init__()
-        self["ports"] = []
-        self["packages"] = []
-        self["upstream-allow"] = []
-        self["upstream-deny"] = []
-
-    def opt_port(self, value: str) -> None:
-        """
-        Endpoint to listen on, repeatable: a port number (tcp:N) or any
-        Twisted endpoint string, e.g. tcp:3141:interface=127.0.0.1,
-        ssl:8443:privateKey=key.pem:certKey=cert.pem, systemd:domain=INET:index=0.
-        Default tcp:8080.
-        """
-        self["ports"].append(endpoint_description(value))
-
-    opt_p = opt_port
-
-    def opt_upstream_allow(self, value: str) -> None:
-        """
-        A local project whose upstream files are listed beside the local
-        ones (repeatable; @FILE reads names, one a line). Every other local
-        name hides the upstream project of that name entirely.
-        """
-        self["upstream-allow"].append(value)
-
-    def opt_upstream_deny(self, value: str) -> None:
-        """
-        A project name or pattern (acme-*) reserved for local projects:
-        never looked up upstream, 404 while there is no local file
-        (repeatable; @FILE reads patterns, one a line).
-        """
-        self["upstream-deny"].append(value)
-
-    def opt_packages(self, value: str) -> None:
-        """A package directory (repeatable; the first receives uploads)."""
-        self["packages"].append(value)
+        self.docs = plain_help(self.docs)
 
     def opt_version(self) -> None:
         print(f"pypid {__version__}")
         raise SystemExit(0)
 
-    def parseArgs(self, *directories: str) -> None:
-        self["packages"].extend(directories)
+    def parseOptions(self, options=None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            self.usage_error(e)
+
+    def usage_error(self, error: usage.UsageError) -> NoReturn:
+        """
+        Raise C{error}; when twistd (or C{pypid serve}) runs pypid, print it
+        in one line with a hint instead, and exit 2.
+        """
+        if self.parent is None:
+            raise error
+        usage_exit(self.command, error)
 
     def postOptions(self) -> None:
-        if not self["ports"]:
-            self["ports"] = [DEFAULT_PORT]
-        self._check_directories()
-        self._check_auth()
-        self._check_uploads()
-        self._check_hash_algo()
-        self._check_numbers()
-        self.check_operations()
-        self["fallback"] = upstream_config.check(self)
-        if self["state-dir"] is not None:
-            # Created when first used, after twistd has dropped privileges.
-            self["state-dir"] = os.path.abspath(os.path.expanduser(self["state-dir"]))
-        self._check_ftp()
-        if not _HEALTH.match(self["health-endpoint"] or ""):
-            raise usage.UsageError(
-                f"--health-endpoint {self['health-endpoint']!r} must be a path like /health "
-                "(letters, digits, '/', '_' and '-')."
-            )
-        welcome = self["welcome"]
-        if welcome is not None:
-            try:
-                with open(welcome, encoding="utf-8") as f:
-                    self["welcome-template"] = f.read()
-            except (OSError, UnicodeDecodeError) as e:
-                raise usage.UsageError(f"cannot read --welcome file {welcome!r}: {e}")
-        else:
-            self["welcome-template"] = None
+        directory_config = self.check_directory()
+        auth = self.check_auth(directory_config.upload_root)
+        self.config = Config(
+            directory=directory_config,
+            auth=auth,
+            feed=self.check_feed(directory_config, auth),
+            upstream=self.check_upstream(directory_config),
+            web=self.check_web(),
+            ops=self.check_ops(),
+        )
 
-    def _check_auth(self) -> None:
-        """
-        pypiserver's rules: C{-a .} (nothing needs a password) goes with
-        C{-P .} (no password file) and only with it; C{-a update} without
-        C{-P} is a read-only index. Reads protected without a password file
-        could never be served, so that is refused.
-        """
-        raw = self["authenticate"]
-        if raw is None:
-            actions = {"update"}
-        elif raw.strip() == ".":
-            actions = set()
-        else:
-            actions = {a.strip().lower() for a in re.split(r"[,\s]+", raw) if a.strip()}
-            unknown = actions - set(AUTH_ACTIONS)
-            if unknown or not actions:
-                raise usage.UsageError(
-                    f"-a/--authenticate {raw!r}: list some of {', '.join(AUTH_ACTIONS)} "
-                    "separated by commas, or '.' for none."
-                )
-        passwords = self["passwords"].strip() if self["passwords"] is not None else None
-        if not actions and passwords != ".":
-            raise usage.UsageError(
-                "When nothing needs a password (-a .), the password file must be '.' too (-P .), "
-                "as with pypiserver: anyone may then upload."
-            )
-        if actions and passwords == ".":
-            raise usage.UsageError(
-                "-P . (no password file) goes only with -a . (nothing needs a password)."
-            )
-        if passwords is None and actions - {"update"}:
-            raise usage.UsageError(
-                f"-a {','.join(sorted(actions))} protects reads, which needs -P/--passwords FILE."
-            )
-        if passwords not in (None, "."):
-            path = os.path.abspath(os.path.expanduser(passwords))
-            try:
-                with open(path, "rb"):
-                    pass
-            except OSError as e:
-                raise usage.UsageError(f"cannot read the password file {passwords!r}: {e.strerror}")
-            self["passwords"] = path
-        else:
-            self["passwords"] = None
-        self["auth-actions"] = frozenset(actions)
-        # Uploads are open when 'update' needs no password, and need one
-        # from the password file otherwise; -a update without -P: read-only.
-        self["uploads"] = "update" not in actions or self["passwords"] is not None
 
-    def _check_uploads(self) -> None:
-        text = str(self["max-upload-size"]).strip()
-        match = _SIZE.match(text)
-        if not match or int(match.group(1)) <= 0:
-            raise usage.UsageError(f"--max-upload-size {text!r} is not a size such as 500M or 2G.")
-        self["max-upload-size"] = int(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
-        self["spool"] = None
-        if self["uploads"]:
-            from pypid.feed.incoming import INCOMING
-
-            # Only checked here: the directory is made when the service
-            # starts, after twistd has dropped privileges.
-            root = self["packages"][0]
-            spool = os.path.join(root, INCOMING)
-            if not os.access(spool if os.path.isdir(spool) else root, os.W_OK | os.X_OK):
-                raise usage.UsageError(
-                    f"uploads go to {root!r}, but it is not writable; make it writable "
-                    "or run read-only (no -P, default -a update)."
-                )
-            self["spool"] = spool
-        self["acl-file"] = None
-        if self["acl"] is not None:
-            if self["passwords"] is None or "update" not in self["auth-actions"]:
-                raise usage.UsageError("--acl needs users: give -P/--passwords FILE with -a update.")
-            try:
-                self["acl-file"] = AclFile(
-                    self["acl"], os.path.join(self["packages"][0], ".pypid-owners")
-                )
-            except AclError as e:
-                raise usage.UsageError(str(e))
-
-    def _check_directories(self) -> None:
-        if not self["packages"]:
-            self["packages"] = [os.path.expanduser("~/packages")]
-        roots = []
-        for directory in self["packages"]:
-            path = os.path.abspath(os.path.expanduser(directory))
-            if not os.path.isdir(path):
-                raise usage.UsageError(f"package directory {directory!r} does not exist or is not a directory.")
-            if not os.access(path, os.R_OK | os.X_OK):
-                raise usage.UsageError(f"package directory {directory!r} is not readable.")
-            if path not in roots:
-                roots.append(path)
-        self["packages"] = roots
-
-    def _check_hash_algo(self) -> None:
-        algo = (self["hash-algo"] or "").strip().lower()
-        if algo in _FALSE:
-            self["hash-algo"] = None
-        elif algo in HASH_ALGORITHMS:
-            self["hash-algo"] = algo
-        else:
-            raise usage.UsageError(
-                f"--hash-algo {self['hash-algo']!r} is not one of "
-                + ", ".join(HASH_ALGORITHMS) + " or off (the ones both pip and uv accept)."
-            )
-
-    def _check_numbers(self) -> None:
-        for name in ("cache-control", "rescan-interval"):
-            value = self[name]
-            if value is None:
-                continue
-            try:
-                number = int(value)
-                if number < 0:
-                    raise ValueError
-            except ValueError:
-                raise usage.UsageError(f"--{name} must be a whole number of seconds, not {value!r}.")
-            self[name] = number
-
-    def _check_ftp(self) -> None:
-        if self["ftp"] is None:
-            return
-        self["ftp"] = endpoint_description(self["ftp"])
-        if self["passwords"] is None or self["spool"] is None:
-            raise usage.UsageError(
-                "--ftp needs -P/--passwords FILE: FTP logins are checked against it "
-                "(there is no anonymous FTP)."
-            )
-
-    def check_endpoints(self, reactor) -> None:
-        """Build every endpoint once, so a bad description fails at start."""
-        for option, description in [("--port", d) for d in self["ports"]] + (
-            [("--ftp", self["ftp"])] if self["ftp"] else []
-        ):
-            try:
-                endpoints.serverFromString(reactor, description)
-            except (ValueError, IndexError, TypeError, KeyError, OSError) as e:
-                raise usage.UsageError(f"{option} {description!r} is not a usable endpoint: {e}")
+def attach(parent: MultiService, name: str, service: IService) -> IService:
+    """Make C{service} the child C{name} of C{parent}."""
+    service.setName(name)
+    service.setServiceParent(parent)
+    return service
 
 
 def makeService(options: Options, reactor=None) -> IService:
-    """Build pypid's services from parsed options."""
+    """
+    Build pypid's services from parsed options, named: C{index}, C{watch},
+    C{spool}, C{upstream}, C{web-0}, C{web-1}, ..., C{ftp}. Nothing listens,
+    reads the package directories or creates anything before they start.
+    """
     if reactor is None:
-        from twisted.internet import reactor  # type: ignore[no-redef]
-    options.check_endpoints(reactor)
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    config = options.config
+
+    # What can still be refused: every endpoint is built once, now.
+    try:
+        web_endpoints = [endpoint(reactor, "--port", description) for description in config.web.ports]
+        ftp_endpoint = endpoint(reactor, "--ftp", config.feed.ftp) if config.feed.ftp else None
+        acl = acl_file(config.auth.acl, config.auth.owners) if config.auth.acl and config.auth.owners else None
+    except usage.UsageError as e:
+        options.usage_error(e)
     malloc.tune()
-    top = top_service(options, reactor)
-    store = _store(options, reactor, top)
+    top = top_service(config.ops, options.parent, reactor)
+
+    # The package directories: the store, its rescans and its watcher.
+    parts = directory.build(config.directory, reactor)
+    store = parts.store
+    if parts.watch is not None:
+        attach(top, "watch", parts.watch)
+    attach(top, "index", parts.index)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
-    cache_control = download_cache_control(
-        options["cache-control"], private="download" in options["auth-actions"]
-    )
-    config = WebConfig(
-        cache_control=cache_control,
-        welcome_template=options["welcome-template"],
-        health_endpoint=options["health-endpoint"].encode("ascii"),
-        uploads=options["uploads"],
-        metrics=options["metrics"],
-        metrics_allow=tuple(options["metrics-allow"]),
-    )
-    logins = _logins(options, reactor, top)
-    upload, protect = _access(options, store, reactor, top, logins)
-    upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control)
-    site = PypidSite(
-        Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
-        reactor=reactor,
-        max_body_size=options["max-upload-size"],
-        spool_dir=options["spool"],
-    )
-    site.trusted_proxies = options["trusted-proxies"]
-    site.record_metrics = options["metrics"]
-    site.access_log = not options["no-access-log"]
-    site.access_sink = top.access
     wire_metrics(store)
-    for description in options["ports"]:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
-    if options["ftp"]:
-        _ftp(options, store, reactor, logins).setServiceParent(top)
-    return top
 
-
-def _logins(options: Options, reactor, top: MultiService):
-    """The password checks of -P, shared by HTTP and FTP (their pool, cache and limits)."""
-    if options["passwords"] is None:
-        return None
-    from pypid.auth.logins import start_logins
-
-    return start_logins(options["passwords"], reactor, top)
-
-
-def _ftp(options: Options, store, reactor, logins) -> IService:
-    """The FTP upload server of --ftp, with the logins of -P."""
-    from pypid.feed.ftp import FTPUploads, ftp_factory
-
-    uploads = FTPUploads(
-        store=store,
-        root=options["packages"][0],
-        spool=options["spool"],
-        reactor=reactor,
-        overwrite=options["overwrite"],
-        max_size=options["max-upload-size"],
-        acl=options["acl-file"],
-    )
-    factory = ftp_factory(uploads, logins)
-    return strports.service(options["ftp"], factory, reactor=reactor)
-
-
-def _store(options: Options, reactor, top: MultiService) -> DirectoryStore:
-    """The store with its state cache, the watcher and the rescans feeding it."""
-    from pypid.store.directory.statecache import StateCache, default_state_dirs
-    from pypid.store.directory.watch import FALLBACK_POLL, WatchService
-
-    roots = options["packages"]
-    state_dirs = [options["state-dir"]] if options["state-dir"] else default_state_dirs(roots[0])
-    store = DirectoryStore(roots, options["hash-algo"], reactor, StateCache(state_dirs))
-    interval = options["rescan-interval"]
-    watching = None
-    if not options["no-watch"]:
-        poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
-        watcher = WatchService(store, roots, reactor, fallback_poll=poll)
-        watcher.setServiceParent(top)
-        watching = watcher.whenWatching
-    IndexService(store, reactor, interval, first_scan_after=watching).setServiceParent(top)
-    return store
-
-
-class SpoolService(Service):
-    """Makes the upload spool directory and clears what a crash left there."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def startService(self) -> None:
-        super().startService()
-        incoming_dir(os.path.dirname(self.path))
-        clean_stale(self.path)
-
-
-def _access(options: Options, store, reactor, top, logins):
-    """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
-    from pypid.web.guard import Authenticator, Guard, is_listing
-    from pypid.web.upload import LegacyUpload, UploadPolicy
-
-    actions = options["auth-actions"]
+    # Who may do what: the password checks of -P (their own thread pool, a
+    # cache of recent successes, a limit on failed logins per client),
+    # shared by HTTP and FTP.
+    logins = None
     authenticator = None
-    if logins is not None:
+    if config.auth.passwords is not None:
+        from pypid.auth.logins import start_logins
+
+        logins, passwords = start_logins(config.auth.passwords, reactor)
+        attach(top, "passwords", passwords)
         authenticator = Authenticator(logins)
-    if options["spool"] is not None:
-        SpoolService(options["spool"]).setServiceParent(top)
+
+    # Uploads.
+    root = config.directory.upload_root
+    if config.feed.spool is not None:
+        attach(top, "spool", SpoolService(config.feed.spool))
     policy = UploadPolicy(
-        enabled=options["uploads"],
-        authenticator=authenticator if "update" in actions else None,
-        acl=options["acl-file"],
-        overwrite=options["overwrite"],
+        enabled=config.feed.uploads,
+        authenticator=authenticator if "update" in config.auth.actions else None,
+        acl=acl,
+        overwrite=config.feed.overwrite,
     )
-    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, reactor)
-    if authenticator is None or not actions & {"download", "list"}:
-        return upload, None
+    upload = LegacyUpload(store, root, config.feed.spool, policy, reactor)
 
-    def protect(name: bytes, child):
-        if name == b"+upstream":
-            return Guard(child, authenticator, lambda postpath: "download" in actions)
-        if name == b"packages":
-            return Guard(child, authenticator,
-                         lambda postpath: ("list" if is_listing(postpath) else "download") in actions)
-        if "list" in actions:
-            return Guard(child, authenticator)
-        return child
+    # The upstream fallback.
+    cache_control = download_cache_control(config.web.cache_control, private="download" in config.auth.actions)
+    upstream_web = None
+    if config.upstream is not None:
+        upstream_web, upstream_service = upstream.build(config.upstream, store, reactor, cache_control)
+        if upstream_service is not None:
+            attach(top, "upstream", upstream_service)
 
-    return upload, protect
+    # The web site, on every --port.
+    web = WebConfig(
+        cache_control=cache_control,
+        welcome_template=config.web.welcome_template,
+        health_endpoint=config.web.health_endpoint.encode("ascii"),
+        uploads=config.feed.uploads,
+        metrics=config.web.metrics,
+        metrics_allow=config.web.metrics_allow,
+    )
+    site = PypidSite(
+        Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
+             upstream=upstream_web),
+        reactor=reactor,
+        max_body_size=config.feed.max_upload_size,
+        spool_dir=config.feed.spool,
+    )
+    site.trusted_proxies = TrustedProxies.parse(config.web.trusted_proxies)
+    site.record_metrics = config.web.metrics
+    site.access_log = config.ops.access_log
+    site.access_sink = top.access
+    listeners = [attach(top, f"web-{i}", Listener(e, site)) for i, e in enumerate(web_endpoints)]
+
+    # FTP uploads.
+    if ftp_endpoint is not None:
+        assert logins is not None
+        factory = ftp_factory(config.feed, root, logins, acl, store, reactor)
+        attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
+
+    announce(store, listeners, config.web.ports)
+    return top

@@ -1,5 +1,6 @@
 # Shared by scripts/serve and scripts/test: make sure a virtualenv exists at
-# $1 with pypid (editable, compat mode so twistd sees its plugin) and the
+# $1 with pypid's dependencies, the checkout on its path (a .pth file, so that
+# twistd sees the plugin in twisted/plugins/), a `pypid` command, and the
 # requirement files given after it. Re-installs only when inputs change.
 # Usage: ensure_venv DIR [pip install arguments...]
 
@@ -30,6 +31,16 @@ ensure_venv_module() {
     fi
 }
 
+# The `pypid` command of the virtualenv $1: the console script an install
+# would make, written here because the checkout is not installed.
+write_pypid_command() {
+    local venv=$1
+    printf '%s\n' "#!$venv/bin/python" \
+        "# pypid's command, for the checkout on this virtualenv's path (scripts/venv.sh)." \
+        "import sys" "from pypid.cli import main" "sys.exit(main())" > "$venv/bin/pypid.tmp" &&
+        chmod 755 "$venv/bin/pypid.tmp" && mv -f "$venv/bin/pypid.tmp" "$venv/bin/pypid"
+}
+
 ensure_venv() {
     local venv=$1; shift
     local top py stamp want
@@ -40,7 +51,8 @@ ensure_venv() {
     for arg in "$@"; do [ -f "$arg" ] && inputs+=("$arg"); done
     want="$(cat "${inputs[@]}" | sha256sum | cut -c1-32) $*"
     if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-        return 0
+        write_pypid_command "$venv"
+        return
     fi
     ensure_venv_module "$py" || return 1
     echo "==> setting up $venv" >&2
@@ -62,5 +74,6 @@ PY
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}" "$@" || return 1
     "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' |
         { read -r site; echo "$top" > "$site/pypid-checkout.pth"; } || return 1
+    write_pypid_command "$venv" || return 1
     echo "$want" > "$stamp"
 }

@@ -1,11 +1,12 @@
 import os
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid import tap
+from pypid.feed.options import SpoolService
+from pypid.ops.startup import Listener
 from pypid.store.directory.rescans import IndexService
 
 
@@ -23,20 +24,20 @@ class OptionsTests(SynchronousTestCase):
     def test_bare_port_is_tcp(self):
         """A bare number means tcp:N; endpoint strings are kept; -p repeats."""
         options = parse("--port", "3141", "-p", "tcp:3142:interface=127.0.0.1", self.dir)
-        self.assertEqual(options["ports"], ["tcp:3141", "tcp:3142:interface=127.0.0.1"])
+        self.assertEqual(options.config.web.ports, ("tcp:3141", "tcp:3142:interface=127.0.0.1"))
 
     def test_defaults(self):
-        options = parse(self.dir)
-        self.assertEqual(options["ports"], ["tcp:8080"])
-        self.assertEqual(options["hash-algo"], "sha256")
-        self.assertEqual(options["health-endpoint"], "/health")
-        self.assertEqual(options["packages"], [os.path.abspath(self.dir)])
+        config = parse(self.dir).config
+        self.assertEqual(config.web.ports, ("tcp:8080",))
+        self.assertEqual(config.directory.hash_algo, "sha256")
+        self.assertEqual(config.web.health_endpoint, "/health")
+        self.assertEqual(config.directory.roots, (os.path.abspath(self.dir),))
 
     def test_packages_option_and_positional(self):
         other = self.mktemp()
         os.makedirs(other)
         options = parse("--packages", other, self.dir)
-        self.assertEqual(options["packages"], [os.path.abspath(other), os.path.abspath(self.dir)])
+        self.assertEqual(options.config.directory.roots, (os.path.abspath(other), os.path.abspath(self.dir)))
 
     def test_missing_directory(self):
         """A missing package directory is a clear usage error, not a traceback."""
@@ -44,28 +45,30 @@ class OptionsTests(SynchronousTestCase):
         self.assertIn("does not exist", str(e))
 
     def test_hash_algo(self):
-        self.assertIsNone(parse("--hash-algo", "off", self.dir)["hash-algo"])
-        self.assertEqual(parse("--hash-algo", "SHA512", self.dir)["hash-algo"], "sha512")
+        self.assertIsNone(parse("--hash-algo", "off", self.dir).config.directory.hash_algo)
+        self.assertEqual(parse("--hash-algo", "SHA512", self.dir).config.directory.hash_algo, "sha512")
         self.assertRaises(usage.UsageError, parse, "--hash-algo", "sha1", self.dir)
 
     def test_health_endpoint(self):
-        self.assertEqual(parse("--health-endpoint", "/ping/me", self.dir)["health-endpoint"], "/ping/me")
+        self.assertEqual(parse("--health-endpoint", "/ping/me", self.dir).config.web.health_endpoint, "/ping/me")
         self.assertRaises(usage.UsageError, parse, "--health-endpoint", "health", self.dir)
 
     def test_numbers(self):
-        self.assertEqual(parse("--cache-control", "600", self.dir)["cache-control"], 600)
+        self.assertEqual(parse("--cache-control", "600", self.dir).config.web.cache_control, 600)
         self.assertRaises(usage.UsageError, parse, "--cache-control", "soon", self.dir)
 
     def test_welcome(self):
         path = os.path.join(self.dir, "welcome.html")
         with open(path, "w") as f:
             f.write("<p>{{NUMPKGS}}</p>")
-        self.assertEqual(parse("--welcome", path, self.dir)["welcome-template"], "<p>{{NUMPKGS}}</p>")
+        self.assertEqual(parse("--welcome", path, self.dir).config.web.welcome_template, "<p>{{NUMPKGS}}</p>")
         self.assertRaises(usage.UsageError, parse, "--welcome", path + ".missing", self.dir)
 
     def test_bad_endpoint(self):
+        """An endpoint string that cannot be built is refused when the service is made."""
         options = parse("--port", "nonsense:1", self.dir)
-        self.assertRaises(usage.UsageError, options.check_endpoints, MemoryReactorClock())
+        e = self.assertRaises(usage.UsageError, tap.makeService, options, MemoryReactorClock())
+        self.assertIn("--port 'nonsense:1' is not a usable endpoint", str(e))
 
 
 class MakeServiceTests(SynchronousTestCase):
@@ -76,9 +79,10 @@ class MakeServiceTests(SynchronousTestCase):
         options = parse("--port", "tcp:0:interface=127.0.0.1", "--port", "3141", directory)
         reactor = MemoryReactorClock()
         top = tap.makeService(options, reactor=reactor)
-        kinds = [type(s) for s in top]
-        self.assertIn(IndexService, kinds)
-        self.assertEqual(sum(isinstance(s, StreamServerEndpointService) for s in top), 2)
+        self.assertIsInstance(top.getServiceNamed("index"), IndexService)
+        self.assertIsInstance(top.getServiceNamed("web-0"), Listener)
+        self.assertIsInstance(top.getServiceNamed("web-1"), Listener)
+        self.assertEqual(sorted(s.name for s in top), ["index", "watch", "web-0", "web-1"])
         self.assertEqual(reactor.tcpServers, [], "nothing listens before startService")
 
 
@@ -102,7 +106,7 @@ class DownloadCacheControlTests(SynchronousTestCase):
         top = tap.makeService(options, reactor=MemoryReactorClock())
         from pypid.web.files import Packages
 
-        site = next(s for s in top if isinstance(s, StreamServerEndpointService)).factory
+        site = top.getServiceNamed("web-0").factory
         guarded = site.resource.children[b"packages"]
         packages = next(v for v in vars(guarded).values() if isinstance(v, Packages))
         self.assertEqual(packages.cache_control, b"private, max-age=60")
@@ -117,6 +121,7 @@ class SpoolTests(SynchronousTestCase):
         spool = os.path.join(directory, ".pypid-incoming")
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertFalse(os.path.exists(spool))
-        spooler = next(s for s in top if isinstance(s, tap.SpoolService))
+        spooler = top.getServiceNamed("spool")
+        self.assertIsInstance(spooler, SpoolService)
         spooler.startService()
         self.assertTrue(os.path.isdir(spool))

@@ -25,24 +25,26 @@ class AuthOptionTests(SynchronousTestCase):
             f.write("alice:{SHA}x\n")
 
     def test_default_is_read_only(self):
-        options = parse(self.dir)
-        self.assertEqual(options["auth-actions"], {"update"})
-        self.assertFalse(options["uploads"])
-        self.assertIsNone(options["spool"])
+        config = parse(self.dir).config
+        self.assertEqual(config.auth.actions, {"update"})
+        self.assertFalse(config.auth.uploads)
+        self.assertFalse(config.feed.uploads)
+        self.assertIsNone(config.feed.spool)
 
     def test_passwords_enable_uploads(self):
-        options = parse("-P", self.pw, self.dir)
-        self.assertTrue(options["uploads"])
-        self.assertEqual(options["spool"], os.path.join(self.dir, ".pypid-incoming"))
-        self.assertFalse(os.path.exists(options["spool"]), "made when the service starts")
-        options = parse("-P", self.pw, "-a", "update, download,LIST", self.dir)
-        self.assertEqual(options["auth-actions"], {"update", "download", "list"})
+        config = parse("-P", self.pw, self.dir).config
+        self.assertTrue(config.feed.uploads)
+        self.assertEqual(config.auth.passwords, self.pw)
+        self.assertEqual(config.feed.spool, os.path.join(self.dir, ".pypid-incoming"))
+        self.assertFalse(os.path.exists(config.feed.spool), "made when the service starts")
+        config = parse("-P", self.pw, "-a", "update, download,LIST", self.dir).config
+        self.assertEqual(config.auth.actions, {"update", "download", "list"})
 
     def test_open_index(self):
-        options = parse("-P", ".", "-a", ".", self.dir)
-        self.assertTrue(options["uploads"])
-        self.assertEqual(options["auth-actions"], frozenset())
-        self.assertIsNone(options["passwords"])
+        config = parse("-P", ".", "-a", ".", self.dir).config
+        self.assertTrue(config.feed.uploads)
+        self.assertEqual(config.auth.actions, frozenset())
+        self.assertIsNone(config.auth.passwords)
 
     def test_pypiserver_refusals(self):
         for argv, text in (
@@ -59,18 +61,23 @@ class AuthOptionTests(SynchronousTestCase):
             self.assertIn(text, str(e), argv)
 
     def test_sizes(self):
-        self.assertEqual(parse(self.dir)["max-upload-size"], 1024 ** 3)
-        self.assertEqual(parse("--max-upload-size", "500M", self.dir)["max-upload-size"], 500 * 1024 ** 2)
-        self.assertEqual(parse("--max-upload-size", "2GiB", self.dir)["max-upload-size"], 2 * 1024 ** 3)
-        self.assertEqual(parse("--max-upload-size", "12345", self.dir)["max-upload-size"], 12345)
+        def size(*argv):
+            return parse(*argv, self.dir).config.feed.max_upload_size
+
+        self.assertEqual(size(), 1024 ** 3)
+        self.assertEqual(size("--max-upload-size", "500M"), 500 * 1024 ** 2)
+        self.assertEqual(size("--max-upload-size", "2GiB"), 2 * 1024 ** 3)
+        self.assertEqual(size("--max-upload-size", "12345"), 12345)
+        self.assertRaises(usage.UsageError, size, "--max-upload-size", "0")
 
     def test_overwrite_and_acl_accepted(self):
         acl = os.path.join(self.dir, "..", "acl")
         with open(acl, "w") as f:
             f.write("* = alice\n")
-        options = parse("-P", self.pw, "--acl", acl, "--overwrite", self.dir)
-        self.assertTrue(options["overwrite"])
-        self.assertIsNotNone(options["acl-file"])
+        config = parse("-P", self.pw, "--acl", acl, "--overwrite", self.dir).config
+        self.assertTrue(config.feed.overwrite)
+        self.assertEqual(config.auth.acl, os.path.abspath(acl))
+        self.assertEqual(config.auth.owners, os.path.join(self.dir, ".pypid-owners"))
         with open(acl, "w") as f:
             f.write("broken\n")
         self.assertRaises(usage.UsageError, parse, "-P", self.pw, "--acl", acl, self.dir)

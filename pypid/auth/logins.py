@@ -190,9 +190,11 @@ class PasswordPool(Service):
         self.pool.stop()
 
 
-def start_logins(path: str, reactor, parent) -> Logins:
-    """The logins of the password file at C{path}, with their thread pool a service under C{parent}."""
+def start_logins(path: str, reactor) -> "tuple[Logins, PasswordPool]":
+    """
+    The logins of the password file at C{path}, and the service owning their
+    thread pool (the caller names and attaches it).
+    """
     pool = PasswordPool(reactor)
-    pool.setServiceParent(parent)
     checker = HtpasswdChecker(path, pool.threads, clock=reactor.seconds)
-    return Logins(checker, FailureLimiter(reactor.seconds), clock=reactor)
+    return Logins(checker, FailureLimiter(reactor.seconds), clock=reactor), pool

@@ -95,7 +95,9 @@ def read_password(from_stdin: bool, stdin: TextIO, prompt=getpass.getpass) -> st
 
 def main(argv: list[str], stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
          stderr: TextIO = sys.stderr, prompt=getpass.getpass) -> int:
-    parser = argparse.ArgumentParser(prog="pypid passwd", usage=USAGE, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pypid passwd", usage=USAGE, description=(
+        "Manage the htpasswd file given to -P/--passwords, without apache2-utils. New passwords are bcrypt "
+        "hashes; the file is replaced atomically and left readable by its owner and group only (0640)."))
     parser.add_argument("-c", dest="create", action="store_true", help="create a new file (replacing any)")
     parser.add_argument("-D", dest="delete", action="store_true", help="delete the user")
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -41,6 +41,8 @@ from twisted.logger import (
 from twisted.python.components import Componentized
 from zope.interface import implementer
 
+from pypid.ops.startup import StartError, refuse_start, twistd_logs_to_stdout
+
 #: Log formats for C{--log-format}.
 FORMATS = ("text", "json")
 
@@ -245,20 +247,6 @@ class StreamLogObserver:
             self._stream.flush()
 
 
-def _twistd_logs_to_stdout(twistd) -> bool:
-    """
-    Whether twistd, left to itself, would write text logs to the standard
-    output (C{-n} without C{--logfile}, C{--syslog} or C{--logger}).
-    """
-    if twistd is None:
-        return False
-    try:
-        return bool(twistd["nodaemon"]) and twistd["logfile"] in (None, "-") and not (
-            twistd.get("syslog") or twistd.get("logger"))
-    except KeyError:
-        return False
-
-
 class LoggingService(MultiService):
     """
     pypid's top service, which also decides where logs go. Once twistd
@@ -269,7 +257,9 @@ class LoggingService(MultiService):
     C{--logger} or an observer already set wins, and then access lines go
     out as ordinary events (L{emit_access}).
 
-    L{access} is where the Site sends each finished request.
+    L{access} is where the Site sends each finished request. A child that
+    cannot start (a L{StartError}) stops the start with one line
+    (L{refuse_start}).
     """
 
     def __init__(self, log_format: str = "text", twistd=None, clock=None) -> None:
@@ -281,7 +271,7 @@ class LoggingService(MultiService):
         self._access: Callable[[AccessEntry], None] = emit_access
 
     def setServiceParent(self, parent) -> None:
-        wanted = self.log_format == "json" or _twistd_logs_to_stdout(self.twistd)
+        wanted = self.log_format == "json" or twistd_logs_to_stdout(self.twistd)
         if wanted and isinstance(parent, Componentized) and parent.getComponent(ILogObserver, None) is None \
                 and not (self.twistd is not None and self.twistd.get("logger")):
             clock = self.clock
@@ -298,6 +288,18 @@ class LoggingService(MultiService):
     def access(self, entry: AccessEntry) -> None:
         """Log one finished request."""
         self._access(entry)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except StartError as e:
+            refuse_start(str(e), self.twistd)
+
+    def startService(self) -> None:
+        try:
+            super().startService()
+        except StartError as e:
+            refuse_start(str(e), self.twistd)
 
     def stopService(self):
         d = super().stopService()

@@ -8,16 +8,19 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 from urllib.parse import urlsplit
 
 from twisted.python import usage
 
 from pypid.index.names import is_valid, normalize
 
+if TYPE_CHECKING:
+    from pypid.upstream.service import UpstreamService
+    from pypid.web.upstreamfiles import UpstreamWeb
+
 MODES = ("cache", "redirect")
 DEFAULT_TTL = 600
-_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)(i?b)?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,6 @@ class FallbackConfig:
     list_upstream: bool = False
     ca_file: Optional[str] = None
     timeout: float = 30
-
-
-def parse_size(text: str) -> int:
-    """C{500M}, C{2G}, C{1024}: bytes (K/M/G/T are powers of 1024)."""
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise ValueError(text)
-    return int(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
 
 
 def check_url(url: str) -> str:
@@ -103,7 +98,7 @@ def read_deny(values: list[str]) -> tuple:
     return tuple(patterns)
 
 
-def _check_cache_dir(cache_dir: str, roots: list[str]) -> None:
+def check_cache_dir(cache_dir: str, roots: list[str]) -> None:
     """
     Refuse a cache directory whose files the scanner would list as local
     ones: inside a package directory, it must be under a hidden directory.
@@ -121,103 +116,24 @@ def _check_cache_dir(cache_dir: str, roots: list[str]) -> None:
                 )
 
 
-#: Options that only mean something with a fallback, and their defaults.
-_UPSTREAM_DEFAULTS = {
-    "fallback-mode": "cache",
-    "cache-dir": None,
-    "upstream-ttl": "600",
-    "cache-max-size": None,
-    "upstream-allow": [],
-    "upstream-deny": [],
-    "list-upstream": 0,
-    "upstream-timeout": "30",
-    "upstream-ca": None,
-}
+class UpstreamParts(NamedTuple):
+    """The fallback's web side, and its client's service (cache mode only)."""
+
+    web: "UpstreamWeb"
+    service: Optional["UpstreamService"]
 
 
-def _upstream_options_given(options) -> list[str]:
-    return [f"--{name}" for name, default in _UPSTREAM_DEFAULTS.items() if options[name] != default]
-
-
-def check(options) -> Optional[FallbackConfig]:
+def build(config: FallbackConfig, store, reactor, cache_control: Optional[bytes] = None) -> UpstreamParts:
     """
-    The fallback asked for by C{options} (a L{pypid.tap.Options} after its
-    package directories are checked), or L{None} when there is none.
+    The L{pypid.web.upstreamfiles.UpstreamWeb} for C{config}, and in cache
+    mode the service of the upstream client it uses (for the caller to
+    attach). Nothing touches the network or the disk until the service
+    starts.
     """
-    url = options["fallback-url"]
-    if url is None:
-        given = _upstream_options_given(options)
-        if given:
-            raise usage.UsageError(
-                f"{', '.join(given)} configure the upstream fallback, which needs --fallback-url URL."
-            )
-        return None
-    if options["disable-fallback"]:
-        # pypiserver's switch wins: the fallback is configured but off.
-        return None
-    mode = (options["fallback-mode"] or "cache").strip().lower()
-    if mode not in MODES:
-        raise usage.UsageError(f"--fallback-mode must be one of {', '.join(MODES)}, not {mode!r}.")
-    try:
-        ttl = float(options["upstream-ttl"])
-        if ttl < 0:
-            raise ValueError
-    except ValueError:
-        raise usage.UsageError(f"--upstream-ttl must be a number of seconds, not {options['upstream-ttl']!r}.")
-    try:
-        timeout = float(options["upstream-timeout"])
-        if timeout <= 0:
-            raise ValueError
-    except ValueError:
-        raise usage.UsageError(
-            f"--upstream-timeout must be a positive number of seconds, not {options['upstream-timeout']!r}.")
-    max_size = None
-    if options["cache-max-size"] is not None:
-        try:
-            max_size = parse_size(options["cache-max-size"])
-        except ValueError:
-            raise usage.UsageError(
-                f"--cache-max-size {options['cache-max-size']!r} is not a size such as 500M or 20G.")
-    ca_file = options["upstream-ca"]
-    if ca_file is not None:
-        ca_file = os.path.abspath(os.path.expanduser(ca_file))
-        try:
-            with open(ca_file, "rb") as f:
-                from twisted.internet.ssl import Certificate
-
-                Certificate.loadPEM(f.read())
-        except Exception as e:
-            raise usage.UsageError(f"--upstream-ca {options['upstream-ca']!r} is not a readable PEM certificate: {e}")
-    state = options.get("state-dir") or os.path.join(options["packages"][0], ".pypid")
-    cache_dir = options["cache-dir"] or os.path.join(state, "upstream")
-    cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
-    _check_cache_dir(cache_dir, options["packages"])
-    return FallbackConfig(
-        url=check_url(url),
-        mode=mode,
-        cache_dir=cache_dir,
-        ttl=ttl,
-        max_size=max_size,
-        allow=read_allow(options["upstream-allow"]),
-        deny=read_deny(options["upstream-deny"]),
-        list_upstream=bool(options["list-upstream"]),
-        ca_file=ca_file,
-        timeout=timeout,
-    )
-
-
-def build(config: Optional[FallbackConfig], store, reactor, parent, cache_control: Optional[bytes] = None):
-    """
-    The L{pypid.web.upstreamfiles.UpstreamWeb} for C{config} (L{None} without a
-    fallback), with the upstream client's service put under C{parent}.
-    Nothing touches the network or the disk until the service starts.
-    """
-    if config is None:
-        return None
     from pypid.web.upstreamfiles import UpstreamWeb
 
     if config.mode == "redirect":
-        return UpstreamWeb(store, config.url, "redirect", deny=config.deny)
+        return UpstreamParts(UpstreamWeb(store, config.url, "redirect", deny=config.deny), None)
     from twisted.internet.threads import deferToThreadPool
 
     from pypid.upstream.client import TreqUpstream
@@ -231,6 +147,6 @@ def build(config: Optional[FallbackConfig], store, reactor, parent, cache_contro
 
     fallback = Fallback(client, config.url, config.cache_dir, reactor, run_in_thread,
                         ttl=config.ttl, max_size=config.max_size)
-    UpstreamService(client, fallback).setServiceParent(parent)
-    return UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream,
-                       config.deny)
+    web = UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream,
+                      config.deny)
+    return UpstreamParts(web, UpstreamService(client, fallback))

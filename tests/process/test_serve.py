@@ -10,13 +10,15 @@ from tests.server import ROOT
 
 
 def test_pypid_serve_says_a_bad_option_in_one_line(tmp_path):
-    """The image's command, `pypid serve`: a bad option is one line on stderr and status 2, with any Twisted."""
+    """The image's command, `pypid serve`: a bad option is one line and a hint on stderr, status 2, with any Twisted."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, "-m", "pypid.cli", "serve", "--hash-algo", "crc32", str(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.startswith("pypid serve: --hash-algo 'crc32' is not one of") and result.stderr.count("\n") == 1
+    first, hint = result.stderr.splitlines()
+    assert first.startswith("pypid serve: --hash-algo 'crc32' is not one of")
+    assert hint == "Try 'pypid serve --help' for the options."
 
 
 def test_pypid_serve_serves_and_stops_on_sigterm(tmp_path):

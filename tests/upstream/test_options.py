@@ -18,6 +18,10 @@ def parse(*argv):
     return options
 
 
+def fallback(*argv):
+    return parse(*argv).config.upstream
+
+
 class FallbackOptionsTests(SynchronousTestCase):
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
@@ -29,14 +33,14 @@ class FallbackOptionsTests(SynchronousTestCase):
                      ["--cache-max-size", "1G"], ["--fallback-mode", "redirect"]):
             error = self.assertRaises(usage.UsageError, parse, *args, self.dir)
             self.assertIn("needs --fallback-url", str(error))
-        self.assertIsNone(parse("--fallback-url", UP, "--disable-fallback", "--list-upstream", self.dir)["fallback"])
+        self.assertIsNone(fallback("--fallback-url", UP, "--disable-fallback", "--list-upstream", self.dir))
 
     def test_no_fallback_by_default(self):
-        self.assertIsNone(parse(self.dir)["fallback"])
-        self.assertIsNone(parse("--fallback-url", UP, "--disable-fallback", self.dir)["fallback"])
+        self.assertIsNone(fallback(self.dir))
+        self.assertIsNone(fallback("--fallback-url", UP, "--disable-fallback", self.dir))
 
     def test_defaults(self):
-        config = parse("--fallback-url", UP, self.dir)["fallback"]
+        config = fallback("--fallback-url", UP, self.dir)
         self.assertEqual(config.url, UP + "/")
         self.assertEqual(config.mode, "cache")
         self.assertEqual(config.ttl, 600)
@@ -49,30 +53,30 @@ class FallbackOptionsTests(SynchronousTestCase):
         names = os.path.join(self.dir, "allow.txt")
         with open(names, "w") as f:
             f.write("# merged with upstream\nFoo.Bar\n\nbaz  # trailing comment\n")
-        config = parse("--fallback-url", UP, "--fallback-mode", "redirect", "--upstream-ttl", "30",
+        config = fallback("--fallback-url", UP, "--fallback-mode", "redirect", "--upstream-ttl", "30",
                        "--cache-max-size", "2G", "--cache-dir", "cache", "--upstream-allow", "Qux",
-                       "--upstream-allow", "@" + names, self.dir)["fallback"]
+                       "--upstream-allow", "@" + names, self.dir)
         self.assertEqual((config.mode, config.ttl, config.max_size), ("redirect", 30, 2 * 1024 ** 3))
         self.assertEqual(config.cache_dir, os.path.abspath("cache"))
         self.assertRaises(usage.UsageError, parse, "--fallback-url", UP, "--upstream-allow", "-bad-", self.dir)
-        self.assertEqual(parse("--fallback-url", UP, "--upstream-allow", "Qux", self.dir)["fallback"].allow,
+        self.assertEqual(fallback("--fallback-url", UP, "--upstream-allow", "Qux", self.dir).allow,
                          frozenset({"qux"}))
         self.assertEqual(config.allow, frozenset({"foo-bar", "baz", "qux"}))
 
     def test_deny_patterns(self):
-        config = parse("--fallback-url", UP, "--upstream-deny", "ACME_*", "--upstream-deny", "secret.Tool",
-                       self.dir)["fallback"]
+        config = fallback("--fallback-url", UP, "--upstream-deny", "ACME_*", "--upstream-deny", "secret.Tool",
+                       self.dir)
         self.assertEqual(config.deny, ("acme-*", "secret-tool"))
         self.assertRaises(usage.UsageError, parse, "--fallback-url", UP, "--upstream-deny", "a/b", self.dir)
 
     def test_cache_dir_follows_the_state_dir(self):
         state = os.path.abspath(self.mktemp())
-        config = parse("--fallback-url", UP, "--state-dir", state, self.dir)["fallback"]
+        config = fallback("--fallback-url", UP, "--state-dir", state, self.dir)
         self.assertEqual(config.cache_dir, os.path.join(state, "upstream"))
 
     def test_hidden_cache_dir_inside_a_package_directory(self):
         cache = os.path.join(self.dir, ".cache", "up")
-        self.assertEqual(parse("--fallback-url", UP, "--cache-dir", cache, self.dir)["fallback"].cache_dir, cache)
+        self.assertEqual(fallback("--fallback-url", UP, "--cache-dir", cache, self.dir).cache_dir, cache)
 
     def test_refusals(self):
         for argv in (
@@ -91,6 +95,7 @@ class FallbackOptionsTests(SynchronousTestCase):
     def test_make_service_touches_nothing(self):
         options = parse("--port", "tcp:0:interface=127.0.0.1", "--fallback-url", UP, self.dir)
         top = tap.makeService(options, reactor=MemoryReactorClock())
-        (service,) = [s for s in top if isinstance(s, UpstreamService)]
+        service = top.getServiceNamed("upstream")
+        self.assertIsInstance(service, UpstreamService)
         self.assertIsNone(service.client.pool, "the pool is built in startService")
         self.assertFalse(os.path.exists(os.path.join(self.dir, ".pypid", "upstream")))

@@ -491,11 +491,13 @@ class WiringTests(SynchronousTestCase):
 
     def test_defaults(self):
         top = self.build(self.directory)
-        [watcher] = [s for s in top if isinstance(s, WatchService)]
+        watcher = top.getServiceNamed("watch")
+        self.assertIsInstance(watcher, WatchService)
         self.assertEqual(watcher.roots, [self.directory])
         self.assertEqual(watcher.fallback_poll, 30)
         self.assertIsNone(watcher._observer, "no thread before startService")
-        [index] = [s for s in top if isinstance(s, IndexService)]
+        index = top.getServiceNamed("index")
+        self.assertIsInstance(index, IndexService)
         self.assertEqual(index.store.cache.directories[0], os.path.join(self.directory, ".pypid"))
         self.assertFalse(os.path.exists(os.path.join(self.directory, ".pypid")),
                          "nothing is created before startService")
@@ -503,14 +505,14 @@ class WiringTests(SynchronousTestCase):
     def test_state_dir_and_no_watch(self):
         state = os.path.join(self.directory, "..", "state")
         top = self.build("--state-dir", state, "--no-watch", "--rescan-interval", "10", self.directory)
-        self.assertEqual([s for s in top if isinstance(s, WatchService)], [])
-        [index] = [s for s in top if isinstance(s, IndexService)]
+        self.assertRaises(KeyError, top.getServiceNamed, "watch")
+        index = top.getServiceNamed("index")
         self.assertEqual(index.store.cache.directories, [os.path.abspath(state)])
         self.assertIsNone(index.first_scan_after)
 
     def test_fallback_poll_follows_a_shorter_rescan_interval(self):
         top = self.build("--rescan-interval", "10", self.directory)
-        [watcher] = [s for s in top if isinstance(s, WatchService)]
+        watcher = top.getServiceNamed("watch")
         self.assertEqual(watcher.fallback_poll, 10)
 
     def test_ftp_needs_passwords(self):

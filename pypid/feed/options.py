@@ -1,0 +1,126 @@
+"""
+How files arrive, on the command line: C{--overwrite},
+C{--max-upload-size} and C{--ftp}; and the services built from them (the
+upload spool, the FTP server).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from twisted.application.service import Service
+from twisted.python import usage
+
+from pypid.auth.options import AuthConfig
+from pypid.ops.startup import StartError
+from pypid.ops.values import endpoint_description, parse_size
+from pypid.store.directory.options import DirectoryConfig
+
+DEFAULT_MAX_UPLOAD = "1G"
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """The checked upload options."""
+
+    #: Where upload bodies are spooled, next to the first package directory
+    #: so that a file lands by rename; L{None} when uploads are refused.
+    spool: Optional[str] = None
+    #: Largest request body, in bytes.
+    max_upload_size: int = 1024 ** 3
+    #: Whether an upload may replace a file with other content.
+    overwrite: bool = False
+    #: The FTP endpoint (C{--ftp}), if any.
+    ftp: Optional[str] = None
+
+    @property
+    def uploads(self) -> bool:
+        return self.spool is not None
+
+
+class FeedOptions(usage.Options):
+    """Mixed into L{pypid.tap.Options}; L{check_feed} in postOptions."""
+
+    optParameters = [
+        ["max-upload-size", None, DEFAULT_MAX_UPLOAD,
+         "Largest request body accepted, e.g. 500M, 2G (bytes; K/M/G/T are powers of 1024)."],
+        ["ftp", None, None,
+         "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
+         "package directory; logins are checked against -P/--passwords (required)."],
+    ]
+    optFlags = [
+        ["overwrite", "o", "Allow uploads to replace existing files."],
+    ]
+
+    def check_feed(self, directory: DirectoryConfig, auth: AuthConfig) -> FeedConfig:
+        text = str(self["max-upload-size"]).strip()
+        try:
+            size = parse_size(text)
+        except ValueError:
+            size = 0
+        if size <= 0:
+            raise usage.UsageError(f"--max-upload-size {text!r} is not a size such as 500M or 2G.")
+        spool = None
+        if auth.uploads:
+            from pypid.feed.incoming import INCOMING
+
+            # Only checked here: the directory is made when the service
+            # starts, after twistd has dropped privileges.
+            root = directory.upload_root
+            spool = os.path.join(root, INCOMING)
+            if not os.access(spool if os.path.isdir(spool) else root, os.W_OK | os.X_OK):
+                raise usage.UsageError(
+                    f"uploads go to {root!r}, but it is not writable; make it writable "
+                    "or run read-only (no -P, default -a update)."
+                )
+        ftp = None
+        if self["ftp"] is not None:
+            ftp = endpoint_description(self["ftp"])
+            if auth.passwords is None or spool is None:
+                raise usage.UsageError(
+                    "--ftp needs -P/--passwords FILE: FTP logins are checked against it "
+                    "(there is no anonymous FTP)."
+                )
+        return FeedConfig(spool=spool, max_upload_size=size, overwrite=bool(self["overwrite"]), ftp=ftp)
+
+
+class SpoolService(Service):
+    """Makes the upload spool directory and clears what a crash left there."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def startService(self) -> None:
+        super().startService()
+        from pypid.feed.incoming import clean_stale, incoming_dir
+
+        try:
+            incoming_dir(os.path.dirname(self.path))
+        except OSError as e:
+            raise StartError(f"cannot create the upload spool {self.path}: {e.strerror}")
+        clean_stale(self.path)
+
+
+def ftp_factory(config: FeedConfig, root: str, logins, acl, store, reactor):
+    """
+    The FTP upload server's factory for C{--ftp}: files go to C{root} (the
+    first package directory) under the rules of HTTP uploads (C{acl}, an
+    L{pypid.auth.acl.AclFile} or L{None}); logins are checked by C{logins}
+    (L{pypid.auth.logins.Logins}, shared with HTTP).
+    """
+    from pypid.feed.ftp import FTPUploads
+    from pypid.feed.ftp import ftp_factory as factory
+
+    assert config.spool is not None
+    uploads = FTPUploads(
+        store=store,
+        root=root,
+        spool=config.spool,
+        reactor=reactor,
+        overwrite=config.overwrite,
+        max_size=config.max_upload_size,
+        acl=acl,
+    )
+    return factory(uploads, logins)
