@@ -447,8 +447,9 @@ def test_bad_environment_values_stop_it_with_one_line(podman, image):
     result = podman.run("run", "--rm", "--label", LABEL, "--network=host", "-e", "PYPID_PASSWORDS=/data/nothing",
                         "-e", f"PYPID_PORT=tcp:{free_port()}:interface=127.0.0.1", image, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "pypid serve: cannot read the password file '/data/nothing'"), result.stderr
+    *_, error, hint = result.stderr.strip().splitlines()
+    assert error.startswith("pypid serve: cannot read the password file '/data/nothing'"), result.stderr
+    assert hint == "Try 'pypid serve --help' for the options."
 
 
 def test_a_volume_it_cannot_write_is_served_read_only(podman, containers, tmp_path):
@@ -463,8 +464,9 @@ def test_a_volume_it_cannot_write_is_served_read_only(podman, containers, tmp_pa
                         "-e", "PYPID_PASSWORDS=.", "-e", "PYPID_AUTHENTICATE=.", "-e",
                         f"PYPID_PORT=tcp:{free_port()}:interface=127.0.0.1", container.image, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "pypid serve: uploads go to '/data/packages', but it is not writable"), result.stderr
+    *_, error, hint = result.stderr.strip().splitlines()
+    assert error.startswith("pypid serve: uploads go to '/data/packages', but it is not writable"), result.stderr
+    assert hint == "Try 'pypid serve --help' for the options."
 
 
 def test_pypiserver_command_line(podman, image, containers, tmp_path):
