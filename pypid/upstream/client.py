@@ -22,7 +22,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from pypid import __version__
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 
 USER_AGENT = f"pypid/{__version__} (upstream fallback)"
 

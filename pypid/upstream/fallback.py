@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from pypid.ops import metrics
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError

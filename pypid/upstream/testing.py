@@ -10,7 +10,7 @@ from typing import Callable, Optional, Union
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from zope.interface import implementer
 
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 from pypid.upstream.client import Download, DownloadError, PageResponse
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 from pypid.upstream.client import DownloadError, TreqUpstream
 from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
 from pypid.upstream.testing import CannedUpstream, immediate
