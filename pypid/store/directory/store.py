@@ -18,6 +18,7 @@ from zope.interface import implementer
 from pypid.store.directory import scan
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.interfaces import IPackageStore
+from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.statecache import StateCache
@@ -31,8 +32,6 @@ CHECKED_FILES = 16384
 #: Opening a file to serve never blocks (a FIFO put in its place) and never
 #: makes a terminal the controlling one.
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
-
-Listener = Callable[[IndexSnapshot, frozenset], None]
 
 _STUCK = (
     "still incomplete since the previous rescan (a copy or upload that died?); "
@@ -62,29 +61,6 @@ def open_regular(path: str, flags: int = 0) -> Optional[tuple[int, os.stat_resul
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_dev, st.st_ino, st.st_ctime_ns)
-
-
-class SnapshotOwner:
-    """
-    Holds the current snapshot and tells subscribers about each change; the
-    part every L{IPackageStore} shares.
-    """
-
-    def __init__(self) -> None:
-        self.snapshot = IndexSnapshot.empty()
-        self._listeners: list[Listener] = []
-
-    def subscribe(self, callback: Listener) -> None:
-        self._listeners.append(callback)
-
-    def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
-        """Apply a change to the snapshot and tell the listeners."""
-        snapshot, changed = self.snapshot.apply(added, removed)
-        if changed:
-            self.snapshot = snapshot
-            for listener in self._listeners:
-                listener(snapshot, changed)
-        return changed
 
 
 @implementer(IPackageStore)
