@@ -19,7 +19,7 @@ from pypid import __version__
 from pypid.ops import malloc
 from pypid.ops.options import OperationsOptions, top_service, wire_metrics
 from pypid.auth.acl import AclError, AclFile
-from pypid.feed.incoming import clean_stale, incoming_dir
+from pypid.store.directory.landing import clean_stale, incoming_dir
 from pypid.index.pages import PageCache
 from pypid.store.directory.scan import HASH_ALGORITHMS
 from pypid.store.directory.rescans import IndexService
@@ -242,7 +242,7 @@ class Options(OperationsOptions, usage.Options):
         self["max-upload-size"] = int(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
         self["spool"] = None
         if self["uploads"]:
-            from pypid.feed.incoming import INCOMING
+            from pypid.store.directory.landing import INCOMING
 
             # Only checked here: the directory is made when the service
             # starts, after twistd has dropped privileges.

@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from pypid.store import complete
 
-from pypid.feed import incoming
+from pypid.store.directory import landing
 from pypid.index.filenames import parse_filename
 from pypid.store.interfaces import IPackageStore
 from pypid.store.directory.scan import resolve_inside
@@ -79,7 +79,7 @@ class _Upload:
     """
 
     def __init__(self, shell: "UploadShell", filename: str, directory: str,
-                 writer: incoming.HashingWriter) -> None:
+                 writer: landing.HashingWriter) -> None:
         self.shell = shell
         self.filename = filename
         self.directory = directory
@@ -181,7 +181,7 @@ class UploadShell(ftp.FTPShell):
         if not os.path.isdir(directory) or resolve_inside(directory, self.uploads.root) is None:
             return fail(ftp.FileNotFoundError("/".join(path[:-1])))
         d = self._authorize(parsed.project)
-        d.addCallback(lambda _: self.uploads.thread(incoming.HashingWriter, self.uploads.spool))
+        d.addCallback(lambda _: self.uploads.thread(landing.HashingWriter, self.uploads.spool))
         d.addCallback(lambda writer: self._opened(_Upload(self, filename, directory, writer)))
         return d
 
@@ -220,7 +220,7 @@ class UploadShell(ftp.FTPShell):
             d = uploads.thread(_check, upload.writer, upload.filename)
             d.addCallback(lambda _: uploads.store.whenReady())
             d.addCallback(lambda _: uploads.thread(
-                incoming.place, upload.writer.path, upload.writer.hashes["sha256"].hexdigest(),
+                landing.place, upload.writer.path, upload.writer.hashes["sha256"].hexdigest(),
                 self._target(upload), uploads.overwrite))
             d.addCallback(lambda placed: uploads.store.refresh([placed.path]).addCallback(lambda _: placed))
 
@@ -268,7 +268,7 @@ def _name(name) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
-def _check(writer: incoming.HashingWriter, filename: str) -> None:
+def _check(writer: landing.HashingWriter, filename: str) -> None:
     """In a thread: the transfer is a complete, valid distribution (else UploadError)."""
     writer.finish()
     with open(writer.path, "rb") as f:
@@ -294,7 +294,7 @@ class _Named:
         self.parsed = parsed
 
 
-def _discard(writer: incoming.HashingWriter) -> None:
+def _discard(writer: landing.HashingWriter) -> None:
     writer.discard()
 
 

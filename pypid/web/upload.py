@@ -25,6 +25,7 @@ from twisted.web.server import NOT_DONE_YET
 from urllib.parse import parse_qs
 
 from pypid.feed import incoming
+from pypid.store.directory import landing
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.auth.acl import AclFile
 from pypid.store.interfaces import IPackageStore
@@ -268,13 +269,13 @@ class LegacyUpload(Resource):
                 target = self._disk_path(distfile) or target
                 break
         placed = yield self._thread(
-            incoming.place, content.path, received.digests["sha256"], target, self.policy.overwrite
+            landing.place, content.path, received.digests["sha256"], target, self.policy.overwrite
         )
         changed = [placed.path]
         if placed.outcome != "identical":
             facts.stored = content.size
         if received.signature is not None and placed.outcome != "identical":
-            signature = yield self._thread(incoming.write_signature, placed.path, received.signature)
+            signature = yield self._thread(landing.write_signature, placed.path, received.signature)
             changed.append(signature)
         yield self.store.refresh(changed)
         if placed.outcome == "identical":
@@ -296,7 +297,7 @@ class LegacyUpload(Resource):
         if not paths:
             raise UploadError(http.NOT_FOUND, f"{name} ({version}) not found")
         facts.filename = ",".join(f.filename for f in files)
-        removed = yield self._thread(incoming.remove, paths)
+        removed = yield self._thread(landing.remove, paths)
         yield self.store.refresh(removed or paths)
         returnValue((http.OK, f"Removed {len(files)} files of {name} {version}."))
 

@@ -10,6 +10,7 @@ from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.feed import incoming
+from pypid.store.directory import landing
 from pypid.feed.multipart import FilePart, Form
 from pypid.testing import sdist_bytes, wheel_bytes
 from pypid.feed.checks import (
@@ -118,7 +119,7 @@ class ArchiveTests(SynchronousTestCase):
 class PlaceTests(SynchronousTestCase):
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
-        self.spool = incoming.incoming_dir(self.dir)
+        self.spool = landing.incoming_dir(self.dir)
 
     def received(self, data, name="demo-1.0-py3-none-any.whl"):
         body, ctype = multipart(form_fields(name, data))
@@ -141,27 +142,27 @@ class PlaceTests(SynchronousTestCase):
     def test_place_create_identical_exists_overwrite(self):
         target = os.path.join(self.dir, "demo-1.0-py3-none-any.whl")
         first = self.received(b"one")
-        self.assertEqual(incoming.place(first.content.path, first.digests["sha256"], target, False).outcome,
+        self.assertEqual(landing.place(first.content.path, first.digests["sha256"], target, False).outcome,
                          "created")
         again = self.received(b"one")
-        self.assertEqual(incoming.place(again.content.path, again.digests["sha256"], target, False).outcome,
+        self.assertEqual(landing.place(again.content.path, again.digests["sha256"], target, False).outcome,
                          "identical")
         other = self.received(b"two")
-        e = self.assertRaises(UploadError, incoming.place, other.content.path, other.digests["sha256"],
+        e = self.assertRaises(UploadError, landing.place, other.content.path, other.digests["sha256"],
                               target, False)
         self.assertTrue(e.message.startswith("File already exists"))
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"one")
         other = self.received(b"two")
-        self.assertEqual(incoming.place(other.content.path, other.digests["sha256"], target, True).outcome,
+        self.assertEqual(landing.place(other.content.path, other.digests["sha256"], target, True).outcome,
                          "replaced")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"two")
         self.assertEqual(os.listdir(self.spool), [])
 
     def test_clean_stale(self):
-        path = os.path.join(self.spool, incoming.PREFIX + "old.part")
+        path = os.path.join(self.spool, landing.PREFIX + "old.part")
         open(path, "w").close()
         os.utime(path, (1, 1))
-        open(os.path.join(self.spool, incoming.PREFIX + "new.part"), "w").close()
-        self.assertEqual(incoming.clean_stale(self.spool), 1)
+        open(os.path.join(self.spool, landing.PREFIX + "new.part"), "w").close()
+        self.assertEqual(landing.clean_stale(self.spool), 1)
