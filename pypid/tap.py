@@ -24,6 +24,7 @@ from pypid.index.pages import PageCache
 from pypid.store.directory.scan import HASH_ALGORITHMS
 from pypid.store.directory.rescans import IndexService
 from pypid.store.directory.store import DirectoryStore
+from pypid.threads import pool_threads
 from pypid.upstream import config as upstream_config
 from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
@@ -332,7 +333,8 @@ def makeService(options: Options, reactor=None) -> IService:
     options.check_endpoints(reactor)
     malloc.tune()
     top = top_service(options, reactor)
-    store = _store(options, reactor, top)
+    threads = pool_threads(reactor)
+    store = _store(options, reactor, threads, top)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
     cache_control = download_cache_control(
@@ -346,8 +348,8 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics=options["metrics"],
         metrics_allow=tuple(options["metrics-allow"]),
     )
-    upload, protect = _access(options, store, reactor, top)
-    upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control)
+    upload, protect = _access(options, store, reactor, threads, top)
+    upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control, threads=threads)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
         reactor=reactor,
@@ -362,11 +364,11 @@ def makeService(options: Options, reactor=None) -> IService:
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     if options["ftp"]:
-        _ftp(options, store, reactor).setServiceParent(top)
+        _ftp(options, store, reactor, threads).setServiceParent(top)
     return top
 
 
-def _ftp(options: Options, store, reactor) -> IService:
+def _ftp(options: Options, store, reactor, threads) -> IService:
     """The FTP upload server of --ftp, with the logins of -P."""
     from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.feed.ftp import FTPUploads, ftp_factory
@@ -376,6 +378,7 @@ def _ftp(options: Options, store, reactor) -> IService:
         root=options["packages"][0],
         spool=options["spool"],
         reactor=reactor,
+        threads=threads,
         overwrite=options["overwrite"],
         max_size=options["max-upload-size"],
         acl=options["acl-file"],
@@ -384,19 +387,19 @@ def _ftp(options: Options, store, reactor) -> IService:
     return strports.service(options["ftp"], factory, reactor=reactor)
 
 
-def _store(options: Options, reactor, top: MultiService) -> DirectoryStore:
+def _store(options: Options, reactor, threads, top: MultiService) -> DirectoryStore:
     """The store with its state cache, the watcher and the rescans feeding it."""
     from pypid.store.directory.statecache import StateCache, default_state_dirs
     from pypid.store.directory.watch import FALLBACK_POLL, WatchService
 
     roots = options["packages"]
     state_dirs = [options["state-dir"]] if options["state-dir"] else default_state_dirs(roots[0])
-    store = DirectoryStore(roots, options["hash-algo"], reactor, StateCache(state_dirs))
+    store = DirectoryStore(roots, options["hash-algo"], threads, StateCache(state_dirs))
     interval = options["rescan-interval"]
     watching = None
     if not options["no-watch"]:
         poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
-        watcher = WatchService(store, roots, reactor, fallback_poll=poll)
+        watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll)
         watcher.setServiceParent(top)
         watching = watcher.whenWatching
     IndexService(store, reactor, interval, first_scan_after=watching).setServiceParent(top)
@@ -415,7 +418,7 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def _access(options: Options, store, reactor, top):
+def _access(options: Options, store, reactor, threads, top):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
     from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.web.guard import Authenticator, Guard, is_listing
@@ -433,7 +436,7 @@ def _access(options: Options, store, reactor, top):
         acl=options["acl-file"],
         overwrite=options["overwrite"],
     )
-    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, reactor)
+    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, threads)
     if authenticator is None or not actions & {"download", "list"}:
         return upload, None
 

@@ -163,37 +163,3 @@ def write_dist(directory: str, built: tuple[str, bytes], mtime: Optional[float] 
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
-
-
-class ImmediateThreadPool:
-    """A thread pool that runs work at once, in the calling thread."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def callInThreadWithCallback(self, onResult, func, *args, **kwargs) -> None:
-        self.calls += 1
-        try:
-            result = func(*args, **kwargs)
-        except BaseException:
-            from twisted.python.failure import Failure
-
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-
-class ImmediateReactor:
-    """
-    Just enough of a reactor for L{pypid.store.directory.store.DirectoryStore} in synchronous
-    tests: thread-pool work and C{callFromThread} run immediately.
-    """
-
-    def __init__(self) -> None:
-        self.pool = ImmediateThreadPool()
-
-    def getThreadPool(self) -> ImmediateThreadPool:
-        return self.pool
-
-    def callFromThread(self, f, *args, **kwargs) -> None:
-        f(*args, **kwargs)

@@ -24,7 +24,6 @@ from typing import Optional
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols import ftp
 from twisted.python.filepath import FilePath
@@ -37,6 +36,7 @@ from pypid.index.filenames import parse_filename
 from pypid.store.interfaces import IPackageStore
 from pypid.store.directory.scan import resolve_inside
 from pypid.feed.checks import UploadError, check_archive, check_filename
+from pypid.threads import Threads
 
 audit = Logger(namespace="pypid.audit")
 
@@ -61,13 +61,15 @@ class FTPUploads:
     #: Hidden directory of temporary files, on the same filesystem.
     spool: str
     reactor: object
+    #: Runs the blocking steps (L{pypid.threads.Threads}).
+    threads: Threads
     overwrite: bool = False
     max_size: int = 1024 ** 3
     #: The per-project rights of HTTP uploads (L{pypid.auth.acl.AclFile}), if any.
     acl: Optional[object] = None
 
     def thread(self, f, *args) -> Deferred:
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args)
+        return self.threads(f, *args)
 
 
 @implementer(ftp.IWriteFile, IConsumer)

@@ -206,11 +206,13 @@ def check(options) -> Optional[FallbackConfig]:
     )
 
 
-def build(config: Optional[FallbackConfig], store, reactor, parent, cache_control: Optional[bytes] = None):
+def build(config: Optional[FallbackConfig], store, reactor, parent, cache_control: Optional[bytes] = None,
+          *, threads):
     """
     The L{pypid.web.upstreamfiles.UpstreamWeb} for C{config} (L{None} without a
     fallback), with the upstream client's service put under C{parent}.
     Nothing touches the network or the disk until the service starts.
+    C{threads} (a L{pypid.threads.Threads}) runs its blocking work.
     """
     if config is None:
         return None
@@ -218,18 +220,13 @@ def build(config: Optional[FallbackConfig], store, reactor, parent, cache_contro
 
     if config.mode == "redirect":
         return UpstreamWeb(store, config.url, "redirect", deny=config.deny)
-    from twisted.internet.threads import deferToThreadPool
-
     from pypid.upstream.client import TreqUpstream
     from pypid.upstream.fallback import Fallback
     from pypid.upstream.service import UpstreamService
 
     client = TreqUpstream(reactor, timeout=config.timeout, ca_file=config.ca_file)
 
-    def run_in_thread(f, *args):
-        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
-
-    fallback = Fallback(client, config.url, config.cache_dir, reactor, run_in_thread,
+    fallback = Fallback(client, config.url, config.cache_dir, reactor, threads,
                         ttl=config.ttl, max_size=config.max_size)
     UpstreamService(client, fallback).setServiceParent(parent)
     return UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream,

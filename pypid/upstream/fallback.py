@@ -2,7 +2,7 @@
 The caching fallback on the reactor thread: upstream pages with a TTL,
 conditional revalidation and stale-if-error; files fetched once (single
 flight), hash-checked, renamed into the cache, evicted least recently used
-first. Blocking work (disk, parsing) goes through C{run_in_thread}; only
+first. Blocking work (disk, parsing) goes through C{threads}; only
 the chunks of a download are written (and hashed) on the reactor thread, as
 they arrive, which costs in proportion to the network's pace.
 """
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Optional
+from typing import Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from pypid.ops import metrics
+from pypid.threads import Threads
 from pypid.upstream.interfaces import IUpstream
 from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
@@ -84,7 +85,7 @@ class Fallback:
         url: str,
         cache_dir: str,
         clock,
-        run_in_thread: Callable[..., Deferred],
+        threads: Threads,
         ttl: float = 600,
         max_size: Optional[int] = None,
     ) -> None:
@@ -92,7 +93,7 @@ class Fallback:
         self.url = url.rstrip("/") + "/"
         self.layout = CacheLayout(cache_dir)
         self.clock = clock
-        self._thread = self.run_in_thread = run_in_thread
+        self._thread = self.threads = threads
         self.ttl = ttl
         #: Pages in memory (the others are read back from disk when asked for).
         self.pages = Recent(MEMORY_PAGES, on_evict=lambda key: self._loaded.discard(key))

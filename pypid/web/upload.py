@@ -17,7 +17,6 @@ from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import inlineCallbacks, returnValue
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -40,6 +39,7 @@ from pypid.feed.checks import (
     check_file_upload,
     check_removal,
 )
+from pypid.threads import Threads
 from pypid.web.guard import Authenticator
 
 #: Largest urlencoded body (only the small actions use one).
@@ -98,18 +98,13 @@ class LegacyUpload(Resource):
     log = Logger()
 
     def __init__(self, store: IPackageStore, root: str, spool: str, policy: UploadPolicy,
-                 reactor, threadpool=None) -> None:
+                 threads: Threads) -> None:
         super().__init__()
         self.store = store
         self.root = root
         self.spool = spool
         self.policy = policy
-        self._reactor = reactor
-        self._threadpool = threadpool
-
-    def _thread(self, f, *args):
-        pool = self._threadpool or self._reactor.getThreadPool()
-        return deferToThreadPool(self._reactor, pool, f, *args)
+        self._thread = threads
 
     def early_answer(self, method: bytes, uri: bytes, headers):
         """

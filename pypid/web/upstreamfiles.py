@@ -142,7 +142,7 @@ class UpstreamWeb:
                 return page
 
             # The upstream's list can hold hundreds of thousands of names.
-            return self.fallback.run_in_thread(render).addCallback(keep)
+            return self.fallback.threads(render).addCallback(keep)
 
         d = self.fallback.project_names().addCallback(rendered)
         return render_async(request, d, lambda page: serve_page(request, page, ctype))
@@ -162,7 +162,7 @@ class UpstreamWeb:
 
         # Upstream pages can list thousands of files: rendered and
         # compressed in a thread.
-        return self.fallback.run_in_thread(
+        return self.fallback.threads(
             lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo))
         ).addCallback(keep)
 

@@ -12,7 +12,8 @@ from zope.interface.verify import verifyObject
 from pypid.upstream.interfaces import IUpstream
 from pypid.upstream.client import DownloadError, TreqUpstream
 from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
-from pypid.upstream.testing import CannedUpstream, immediate
+from pypid.threads import immediate
+from pypid.upstream.testing import CannedUpstream
 
 UP = "http://up.test/simple/"
 WHEEL = b"PK\x03\x04 pretend wheel" * 100

@@ -8,10 +8,9 @@ from __future__ import annotations
 import gc
 import os
 import stat
-from typing import Callable, Iterable, Optional
+from typing import Mapping, NamedTuple, Optional
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -22,6 +21,7 @@ from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.statecache import StateCache
+from pypid.threads import Threads
 
 #: How many core metadata files to keep in memory (a few KiB each).
 METADATA_CACHE_ENTRIES = 2048
@@ -75,7 +75,7 @@ class DirectoryStore(SnapshotOwner):
     log = Logger()
 
     def __init__(
-        self, roots: list[str], hash_algo: Optional[str], reactor, cache: Optional[StateCache] = None
+        self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None
     ) -> None:
         super().__init__()
         self.roots = [os.path.abspath(root) for root in roots]
@@ -86,11 +86,12 @@ class DirectoryStore(SnapshotOwner):
         #: What the latest scan found (its counts show what it cost).
         self.last_result: Optional[scan.ScanResult] = None
         #: Symlinked files by the real path of their target: a change to the
-        #: target is a change to them. Rebuilt by full scans.
-        self._links: dict[str, set[str]] = {}
+        #: target is a change to them. Rebuilt by full scans; replaced, never
+        #: changed in place (a scan's thread reads the one it was given).
+        self._links: Mapping[str, frozenset[str]] = {}
         #: Files found incomplete by the latest full scan.
         self._waiting: set[str] = set()
-        self._reactor = reactor
+        self._threads = threads
         self._metadata = Recent(METADATA_CACHE_ENTRIES)
         self._ready: Optional[list[Deferred]] = []
         self._running = False
@@ -197,12 +198,9 @@ class DirectoryStore(SnapshotOwner):
             self._metadata[key] = raw
             return raw
 
-        return self._deferToThread(read_metadata, path, distfile.kind).addCallback(keep)
+        return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
 
     # Internals
-
-    def _deferToThread(self, f, *args) -> Deferred:
-        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
 
     def _next(self) -> None:
         """Start the next scan, one at a time; a full scan covers pending paths."""
@@ -224,53 +222,11 @@ class DirectoryStore(SnapshotOwner):
         self._running = True
         self._running_full = full
         first = full and self._ready is not None
-        d = self._deferToThread(self._scanInThread, previous, paths, first)
+        job = ScanJob(tuple(self.roots), self.hash_algo, previous,
+                      None if paths is None else tuple(paths), self._links, first, self.cache)
+        d = self._threads(run_scan, job)
         d.addCallbacks(self._scanned, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
-
-    def _linksTo(self, paths: list[str]) -> list[str]:
-        """The symlinks (in the tree) to any of C{paths} or below them. In a thread."""
-        if not self._links:
-            return []
-        reals = {os.path.realpath(p) for p in paths}
-        links = []
-        for target, sources in list(self._links.items()):
-            parent = target
-            while parent not in reals and os.path.dirname(parent) != parent:
-                parent = os.path.dirname(parent)
-            if parent in reals:
-                links.extend(sources)
-        return links
-
-    def _scanInThread(self, previous, paths: Optional[list[str]], first: bool) -> scan.ScanResult:
-        """A full scan (C{paths} is None) or one of C{paths}, in a thread."""
-        cache = self.cache
-        if cache is None:
-            if paths is None:
-                return scan.scan(self.roots, self.hash_algo, previous)
-            paths = paths + self._linksTo(paths)
-            return scan.scan_paths(self.roots, self.hash_algo, previous, paths)
-        if first:
-            cache.track()
-        if paths is not None:
-            paths = paths + self._linksTo(paths)
-        try:
-            if paths is None:
-                result = scan.scan(self.roots, self.hash_algo, previous, cache)
-            else:
-                result = scan.scan_paths(self.roots, self.hash_algo, previous, paths, cache)
-        finally:
-            cache.flush()
-        relisted = {f.path for f in result.added}
-        cache.forget(
-            os.path.join(self.roots[previous[p].root], *p.split("/"))
-            for p in result.removed
-            if p not in relisted
-        )
-        if first:
-            # Every file was looked up: entries no file used are of files gone.
-            cache.prune()
-        return result
 
     def _scanned(self, result: scan.ScanResult) -> None:
         if self.cache is not None:
@@ -301,10 +257,12 @@ class DirectoryStore(SnapshotOwner):
         self.apply(result.added, result.removed)
 
     def _noteLinks(self, links: dict[str, str], full: bool) -> None:
-        if full:
-            self._links = {}
+        if not links and not full:
+            return
+        merged = {} if full else dict(self._links)
         for source, target in links.items():
-            self._links.setdefault(target, set()).add(source)
+            merged[target] = merged.get(target, frozenset()) | {source}
+        self._links = merged
 
     def _scanFailed(self, failure) -> None:
         self.log.failure("scanning the package directories failed", failure)
@@ -331,3 +289,67 @@ class DirectoryStore(SnapshotOwner):
         for d in waiters:
             d.callback(None)
         self._next()
+
+
+class ScanJob(NamedTuple):
+    """
+    Everything one scan reads, fixed when it starts: the thread that runs
+    it (L{run_scan}) touches nothing else of the store.
+    """
+
+    roots: tuple[str, ...]
+    hash_algo: Optional[str]
+    #: The files of the snapshot the scan starts from (never changed in place).
+    previous: Mapping[str, DistFile]
+    #: The absolute paths to look at again, or L{None} for a full scan.
+    paths: Optional[tuple[str, ...]]
+    #: Symlinked files by the real path of their target (never changed in place).
+    links: Mapping[str, frozenset[str]]
+    #: Whether this is the first full scan (the state cache is pruned after it).
+    first: bool
+    cache: Optional[StateCache]
+
+
+def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]:
+    """The symlinks (in the tree) to any of C{paths} or below them. Blocking."""
+    if not links:
+        return []
+    reals = {os.path.realpath(p) for p in paths}
+    found = []
+    for target, sources in links.items():
+        parent = target
+        while parent not in reals and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+        if parent in reals:
+            found.extend(sources)
+    return found
+
+
+def run_scan(job: ScanJob) -> scan.ScanResult:
+    """A full scan (C{job.paths} is None) or one of C{job.paths}. In a thread."""
+    roots = list(job.roots)
+    paths = None if job.paths is None else list(job.paths) + links_to(job.links, list(job.paths))
+    cache = job.cache
+    if cache is None:
+        if paths is None:
+            return scan.scan(roots, job.hash_algo, job.previous)
+        return scan.scan_paths(roots, job.hash_algo, job.previous, paths)
+    if job.first:
+        cache.track()
+    try:
+        if paths is None:
+            result = scan.scan(roots, job.hash_algo, job.previous, cache)
+        else:
+            result = scan.scan_paths(roots, job.hash_algo, job.previous, paths, cache)
+    finally:
+        cache.flush()
+    relisted = {f.path for f in result.added}
+    cache.forget(
+        os.path.join(roots[job.previous[p].root], *p.split("/"))
+        for p in result.removed
+        if p not in relisted
+    )
+    if job.first:
+        # Every file was looked up: entries no file used are of files gone.
+        cache.prune()
+    return result

@@ -6,7 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.store.directory import scan
 from pypid.store.metadata import CorruptArchive, read_sdist_metadata, read_wheel_metadata
 from pypid.store.directory.store import DirectoryStore
-from pypid.testing import ImmediateReactor, sdist_bytes, wheel_bytes, write_dist
+from pypid.testing import sdist_bytes, wheel_bytes, write_dist
+from pypid.threads import immediate
 
 
 class ScanTests(SynchronousTestCase):
@@ -137,7 +138,7 @@ class StoreTests(SynchronousTestCase):
     def setUp(self):
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
-        self.store = DirectoryStore([self.root], "sha256", ImmediateReactor())
+        self.store = DirectoryStore([self.root], "sha256", immediate)
         self.changes = []
         self.store.subscribe(lambda snapshot, changed: self.changes.append(changed))
 
@@ -265,13 +266,18 @@ class StoreTests(SynchronousTestCase):
         write_dist(self.root, wheel_bytes("m", "1.0"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["m-1.0-py3-none-any.whl"]
-        pool = self.store._reactor.getThreadPool()
-        before = pool.calls
+        calls = []
+
+        def counting(work, *args):
+            calls.append(work)
+            return immediate(work, *args)
+
+        self.store._threads = counting
         first = self.successResultOf(self.store.readMetadata(f))
         second = self.successResultOf(self.store.readMetadata(f))
         self.assertEqual(first, second)
         self.assertIn(b"Name: m", first)
-        self.assertEqual(pool.calls - before, 1)
+        self.assertEqual(len(calls), 1)
 
     def test_local_path_symlink_inside(self):
         """A symlinked file whose target is inside the root is served from the link."""

@@ -28,7 +28,8 @@ from watchdog.events import (
 
 from pypid.store.directory.debounce import Debouncer
 from pypid.store.directory.rescans import IndexService
-from pypid.testing import ImmediateThreadPool, MemoryStore
+from pypid.testing import MemoryStore
+from pypid.threads import immediate
 from pypid.store.directory.watch import BATCH, WatchService, classify, collapse, expand, schedule_options, take_batch
 
 ROOT = "/srv/packages"
@@ -175,11 +176,7 @@ class ClassifyTests(SynchronousTestCase):
 class FakeReactor(Clock):
     def __init__(self):
         super().__init__()
-        self.pool = ImmediateThreadPool()
         self.from_threads = 0
-
-    def getThreadPool(self):
-        return self.pool
 
     def callFromThread(self, f, *args, **kwargs):
         self.from_threads += 1
@@ -212,7 +209,8 @@ class WatchServiceTests(SynchronousTestCase):
         self.reactor = FakeReactor()
         self.store = MemoryStore()
         self.observer = FakeObserver()
-        self.watcher = WatchService(self.store, [ROOT], self.reactor, observer_factory=lambda: self.observer)
+        self.watcher = WatchService(self.store, [ROOT], self.reactor, immediate,
+                                    observer_factory=lambda: self.observer)
         self.logged = []
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
@@ -279,7 +277,8 @@ class WatchServiceTests(SynchronousTestCase):
                 return d
 
         store = SlowStore()
-        watcher = WatchService(store, [ROOT], self.reactor, observer_factory=lambda: self.observer, batch=10)
+        watcher = WatchService(store, [ROOT], self.reactor, immediate, observer_factory=lambda: self.observer,
+                               batch=10)
         watcher.startService()
         self.reactor.advance(0)
         handler = self.observer.scheduled[-1][0]
@@ -386,11 +385,13 @@ class WatchServiceTests(SynchronousTestCase):
 
         started = Deferred()
 
-        class SlowPool(ImmediateThreadPool):
-            def callInThreadWithCallback(self, onResult, func, *args, **kwargs):
-                started.addCallback(lambda _: onResult(True, func(*args, **kwargs)))
+        def slow(work, *args):
+            # Work waits for `started`, then runs.
+            done = Deferred()
+            started.addCallback(lambda result: done.callback(work(*args)) or result)
+            return done
 
-        self.reactor.pool = SlowPool()
+        self.watcher.threads = slow
         self.watcher.startService()
         stopped = self.watcher.stopService()
         self.assertNoResult(stopped)
@@ -581,7 +582,7 @@ class ExpandTests(SynchronousTestCase):
         reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
         batches = []
         store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
-        watcher = WatchService(store, [self.root], reactor, observer_factory=lambda: observer, batch=4)
+        watcher = WatchService(store, [self.root], reactor, immediate, observer_factory=lambda: observer, batch=4)
         watcher.startService()
         reactor.advance(0)
         handler = observer.scheduled[0][0]
@@ -602,7 +603,7 @@ class ExpandTests(SynchronousTestCase):
         reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
         batches = []
         store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
-        watcher = WatchService(store, [self.root], reactor, observer_factory=lambda: observer)
+        watcher = WatchService(store, [self.root], reactor, immediate, observer_factory=lambda: observer)
         watcher.startService()
         reactor.advance(0)
         gone = os.path.join(self.root, "gone")
