@@ -3,7 +3,8 @@ Core metadata: reading it out of distribution archives and the few fields an
 index needs from it.
 
 These functions do blocking file I/O: call them from a thread, never from the
-reactor thread.
+reactor thread. An archive is a path, or a seekable binary file (then its
+file name says what kind of archive it is).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import email.parser
 import tarfile
 import zipfile
 import zlib
-from typing import NamedTuple, Optional
+from typing import BinaryIO, NamedTuple, Optional, Union
+
+#: An archive: its path, or a seekable binary file.
+Source = Union[str, BinaryIO]
 
 #: Refuse to read a metadata member larger than this (a zip bomb guard).
 MAX_METADATA_SIZE = 16 * 1024 * 1024
@@ -42,7 +46,7 @@ def _wheel_metadata_member(names: list[str]) -> str:
     return member
 
 
-def read_wheel_metadata(path: str) -> bytes:
+def read_wheel_metadata(path: Source) -> bytes:
     """
     Return the bytes of a wheel's C{.dist-info/METADATA}, unchanged.
 
@@ -65,14 +69,16 @@ def _is_pkg_info(name: str) -> bool:
     return len(parts) == 2 and parts[1] == "PKG-INFO"
 
 
-def read_sdist_metadata(path: str) -> bytes:
+def read_sdist_metadata(path: Source, filename: Optional[str] = None) -> bytes:
     """
     Return the bytes of an sdist's top-level C{PKG-INFO}.
 
+    @param filename: the archive's file name, when C{path} is a file.
     @raise MetadataError: the archive is unreadable or has no C{PKG-INFO}.
     """
+    name = filename if filename is not None else path if isinstance(path, str) else ""
     try:
-        if path.lower().endswith(".zip"):
+        if name.lower().endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
                     if _is_pkg_info(info.filename):
@@ -80,7 +86,8 @@ def read_sdist_metadata(path: str) -> bytes:
                             raise MetadataError("PKG-INFO is too large")
                         return archive.read(info)
         else:
-            with tarfile.open(path, "r:*") as archive:
+            opened = tarfile.open(path, "r:*") if isinstance(path, str) else tarfile.open(fileobj=path, mode="r:*")
+            with opened as archive:
                 for member in archive:
                     if member.isfile() and _is_pkg_info(member.name):
                         if member.size > MAX_METADATA_SIZE:
@@ -93,12 +100,15 @@ def read_sdist_metadata(path: str) -> bytes:
     raise MetadataError("the archive has no top-level PKG-INFO")
 
 
-def read_metadata(path: str, kind: str) -> bytes:
-    """Read the core metadata file of a wheel or sdist at C{path}."""
+def read_metadata(path: Source, kind: str, filename: Optional[str] = None) -> bytes:
+    """
+    Read the core metadata file of a wheel or sdist at C{path} (or in that
+    file, named C{filename}).
+    """
     if kind == "wheel":
         return read_wheel_metadata(path)
     if kind == "sdist":
-        return read_sdist_metadata(path)
+        return read_sdist_metadata(path, filename)
     raise MetadataError(f"no metadata is read from {kind} files")
 
 

@@ -298,10 +298,8 @@ class LegacyUpload(Resource):
 
     def _disk_path(self, distfile) -> Optional[str]:
         """Where a listed file is on disk (the link itself for a symlink)."""
-        roots = getattr(self.store, "roots", None)
-        if roots is not None:
-            return os.path.join(roots[distfile.root], *distfile.path.split("/"))
-        return self.store.localPath(distfile)
+        roots = self.store.roots
+        return os.path.join(roots[distfile.root], *distfile.path.split("/"))
 
 
 def _metric_result(code: int, message: str) -> str:

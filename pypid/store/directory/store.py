@@ -1,21 +1,25 @@
 """
 The directory store: the index of the package directories, kept on the
-reactor thread and fed by scans that run in threads.
+reactor thread and fed by scans that run in threads; files served from open
+descriptors (L{pypid.store.directory.body}).
+
+Only this backend knows paths: the watcher and the rescans service speak to
+its own L{DirectoryStore.refresh} and L{DirectoryStore.rescan}.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import stat
 from typing import Mapping, NamedTuple, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.store.directory import scan
 from pypid.index.model import DistFile, IndexSnapshot
+from pypid.store.directory import scan
+from pypid.store.directory.body import FileBody, open_regular
 from pypid.store.interfaces import IPackageStore
 from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
@@ -29,34 +33,10 @@ METADATA_CACHE_ENTRIES = 2048
 #: How many served files to remember as checked (a few hundred bytes each).
 CHECKED_FILES = 16384
 
-#: Opening a file to serve never blocks (a FIFO put in its place) and never
-#: makes a terminal the controlling one.
-OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
-
 _STUCK = (
     "still incomplete since the previous rescan (a copy or upload that died?); "
     "write it again, or delete it"
 )
-
-
-def open_regular(path: str, flags: int = 0) -> Optional[tuple[int, os.stat_result]]:
-    """
-    Open the regular file at C{path} for reading (with C{flags} added):
-    its descriptor, which the caller closes, and its C{fstat}; L{None} when
-    there is no regular file there.
-    """
-    try:
-        fd = os.open(path, OPEN_FLAGS | flags)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode):
-            return fd, st
-    except OSError:
-        pass
-    os.close(fd)
-    return None
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -117,6 +97,27 @@ class DirectoryStore(SnapshotOwner):
     def ready(self) -> bool:
         return self._ready is None
 
+    def open(self, distfile: DistFile, sidecar: str = "") -> Optional[FileBody]:
+        opened = self._open(distfile, sidecar)
+        return None if opened is None else FileBody(*opened)
+
+    def readMetadata(self, distfile: DistFile) -> Deferred:
+        # Resolvers ask for the same few .metadata files over and over:
+        # keep the most recent ones rather than reopen the archive each time.
+        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
+        cached = self._metadata.get(key)
+        if cached is not None:
+            return succeed(cached)
+        path = os.path.join(self.roots[distfile.root], distfile.path)
+
+        def keep(raw: bytes) -> bytes:
+            self._metadata[key] = raw
+            return raw
+
+        return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
+
+    # The directory backend's own: what the watcher and the rescans service ask.
+
     def rescan(self) -> Deferred:
         """Walk every package directory (in a thread) and apply what changed."""
         d: Deferred = Deferred()
@@ -138,8 +139,7 @@ class DirectoryStore(SnapshotOwner):
         self._next()
         return d
 
-    def localPath(self, distfile: DistFile) -> Optional[str]:
-        return self._checked(distfile.root, distfile.path)
+    # Internals
 
     def _checked(self, index: int, path: str) -> Optional[str]:
         """Where C{path} is in root C{index} if it stays inside it, else L{None}."""
@@ -150,14 +150,14 @@ class DirectoryStore(SnapshotOwner):
             return plain
         return scan.resolve_inside(os.path.join(root, path), root)
 
-    def openFile(self, distfile: DistFile, suffix: str = ""):
-        # Every download comes here. The guard of localPath costs an lstat
+    def _open(self, distfile: DistFile, sidecar: str):
+        # Every download comes here. The guard (L{_checked}) costs an lstat
         # per path component, so a file that passed it is remembered by its
         # identity (device, inode, ctime) until the snapshot changes: the
         # file opened by its plain path is then served only if it is that
         # very file, whatever happened to the directories on the way.
         # Symlinked files (O_NOFOLLOW fails on them) always take the guard.
-        path = distfile.path + suffix
+        path = distfile.path + sidecar
         abspath = os.path.join(self.roots[distfile.root], path)
         if self._checked_for is not self.snapshot or len(self._checked_files) >= CHECKED_FILES:
             self._checked_for = self.snapshot
@@ -184,23 +184,6 @@ class DirectoryStore(SnapshotOwner):
         if checked == abspath:
             self._checked_files[path] = _identity(st)
         return opened
-
-    def readMetadata(self, distfile: DistFile) -> Deferred:
-        # Resolvers ask for the same few .metadata files over and over:
-        # keep the most recent ones rather than reopen the archive each time.
-        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
-        cached = self._metadata.get(key)
-        if cached is not None:
-            return succeed(cached)
-        path = os.path.join(self.roots[distfile.root], distfile.path)
-
-        def keep(raw: bytes) -> bytes:
-            self._metadata[key] = raw
-            return raw
-
-        return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
-
-    # Internals
 
     def _next(self) -> None:
         """Start the next scan, one at a time; a full scan covers pending paths."""

@@ -28,7 +28,6 @@ from watchdog.events import (
 
 from pypid.store.directory.debounce import Debouncer
 from pypid.store.directory.rescans import IndexService
-from pypid.testing import MemoryStore
 from pypid.threads import immediate
 from pypid.store.directory.watch import BATCH, WatchService, classify, collapse, expand, schedule_options, take_batch
 
@@ -173,6 +172,37 @@ class ClassifyTests(SynchronousTestCase):
         self.assertEqual(collapse(pending), [p("d"), p("d-2", "z.whl"), p("top.whl")])
 
 
+class RefreshRecorder:
+    """
+    What the watcher and the rescans service ask of the directory store
+    (its C{refresh} and C{rescan}), recorded and answered at once.
+    """
+
+    def __init__(self):
+        self.refreshed = []
+        self.rescans = 0
+
+    def refresh(self, abspaths):
+        self.refreshed.extend(abspaths)
+        return succeed(None)
+
+    def rescan(self):
+        self.rescans += 1
+        return succeed(None)
+
+
+class RefreshRecorderTests(SynchronousTestCase):
+    def test_speaks_like_the_directory_store(self):
+        """The recorder's methods take what the directory store's take."""
+        import inspect
+
+        from pypid.store.directory.store import DirectoryStore
+
+        for name in ("refresh", "rescan"):
+            self.assertEqual(list(inspect.signature(getattr(RefreshRecorder, name)).parameters),
+                             list(inspect.signature(getattr(DirectoryStore, name)).parameters), name)
+
+
 class FakeReactor(Clock):
     def __init__(self):
         super().__init__()
@@ -207,7 +237,7 @@ class FakeObserver:
 class WatchServiceTests(SynchronousTestCase):
     def setUp(self):
         self.reactor = FakeReactor()
-        self.store = MemoryStore()
+        self.store = RefreshRecorder()
         self.observer = FakeObserver()
         self.watcher = WatchService(self.store, [ROOT], self.reactor, immediate,
                                     observer_factory=lambda: self.observer)
@@ -265,7 +295,7 @@ class WatchServiceTests(SynchronousTestCase):
         """While a big copy is refreshed batch by batch, a file dropped in another directory waits for one batch."""
         from twisted.internet.defer import Deferred
 
-        class SlowStore(MemoryStore):
+        class SlowStore(RefreshRecorder):
             def __init__(self):
                 super().__init__()
                 self.waiting = []
@@ -579,7 +609,7 @@ class ExpandTests(SynchronousTestCase):
         self.assertEqual((files, whole), ({}, set(asked)))
 
     def test_watcher_sends_a_copied_directory_in_batches(self):
-        reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
+        reactor, store, observer = FakeReactor(), RefreshRecorder(), FakeObserver()
         batches = []
         store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
         watcher = WatchService(store, [self.root], reactor, immediate, observer_factory=lambda: observer, batch=4)
@@ -600,7 +630,7 @@ class ExpandTests(SynchronousTestCase):
 
     def test_a_directory_to_refresh_whole_is_not_lost_beside_a_new_one(self):
         """A gone directory waiting to go whole survives the listing of another, newer one."""
-        reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
+        reactor, store, observer = FakeReactor(), RefreshRecorder(), FakeObserver()
         batches = []
         store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
         watcher = WatchService(store, [self.root], reactor, immediate, observer_factory=lambda: observer)
