@@ -19,6 +19,7 @@ from pypid import __version__
 from pypid.ops import malloc
 from pypid.ops.options import OperationsOptions, top_service, wire_metrics
 from pypid.auth.acl import AclError, AclFile
+from pypid.feed.audit import AuditLog
 from pypid.store.directory.landing import clean_stale, incoming_dir
 from pypid.index.pages import PageCache
 from pypid.store.directory.scan import HASH_ALGORITHMS
@@ -348,7 +349,8 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics=options["metrics"],
         metrics_allow=tuple(options["metrics-allow"]),
     )
-    upload, protect = _access(options, store, reactor, threads, top)
+    audit = AuditLog()
+    upload, protect = _access(options, store, reactor, threads, audit, top)
     upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control, threads=threads)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
@@ -360,15 +362,16 @@ def makeService(options: Options, reactor=None) -> IService:
     site.record_metrics = options["metrics"]
     site.access_log = not options["no-access-log"]
     site.access_sink = top.access
+    site.audit = audit
     wire_metrics(store)
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     if options["ftp"]:
-        _ftp(options, store, reactor, threads).setServiceParent(top)
+        _ftp(options, store, reactor, threads, audit).setServiceParent(top)
     return top
 
 
-def _ftp(options: Options, store, reactor, threads) -> IService:
+def _ftp(options: Options, store, reactor, threads, audit) -> IService:
     """The FTP upload server of --ftp, with the logins of -P."""
     from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.feed.ftp import FTPUploads, ftp_factory
@@ -382,6 +385,7 @@ def _ftp(options: Options, store, reactor, threads) -> IService:
         overwrite=options["overwrite"],
         max_size=options["max-upload-size"],
         acl=options["acl-file"],
+        audit=audit,
     )
     factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], reactor))
     return strports.service(options["ftp"], factory, reactor=reactor)
@@ -418,7 +422,7 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def _access(options: Options, store, reactor, threads, top):
+def _access(options: Options, store, reactor, threads, audit, top):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
     from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.web.guard import Authenticator, Guard, is_listing
@@ -436,7 +440,7 @@ def _access(options: Options, store, reactor, threads, top):
         acl=options["acl-file"],
         overwrite=options["overwrite"],
     )
-    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, threads)
+    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, threads, audit)
     if authenticator is None or not actions & {"download", "list"}:
         return upload, None
 

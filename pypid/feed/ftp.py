@@ -18,7 +18,7 @@ subdirectories; they cannot download, delete, rename or make directories.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from twisted.cred.portal import IRealm, Portal
@@ -29,6 +29,7 @@ from twisted.protocols import ftp
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
+from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.store import complete
 
 from pypid.store.directory import landing
@@ -38,7 +39,6 @@ from pypid.store.directory.scan import resolve_inside
 from pypid.feed.checks import UploadError, check_archive, check_filename
 from pypid.threads import Threads
 
-audit = Logger(namespace="pypid.audit")
 
 
 class Refused(ftp.FTPCmdError):
@@ -67,6 +67,8 @@ class FTPUploads:
     max_size: int = 1024 ** 3
     #: The per-project rights of HTTP uploads (L{pypid.auth.acl.AclFile}), if any.
     acl: Optional[object] = None
+    #: Where each upload and refusal is recorded.
+    audit: AuditLog = field(default_factory=AuditLog)
 
     def thread(self, f, *args) -> Deferred:
         return self.threads(f, *args)
@@ -130,6 +132,8 @@ class UploadShell(ftp.FTPShell):
         super().__init__(FilePath(uploads.root))
         self.uploads = uploads
         self.user = user
+        #: The client's address, for the audit log (set once logged in).
+        self.client = "-"
         self._uploads: set[_Upload] = set()
 
     # Looking around: not at hidden things, and nothing is downloaded.
@@ -182,15 +186,23 @@ class UploadShell(ftp.FTPShell):
         directory = self._path(path[:-1]).path
         if not os.path.isdir(directory) or resolve_inside(directory, self.uploads.root) is None:
             return fail(ftp.FileNotFoundError("/".join(path[:-1])))
-        d = self._authorize(parsed.project)
+        d = self._authorize(parsed, filename)
         d.addCallback(lambda _: self.uploads.thread(landing.HashingWriter, self.uploads.spool))
         d.addCallback(lambda writer: self._opened(_Upload(self, filename, directory, writer)))
         return d
 
-    def _authorize(self, project: str) -> Deferred:
+    def _event(self, filename: str, status: int, message: str) -> AuditEvent:
+        """The audit record of an upload of C{filename}: the shape of HTTP uploads'."""
+        parsed = parse_filename(filename)
+        return AuditEvent(
+            "ftp_upload", "ok" if status == 200 else "refused", self.user, self.client,
+            parsed.project if parsed else "-", str(parsed.version) if parsed else "-", filename, status, message)
+
+    def _authorize(self, parsed, filename: str) -> Deferred:
         acl = self.uploads.acl
         if acl is None:
             return succeed(None)
+        project = parsed.project
         store = self.uploads.store
         d = store.whenReady()
         d.addCallback(lambda _: self.uploads.thread(
@@ -198,11 +210,11 @@ class UploadShell(ftp.FTPShell):
 
         def decided(decision):
             if not decision.allowed:
-                why = f"{self.user} may not upload to {project} ({decision.reason})"
-                audit.info("ftp: {user} upload refused: {why}", user=self.user, why=why)
+                why = f"Forbidden: {self.user} may not upload to {project} ({decision.reason})."
+                self.uploads.audit.record(self._event(filename, 403, why))
                 raise Refused(why)
             if decision.claimed:
-                audit.info("owner {user} recorded as the owner of {project}", user=self.user, project=project)
+                self.uploads.audit.owner_claimed(self.user, project)
 
         return d.addCallback(decided)
 
@@ -227,14 +239,14 @@ class UploadShell(ftp.FTPShell):
             d.addCallback(lambda placed: uploads.store.refresh([placed.path]).addCallback(lambda _: placed))
 
         def landed(placed):
-            audit.info("ftp: {user} uploaded {filename} ({outcome}, {size} bytes)",
-                       user=self.user, filename=upload.filename, outcome=placed.outcome,
-                       size=upload.writer.size)
+            message = (f"{upload.filename} is already stored with the same content."
+                       if placed.outcome == "identical" else f"{upload.filename} {placed.outcome}.")
+            uploads.audit.record(self._event(upload.filename, 200, message))
 
         def refused(failure):
             reason = failure.value.message if failure.check(UploadError) else None
-            audit.info("ftp: {user} upload of {filename} refused: {reason}", user=self.user,
-                       filename=upload.filename, reason=reason or failure.getErrorMessage())
+            code = failure.value.code if failure.check(UploadError) else 413 if failure.check(TooLarge) else 500
+            uploads.audit.record(self._event(upload.filename, code, reason or failure.getErrorMessage()))
             if reason is not None:
                 raise Refused(reason)
             return failure
@@ -313,7 +325,19 @@ class UploadRealm:
 
 
 class UploadFTP(ftp.FTP):
-    """Passive data ports listen on the address the client reached, nowhere else."""
+    """
+    Passive data ports listen on the address the client reached, nowhere
+    else; the shell learns the client's address at login (for the audit log).
+    """
+
+    def ftp_PASS(self, password):
+        def logged_in(reply):
+            shell = getattr(self, "shell", None)
+            if isinstance(shell, UploadShell):
+                shell.client = getattr(self.transport.getPeer(), "host", "-")
+            return reply
+
+        return super().ftp_PASS(password).addCallback(logged_in)
 
     def listenFactory(self, port, factory, interface=""):
         factory.noisy = False  # one data connection per transfer: no log lines for each

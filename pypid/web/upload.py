@@ -6,7 +6,7 @@ The body has already been spooled to a temporary file by the Site (see
 L{pypid.web.site}); here it is authenticated, parsed and checked in
 threads, landed by an atomic rename, and answered only once the index
 lists the new file, so publish-then-install works at once. Every upload,
-removal and refusal is one line of the C{pypid.audit} log.
+removal and refusal is one line of the audit log.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from twisted.web.server import NOT_DONE_YET
 from urllib.parse import parse_qs
 
 from pypid.feed import incoming
+from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.store.directory import landing
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.auth.acl import AclFile
@@ -44,9 +45,6 @@ from pypid.web.guard import Authenticator
 
 #: Largest urlencoded body (only the small actions use one).
 MAX_URLENCODED = 1024 * 1024
-
-#: One line per upload, removal or refusal: who, what, from where, result.
-audit = Logger(namespace="pypid.audit")
 
 DISABLED = "Forbidden: uploads are disabled on this server (start it with -P/--passwords)."
 NO_CREDENTIALS = "Unauthorized: uploads need a user name and password."
@@ -98,8 +96,9 @@ class LegacyUpload(Resource):
     log = Logger()
 
     def __init__(self, store: IPackageStore, root: str, spool: str, policy: UploadPolicy,
-                 threads: Threads) -> None:
+                 threads: Threads, audit: AuditLog) -> None:
         super().__init__()
+        self.audit = audit
         self.store = store
         self.root = root
         self.spool = spool
@@ -164,19 +163,9 @@ class LegacyUpload(Resource):
             UPLOADS.inc(result=_metric_result(code, message))
             if facts.stored:
                 UPLOAD_BYTES.inc(facts.stored)
-        audit.info(
-            "{action} {result} user={user} client={client} project={project} "
-            "version={version} file={filename} status={status}: {message}",
-            action=facts.action.encode("unicode_escape").decode("ascii")[:60],
-            result="ok" if code == 200 else "refused",
-            user=facts.user,
-            client=facts.client,
-            project=facts.project,
-            version=facts.version,
-            filename=facts.filename,
-            status=code,
-            message=message,
-        )
+        self.audit.record(AuditEvent(
+            facts.action, "ok" if code == 200 else "refused", facts.user, facts.client,
+            facts.project, facts.version, facts.filename, code, message))
 
     @inlineCallbacks
     def _handle(self, request, facts: _Audit):
@@ -246,7 +235,7 @@ class LegacyUpload(Resource):
         if not decision.allowed:
             raise UploadError(http.FORBIDDEN, f"Forbidden: {user} may not upload to {project} ({decision.reason}).")
         if decision.claimed:
-            audit.info("owner {user} recorded as the owner of {project}", user=user, project=project)
+            self.audit.owner_claimed(user, project)
 
     @inlineCallbacks
     def _file_upload(self, received, facts: _Audit):

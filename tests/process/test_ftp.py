@@ -145,7 +145,9 @@ def test_acl_applies_to_ftp(tmp_path, packages, start_server):
     name, data = wheel_bytes("team-a-tool", "1.0")
     with pytest.raises(ftplib.error_perm, match="^550"):
         client.storbinary(f"STOR {name}", io.BytesIO(data))
-    assert "carol upload refused: carol may not upload to team-a-tool" in server.log()
+    # One audit line, of the shape HTTP uploads have.
+    assert ("ftp_upload refused user=carol client=127.0.0.1 project=team-a-tool version=1.0 "
+            f"file={name} status=403: Forbidden: carol may not upload to team-a-tool") in server.log()
     name, data = wheel_bytes("team-b-tool", "1.0")
     assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
     client.quit()
