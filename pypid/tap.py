@@ -20,6 +20,7 @@ from pypid.ops import malloc
 from pypid.ops.options import OperationsOptions, top_service, wire_metrics
 from pypid.auth.acl import AclError, AclFile
 from pypid.feed.audit import AuditLog
+from pypid.feed.publish import Publisher
 from pypid.store.directory.landing import clean_stale, incoming_dir
 from pypid.index.pages import PageCache
 from pypid.store.directory.scan import HASH_ALGORITHMS
@@ -350,7 +351,8 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics_allow=tuple(options["metrics-allow"]),
     )
     audit = AuditLog()
-    upload, protect = _access(options, store, reactor, threads, audit, top)
+    publisher = Publisher(store, options["acl-file"], audit, threads, overwrite=options["overwrite"])
+    upload, protect = _access(options, publisher, reactor, threads, top)
     upstream = upstream_config.build(options["fallback"], store, reactor, top, cache_control, threads=threads)
     site = PypidSite(
         Root(store, pages, config, upload=upload, protect=protect, upstream=upstream),
@@ -367,25 +369,21 @@ def makeService(options: Options, reactor=None) -> IService:
     for description in options["ports"]:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     if options["ftp"]:
-        _ftp(options, store, reactor, threads, audit).setServiceParent(top)
+        _ftp(options, publisher, reactor, threads).setServiceParent(top)
     return top
 
 
-def _ftp(options: Options, store, reactor, threads, audit) -> IService:
+def _ftp(options: Options, publisher, reactor, threads) -> IService:
     """The FTP upload server of --ftp, with the logins of -P."""
     from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.feed.ftp import FTPUploads, ftp_factory
 
     uploads = FTPUploads(
-        store=store,
+        publisher=publisher,
         root=options["packages"][0],
-        spool=options["spool"],
         reactor=reactor,
         threads=threads,
-        overwrite=options["overwrite"],
         max_size=options["max-upload-size"],
-        acl=options["acl-file"],
-        audit=audit,
     )
     factory = ftp_factory(uploads, HtpasswdChecker(options["passwords"], reactor))
     return strports.service(options["ftp"], factory, reactor=reactor)
@@ -422,7 +420,7 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def _access(options: Options, store, reactor, threads, audit, top):
+def _access(options: Options, publisher, reactor, threads, top):
     """The upload resource and the wrapper protecting reads, from -P/-a/--acl."""
     from pypid.auth.htpasswd import HtpasswdChecker
     from pypid.web.guard import Authenticator, Guard, is_listing
@@ -437,10 +435,8 @@ def _access(options: Options, store, reactor, threads, audit, top):
     policy = UploadPolicy(
         enabled=options["uploads"],
         authenticator=authenticator if "update" in actions else None,
-        acl=options["acl-file"],
-        overwrite=options["overwrite"],
     )
-    upload = LegacyUpload(store, options["packages"][0], options["spool"], policy, threads, audit)
+    upload = LegacyUpload(publisher, policy, threads)
     if authenticator is None or not actions & {"download", "list"}:
         return upload, None
 

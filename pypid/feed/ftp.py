@@ -13,13 +13,17 @@ client sees the file listed by the index when C{STOR} is answered.
 
 Logged-in users may list the package directory and change into its
 subdirectories; they cannot download, delete, rename or make directories.
+
+This is glue: a C{STOR} is staged in the store as it arrives and handed to
+the L{pypid.feed.publish.Publisher} (the rules, the store, the audit line)
+when the transfer ends; the outcome becomes the FTP reply. Only browsing
+looks at the directory itself.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
@@ -27,18 +31,14 @@ from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from twisted.protocols import ftp
 from twisted.python.filepath import FilePath
+from twisted.web import http
 from zope.interface import implementer
 
-from pypid.feed.audit import AuditEvent, AuditLog
-from pypid.store import complete
-
-from pypid.store.directory import landing
-from pypid.index.filenames import parse_filename
-from pypid.store.interfaces import IPackageStore
-from pypid.store.directory.scan import resolve_inside
-from pypid.feed.checks import UploadError, check_archive, check_filename
+from pypid.feed.audit import AuditEvent
+from pypid.feed.checks import Declared, UploadError, declared_by_name
+from pypid.feed.publish import Publisher
+from pypid.store.interfaces import IStaged
 from pypid.threads import Threads
-
 
 
 class Refused(ftp.FTPCmdError):
@@ -53,41 +53,34 @@ class TooLarge(ftp.FTPCmdError):
 
 @dataclass
 class FTPUploads:
-    """What every FTP session shares: where files go and the upload rules."""
+    """What every FTP session shares: the publisher, and the directory it shows."""
 
-    store: IPackageStore
-    #: The first package directory.
+    publisher: Publisher
+    #: The first package directory, which sessions list and change into.
     root: str
-    #: Hidden directory of temporary files, on the same filesystem.
-    spool: str
     reactor: object
     #: Runs the blocking steps (L{pypid.threads.Threads}).
     threads: Threads
-    overwrite: bool = False
     max_size: int = 1024 ** 3
-    #: The per-project rights of HTTP uploads (L{pypid.auth.acl.AclFile}), if any.
-    acl: Optional[object] = None
-    #: Where each upload and refusal is recorded.
-    audit: AuditLog = field(default_factory=AuditLog)
-
-    def thread(self, f, *args) -> Deferred:
-        return self.threads(f, *args)
 
 
 @implementer(ftp.IWriteFile, IConsumer)
 class _Upload:
     """
     One C{STOR}: the L{IWriteFile} Twisted's FTP writes into, and the
-    consumer it writes with. Data goes to a temporary file (written and
-    hashed as it comes); C{close} checks and lands it, or throws it away.
+    consumer it writes with. Data goes into the store's staging area
+    (written and hashed as it comes); C{close} hands it to the publisher,
+    or throws it away.
     """
 
-    def __init__(self, shell: "UploadShell", filename: str, directory: str,
-                 writer: landing.HashingWriter) -> None:
+    def __init__(self, shell: "UploadShell", name: str, declared: Declared, staged: IStaged,
+                 event: AuditEvent) -> None:
         self.shell = shell
-        self.filename = filename
-        self.directory = directory
-        self.writer = writer
+        #: The name to publish: the file name below the folders it was sent to.
+        self.name = name
+        self.declared = declared
+        self.staged = staged
+        self.event = event
         self.state = "open"
         self.too_large = False
         self.producer = None
@@ -111,12 +104,12 @@ class _Upload:
     def write(self, data: bytes) -> None:
         if self.state != "open" or self.too_large:
             return
-        if self.writer.size + len(data) > self.shell.uploads.max_size:
+        if self.staged.size + len(data) > self.shell.uploads.max_size:
             self.too_large = True
             if self.producer is not None:
                 self.producer.stopProducing()
             return
-        self.writer.write(data)
+        self.staged.write(data)
 
 
 def _hidden(segments: list[str]) -> bool:
@@ -175,141 +168,73 @@ class UploadShell(ftp.FTPShell):
     def openForWriting(self, path):
         if not path or _hidden(path):
             return fail(Refused("not a distribution file name"))
-        filename = path[-1]
-        parsed = parse_filename(filename)
+        publisher = self.uploads.publisher
+        event = AuditEvent(action="ftp_upload", user=self.user, client=self.client)
         try:
-            if parsed is None:
-                raise UploadError(400, f"'{filename[:200]}' is not a wheel or sdist file name.")
-            check_filename(filename, None, parsed.name, parsed.version)
+            declared = declared_by_name(path[-1])
         except UploadError as e:
+            publisher.refused(event, e.code, e.message)
             return fail(Refused(e.message))
-        directory = self._path(path[:-1]).path
-        if not os.path.isdir(directory) or resolve_inside(directory, self.uploads.root) is None:
+        directory = self._path(path[:-1])
+        root = os.path.realpath(self.uploads.root)
+        real = os.path.realpath(directory.path)
+        if not directory.isdir() or not (real == root or real.startswith(root + os.sep)):
             return fail(ftp.FileNotFoundError("/".join(path[:-1])))
-        d = self._authorize(parsed, filename)
-        d.addCallback(lambda _: self.uploads.thread(landing.HashingWriter, self.uploads.spool))
-        d.addCallback(lambda writer: self._opened(_Upload(self, filename, directory, writer)))
+        event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
+
+        def refused(failure):
+            failure.trap(UploadError)
+            publisher.refused(event, failure.value.code, failure.value.message)
+            raise Refused(failure.value.message)
+
+        # Refused before a byte is sent, when the ACL says no.
+        d = publisher.authorize(self.user, declared.project).addErrback(refused)
+        d.addCallback(lambda _: self.uploads.threads(publisher.store.stage))
+        d.addCallback(lambda staged: self._opened(_Upload(self, "/".join(path), declared, staged, event)))
         return d
-
-    def _event(self, filename: str, status: int, message: str) -> AuditEvent:
-        """The audit record of an upload of C{filename}: the shape of HTTP uploads'."""
-        parsed = parse_filename(filename)
-        return AuditEvent(
-            "ftp_upload", "ok" if status == 200 else "refused", self.user, self.client,
-            parsed.project if parsed else "-", str(parsed.version) if parsed else "-", filename, status, message)
-
-    def _authorize(self, parsed, filename: str) -> Deferred:
-        acl = self.uploads.acl
-        if acl is None:
-            return succeed(None)
-        project = parsed.project
-        store = self.uploads.store
-        d = store.whenReady()
-        d.addCallback(lambda _: self.uploads.thread(
-            acl.authorize, self.user, project, store.snapshot.get(project) is not None))
-
-        def decided(decision):
-            if not decision.allowed:
-                why = f"Forbidden: {self.user} may not upload to {project} ({decision.reason})."
-                self.uploads.audit.record(self._event(filename, 403, why))
-                raise Refused(why)
-            if decision.claimed:
-                self.uploads.audit.owner_claimed(self.user, project)
-
-        return d.addCallback(decided)
 
     def _opened(self, upload: _Upload) -> _Upload:
         self._uploads.add(upload)
         return upload
 
     def land(self, upload: _Upload) -> Deferred:
-        """The transfer ended: check the file, and land it or throw it away."""
+        """The transfer ended: publish it, or throw it away."""
         if upload.state != "open":
             return fail(Refused("the session ended before the transfer did"))
         upload.state = "closing"
         uploads = self.uploads
         if upload.too_large:
-            d = fail(TooLarge())
+            uploads.publisher.refused(
+                upload.event, http.REQUEST_ENTITY_TOO_LARGE,
+                f"Request Entity Too Large: over this server's limit of {uploads.max_size} bytes.")
+            d = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
         else:
-            d = uploads.thread(_check, upload.writer, upload.filename)
-            d.addCallback(lambda _: uploads.store.whenReady())
-            d.addCallback(lambda _: uploads.thread(
-                landing.place, upload.writer.path, upload.writer.hashes["sha256"].hexdigest(),
-                self._target(upload), uploads.overwrite))
-            d.addCallback(lambda placed: uploads.store.refresh([placed.path]).addCallback(lambda _: placed))
-
-        def landed(placed):
-            message = (f"{upload.filename} is already stored with the same content."
-                       if placed.outcome == "identical" else f"{upload.filename} {placed.outcome}.")
-            uploads.audit.record(self._event(upload.filename, 200, message))
+            d = uploads.publisher.publish(upload.event, upload.name, upload.staged, declared=upload.declared,
+                                          streamed=True)
 
         def refused(failure):
-            reason = failure.value.message if failure.check(UploadError) else None
-            code = failure.value.code if failure.check(UploadError) else 413 if failure.check(TooLarge) else 500
-            uploads.audit.record(self._event(upload.filename, code, reason or failure.getErrorMessage()))
-            if reason is not None:
-                raise Refused(reason)
+            if failure.check(UploadError):
+                raise Refused(failure.value.message)
             return failure
 
         def done(result):
             upload.state = "done"
             self._uploads.discard(upload)
-            # Landed (the temporary name is gone) or refused: nothing stays.
-            return uploads.thread(_discard, upload.writer).addBoth(lambda _: result)
+            return result
 
-        return d.addCallbacks(landed, refused).addBoth(done)
-
-    def _target(self, upload: _Upload) -> str:
-        """Where the file goes: over the listed file of that name, else where it was sent."""
-        parsed = parse_filename(upload.filename)
-        project = self.uploads.store.snapshot.get(parsed.project) if parsed else None
-        roots = getattr(self.uploads.store, "roots", None)
-        for distfile in project.files if project is not None else ():
-            if distfile.filename == upload.filename and roots is not None:
-                return os.path.join(roots[distfile.root], *distfile.path.split("/"))
-        return os.path.join(upload.directory, upload.filename)
+        return d.addCallbacks(lambda _: None, refused).addBoth(done)
 
     def logout(self) -> None:
         """The session ended: uploads that never got to land are thrown away."""
         for upload in list(self._uploads):
             if upload.state == "open":
                 upload.state = "done"
-                self.uploads.thread(_discard, upload.writer)
+                self.uploads.threads(upload.staged.abort)
         self._uploads.clear()
 
 
 def _name(name) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
-
-
-def _check(writer: landing.HashingWriter, filename: str) -> None:
-    """In a thread: the transfer is a complete, valid distribution (else UploadError)."""
-    writer.finish()
-    with open(writer.path, "rb") as f:
-        reason = complete.check_tail(f, writer.size, filename)
-        if reason is None:
-            check = complete.stream_check(filename)
-            if check is not None:
-                f.seek(0)
-                while chunk := f.read(1024 * 1024):
-                    check.update(chunk)
-                reason = check.result()
-    if reason is not None:
-        raise UploadError(400, f"the transfer is not a complete archive ({reason.split(': ', 1)[-1]})")
-    parsed = parse_filename(filename)
-    check_archive(writer.path, _Named(filename, parsed), writer.size)
-
-
-class _Named:
-    """What L{check_archive} reads of an upload."""
-
-    def __init__(self, filename, parsed) -> None:
-        self.filename = filename
-        self.parsed = parsed
-
-
-def _discard(writer: landing.HashingWriter) -> None:
-    writer.discard()
 
 
 @implementer(IRealm)

@@ -1,6 +1,7 @@
 """
-Receiving an upload's multipart body: the C{content} part streamed into a
-temporary file of the store's landing code, hashed as it comes.
+Receiving an upload's multipart body: the C{content} part streamed straight
+into the store's staging area (an L{IStaged}, hashed as it comes), the
+other fields kept in memory.
 
 Everything here blocks: call it in a thread.
 """
@@ -8,11 +9,11 @@ Everything here blocks: call it in a thread.
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, NamedTuple, Optional
+from typing import BinaryIO, Callable, NamedTuple, Optional
 
 from pypid.feed.multipart import FilePart, Form, MultipartError, PartHeaders, boundary_of, read_form
 from pypid.feed.checks import bad
-from pypid.store.directory.landing import HashingWriter
+from pypid.store.interfaces import IStaged
 
 #: Largest detached signature accepted.
 MAX_SIGNATURE = 64 * 1024
@@ -30,28 +31,28 @@ class BoundedBuffer(io.BytesIO):
 
 
 class Received(NamedTuple):
-    """A parsed upload body, its file part on disk."""
+    """A parsed upload body, its file part staged in the store."""
 
     form: Form
-    #: The C{content} part's temporary file, hashes and size (None if absent).
-    content: Optional[HashingWriter]
+    #: The C{content} part's bytes, finished (None if absent).
+    content: Optional[IStaged]
     digests: dict[str, str]
     signature: Optional[bytes]
 
 
-def receive(body: BinaryIO, content_type: bytes, directory: str) -> Received:
+def receive(body: BinaryIO, content_type: bytes, stage: Callable[[], IStaged]) -> Received:
     """
-    Parse the multipart C{body}, streaming the C{content} part into a
-    temporary file in C{directory} (hashed as it goes). On any error the
-    temporary file is gone and L{UploadError} (400) is raised.
+    Parse the multipart C{body}, streaming the C{content} part into a new
+    L{IStaged} of C{stage()} (the store's). On any error the staged bytes
+    are thrown away and L{UploadError} (400) is raised.
     """
-    writers: list[HashingWriter] = []
+    writers: list[IStaged] = []
 
     def open_file(headers: PartHeaders):
         if headers.name == "content":
             if writers:
                 raise MultipartError("Field 'content' was sent more than once.")
-            writer = HashingWriter(directory)
+            writer = stage()
             writers.append(writer)
             return writer
         if headers.name == "gpg_signature":
@@ -65,11 +66,11 @@ def receive(body: BinaryIO, content_type: bytes, directory: str) -> Received:
         digests = writers[0].finish() if writers else {}
     except MultipartError as e:
         for writer in writers:
-            writer.discard()
+            writer.abort()
         raise bad(f"Malformed multipart/form-data body: {e}")
     except BaseException:
         for writer in writers:
-            writer.discard()
+            writer.abort()
         raise
     signature = None
     parts: list[FilePart] = form.files.get("gpg_signature", [])

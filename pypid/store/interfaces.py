@@ -1,17 +1,63 @@
 """
-The store seam: what the index and the web ask of wherever the distribution
-files live. It speaks files, never paths: a backend opens a file as an
-L{IBody} for a response, and tells subscribers about every change to its
-snapshot.
+The store seam: what the index, the web and the feeds ask of wherever the
+distribution files live. It speaks files and names, never paths: a backend
+opens a file as an L{IBody} for a response, takes a new file through an
+L{IStaged} object that it publishes atomically (it decides where the bytes
+go and when the file is listed), removes files, and tells subscribers about
+every change to its snapshot.
 
 Backends: L{pypid.store.directory.store.DirectoryStore} (the package
 directories; scanning, watching and the state cache are its own business)
-and L{pypid.store.memory.MemoryStore} (bytes in memory, for tests).
+and L{pypid.store.memory.MemoryStore} (bytes in memory, for tests). Both
+pass the same contract tests (C{tests/store/contract.py}).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from zope.interface import Attribute, Interface
+
+
+class Placed(NamedTuple):
+    """What L{IPackageStore.publish} did."""
+
+    #: C{"created"}, C{"replaced"} or C{"identical"} (the same bytes were
+    #: already stored under that name: nothing changed).
+    outcome: str
+    #: The C{/}-separated path the snapshot lists the file under.
+    path: str
+
+
+class AlreadyStored(Exception):
+    """
+    L{IPackageStore.publish} without C{overwrite}: a file of that name is
+    stored with other bytes.
+    """
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(f"{filename} is already stored with other content")
+        self.filename = filename
+
+
+class BadName(ValueError):
+    """
+    L{IPackageStore.publish}: the name is not one the store can hold (an
+    empty, hidden or relative part, or a folder that is not there).
+    """
+
+
+def check_name(name: str) -> list[str]:
+    """
+    The parts of a name given to L{IPackageStore.publish} (C{a/b/x.whl}), or
+    L{BadName}: no part may be empty, hidden (C{.x}) or hold a backslash or
+    a NUL.
+    """
+    parts = name.split("/")
+    for part in parts:
+        if not part or part.startswith(".") or "\\" in part or "\0" in part:
+            raise BadName(f"{name!r} is not a file name this index can store")
+    return parts
 
 
 class IBody(Interface):
@@ -47,10 +93,43 @@ class IBody(Interface):
         """Let the file go (again: nothing)."""
 
 
+class IStaged(Interface):
+    """
+    A new file on its way into the store (L{IPackageStore.stage}): written,
+    finished, checked through L{reader}, then given to
+    L{IPackageStore.publish} or thrown away with L{abort}. Nothing of it is
+    listed or served before it is published.
+    """
+
+    size = Attribute("Bytes written so far.")
+
+    def write(data):
+        """Append C{data}. Blocking, but cheap (a buffered write)."""
+
+    def finish():
+        """
+        No more writes: make the bytes durable. Returns their digests, a
+        dict of hex strings under C{sha256}, C{blake2_256} and C{md5}.
+        Blocking; again, the same digests.
+        """
+
+    def reader():
+        """
+        A seekable binary file of the bytes written (after L{finish}), for the
+        archive checks; the caller closes it. Blocking.
+        """
+
+    def abort():
+        """
+        Throw the bytes away. Blocking; harmless again, or after the file
+        was published.
+        """
+
+
 class IPackageStore(Interface):
     """
-    Where the index comes from. Every method is called on the reactor
-    thread, and none blocks it.
+    Where the index comes from, and where uploads go. Every method is called
+    on the reactor thread, and none blocks it, but L{stage}.
     """
 
     snapshot = Attribute(
@@ -83,4 +162,34 @@ class IPackageStore(Interface):
         """
         A L{Deferred} firing with the bytes of C{distfile}'s core metadata
         file, or failing with L{pypid.store.metadata.MetadataError}.
+        """
+
+    def stage():
+        """
+        A new, empty L{IStaged} to write an upload into. Blocking (it may
+        create a temporary file): call it through L{pypid.threads.Threads}.
+        """
+
+    def publish(name, staged, overwrite, signature=None):
+        """
+        Store the bytes of C{staged} (from this store's L{stage}, finished)
+        as the file C{name}: a file name, perhaps below folders
+        (C{sub/x.whl}), which says where a new file goes; a file of that
+        file name already listed is replaced where it is. With C{signature}
+        (bytes), its detached signature C{<name>.asc} is stored too. The
+        file appears whole or not at all.
+
+        @return: a L{Deferred} firing with a L{Placed} once the snapshot
+            lists the file (C{"identical"}, and nothing changed, when the
+            same bytes were already stored under that name). It fails with
+            L{AlreadyStored} when other bytes are, unless C{overwrite}; with
+            L{BadName} for a name the store cannot hold.
+        """
+
+    def remove(distfiles):
+        """
+        Delete the files C{distfiles} (of the snapshot) and their signatures.
+
+        @return: a L{Deferred} firing, once the snapshot no longer lists
+            them, with the paths of those that were deleted.
         """

@@ -1,7 +1,8 @@
 """
-The filesystem side of uploads: a temporary file in a hidden directory of
-the first package directory, landed by an atomic rename (or hard link,
-which never clobbers), and removing releases.
+The directory store's landing: new files are staged in a temporary file in
+a hidden directory of the first package directory (L{Staged}), landed by an
+atomic rename (or hard link, which never clobbers) at the place the store
+chose (L{land}), and removed (L{remove}).
 
 Nothing half-written is ever visible under a listed name: temporary files
 live in C{<first root>/.pypid-incoming/}, which the scanner never lists
@@ -17,10 +18,13 @@ import hashlib
 import os
 import tempfile
 import time
-from typing import NamedTuple
+from typing import BinaryIO, Optional
+
+from zope.interface import implementer
 
 from pypid.atomic import fsync_dir, replacing
-from pypid.feed.checks import bad
+from pypid.store.directory.scan import resolve_inside
+from pypid.store.interfaces import AlreadyStored, BadName, IStaged
 
 INCOMING = ".pypid-incoming"
 PREFIX = ".upload-"
@@ -69,35 +73,54 @@ def clean_stale(directory: str, older_than: float = 3600.0) -> int:
     return removed
 
 
-class HashingWriter:
-    """Writes a file part to disk, hashing it on the way."""
+@implementer(IStaged)
+class Staged:
+    """
+    An upload's bytes in a temporary file of the spool directory, hashed as
+    they are written (L{pypid.store.interfaces.IStaged}).
+    """
 
     def __init__(self, directory: str) -> None:
         fd, self.path = tempfile.mkstemp(dir=directory, prefix=PREFIX, suffix=".part")
-        self.file = os.fdopen(fd, "wb")
+        self._file: Optional[BinaryIO] = os.fdopen(fd, "wb")
         self.size = 0
-        self.hashes = {
+        self._hashes = {
             "sha256": hashlib.sha256(),
             "blake2_256": hashlib.blake2b(digest_size=32),
             "md5": hashlib.md5(usedforsecurity=False),
         }
+        self._digests: Optional[dict[str, str]] = None
 
     def write(self, data: bytes) -> None:
-        self.file.write(data)
+        if self._file is None:
+            raise ValueError("write to a finished or aborted upload")
+        self._file.write(data)
         self.size += len(data)
-        for h in self.hashes.values():
+        for h in self._hashes.values():
             h.update(data)
 
     def finish(self) -> dict[str, str]:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        os.fchmod(self.file.fileno(), FILE_MODE)
-        self.file.close()
-        return {name: h.hexdigest() for name, h in self.hashes.items()}
+        if self._digests is None:
+            if self._file is None:
+                raise ValueError("finish of an aborted upload")
+            f, self._file = self._file, None
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+                os.fchmod(f.fileno(), FILE_MODE)
+            finally:
+                f.close()
+            self._digests = {name: h.hexdigest() for name, h in self._hashes.items()}
+        return dict(self._digests)
 
-    def discard(self) -> None:
+    def reader(self) -> BinaryIO:
+        return open(self.path, "rb")
+
+    def abort(self) -> None:
+        f, self._file = self._file, None
         try:
-            self.file.close()
+            if f is not None:
+                f.close()
         finally:
             try:
                 os.unlink(self.path)
@@ -113,24 +136,39 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-class Placed(NamedTuple):
-    #: C{"created"}, C{"replaced"} or C{"identical"} (nothing changed).
-    outcome: str
-    path: str
+def land(
+    staged: Staged, root: str, target: str, overwrite: bool, signature: Optional[bytes] = None
+) -> tuple[str, list[str]]:
+    """
+    Land C{staged} at C{target} (see L{place}), and C{signature} beside it
+    as C{<target>.asc} unless nothing changed: the outcome, and the paths
+    written. The folder of C{target} must be a directory inside C{root},
+    else L{BadName}.
+    """
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder) or resolve_inside(folder, root) is None:
+        raise BadName(f"no folder {os.path.relpath(folder, root)!r} in the package directory")
+    digests = staged.finish()
+    outcome = place(staged.path, digests["sha256"], target, overwrite)
+    changed = [target]
+    if signature is not None and outcome != "identical":
+        changed.append(write_signature(target, signature))
+    return outcome, changed
 
 
-def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
+def place(temp: str, sha256: str, target: str, overwrite: bool) -> str:
     """
     Land C{temp} at C{target}: atomically, never leaving a partial file.
     An existing target with the same bytes is left alone (C{identical});
     one with other bytes is replaced only with C{overwrite}, else
-    L{UploadError} "File already exists". C{temp} is gone afterwards.
+    L{AlreadyStored}. The outcome: C{created}, C{replaced} or
+    C{identical}. C{temp} is gone afterwards.
     """
     directory = os.path.dirname(target)
     try:
         if overwrite:
             if os.path.isfile(target) and sha256_of(target) == sha256:
-                return Placed("identical", target)
+                return "identical"
             existed = os.path.lexists(target)
             try:
                 os.replace(temp, target)
@@ -139,7 +177,7 @@ def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
                     raise
                 _copy_then_replace(temp, target)
             fsync_dir(directory)
-            return Placed("replaced" if existed else "created", target)
+            return "replaced" if existed else "created"
         try:
             # A hard link never replaces an existing file: two uploads of
             # the same name racing each other cannot clobber one another.
@@ -153,16 +191,13 @@ def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
             if not os.path.lexists(target):
                 os.replace(temp, target)
                 fsync_dir(directory)
-                return Placed("created", target)
+                return "created"
         else:
             fsync_dir(directory)
-            return Placed("created", target)
+            return "created"
         if os.path.isfile(target) and sha256_of(target) == sha256:
-            return Placed("identical", target)
-        raise bad(
-            f"File already exists ('{os.path.basename(target)}' with different content). "
-            "Remove it first, or run the server with --overwrite."
-        )
+            return "identical"
+        raise AlreadyStored(os.path.basename(target))
     finally:
         try:
             os.unlink(temp)

@@ -1,7 +1,8 @@
 """
 The directory store: the index of the package directories, kept on the
 reactor thread and fed by scans that run in threads; files served from open
-descriptors (L{pypid.store.directory.body}).
+descriptors (L{pypid.store.directory.body}), uploads landed by
+L{pypid.store.directory.landing}.
 
 Only this backend knows paths: the watcher and the rescans service speak to
 its own L{DirectoryStore.refresh} and L{DirectoryStore.rescan}.
@@ -13,14 +14,15 @@ import gc
 import os
 from typing import Mapping, NamedTuple, Optional
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
-from pypid.store.directory import scan
+from pypid.store.directory import landing, scan
 from pypid.store.directory.body import FileBody, open_regular
-from pypid.store.interfaces import IPackageStore
+from pypid.store.interfaces import BadName, IPackageStore, IStaged, Placed, check_name
 from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
@@ -49,7 +51,9 @@ class DirectoryStore(SnapshotOwner):
     An L{IPackageStore} over one or more package directories.
 
     Scans never overlap: a rescan asked for while one runs is coalesced into
-    one more scan after it.
+    one more scan after it. New files are staged in C{.pypid-incoming} of
+    the first directory, and land there (or over the listed file of their
+    name).
     """
 
     log = Logger()
@@ -115,6 +119,33 @@ class DirectoryStore(SnapshotOwner):
             return raw
 
         return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
+
+    def stage(self) -> IStaged:
+        return landing.Staged(landing.incoming_dir(self.roots[0]))
+
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+        try:
+            parts = check_name(name)
+        except BadName:
+            return fail()
+
+        def ready(_) -> Deferred:
+            root, target, path = self._target(parts)
+            d = self._threads(landing.land, staged, root, target, overwrite, signature)
+            return d.addCallback(lambda landed: self.refresh(landed[1]).addCallback(
+                lambda _: Placed(landed[0], path)))
+
+        return self.whenReady().addCallback(ready)
+
+    def remove(self, distfiles) -> Deferred:
+        # The link itself for a symlinked file.
+        paths = {os.path.join(self.roots[f.root], *f.path.split("/")): f.path for f in distfiles}
+
+        def removed(gone: list[str]) -> Deferred:
+            deleted = [paths[p] for p in paths if p in set(gone)]
+            return self.refresh(gone or list(paths)).addCallback(lambda _: deleted)
+
+        return self._threads(landing.remove, list(paths)).addCallback(removed)
 
     # The directory backend's own: what the watcher and the rescans service ask.
 
@@ -184,6 +215,22 @@ class DirectoryStore(SnapshotOwner):
         if checked == abspath:
             self._checked_files[path] = _identity(st)
         return opened
+
+    def _target(self, parts: list[str]) -> tuple[str, str, str]:
+        """
+        Where a new file C{parts} goes: its root, its path on disk, and its
+        path as listed. Over the listed file of its file name (the link
+        itself for a symlink), else at C{parts} in the first directory.
+        """
+        filename = parts[-1]
+        parsed = parse_filename(filename)
+        project = self.snapshot.get(parsed.project) if parsed is not None else None
+        for f in project.files if project is not None else ():
+            if f.filename == filename:
+                root = self.roots[f.root]
+                return root, os.path.join(root, *f.path.split("/")), f.path
+        root = self.roots[0]
+        return root, os.path.join(root, *parts), "/".join(parts)
 
     def _next(self) -> None:
         """Start the next scan, one at a time; a full scan covers pending paths."""
