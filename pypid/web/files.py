@@ -10,7 +10,6 @@ import functools
 import os
 from typing import Optional
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
 from twisted.web.http import (
@@ -158,8 +157,8 @@ def send_file(
         except BaseException:
             body.close()
             raise
-        if isinstance(data, Deferred):
-            # A backend that answers later: the headers go once the bytes are here.
+        if data.__class__ is not bytes:
+            # A Deferred: a backend that answers later; the headers go once the bytes are here.
             def arrived(data: bytes):
                 if len(data) != count:
                     return text_response(request, http.NOT_FOUND, "Not Found")

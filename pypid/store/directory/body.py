@@ -54,12 +54,14 @@ class FileBody:
         request over), e.g. to unpin the file from a cache.
     """
 
-    redirect = None
+    # One per download: slots make it cheap to make and to read.
+    __slots__ = ("fd", "size", "mtime_ns", "redirect", "_on_close")
 
     def __init__(self, fd: int, st: os.stat_result, on_close: Optional[Callable[[], object]] = None) -> None:
         self.fd: Optional[int] = fd
         self.size = st.st_size
         self.mtime_ns = st.st_mtime_ns
+        self.redirect: Optional[str] = None
         self._on_close = on_close
 
     @classmethod

@@ -103,7 +103,7 @@ class DirectoryStore(SnapshotOwner):
 
     def open(self, distfile: DistFile, sidecar: str = "") -> Optional[FileBody]:
         opened = self._open(distfile, sidecar)
-        return None if opened is None else FileBody(*opened)
+        return None if opened is None else FileBody(opened[0], opened[1])
 
     def readMetadata(self, distfile: DistFile) -> Deferred:
         # Resolvers ask for the same few .metadata files over and over:
