@@ -152,3 +152,20 @@ def test_acl_applies_to_ftp(tmp_path, packages, start_server):
     assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
     client.quit()
     assert leftovers(packages) == [name]
+
+
+def test_upload_into_a_subdirectory(ftp_server, packages):
+    """A STOR in an existing subdirectory lands there; a folder that is not there is refused, nothing written."""
+    (packages / "team").mkdir()
+    name, data = wheel_bytes("team-tool", "1.0")
+    client = connect(ftp_server.ftp_port)
+    client.cwd("team")
+    assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
+    client.cwd("/")
+    other, other_data = wheel_bytes("lost-tool", "1.0")
+    with pytest.raises(ftplib.error_perm):
+        client.storbinary(f"STOR nowhere/{other}", io.BytesIO(other_data))
+    client.quit()
+    assert (packages / "team" / name).read_bytes() == data
+    assert name in listed(ftp_server, "team-tool")
+    assert leftovers(packages) == [f"team/{name}"]
