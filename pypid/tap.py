@@ -17,7 +17,9 @@ from twisted.python import usage
 
 from pypid import __version__
 from pypid.auth.options import AuthConfig, AuthOptions, acl_file
+from pypid.feed.audit import AuditLog
 from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
+from pypid.feed.publish import Publisher
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
@@ -25,6 +27,7 @@ from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
 from pypid.store.directory import options as directory
 from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
+from pypid.threads import pool_threads
 from pypid.upstream import config as upstream
 from pypid.upstream.config import FallbackConfig
 from pypid.upstream.options import UpstreamOptions
@@ -136,8 +139,12 @@ def makeService(options: Options, reactor=None) -> IService:
     malloc.tune()
     top = top_service(config.ops, options.parent, reactor)
 
+    # Blocking work (scans, archive checks, landing files) runs in the
+    # reactor's bounded pool, through this one callable.
+    threads = pool_threads(reactor)
+
     # The package directories: the store, its rescans and its watcher.
-    parts = directory.build(config.directory, reactor)
+    parts = directory.build(config.directory, reactor, threads)
     store = parts.store
     if parts.watch is not None:
         attach(top, "watch", parts.watch)
@@ -162,19 +169,22 @@ def makeService(options: Options, reactor=None) -> IService:
     root = config.directory.upload_root
     if config.feed.spool is not None:
         attach(top, "spool", SpoolService(config.feed.spool))
+    # One publisher holds the upload rules for HTTP and FTP; one audit log
+    # records every upload, removal and refusal.
+    audit = AuditLog()
+    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite)
     policy = UploadPolicy(
         enabled=config.feed.uploads,
         authenticator=authenticator if "update" in config.auth.actions else None,
-        acl=acl,
-        overwrite=config.feed.overwrite,
     )
-    upload = LegacyUpload(store, root, config.feed.spool, policy, reactor)
+    upload = LegacyUpload(publisher, policy, threads)
 
     # The upstream fallback.
     cache_control = download_cache_control(config.web.cache_control, private="download" in config.auth.actions)
     upstream_web = None
     if config.upstream is not None:
-        upstream_web, upstream_service = upstream.build(config.upstream, store, reactor, cache_control)
+        upstream_web, upstream_service = upstream.build(config.upstream, store, reactor, cache_control,
+                                                        threads=threads)
         if upstream_service is not None:
             attach(top, "upstream", upstream_service)
 
@@ -198,12 +208,13 @@ def makeService(options: Options, reactor=None) -> IService:
     site.record_metrics = config.web.metrics
     site.access_log = config.ops.access_log
     site.access_sink = top.access
+    site.audit = audit
     listeners = [attach(top, f"web-{i}", Listener(e, site)) for i, e in enumerate(web_endpoints)]
 
     # FTP uploads.
     if ftp_endpoint is not None:
         assert logins is not None
-        factory = ftp_factory(config.feed, root, logins, acl, store, reactor)
+        factory = ftp_factory(config.feed, root, logins, publisher, reactor, threads)
         attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
 
     announce(store, listeners, config.web.ports)

@@ -1,7 +1,8 @@
 """
 Test and benchmark helpers shipped with pypid: builders for small but real
-wheels and sdists (installable by pip and uv without any build dependency),
-and an in-memory L{IPackageStore}.
+wheels and sdists (installable by pip and uv without any build dependency);
+the in-memory L{IPackageStore} (L{pypid.store.memory.MemoryStore}) is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -14,14 +15,8 @@ import tarfile
 import zipfile
 from typing import Iterable, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
-from zope.interface import implementer
-
-from pypid.index.model import DistFile, IndexSnapshot
-from pypid.store.interfaces import IPackageStore
-from pypid.store.metadata import MetadataError
 from pypid.index.names import normalize
-from pypid.store.directory.store import SnapshotOwner, open_regular
+from pypid.store.memory import MemoryStore  # noqa: F401 (re-exported)
 
 
 def _escape(name: str) -> str:
@@ -168,94 +163,3 @@ def write_dist(directory: str, built: tuple[str, bytes], mtime: Optional[float] 
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
-
-
-@implementer(IPackageStore)
-class MemoryStore(SnapshotOwner):
-    """
-    An L{IPackageStore} over files held in memory, for tests of the web
-    layer. C{contents} maps a file's path to its bytes; C{metadata} maps it
-    to its core metadata bytes.
-    """
-
-    def __init__(self, files: Iterable[DistFile] = (), hash_algo: Optional[str] = "sha256") -> None:
-        super().__init__()
-        self.hash_algo = hash_algo
-        self.snapshot = IndexSnapshot.build(files)
-        self.ready = True
-        self._waiting: list[Deferred] = []
-        self.metadata: dict[str, bytes] = {}
-        self.paths: dict[str, str] = {}
-        self.rescans = 0
-        self.refreshed: list[str] = []
-
-    def whenReady(self) -> Deferred:
-        if self.ready:
-            return succeed(None)
-        d: Deferred = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def make_ready(self) -> None:
-        """Mark the first scan complete, releasing whoever waits for it."""
-        self.ready = True
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(None)
-
-    def rescan(self) -> Deferred:
-        self.rescans += 1
-        return succeed(None)
-
-    def refresh(self, abspaths) -> Deferred:
-        self.refreshed.extend(abspaths)
-        return succeed(None)
-
-    def localPath(self, distfile: DistFile) -> Optional[str]:
-        return self.paths.get(distfile.path)
-
-    def openFile(self, distfile: DistFile, suffix: str = ""):
-        path = self.paths.get(distfile.path)
-        return None if path is None else open_regular(path + suffix)
-
-    def readMetadata(self, distfile: DistFile) -> Deferred:
-        raw = self.metadata.get(distfile.path)
-        if raw is None:
-            return fail(MetadataError("no metadata"))
-        return succeed(raw)
-
-
-
-
-class ImmediateThreadPool:
-    """A thread pool that runs work at once, in the calling thread."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def callInThreadWithCallback(self, onResult, func, *args, **kwargs) -> None:
-        self.calls += 1
-        try:
-            result = func(*args, **kwargs)
-        except BaseException:
-            from twisted.python.failure import Failure
-
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-
-class ImmediateReactor:
-    """
-    Just enough of a reactor for L{pypid.store.directory.store.DirectoryStore} in synchronous
-    tests: thread-pool work and C{callFromThread} run immediately.
-    """
-
-    def __init__(self) -> None:
-        self.pool = ImmediateThreadPool()
-
-    def getThreadPool(self) -> ImmediateThreadPool:
-        return self.pool
-
-    def callFromThread(self, f, *args, **kwargs) -> None:
-        f(*args, **kwargs)

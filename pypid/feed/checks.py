@@ -13,7 +13,7 @@ import re
 import tarfile
 import zipfile
 import zlib
-from typing import NamedTuple, Optional
+from typing import BinaryIO, NamedTuple, Optional
 
 from packaging.version import InvalidVersion, Version
 
@@ -182,6 +182,32 @@ def check_file_upload(form: Form) -> FileUpload:
                       signature, digests)
 
 
+class Declared(NamedTuple):
+    """What an upload says of its file: a form's C{file_upload} fields, or (FTP) its name alone."""
+
+    filename: str
+    project: str
+    version: Version
+    parsed: ParsedName
+    #: Digests the client sent: algorithm -> lower-case hex.
+    digests: dict[str, str]
+
+
+def declared_by_name(filename: str) -> Declared:
+    """An upload known by its file name alone (FTP): a wheel or sdist name, checked."""
+    parsed = parse_filename(filename)
+    if parsed is None:
+        shown = filename.encode("unicode_escape").decode("ascii")[:200]
+        raise bad(f"'{shown}' is not a wheel or sdist file name.")
+    check_filename(filename, None, parsed.name, parsed.version)
+    return Declared(filename, parsed.project, parsed.version, parsed, {})
+
+
+def declared_by_form(upload: FileUpload) -> Declared:
+    """What a checked C{file_upload} form declares."""
+    return Declared(upload.filename, upload.project, upload.version, upload.parsed, upload.digests)
+
+
 def check_digests(sent: dict[str, str], computed: dict[str, str]) -> None:
     """Each digest the client sent must match the received bytes."""
     for algorithm, value in sent.items():
@@ -203,8 +229,9 @@ def check_removal(form: Form) -> tuple[str, Version]:
 # Blocking: run in a thread.
 
 
-def _check_zip(path: str, size: int) -> None:
-    with zipfile.ZipFile(path) as archive:
+def _check_zip(f: BinaryIO, size: int) -> None:
+    f.seek(0)
+    with zipfile.ZipFile(f) as archive:
         infos = archive.infolist()
         unpacked = sum(info.file_size for info in infos)
         if unpacked > RATIO_FLOOR and unpacked > MAX_RATIO * max(size, 1):
@@ -217,10 +244,11 @@ def _check_zip(path: str, size: int) -> None:
             raise bad(f"Invalid distribution file: member {broken[:100]} is corrupt.")
 
 
-def _check_tar(path: str, size: int) -> None:
+def _check_tar(f: BinaryIO, size: int) -> None:
     limit = max(RATIO_FLOOR, MAX_RATIO * max(size, 1))
     total = 0
-    with tarfile.open(path, "r:gz") as archive:
+    f.seek(0)
+    with tarfile.open(fileobj=f, mode="r:gz") as archive:
         for member in archive:
             if member.issparse():
                 raise bad("Invalid distribution file: sparse tar members are not accepted.")
@@ -234,27 +262,30 @@ def _check_tar(path: str, size: int) -> None:
                     pass
 
 
-def check_archive(path: str, upload: FileUpload, size: int) -> None:
+def check_archive(f: BinaryIO, upload: "Declared | FileUpload", size: int) -> None:
     """
-    The archive must be complete by the rule that decides listing
-    (L{pypid.store.complete.check}), open, be intact throughout, and hold core metadata
-    (wheel C{METADATA}, sdist C{PKG-INFO}) whose name and version agree
-    with the filename; a wheel must have its C{WHEEL} and C{RECORD} files.
+    The archive C{f} (a seekable binary file of C{size} bytes) must be
+    complete by the rule that decides listing (L{pypid.store.complete.check}),
+    open, be intact throughout, and hold core metadata (wheel C{METADATA},
+    sdist C{PKG-INFO}) whose name and version agree with the filename; a
+    wheel must have its C{WHEEL} and C{RECORD} files.
     """
     parsed = upload.parsed
     # The rule that decides listing: what would never be listed is refused.
-    with open(path, "rb") as f:
-        reason = complete.check(f, size, upload.filename)
+    f.seek(0)
+    reason = complete.check(f, size, upload.filename)
+    f.seek(0)
     if reason is not None:
         if complete.is_incomplete(reason):
             reason = reason.split(": ", 1)[-1]
         raise bad(f"Invalid distribution file: {_one_line(reason)}")
     try:
         if path_is_zip(upload.filename):
-            _check_zip(path, size)
+            _check_zip(f, size)
         else:
-            _check_tar(path, size)
-        raw = read_metadata(path, parsed.kind, upload.filename)
+            _check_tar(f, size)
+        f.seek(0)
+        raw = read_metadata(f, parsed.kind, upload.filename)
     except CorruptArchive as e:
         raise bad(f"Invalid distribution file: {_one_line(e)}")
     except MetadataError as e:
@@ -271,7 +302,8 @@ def check_archive(path: str, upload: FileUpload, size: int) -> None:
     if metadata_version != parsed.version:
         raise bad(f"The metadata's Version '{fields.version}' does not match the file name.")
     if parsed.kind == "wheel":
-        with zipfile.ZipFile(path) as archive:
+        f.seek(0)
+        with zipfile.ZipFile(f) as archive:
             names = set(archive.namelist())
         info = {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
         for required in ("WHEEL", "RECORD"):

@@ -13,32 +13,32 @@ client sees the file listed by the index when C{STOR} is answered.
 
 Logged-in users may list the package directory and change into its
 subdirectories; they cannot download, delete, rename or make directories.
+
+This is glue: a C{STOR} is staged in the store as it arrives and handed to
+the L{pypid.feed.publish.Publisher} (the rules, the store, the audit line)
+when the transfer ends; the outcome becomes the FTP reply. Only browsing
+looks at the directory itself.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IConsumer
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.protocols import ftp
 from twisted.python.filepath import FilePath
+from twisted.web import http
 from zope.interface import implementer
 
-from pypid.store import complete
-
-from pypid.feed import incoming
-from pypid.index.filenames import parse_filename
-from pypid.store.interfaces import IPackageStore
-from pypid.store.directory.scan import resolve_inside
-from pypid.feed.checks import UploadError, check_archive, check_filename
-
-audit = Logger(namespace="pypid.audit")
+from pypid.feed.audit import AuditEvent
+from pypid.feed.checks import Declared, UploadError, declared_by_name
+from pypid.feed.publish import Publisher
+from pypid.store.interfaces import IStaged
+from pypid.threads import Threads
 
 
 class Refused(ftp.FTPCmdError):
@@ -53,37 +53,34 @@ class TooLarge(ftp.FTPCmdError):
 
 @dataclass
 class FTPUploads:
-    """What every FTP session shares: where files go and the upload rules."""
+    """What every FTP session shares: the publisher, and the directory it shows."""
 
-    store: IPackageStore
-    #: The first package directory.
+    publisher: Publisher
+    #: The first package directory, which sessions list and change into.
     root: str
-    #: Hidden directory of temporary files, on the same filesystem.
-    spool: str
     reactor: object
-    overwrite: bool = False
+    #: Runs the blocking steps (L{pypid.threads.Threads}).
+    threads: Threads
     max_size: int = 1024 ** 3
-    #: The per-project rights of HTTP uploads (L{pypid.auth.acl.AclFile}), if any.
-    acl: Optional[object] = None
-
-    def thread(self, f, *args) -> Deferred:
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), f, *args)
 
 
 @implementer(ftp.IWriteFile, IConsumer)
 class _Upload:
     """
     One C{STOR}: the L{IWriteFile} Twisted's FTP writes into, and the
-    consumer it writes with. Data goes to a temporary file (written and
-    hashed as it comes); C{close} checks and lands it, or throws it away.
+    consumer it writes with. Data goes into the store's staging area
+    (written and hashed as it comes); C{close} hands it to the publisher,
+    or throws it away.
     """
 
-    def __init__(self, shell: "UploadShell", filename: str, directory: str,
-                 writer: incoming.HashingWriter) -> None:
+    def __init__(self, shell: "UploadShell", name: str, declared: Declared, staged: IStaged,
+                 event: AuditEvent) -> None:
         self.shell = shell
-        self.filename = filename
-        self.directory = directory
-        self.writer = writer
+        #: The name to publish: the file name below the folders it was sent to.
+        self.name = name
+        self.declared = declared
+        self.staged = staged
+        self.event = event
         self.state = "open"
         self.too_large = False
         self.producer = None
@@ -107,12 +104,12 @@ class _Upload:
     def write(self, data: bytes) -> None:
         if self.state != "open" or self.too_large:
             return
-        if self.writer.size + len(data) > self.shell.uploads.max_size:
+        if self.staged.size + len(data) > self.shell.uploads.max_size:
             self.too_large = True
             if self.producer is not None:
                 self.producer.stopProducing()
             return
-        self.writer.write(data)
+        self.staged.write(data)
 
 
 def _hidden(segments: list[str]) -> bool:
@@ -128,6 +125,8 @@ class UploadShell(ftp.FTPShell):
         super().__init__(FilePath(uploads.root))
         self.uploads = uploads
         self.user = user
+        #: The client's address, for the audit log (set once logged in).
+        self.client = "-"
         self._uploads: set[_Upload] = set()
 
     # Looking around: not at hidden things, and nothing is downloaded.
@@ -169,133 +168,73 @@ class UploadShell(ftp.FTPShell):
     def openForWriting(self, path):
         if not path or _hidden(path):
             return fail(Refused("not a distribution file name"))
-        filename = path[-1]
-        parsed = parse_filename(filename)
+        publisher = self.uploads.publisher
+        event = AuditEvent(action="ftp_upload", user=self.user, client=self.client)
         try:
-            if parsed is None:
-                raise UploadError(400, f"'{filename[:200]}' is not a wheel or sdist file name.")
-            check_filename(filename, None, parsed.name, parsed.version)
+            declared = declared_by_name(path[-1])
         except UploadError as e:
+            publisher.refused(event, e.code, e.message)
             return fail(Refused(e.message))
-        directory = self._path(path[:-1]).path
-        if not os.path.isdir(directory) or resolve_inside(directory, self.uploads.root) is None:
+        directory = self._path(path[:-1])
+        root = os.path.realpath(self.uploads.root)
+        real = os.path.realpath(directory.path)
+        if not directory.isdir() or not (real == root or real.startswith(root + os.sep)):
             return fail(ftp.FileNotFoundError("/".join(path[:-1])))
-        d = self._authorize(parsed.project)
-        d.addCallback(lambda _: self.uploads.thread(incoming.HashingWriter, self.uploads.spool))
-        d.addCallback(lambda writer: self._opened(_Upload(self, filename, directory, writer)))
+        event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
+
+        def refused(failure):
+            failure.trap(UploadError)
+            publisher.refused(event, failure.value.code, failure.value.message)
+            raise Refused(failure.value.message)
+
+        # Refused before a byte is sent, when the ACL says no.
+        d = publisher.authorize(self.user, declared.project).addErrback(refused)
+        d.addCallback(lambda _: self.uploads.threads(publisher.store.stage))
+        d.addCallback(lambda staged: self._opened(_Upload(self, "/".join(path), declared, staged, event)))
         return d
-
-    def _authorize(self, project: str) -> Deferred:
-        acl = self.uploads.acl
-        if acl is None:
-            return succeed(None)
-        store = self.uploads.store
-        d = store.whenReady()
-        d.addCallback(lambda _: self.uploads.thread(
-            acl.authorize, self.user, project, store.snapshot.get(project) is not None))
-
-        def decided(decision):
-            if not decision.allowed:
-                why = f"{self.user} may not upload to {project} ({decision.reason})"
-                audit.info("ftp: {user} upload refused: {why}", user=self.user, why=why)
-                raise Refused(why)
-            if decision.claimed:
-                audit.info("owner {user} recorded as the owner of {project}", user=self.user, project=project)
-
-        return d.addCallback(decided)
 
     def _opened(self, upload: _Upload) -> _Upload:
         self._uploads.add(upload)
         return upload
 
     def land(self, upload: _Upload) -> Deferred:
-        """The transfer ended: check the file, and land it or throw it away."""
+        """The transfer ended: publish it, or throw it away."""
         if upload.state != "open":
             return fail(Refused("the session ended before the transfer did"))
         upload.state = "closing"
         uploads = self.uploads
         if upload.too_large:
-            d = fail(TooLarge())
+            uploads.publisher.refused(
+                upload.event, http.REQUEST_ENTITY_TOO_LARGE,
+                f"Request Entity Too Large: over this server's limit of {uploads.max_size} bytes.")
+            d = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
         else:
-            d = uploads.thread(_check, upload.writer, upload.filename)
-            d.addCallback(lambda _: uploads.store.whenReady())
-            d.addCallback(lambda _: uploads.thread(
-                incoming.place, upload.writer.path, upload.writer.hashes["sha256"].hexdigest(),
-                self._target(upload), uploads.overwrite))
-            d.addCallback(lambda placed: uploads.store.refresh([placed.path]).addCallback(lambda _: placed))
-
-        def landed(placed):
-            audit.info("ftp: {user} uploaded {filename} ({outcome}, {size} bytes)",
-                       user=self.user, filename=upload.filename, outcome=placed.outcome,
-                       size=upload.writer.size)
+            d = uploads.publisher.publish(upload.event, upload.name, upload.staged, declared=upload.declared,
+                                          streamed=True)
 
         def refused(failure):
-            reason = failure.value.message if failure.check(UploadError) else None
-            audit.info("ftp: {user} upload of {filename} refused: {reason}", user=self.user,
-                       filename=upload.filename, reason=reason or failure.getErrorMessage())
-            if reason is not None:
-                raise Refused(reason)
+            if failure.check(UploadError):
+                raise Refused(failure.value.message)
             return failure
 
         def done(result):
             upload.state = "done"
             self._uploads.discard(upload)
-            # Landed (the temporary name is gone) or refused: nothing stays.
-            return uploads.thread(_discard, upload.writer).addBoth(lambda _: result)
+            return result
 
-        return d.addCallbacks(landed, refused).addBoth(done)
-
-    def _target(self, upload: _Upload) -> str:
-        """Where the file goes: over the listed file of that name, else where it was sent."""
-        parsed = parse_filename(upload.filename)
-        project = self.uploads.store.snapshot.get(parsed.project) if parsed else None
-        roots = getattr(self.uploads.store, "roots", None)
-        for distfile in project.files if project is not None else ():
-            if distfile.filename == upload.filename and roots is not None:
-                return os.path.join(roots[distfile.root], *distfile.path.split("/"))
-        return os.path.join(upload.directory, upload.filename)
+        return d.addCallbacks(lambda _: None, refused).addBoth(done)
 
     def logout(self) -> None:
         """The session ended: uploads that never got to land are thrown away."""
         for upload in list(self._uploads):
             if upload.state == "open":
                 upload.state = "done"
-                self.uploads.thread(_discard, upload.writer)
+                self.uploads.threads(upload.staged.abort)
         self._uploads.clear()
 
 
 def _name(name) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
-
-
-def _check(writer: incoming.HashingWriter, filename: str) -> None:
-    """In a thread: the transfer is a complete, valid distribution (else UploadError)."""
-    writer.finish()
-    with open(writer.path, "rb") as f:
-        reason = complete.check_tail(f, writer.size, filename)
-        if reason is None:
-            check = complete.stream_check(filename)
-            if check is not None:
-                f.seek(0)
-                while chunk := f.read(1024 * 1024):
-                    check.update(chunk)
-                reason = check.result()
-    if reason is not None:
-        raise UploadError(400, f"the transfer is not a complete archive ({reason.split(': ', 1)[-1]})")
-    parsed = parse_filename(filename)
-    check_archive(writer.path, _Named(filename, parsed), writer.size)
-
-
-class _Named:
-    """What L{check_archive} reads of an upload."""
-
-    def __init__(self, filename, parsed) -> None:
-        self.filename = filename
-        self.parsed = parsed
-
-
-def _discard(writer: incoming.HashingWriter) -> None:
-    writer.discard()
 
 
 @implementer(IRealm)
@@ -318,7 +257,10 @@ class Throttled(ftp.FTPCmdError):
 
 
 class UploadFTP(ftp.FTP):
-    """Passive data ports listen on the address the client reached, nowhere else."""
+    """
+    Passive data ports listen on the address the client reached, nowhere
+    else; the shell learns the client's address at login (for the audit log).
+    """
 
     def ftp_PASS(self, password):
         # Logins go through pypid.auth.logins with this client's address:
@@ -331,7 +273,14 @@ class UploadFTP(ftp.FTP):
             return self.factory.logins.later(
                 Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))
         self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
-        return super().ftp_PASS(password)
+
+        def logged_in(reply):
+            shell = getattr(self, "shell", None)
+            if isinstance(shell, UploadShell):
+                shell.client = host
+            return reply
+
+        return super().ftp_PASS(password).addCallback(logged_in)
 
     def listenFactory(self, port, factory, interface=""):
         factory.noisy = False  # one data connection per transfer: no log lines for each

@@ -1,113 +1,22 @@
 """
-The filesystem side of uploads: receiving the multipart body into a
-temporary file in a hidden directory of the first package directory, then
-landing it by an atomic rename (or hard link, which never clobbers), and
-removing releases.
-
-Nothing half-written is ever visible under a listed name: temporary files
-live in C{<first root>/.pypid-incoming/}, which the scanner never lists
-(hidden), on the same filesystem as their destination.
+Receiving an upload's multipart body: the C{content} part streamed straight
+into the store's staging area (an L{IStaged}, hashed as it comes), the
+other fields kept in memory.
 
 Everything here blocks: call it in a thread.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import io
-import os
-import tempfile
-import time
-from typing import BinaryIO, NamedTuple, Optional
+from typing import BinaryIO, Callable, NamedTuple, Optional
 
-from pypid.atomic import fsync_dir, replacing
 from pypid.feed.multipart import FilePart, Form, MultipartError, PartHeaders, boundary_of, read_form
-from pypid.feed.checks import UploadError, bad
+from pypid.feed.checks import bad
+from pypid.store.interfaces import IStaged
 
-INCOMING = ".pypid-incoming"
-PREFIX = ".upload-"
 #: Largest detached signature accepted.
 MAX_SIGNATURE = 64 * 1024
-_CHUNK = 1024 * 1024
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-#: Mode of landed files: what a plain open() would have given them.
-FILE_MODE = 0o666 & ~_umask()
-
-
-def incoming_dir(root: str) -> str:
-    """C{<root>/.pypid-incoming}, created if missing."""
-    path = os.path.join(root, INCOMING)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def clean_stale(directory: str, older_than: float = 3600.0) -> int:
-    """Remove upload temp files left by a crash; how many were removed."""
-    removed = 0
-    now = time.time()
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.startswith(PREFIX):
-            continue
-        try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
-                os.unlink(entry.path)
-                removed += 1
-        except OSError:
-            pass
-    return removed
-
-
-class HashingWriter:
-    """Writes a file part to disk, hashing it on the way."""
-
-    def __init__(self, directory: str) -> None:
-        fd, self.path = tempfile.mkstemp(dir=directory, prefix=PREFIX, suffix=".part")
-        self.file = os.fdopen(fd, "wb")
-        self.size = 0
-        self.hashes = {
-            "sha256": hashlib.sha256(),
-            "blake2_256": hashlib.blake2b(digest_size=32),
-            "md5": hashlib.md5(usedforsecurity=False),
-        }
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-        self.size += len(data)
-        for h in self.hashes.values():
-            h.update(data)
-
-    def finish(self) -> dict[str, str]:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        os.fchmod(self.file.fileno(), FILE_MODE)
-        self.file.close()
-        return {name: h.hexdigest() for name, h in self.hashes.items()}
-
-    def discard(self) -> None:
-        try:
-            self.file.close()
-        finally:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
 
 
 class BoundedBuffer(io.BytesIO):
@@ -122,28 +31,28 @@ class BoundedBuffer(io.BytesIO):
 
 
 class Received(NamedTuple):
-    """A parsed upload body, its file part on disk."""
+    """A parsed upload body, its file part staged in the store."""
 
     form: Form
-    #: The C{content} part's temporary file, hashes and size (None if absent).
-    content: Optional[HashingWriter]
+    #: The C{content} part's bytes, finished (None if absent).
+    content: Optional[IStaged]
     digests: dict[str, str]
     signature: Optional[bytes]
 
 
-def receive(body: BinaryIO, content_type: bytes, directory: str) -> Received:
+def receive(body: BinaryIO, content_type: bytes, stage: Callable[[], IStaged]) -> Received:
     """
-    Parse the multipart C{body}, streaming the C{content} part into a
-    temporary file in C{directory} (hashed as it goes). On any error the
-    temporary file is gone and L{UploadError} (400) is raised.
+    Parse the multipart C{body}, streaming the C{content} part into a new
+    L{IStaged} of C{stage()} (the store's). On any error the staged bytes
+    are thrown away and L{UploadError} (400) is raised.
     """
-    writers: list[HashingWriter] = []
+    writers: list[IStaged] = []
 
     def open_file(headers: PartHeaders):
         if headers.name == "content":
             if writers:
                 raise MultipartError("Field 'content' was sent more than once.")
-            writer = HashingWriter(directory)
+            writer = stage()
             writers.append(writer)
             return writer
         if headers.name == "gpg_signature":
@@ -157,109 +66,14 @@ def receive(body: BinaryIO, content_type: bytes, directory: str) -> Received:
         digests = writers[0].finish() if writers else {}
     except MultipartError as e:
         for writer in writers:
-            writer.discard()
+            writer.abort()
         raise bad(f"Malformed multipart/form-data body: {e}")
     except BaseException:
         for writer in writers:
-            writer.discard()
+            writer.abort()
         raise
     signature = None
     parts: list[FilePart] = form.files.get("gpg_signature", [])
     if parts:
         signature = parts[0].writer.getvalue()  # type: ignore[attr-defined]
     return Received(form, writers[0] if writers else None, digests, signature)
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class Placed(NamedTuple):
-    #: C{"created"}, C{"replaced"} or C{"identical"} (nothing changed).
-    outcome: str
-    path: str
-
-
-def place(temp: str, sha256: str, target: str, overwrite: bool) -> Placed:
-    """
-    Land C{temp} at C{target}: atomically, never leaving a partial file.
-    An existing target with the same bytes is left alone (C{identical});
-    one with other bytes is replaced only with C{overwrite}, else
-    L{UploadError} "File already exists". C{temp} is gone afterwards.
-    """
-    directory = os.path.dirname(target)
-    try:
-        if overwrite:
-            if os.path.isfile(target) and sha256_of(target) == sha256:
-                return Placed("identical", target)
-            existed = os.path.lexists(target)
-            try:
-                os.replace(temp, target)
-            except OSError as e:
-                if e.errno != errno.EXDEV:
-                    raise
-                _copy_then_replace(temp, target)
-            fsync_dir(directory)
-            return Placed("replaced" if existed else "created", target)
-        try:
-            # A hard link never replaces an existing file: two uploads of
-            # the same name racing each other cannot clobber one another.
-            os.link(temp, target)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                raise
-            # No hard links here: check, then rename (a tiny race remains).
-            if not os.path.lexists(target):
-                os.replace(temp, target)
-                fsync_dir(directory)
-                return Placed("created", target)
-        else:
-            fsync_dir(directory)
-            return Placed("created", target)
-        if os.path.isfile(target) and sha256_of(target) == sha256:
-            return Placed("identical", target)
-        raise bad(
-            f"File already exists ('{os.path.basename(target)}' with different content). "
-            "Remove it first, or run the server with --overwrite."
-        )
-    finally:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-
-
-def _copy_then_replace(source: str, target: str) -> None:
-    """Replace C{target} with a copy of C{source} from another filesystem, atomically."""
-    with replacing(target, prefix=PREFIX, mode=FILE_MODE) as out, open(source, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            out.write(chunk)
-
-
-def write_signature(path: str, data: bytes) -> str:
-    """Write C{path}.asc atomically; return its path."""
-    target = path + ".asc"
-    with replacing(target, prefix=PREFIX, mode=FILE_MODE) as f:
-        f.write(data)
-    return target
-
-
-def remove(paths: list[str]) -> list[str]:
-    """Delete files (and their C{.asc} signatures); the paths really deleted."""
-    removed = []
-    for path in paths:
-        for candidate in (path, path + ".asc"):
-            try:
-                os.unlink(candidate)
-                removed.append(candidate)
-            except FileNotFoundError:
-                pass
-    for directory in {os.path.dirname(p) for p in removed}:
-        fsync_dir(directory)
-    return removed

@@ -64,7 +64,7 @@ class FeedOptions(usage.Options):
             raise usage.UsageError(f"--max-upload-size {text!r} is not a size such as 500M or 2G.")
         spool = None
         if auth.uploads:
-            from pypid.feed.incoming import INCOMING
+            from pypid.store.directory.landing import INCOMING
 
             # Only checked here: the directory is made when the service
             # starts, after twistd has dropped privileges.
@@ -94,7 +94,7 @@ class SpoolService(Service):
 
     def startService(self) -> None:
         super().startService()
-        from pypid.feed.incoming import clean_stale, incoming_dir
+        from pypid.store.directory.landing import clean_stale, incoming_dir
 
         try:
             incoming_dir(os.path.dirname(self.path))
@@ -103,24 +103,21 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def ftp_factory(config: FeedConfig, root: str, logins, acl, store, reactor):
+def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threads):
     """
-    The FTP upload server's factory for C{--ftp}: files go to C{root} (the
-    first package directory) under the rules of HTTP uploads (C{acl}, an
-    L{pypid.auth.acl.AclFile} or L{None}); logins are checked by C{logins}
-    (L{pypid.auth.logins.Logins}, shared with HTTP).
+    The FTP upload server's factory for C{--ftp}: files go through
+    C{publisher} (L{pypid.feed.publish.Publisher}: the rules of HTTP
+    uploads), browsing shows C{root} (the first package directory); logins
+    are checked by C{logins} (L{pypid.auth.logins.Logins}, shared with HTTP).
     """
     from pypid.feed.ftp import FTPUploads
     from pypid.feed.ftp import ftp_factory as factory
 
-    assert config.spool is not None
     uploads = FTPUploads(
-        store=store,
+        publisher=publisher,
         root=root,
-        spool=config.spool,
         reactor=reactor,
-        overwrite=config.overwrite,
+        threads=threads,
         max_size=config.max_upload_size,
-        acl=acl,
     )
     return factory(uploads, logins)

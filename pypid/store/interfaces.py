@@ -1,14 +1,135 @@
-"""Interfaces between pypid's parts."""
+"""
+The store seam: what the index, the web and the feeds ask of wherever the
+distribution files live. It speaks files and names, never paths: a backend
+opens a file as an L{IBody} for a response, takes a new file through an
+L{IStaged} object that it publishes atomically (it decides where the bytes
+go and when the file is listed), removes files, and tells subscribers about
+every change to its snapshot.
+
+Backends: L{pypid.store.directory.store.DirectoryStore} (the package
+directories; scanning, watching and the state cache are its own business)
+and L{pypid.store.memory.MemoryStore} (bytes in memory, for tests). Both
+pass the same contract tests (C{tests/store/contract.py}).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from zope.interface import Attribute, Interface
 
 
+class Placed(NamedTuple):
+    """What L{IPackageStore.publish} did."""
+
+    #: C{"created"}, C{"replaced"} or C{"identical"} (the same bytes were
+    #: already stored under that name: nothing changed).
+    outcome: str
+    #: The C{/}-separated path the snapshot lists the file under.
+    path: str
+
+
+class AlreadyStored(Exception):
+    """
+    L{IPackageStore.publish} without C{overwrite}: a file of that name is
+    stored with other bytes.
+    """
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(f"{filename} is already stored with other content")
+        self.filename = filename
+
+
+class BadName(ValueError):
+    """
+    L{IPackageStore.publish}: the name is not one the store can hold (an
+    empty, hidden or relative part, or a folder that is not there).
+    """
+
+
+def check_name(name: str) -> list[str]:
+    """
+    The parts of a name given to L{IPackageStore.publish} (C{a/b/x.whl}), or
+    L{BadName}: no part may be empty, hidden (C{.x}) or hold a backslash or
+    a NUL.
+    """
+    parts = name.split("/")
+    for part in parts:
+        if not part or part.startswith(".") or "\\" in part or "\0" in part:
+            raise BadName(f"{name!r} is not a file name this index can store")
+    return parts
+
+
+class IBody(Interface):
+    """
+    A stored file opened for one response. Whoever gets a body closes it,
+    or hands it to L{stream}, which does.
+    """
+
+    size = Attribute("The file's size in bytes, as opened.")
+    mtime_ns = Attribute("Its modification time, in nanoseconds.")
+    redirect = Attribute(
+        "L{None}, or an absolute URL that serves the same bytes (a backend"
+        " that would rather the client fetched them from there)."
+    )
+
+    def read(offset, count):
+        """
+        Up to C{count} bytes from C{offset}, for answers small enough to hold
+        in memory: the bytes, or a L{Deferred} firing with them. Fewer bytes
+        than asked for mean the file shrank: the answer must not be sent.
+        """
+
+    def stream(request, offset, count):
+        """
+        Write C{count} bytes from C{offset} into the request (a
+        L{twisted.web.server.Request}) as fast as its connection takes them,
+        with flow control, then finish it; drop the connection if the file
+        turns out shorter. Takes the body over: it is closed when the
+        request ends, however it ends.
+        """
+
+    def close():
+        """Let the file go (again: nothing)."""
+
+
+class IStaged(Interface):
+    """
+    A new file on its way into the store (L{IPackageStore.stage}): written,
+    finished, checked through L{reader}, then given to
+    L{IPackageStore.publish} or thrown away with L{abort}. Nothing of it is
+    listed or served before it is published.
+    """
+
+    size = Attribute("Bytes written so far.")
+
+    def write(data):
+        """Append C{data}. Blocking, but cheap (a buffered write)."""
+
+    def finish():
+        """
+        No more writes: make the bytes durable. Returns their digests, a
+        dict of hex strings under C{sha256}, C{blake2_256} and C{md5}.
+        Blocking; again, the same digests.
+        """
+
+    def reader():
+        """
+        A seekable binary file of the bytes written (after L{finish}), for the
+        archive checks; the caller closes it. Blocking.
+        """
+
+    def abort():
+        """
+        Throw the bytes away. Blocking; harmless again, or after the file
+        was published.
+        """
+
+
 class IPackageStore(Interface):
     """
-    Where the index comes from: the package directories, or a memory store
-    in tests. All methods are called on the reactor thread.
+    Where the index comes from, and where uploads go. Every method is called
+    on the reactor thread, and none blocks it, but L{stage}.
     """
 
     snapshot = Attribute(
@@ -29,33 +150,12 @@ class IPackageStore(Interface):
         C{changed} is the frozenset of project keys whose listing changed.
         """
 
-    def rescan():
+    def open(distfile, sidecar=""):
         """
-        Bring the snapshot in step with the storage. Returns a L{Deferred}
-        that fires when the resulting snapshot is in place.
-        """
-
-    def refresh(abspaths):
-        """
-        Re-read just the given absolute paths (files or directories, present
-        or gone) and apply what changed. Returns a L{Deferred} that fires
-        when the resulting snapshot is in place.
-        """
-
-    def localPath(distfile):
-        """
-        The filesystem path to serve C{distfile} from, or L{None} when it may
-        not be served (gone, or resolved outside its package directory).
-        Cheap: may be called on the reactor thread.
-        """
-
-    def openFile(distfile, suffix=""):
-        """
-        Open C{distfile}, or its sidecar C{<path><suffix>} (C{".asc"}), for
-        reading, under the same guard as L{localPath}: a tuple of a file
-        descriptor (the caller closes it) and its C{os.fstat}, or L{None}
-        when there is no regular file there that may be served. Cheap:
-        called on the reactor thread for every download.
+        Open C{distfile} (a L{pypid.index.model.DistFile} of the snapshot),
+        or its sidecar C{<path><sidecar>} (C{".asc"}), for one response: an
+        L{IBody}, or L{None} when there is no such file that may be served.
+        Cheap: called on the reactor thread for every download.
         """
 
     def readMetadata(distfile):
@@ -64,27 +164,32 @@ class IPackageStore(Interface):
         file, or failing with L{pypid.store.metadata.MetadataError}.
         """
 
-
-class IUpstream(Interface):
-    """
-    An upstream index's HTTP side, as the fallback needs it: treq in the
-    daemon, canned answers in tests. Methods are called on the reactor
-    thread and return L{Deferred}s.
-    """
-
-    def fetchPage(url, headers):
+    def stage():
         """
-        GET a simple API page with the extra request C{headers} (a dict of
-        str; conditional headers among them). Fires with a
-        L{pypid.upstream.client.PageResponse}; fails when the upstream
-        cannot be reached, times out or cuts the body off.
+        A new, empty L{IStaged} to write an upload into. Blocking (it may
+        create a temporary file): call it through L{pypid.threads.Threads}.
         """
 
-    def download(url, write):
+    def publish(name, staged, overwrite, signature=None):
         """
-        GET a file and pass its body to C{write(bytes)} chunk by chunk.
-        Fires with a L{pypid.upstream.client.Download} once the body is
-        complete; fails with L{pypid.upstream.client.DownloadError} on a
-        status other than 200, a timeout or a cut-off body, or with the
-        exception C{write} raised.
+        Store the bytes of C{staged} (from this store's L{stage}, finished)
+        as the file C{name}: a file name, perhaps below folders
+        (C{sub/x.whl}), which says where a new file goes; a file of that
+        file name already listed is replaced where it is. With C{signature}
+        (bytes), its detached signature C{<name>.asc} is stored too. The
+        file appears whole or not at all.
+
+        @return: a L{Deferred} firing with a L{Placed} once the snapshot
+            lists the file (C{"identical"}, and nothing changed, when the
+            same bytes were already stored under that name). It fails with
+            L{AlreadyStored} when other bytes are, unless C{overwrite}; with
+            L{BadName} for a name the store cannot hold.
+        """
+
+    def remove(distfiles):
+        """
+        Delete the files C{distfiles} (of the snapshot) and their signatures.
+
+        @return: a L{Deferred} firing, once the snapshot no longer lists
+            them, with the paths of those that were deleted.
         """

@@ -3,7 +3,8 @@ Core metadata: reading it out of distribution archives and the few fields an
 index needs from it.
 
 These functions do blocking file I/O: call them from a thread, never from the
-reactor thread.
+reactor thread. An archive is a path, or a seekable binary file (then its
+file name says what kind of archive it is).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import os
 import tarfile
 import zipfile
 import zlib
-from typing import NamedTuple, Optional
+from typing import BinaryIO, NamedTuple, Optional, Union
+
+#: An archive: its path, or a seekable binary file.
+Source = Union[str, BinaryIO]
 
 #: The largest core metadata file (a wheel's METADATA, an sdist's PKG-INFO)
 #: read: real ones are a few KiB, the largest (long changelogs kept as the
@@ -59,7 +63,7 @@ def _wheel_metadata_member(names: list[str]) -> str:
     return member
 
 
-def read_wheel_metadata(path: str) -> bytes:
+def read_wheel_metadata(path: Source) -> bytes:
     """
     Return the bytes of a wheel's C{.dist-info/METADATA}, unchanged.
 
@@ -83,17 +87,16 @@ def _is_pkg_info(name: str) -> bool:
     return len(parts) == 2 and parts[1] == "PKG-INFO"
 
 
-def read_sdist_metadata(path: str, filename: str) -> bytes:
+def read_sdist_metadata(path: Source, filename: Optional[str] = None) -> bytes:
     """
     Return the bytes of an sdist's top-level C{PKG-INFO}.
 
-    @param filename: the distribution's filename, which says the kind of
-        archive (C{.zip} or a tarball): never judged from C{path}, which may
-        be a spool file's.
+    @param filename: the archive's file name, when C{path} is a file.
     @raise MetadataError: the archive is unreadable or has no C{PKG-INFO}.
     """
+    name = filename if filename is not None else path if isinstance(path, str) else ""
     try:
-        if filename.lower().endswith(".zip"):
+        if name.lower().endswith(".zip"):
             with zipfile.ZipFile(path) as archive:
                 for info in archive.infolist():
                     if _is_pkg_info(info.filename):
@@ -101,7 +104,8 @@ def read_sdist_metadata(path: str, filename: str) -> bytes:
                             raise MetadataTooLarge(info.filename, info.file_size)
                         return archive.read(info)
         else:
-            with tarfile.open(path, "r:*") as archive:
+            opened = tarfile.open(path, "r:*") if isinstance(path, str) else tarfile.open(fileobj=path, mode="r:*")
+            with opened as archive:
                 for member in archive:
                     if member.isfile() and _is_pkg_info(member.name):
                         if member.size > MAX_METADATA_SIZE:
@@ -114,17 +118,15 @@ def read_sdist_metadata(path: str, filename: str) -> bytes:
     raise MetadataError("the archive has no top-level PKG-INFO")
 
 
-def read_metadata(path: str, kind: str, filename: Optional[str] = None) -> bytes:
+def read_metadata(path: Source, kind: str, filename: Optional[str] = None) -> bytes:
     """
-    Read the core metadata file of a wheel or sdist at C{path}.
-
-    @param filename: the distribution's filename, when C{path} is not named
-        after it (an upload's spool file): it says the kind of archive.
+    Read the core metadata file of a wheel or sdist at C{path} (or in that
+    file, named C{filename}).
     """
     if kind == "wheel":
         return read_wheel_metadata(path)
     if kind == "sdist":
-        return read_sdist_metadata(path, filename or os.path.basename(path))
+        return read_sdist_metadata(path, filename)
     raise MetadataError(f"no metadata is read from {kind} files")
 
 

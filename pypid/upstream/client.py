@@ -22,7 +22,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from pypid import __version__
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 
 USER_AGENT = f"pypid/{__version__} (upstream fallback)"
 
@@ -141,7 +141,12 @@ class TreqUpstream:
         max_page_size: int = 64 * 1024 * 1024,
         ca_file: Optional[str] = None,
         max_connections: int = 8,
+        client=None,
     ) -> None:
+        """
+        @param client: a treq client to use instead of one over a connection
+            pool of its own (tests: C{treq.testing.StubTreq}).
+        """
         self.reactor = reactor
         self.connect_timeout = connect_timeout
         self.timeout = timeout
@@ -149,7 +154,7 @@ class TreqUpstream:
         self.ca_file = ca_file
         self.max_connections = max_connections
         self.pool: Optional[HTTPConnectionPool] = None
-        self._client = None
+        self._client = client
 
     def start(self) -> None:
         import treq.client

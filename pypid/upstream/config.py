@@ -123,29 +123,25 @@ class UpstreamParts(NamedTuple):
     service: Optional["UpstreamService"]
 
 
-def build(config: FallbackConfig, store, reactor, cache_control: Optional[bytes] = None) -> UpstreamParts:
+def build(config: FallbackConfig, store, reactor, cache_control: Optional[bytes] = None, *,
+          threads) -> UpstreamParts:
     """
     The L{pypid.web.upstreamfiles.UpstreamWeb} for C{config}, and in cache
     mode the service of the upstream client it uses (for the caller to
     attach). Nothing touches the network or the disk until the service
-    starts.
+    starts. C{threads} (a L{pypid.threads.Threads}) runs its blocking work.
     """
     from pypid.web.upstreamfiles import UpstreamWeb
 
     if config.mode == "redirect":
         return UpstreamParts(UpstreamWeb(store, config.url, "redirect", deny=config.deny), None)
-    from twisted.internet.threads import deferToThreadPool
-
     from pypid.upstream.client import TreqUpstream
     from pypid.upstream.fallback import Fallback
     from pypid.upstream.service import UpstreamService
 
     client = TreqUpstream(reactor, timeout=config.timeout, ca_file=config.ca_file)
 
-    def run_in_thread(f, *args):
-        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
-
-    fallback = Fallback(client, config.url, config.cache_dir, reactor, run_in_thread,
+    fallback = Fallback(client, config.url, config.cache_dir, reactor, threads,
                         ttl=config.ttl, max_size=config.max_size)
     web = UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream,
                       config.deny)

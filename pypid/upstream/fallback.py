@@ -2,7 +2,7 @@
 The caching fallback on the reactor thread: upstream pages with a TTL,
 conditional revalidation and stale-if-error; files fetched once (single
 flight), hash-checked, renamed into the cache, evicted least recently used
-first. Blocking work (disk, parsing) goes through C{run_in_thread}; only
+first. Blocking work (disk, parsing) goes through C{threads}; only
 the chunks of a download are written (and hashed) on the reactor thread, as
 they arrive, which costs in proportion to the network's pace.
 """
@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Optional
+from typing import Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
 from pypid.ops import metrics
-from pypid.store.interfaces import IUpstream
+from pypid.store.directory.body import FileBody
+from pypid.store.interfaces import IBody
+from pypid.threads import Threads
+from pypid.upstream.interfaces import IUpstream
 from pypid.upstream import cache
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
@@ -84,7 +87,7 @@ class Fallback:
         url: str,
         cache_dir: str,
         clock,
-        run_in_thread: Callable[..., Deferred],
+        threads: Threads,
         ttl: float = 600,
         max_size: Optional[int] = None,
     ) -> None:
@@ -92,7 +95,7 @@ class Fallback:
         self.url = url.rstrip("/") + "/"
         self.layout = CacheLayout(cache_dir)
         self.clock = clock
-        self._thread = self.run_in_thread = run_in_thread
+        self._thread = self.threads = threads
         self.ttl = ttl
         #: Pages in memory (the others are read back from disk when asked for).
         self.pages = Recent(MEMORY_PAGES, on_evict=lambda key: self._loaded.discard(key))
@@ -254,40 +257,59 @@ class Fallback:
 
     # Files
 
-    def cached_file(self, key: str, filename: str) -> Optional[str]:
-        """The cached file's path if it is known to be on disk; no I/O."""
-        path = self.layout.file_path(key, filename)
-        if path in self.lru:
-            self.lru.touch(path)
-            metrics.UPSTREAM_CACHE_HITS.inc(kind="file")
-            return path
-        return None
+    # Each of these answers with the file opened for one response (an
+    # L{IBody}, a descriptor read with pread, as the package directories'
+    # files are): pinned, never evicted, until the body is let go.
+
+    def cached_file(self, key: str, filename: str) -> Optional[IBody]:
+        """The cached file, opened, if it is known to be on disk (one open, no thread)."""
+        return self._cached(self.layout.file_path(key, filename))
 
     def file(self, key: str, filename: str) -> Deferred:
-        """The path of the cached file, fetching it first if needed."""
-        path = self.cached_file(key, filename)
-        if path is not None:
-            return succeed(path)
+        """
+        The cached file, opened, fetching it first if needed: a L{Deferred}
+        of an L{IBody} (L{None} if it went meanwhile).
+        """
+        body = self.cached_file(key, filename)
+        if body is not None:
+            return succeed(body)
         path = self.layout.file_path(key, filename)
 
         def fetch():
             return self._fetch(key, path, lambda f: (f.url, f.hashes, f.size, True), filename)
 
-        return self.flights.run(("file", key, filename), fetch)
+        return self.flights.run(("file", key, filename), fetch).addCallback(self._open)
 
     def metadata(self, key: str, filename: str) -> Deferred:
-        """The path of a cached file's core metadata, fetching it first if needed."""
+        """A cached file's core metadata, opened, fetching it first if needed (like L{file})."""
         path = self.layout.metadata_path(key, filename)
-        if path in self.lru:
-            self.lru.touch(path)
-            metrics.UPSTREAM_CACHE_HITS.inc(kind="file")
-            return succeed(path)
+        body = self._cached(path)
+        if body is not None:
+            return succeed(body)
 
         def what(f):
             hashes = f.core_metadata if isinstance(f.core_metadata, tuple) else ()
             return f.url + ".metadata", hashes, None, f.core_metadata is not False
 
-        return self.flights.run(("metadata", key, filename), lambda: self._fetch(key, path, what, filename))
+        return self.flights.run(
+            ("metadata", key, filename), lambda: self._fetch(key, path, what, filename)).addCallback(self._open)
+
+    def _cached(self, path: str) -> Optional[IBody]:
+        if path not in self.lru:
+            return None
+        body = self._open(path)
+        if body is not None:
+            self.lru.touch(path)
+            metrics.UPSTREAM_CACHE_HITS.inc(kind="file")
+        return body
+
+    def _open(self, path: str) -> Optional[IBody]:
+        """C{path} opened, and pinned until the body is let go; L{None} if it is not there."""
+        self.lru.pin(path)
+        body = FileBody.open(path, on_close=lambda: self.lru.unpin(path))
+        if body is None:
+            self.lru.unpin(path)
+        return body
 
     @inlineCallbacks
     def _fetch(self, key: str, path: str, what, filename: str):

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 from pypid.upstream.client import Download, DownloadError, PageResponse
 
 JSON = "application/vnd.pypi.simple.v1+json"
-
-
-def immediate(f, *args):
-    """A C{run_in_thread} that runs C{f} at once (synchronous tests)."""
-    return maybeDeferred(f, *args)
 
 
 @implementer(IUpstream)

@@ -25,11 +25,11 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from pypid.index.model import DistFile
-from pypid.store.interfaces import IPackageStore
+from pypid.store.interfaces import IBody, IPackageStore
 from pypid.store.metadata import MetadataError
 from pypid.index.pages import PageCache
+from pypid.web.errors import respond
 from pypid.web.ranges import UNSATISFIABLE, parse_range
-from pypid.store.directory.store import open_regular
 from pypid.web.util import not_modified_since, redirect, render_later, serve_page, text_response
 
 #: Answers of up to this many bytes are read at once and written in one go;
@@ -107,28 +107,28 @@ def if_range_holds(value: bytes, etag: Optional[bytes], last_modified: int) -> b
 
 def send_file(
     request,
-    fd: int,
-    size: int,
+    body: IBody,
     content_type: str,
     etag: Optional[bytes],
-    mtime_ns: int,
     cache_control: Optional[bytes] = None,
 ):
     """
-    Answer a GET or HEAD with the first C{size} bytes of the open regular
-    file C{fd}, which this takes over (it is closed when done): a strong
-    C{ETag} with C{If-None-Match}, C{Last-Modified} with
-    C{If-Modified-Since}, a single C{Range} (206, or 416 with
+    Answer a GET or HEAD with the bytes of C{body} (an
+    L{pypid.store.interfaces.IBody}), which this takes over (it is closed
+    when done): a strong C{ETag} with C{If-None-Match}, C{Last-Modified}
+    with C{If-Modified-Since}, a single C{Range} (206, or 416 with
     C{Content-Range: bytes */SIZE}) with C{If-Range}, and never a
     content-coding. Answers of up to L{CHUNK} bytes are one read and one
-    write; longer ones stream through a L{FileSender}.
+    write (for a file on disk, one C{pread}); longer ones are streamed by
+    the body (for a file on disk, through a L{FileSender}).
 
     @return: what a C{render} method returns (bytes or C{NOT_DONE_YET}), or
         L{None}, with nothing set on C{request}, when the file no longer
         has C{size} bytes.
     """
+    size = body.size
     # Last-Modified as twisted.web sends it: whole seconds, rounded up.
-    last_modified = -(-mtime_ns // 1_000_000_000)
+    last_modified = -(-body.mtime_ns // 1_000_000_000)
     status = OK
     first, count = 0, size
     condition = request.getHeader(b"if-none-match")
@@ -148,19 +148,41 @@ def send_file(
                 elif span is not None:
                     status = PARTIAL_CONTENT
                     first, count = span[0], span[1] - span[0] + 1
-    body = b""
+    data = b""
     if request.method == b"HEAD" or status == NOT_MODIFIED:
-        os.close(fd)
+        body.close()
     elif count <= CHUNK:
         try:
-            body = os.pread(fd, count, first)
-        except OSError:
-            body = b""
-        finally:
-            os.close(fd)
-        if len(body) != count:
-            return None
+            data = body.read(first, count)
+        except BaseException:
+            body.close()
+            raise
+        if data.__class__ is not bytes:
+            # A Deferred: a backend that answers later; the headers go once the bytes are here.
+            def arrived(data: bytes):
+                if len(data) != count:
+                    return text_response(request, http.NOT_FOUND, "Not Found")
+                return _headers(request, status, first, count, size, content_type, etag,
+                                last_modified, cache_control, data)
 
+            def closed(result):
+                body.close()
+                return result
+
+            return respond(request, lambda: data.addBoth(closed).addCallback(arrived))
+        body.close()
+        if len(data) != count:
+            return None
+    result = _headers(request, status, first, count, size, content_type, etag, last_modified, cache_control, data)
+    if request.method == b"HEAD" or status == NOT_MODIFIED or count <= CHUNK:
+        return result
+    body.stream(request, first, count)
+    return NOT_DONE_YET
+
+
+def _headers(request, status: int, first: int, count: int, size: int, content_type: str,
+             etag: Optional[bytes], last_modified: int, cache_control: Optional[bytes], data: bytes) -> bytes:
+    """Set the status and headers of L{send_file}'s answer; return C{data}, or nothing for a 304."""
     if cache_control is not None:
         request.setHeader(b"cache-control", cache_control)
     if etag is not None:
@@ -178,10 +200,7 @@ def send_file(
             request.setHeader(b"content-range", b"bytes %d-%d/%d" % (first, first + count - 1, size))
         else:
             request.setHeader(b"content-range", b"bytes */%d" % size)
-    if request.method == b"HEAD" or count <= CHUNK:
-        return body
-    FileSender(request, fd, first, count).start()
-    return NOT_DONE_YET
+    return data
 
 
 @implementer(IPushProducer)
@@ -249,24 +268,14 @@ class FileSender:
             os.close(fd)
 
 
-def serve_file(
-    request,
-    local: str,
-    content_type: str,
-    etag: Optional[bytes],
-    cache_control: Optional[bytes] = None,
-):
+def redirect_elsewhere(request, url: str) -> bytes:
     """
-    Answer with the regular file at C{local}, byte for byte, as
-    L{send_file} does, with C{Last-Modified} from the file itself. Returns
-    what a C{render} method returns, or L{None} when there is no such
-    regular file.
+    Send the client to C{url} for a file's bytes (a backend's
+    L{IBody.redirect}): a 302 that no cache keeps, since such URLs expire.
     """
-    opened = open_regular(local)
-    if opened is None:
-        return None
-    fd, st = opened
-    return send_file(request, fd, st.st_size, content_type, etag, st.st_mtime_ns, cache_control)
+    request.setHeader(b"location", url.encode("ascii"))
+    request.setHeader(b"cache-control", b"no-store")
+    return text_response(request, http.FOUND, "Found elsewhere")
 
 
 class Packages(Resource):
@@ -309,24 +318,25 @@ class Packages(Resource):
         return text_response(request, http.NOT_FOUND, "Not Found")
 
     def _file(self, request, f: DistFile, sidecar: str = ""):
-        opened = self.store.openFile(f, sidecar)
-        if opened is None:
+        body = self.store.open(f, sidecar)
+        if body is None:
             return self._missing(request)
-        fd, st = opened
+        if body.redirect is not None:
+            body.close()
+            return redirect_elsewhere(request, body.redirect)
         if sidecar:
             etag = None
-        elif st.st_size != f.size:
+        elif body.size != f.size:
             # Not the file that was indexed (rewritten, or being written):
             # gone until the index has looked at it again.
-            os.close(fd)
+            body.close()
             return self._missing(request)
-        elif st.st_mtime_ns != f.mtime_ns:
+        elif body.mtime_ns != f.mtime_ns:
             # Same size, but touched since: its digest may no longer hold.
-            etag = etag_for(None, st.st_size, st.st_mtime_ns)
+            etag = etag_for(None, body.size, body.mtime_ns)
         else:
             etag = file_etag(f)
-        served = send_file(request, fd, st.st_size, content_type_for(f.filename + sidecar),
-                           etag, st.st_mtime_ns, self.cache_control)
+        served = send_file(request, body, content_type_for(f.filename + sidecar), etag, self.cache_control)
         return self._missing(request) if served is None else served
 
     def _metadata(self, request, f: DistFile):

@@ -12,16 +12,14 @@ import time
 from typing import Optional
 from urllib.parse import parse_qs
 
-from twisted.logger import Logger
 from twisted.web import server
 
+from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.ops.logs import AccessEntry, access_logger, emit_access
 from pypid.web.proxy import TrustedProxies
 from pypid.web.forwarded import ForwardedRequestMixin
 from pypid.ops.metrics import UPLOADS
 from pypid.web.metricspage import record_request
-
-_audit = Logger(namespace="pypid.audit")
 
 #: Bodies smaller than this stay in memory (Twisted's own threshold).
 MEMORY_BODY = 100_000
@@ -177,6 +175,9 @@ class PypidSite(server.Site):
     #: Where access entries go (L{pypid.ops.logs.LoggingService.access} sends
     #: them the cheap way when it can).
     access_sink = staticmethod(emit_access)
+    #: Where bodies refused unread are recorded (the upload audit log; set by
+    #: C{makeService}).
+    audit: Optional[AuditLog] = None
 
     def __init__(
         self,
@@ -226,12 +227,8 @@ class PypidSite(server.Site):
             "{client} request body refused with {code}: {message}", client=client, code=code, message=message
         )
         # Bodies refused unread are uploads: the refusal goes to the audit log.
-        _audit.info(
-            "upload refused user=- client={client} project=- version=- file=- status={code}: {message}",
-            client=client,
-            code=code,
-            message=message,
-        )
+        if self.audit is not None:
+            self.audit.record(AuditEvent("upload", "refused", client=client, status=code, message=message))
         UPLOADS.inc(result={413: "too_large", 401: "unauthorized", 403: "forbidden"}.get(code, "error"))
 
     def log(self, request) -> None:

@@ -3,21 +3,20 @@ The legacy upload API (what twine, uv, poetry and pdm speak): C{POST} to
 C{/}, C{/legacy} or C{/legacy/} with a C{multipart/form-data} body.
 
 The body has already been spooled to a temporary file by the Site (see
-L{pypid.web.site}); here it is authenticated, parsed and checked in
-threads, landed by an atomic rename, and answered only once the index
-lists the new file, so publish-then-install works at once. Every upload,
-removal and refusal is one line of the C{pypid.audit} log.
+L{pypid.web.site}); here it is authenticated and parsed in a thread, its
+file part streamed into the store's staging area, and handed to the
+L{pypid.feed.publish.Publisher}, which checks and stores it; the answer
+goes once the index lists the new file, so publish-then-install works at
+once. Every upload, removal and refusal is one line of the audit log.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import inlineCallbacks, returnValue
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -25,27 +24,15 @@ from twisted.web.server import NOT_DONE_YET
 from urllib.parse import parse_qs
 
 from pypid.feed import incoming
-from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
-from pypid.auth.acl import AclFile
-from pypid.store.interfaces import IPackageStore
+from pypid.feed.audit import AuditEvent
+from pypid.feed.checks import UploadError, action, bad, check_file_upload, check_removal, declared_by_form
 from pypid.feed.multipart import Form
-from pypid.index.names import normalize
-from pypid.feed.checks import (
-    UploadError,
-    action,
-    bad,
-    check_archive,
-    check_digests,
-    check_file_upload,
-    check_removal,
-)
+from pypid.feed.publish import INTERNAL, Publisher
+from pypid.threads import Threads
 from pypid.web.guard import Authenticator
 
 #: Largest urlencoded body (only the small actions use one).
 MAX_URLENCODED = 1024 * 1024
-
-#: One line per upload, removal or refusal: who, what, from where, result.
-audit = Logger(namespace="pypid.audit")
 
 DISABLED = "Forbidden: uploads are disabled on this server (start it with -P/--passwords)."
 NO_CREDENTIALS = "Unauthorized: uploads need a user name and password."
@@ -63,10 +50,6 @@ class UploadPolicy:
     enabled: bool = True
     #: Checks passwords; None when uploads need none (C{-a} without update).
     authenticator: Optional[Authenticator] = None
-    #: Per-project rights (needs an authenticator).
-    acl: Optional[AclFile] = None
-    #: Whether an upload may replace a file with other content.
-    overwrite: bool = False
 
 
 def reason_phrase(message: str) -> bytes:
@@ -75,40 +58,17 @@ def reason_phrase(message: str) -> bytes:
     return line.encode("latin-1", "replace")
 
 
-class _Audit:
-    """The facts of one request for its audit line."""
-
-    def __init__(self, request) -> None:
-        client = request.getClientAddress()
-        self.client = getattr(client, "host", "-")
-        self.user = "-"
-        self.action = "-"
-        self.project = "-"
-        self.version = "-"
-        self.filename = "-"
-        #: Bytes stored, for the metrics.
-        self.stored = 0
-
-
 class LegacyUpload(Resource):
     """The upload endpoint. Leaf: accepts C{postpath} C{[]} or C{[b""]}."""
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, store: IPackageStore, root: str, spool: str, policy: UploadPolicy,
-                 reactor, threadpool=None) -> None:
+    def __init__(self, publisher: Publisher, policy: UploadPolicy, threads: Threads) -> None:
         super().__init__()
-        self.store = store
-        self.root = root
-        self.spool = spool
+        self.publisher = publisher
         self.policy = policy
-        self._reactor = reactor
-        self._threadpool = threadpool
-
-    def _thread(self, f, *args):
-        pool = self._threadpool or self._reactor.getThreadPool()
-        return deferToThreadPool(self._reactor, pool, f, *args)
+        self._thread = threads
 
     def early_answer(self, method: bytes, uri: bytes, headers):
         """
@@ -133,23 +93,24 @@ class LegacyUpload(Resource):
     def render_POST(self, request):
         if request.postpath not in ([], [b""]):
             return self._answer(request, 404, "Not Found")
-        facts = _Audit(request)
+        event = AuditEvent(client=getattr(request.getClientAddress(), "host", "-"))
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
         def done(result) -> None:
             code, message = result
-            self._log(facts, code, message)
             if not gone:
                 body = self._answer(request, code, message)
                 request.write(body)
                 request.finish()
 
         def failed(failure) -> None:
-            self.log.failure("upload from {client} failed", failure, client=facts.client)
-            done((500, "Internal error while storing the upload; see the server log."))
+            self.log.failure("upload from {client} failed", failure, client=event.client)
+            if event.result == "-":
+                self.publisher.refused(event, http.INTERNAL_SERVER_ERROR, INTERNAL)
+            done((http.INTERNAL_SERVER_ERROR, INTERNAL))
 
-        self._handle(request, facts).addCallbacks(done, failed)
+        self._handle(request, event).addCallbacks(done, failed)
         return NOT_DONE_YET
 
     def _answer(self, request, code: int, message: str) -> bytes:
@@ -163,55 +124,47 @@ class LegacyUpload(Resource):
         request.setHeader(b"cache-control", b"no-store")
         return body
 
-    def _log(self, facts: _Audit, code: int, message: str) -> None:
-        if facts.action in ("file_upload", "-"):
-            UPLOADS.inc(result=_metric_result(code, message))
-            if facts.stored:
-                UPLOAD_BYTES.inc(facts.stored)
-        audit.info(
-            "{action} {result} user={user} client={client} project={project} "
-            "version={version} file={filename} status={status}: {message}",
-            action=facts.action.encode("unicode_escape").decode("ascii")[:60],
-            result="ok" if code == 200 else "refused",
-            user=facts.user,
-            client=facts.client,
-            project=facts.project,
-            version=facts.version,
-            filename=facts.filename,
-            status=code,
-            message=message,
-        )
-
     @inlineCallbacks
-    def _handle(self, request, facts: _Audit):
+    def _handle(self, request, event: AuditEvent):
+        """The answer (code, message); every outcome is one audit line."""
         received = None
         try:
-            facts.user = yield self._login(request)
+            event.user = yield self._login(request)
             received = yield self._read(request)
-            form = received.form if received is not None else None
+            form = received.form
             query = request.args.get(b":action", [b""])[0].decode("utf-8", "replace")
-            facts.action = action(form, query)
-            if facts.action == "file_upload":
-                result = yield self._file_upload(received, facts)
-            elif facts.action == "remove_pkg":
-                result = yield self._remove(form, facts)
-            elif facts.action in ("submit", "submit_pkg_info", "verify"):
+            event.action = action(form, query)
+            if event.action == "file_upload":
+                upload = check_file_upload(form)
+                content, received = received.content, received._replace(content=None)
+                # The publisher takes the staged bytes over, and writes the audit line.
+                published = yield self.publisher.publish(
+                    event, upload.filename, content, received.signature, declared_by_form(upload))
+                result = (http.OK, published.message)
+            elif event.action == "remove_pkg":
+                name, version = check_removal(form)
+                removed = yield self.publisher.remove(event, name, version)
+                result = (http.OK, removed.message)
+            elif event.action in ("submit", "submit_pkg_info", "verify"):
                 result = (http.GONE, GONE_REGISTER)
-            elif facts.action == "doc_upload":
+            elif event.action == "doc_upload":
                 result = (http.GONE, GONE_DOCS)
             else:
-                shown = facts.action.encode("unicode_escape").decode("ascii")[:60]
+                shown = event.action.encode("unicode_escape").decode("ascii")[:60]
                 raise bad(f"Unsupported ':action' field: {shown}")
         except UploadError as e:
             result = (e.code, e.message)
         finally:
             if received is not None and received.content is not None:
-                # Landed (and unlinked) or refused: the temporary file goes.
-                yield self._thread(_discard, received.content)
+                # Never handed to the publisher: the staged bytes go.
+                yield self._thread(received.content.abort)
             content = getattr(request, "content", None)
             if content is not None:
                 content.close()
-        returnValue(result)
+        if event.result == "-":
+            # Not the publisher's to record: refused here.
+            self.publisher.refused(event, *result)
+        return result
 
     @inlineCallbacks
     def _login(self, request):
@@ -220,105 +173,24 @@ class LegacyUpload(Resource):
         if not policy.enabled:
             raise UploadError(http.FORBIDDEN, DISABLED)
         if policy.authenticator is None:
-            returnValue("anonymous")
+            return "anonymous"
         try:
             user = yield policy.authenticator.authenticate(request)
         except UnauthorizedLogin:
             raise UploadError(http.UNAUTHORIZED, "Unauthorized: wrong user name or password.")
         if user is None:
             raise UploadError(http.UNAUTHORIZED, NO_CREDENTIALS)
-        returnValue(user)
+        return user
 
     def _read(self, request):
-        """Parse the body (in a thread): a L{incoming.Received}."""
+        """Parse the body (in a thread): a L{incoming.Received}, the file part staged in the store."""
         content_type = request.getHeader(b"content-type") or b""
         kind = content_type.split(b";", 1)[0].strip().lower()
         if kind == b"multipart/form-data":
-            return self._thread(incoming.receive, request.content, content_type, self.spool)
+            return self._thread(incoming.receive, request.content, content_type, self.publisher.store.stage)
         if kind == b"application/x-www-form-urlencoded":
             return self._thread(_read_urlencoded, request.content)
         raise bad("Expected a multipart/form-data body.")
-
-    @inlineCallbacks
-    def _authorize(self, user: str, project: str, facts: _Audit):
-        acl = self.policy.acl
-        if acl is None:
-            return
-        yield self.store.whenReady()
-        exists = self.store.snapshot.get(project) is not None
-        decision = yield self._thread(acl.authorize, user, project, exists)
-        if not decision.allowed:
-            raise UploadError(http.FORBIDDEN, f"Forbidden: {user} may not upload to {project} ({decision.reason}).")
-        if decision.claimed:
-            audit.info("owner {user} recorded as the owner of {project}", user=user, project=project)
-
-    @inlineCallbacks
-    def _file_upload(self, received, facts: _Audit):
-        upload = check_file_upload(received.form)
-        facts.project, facts.version, facts.filename = upload.project, str(upload.version), upload.filename
-        yield self._authorize(facts.user, upload.project, facts)
-        check_digests(upload.digests, received.digests)
-        content = received.content
-        yield self._thread(check_archive, content.path, upload, content.size)
-        yield self.store.whenReady()
-        target = os.path.join(self.root, upload.filename)
-        project = self.store.snapshot.get(upload.project)
-        for distfile in project.files if project is not None else ():
-            if distfile.filename == upload.filename:
-                target = self._disk_path(distfile) or target
-                break
-        placed = yield self._thread(
-            incoming.place, content.path, received.digests["sha256"], target, self.policy.overwrite
-        )
-        changed = [placed.path]
-        if placed.outcome != "identical":
-            facts.stored = content.size
-        if received.signature is not None and placed.outcome != "identical":
-            signature = yield self._thread(incoming.write_signature, placed.path, received.signature)
-            changed.append(signature)
-        yield self.store.refresh(changed)
-        if placed.outcome == "identical":
-            returnValue((http.OK, f"{upload.filename} is already stored with the same content."))
-        returnValue((http.OK, f"{upload.filename} {placed.outcome}."))
-
-    @inlineCallbacks
-    def _remove(self, form: Optional[Form], facts: _Audit):
-        if form is None:
-            raise bad("Missing 'name'/'version' fields.")
-        name, version = check_removal(form)
-        project = normalize(name)
-        facts.project, facts.version = project, str(version)
-        yield self._authorize(facts.user, project, facts)
-        yield self.store.whenReady()
-        listed = self.store.snapshot.get(project)
-        files = [f for f in (listed.files if listed is not None else ()) if f.version == version]
-        paths = [p for p in (self._disk_path(f) for f in files) if p is not None]
-        if not paths:
-            raise UploadError(http.NOT_FOUND, f"{name} ({version}) not found")
-        facts.filename = ",".join(f.filename for f in files)
-        removed = yield self._thread(incoming.remove, paths)
-        yield self.store.refresh(removed or paths)
-        returnValue((http.OK, f"Removed {len(files)} files of {name} {version}."))
-
-    def _disk_path(self, distfile) -> Optional[str]:
-        """Where a listed file is on disk (the link itself for a symlink)."""
-        roots = getattr(self.store, "roots", None)
-        if roots is not None:
-            return os.path.join(roots[distfile.root], *distfile.path.split("/"))
-        return self.store.localPath(distfile)
-
-
-def _metric_result(code: int, message: str) -> str:
-    if code == 200:
-        return "stored"
-    if code == 400:
-        return "exists" if message.startswith("File already exists") else "invalid"
-    return {401: "unauthorized", 403: "forbidden", 404: "not_found", 410: "gone",
-            413: "too_large"}.get(code, "error")
-
-
-def _discard(writer) -> None:
-    writer.discard()
 
 
 def _read_urlencoded(content) -> "incoming.Received":

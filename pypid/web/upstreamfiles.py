@@ -10,7 +10,6 @@ are never served, unless the operator allowed the name to merge.
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred
@@ -25,7 +24,8 @@ from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
 from pypid.lru import Recent
 from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
-from pypid.web.files import content_type_for, etag_for, serve_file
+from pypid.store.interfaces import IBody
+from pypid.web.files import content_type_for, etag_for, send_file
 from pypid.web.util import redirect, render_later, serve_page, text_response
 
 
@@ -142,7 +142,7 @@ class UpstreamWeb:
                 return page
 
             # The upstream's list can hold hundreds of thousands of names.
-            return self.fallback.run_in_thread(render).addCallback(keep)
+            return self.fallback.threads(render).addCallback(keep)
 
         d = self.fallback.project_names().addCallback(rendered)
         return render_async(request, d, lambda page: serve_page(request, page, ctype))
@@ -162,7 +162,7 @@ class UpstreamWeb:
 
         # Upstream pages can list thousands of files: rendered and
         # compressed in a thread.
-        return self.fallback.run_in_thread(
+        return self.fallback.threads(
             lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo))
         ).addCallback(keep)
 
@@ -191,13 +191,11 @@ class UpstreamFiles(Resource):
         fallback = self.web.fallback
         if filename.endswith(".metadata") and len(filename) > len(".metadata"):
             base = filename[: -len(".metadata")]
-            return render_async(request, fallback.metadata(key, base),
-                                lambda path: self._send(request, key, base, path, metadata=True))
-        path = fallback.cached_file(key, filename)
-        if path is not None:
-            return self._send(request, key, filename, path)
-        return render_async(request, fallback.file(key, filename),
-                            lambda path: self._send(request, key, filename, path))
+            return self._later(request, fallback.metadata(key, base), key, base, metadata=True)
+        body = fallback.cached_file(key, filename)
+        if body is not None:
+            return self._send(request, key, filename, body)
+        return self._later(request, fallback.file(key, filename), key, filename)
 
     render_HEAD = render_GET
 
@@ -205,19 +203,28 @@ class UpstreamFiles(Resource):
     def _missing(request) -> bytes:
         return text_response(request, http.NOT_FOUND, "Not Found")
 
-    def _send(self, request, key: str, filename: str, path: str, metadata: bool = False):
-        fallback = self.web.fallback
-        entry = fallback.cached_project(key)
-        record = entry.project.file(filename) if entry is not None else None
-        try:
-            st = os.stat(path)
-        except OSError:
+    def _later(self, request, d: Deferred, key: str, filename: str, metadata: bool = False):
+        """Send the body C{d} fires with; let it go unsent if the client has left."""
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def unless_gone(body: Optional[IBody]) -> Optional[IBody]:
+            if gone and body is not None:
+                body.close()
+                return None
+            return body
+
+        return render_async(request, d.addCallback(unless_gone),
+                            lambda body: self._send(request, key, filename, body, metadata))
+
+    def _send(self, request, key: str, filename: str, body: Optional[IBody], metadata: bool = False):
+        """Send a cached file (opened, and pinned in the cache until it is sent), or 404."""
+        if body is None:
             return self._missing(request)
+        entry = self.web.fallback.cached_project(key)
+        record = entry.project.file(filename) if entry is not None else None
         digest = (record.metadata_sha256 if metadata else record.sha256) if record is not None else None
-        etag = etag_for(digest, st.st_size, st.st_mtime_ns)
+        etag = etag_for(digest, body.size, body.mtime_ns)
         content_type = "text/plain; charset=utf-8" if metadata else content_type_for(filename)
-        # Never evicted while it is being sent.
-        fallback.lru.pin(path)
-        request.notifyFinish().addBoth(lambda _: fallback.lru.unpin(path))
-        served = serve_file(request, path, content_type, etag, self.web.cache_control)
+        served = send_file(request, body, content_type, etag, self.web.cache_control)
         return self._missing(request) if served is None else served

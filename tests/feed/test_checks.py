@@ -12,8 +12,10 @@ from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.feed import incoming
+from pypid.store.directory import landing
 from pypid.feed.multipart import FilePart, Form
 from pypid.testing import sdist_bytes, wheel_bytes
+from pypid.store.interfaces import AlreadyStored, BadName
 from pypid.feed.checks import (
     UploadError,
     check_archive,
@@ -102,13 +104,10 @@ class ArchiveTests(SynchronousTestCase):
 
     def check(self, built, name=None, version=None):
         filename, data = built
-        path = os.path.join(self.dir, "upload")
-        with open(path, "wb") as f:
-            f.write(data)
         upload = check_file_upload(form(filename, name=name or filename.split("-")[0],
                                         version=version or filename.split("-")[1].replace(".tar.gz", ""),
                                         filetype=None))
-        check_archive(path, upload, len(data))
+        check_archive(io.BytesIO(data), upload, len(data))
 
     def test_real_dists_pass(self):
         self.check(wheel_bytes("demo", "1.0"))
@@ -147,53 +146,80 @@ class ArchiveTests(SynchronousTestCase):
         self.assertRaises(UploadError, self.check, (name, data[:-10]))
 
 
-class PlaceTests(SynchronousTestCase):
+class ReceiveTests(SynchronousTestCase):
+    """The multipart body's file part goes straight into the store's staging area."""
+
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
-        self.spool = incoming.incoming_dir(self.dir)
+        self.spool = landing.incoming_dir(self.dir)
 
     def received(self, data, name="demo-1.0-py3-none-any.whl"):
         body, ctype = multipart(form_fields(name, data))
-        return incoming.receive(io.BytesIO(body), ctype.encode(), self.spool)
+        return incoming.receive(io.BytesIO(body), ctype.encode(), lambda: landing.Staged(self.spool))
 
-    def test_receive_hashes_and_spools(self):
+    def test_receive_hashes_and_stages(self):
         data = os.urandom(300_000)
         got = self.received(data)
         self.assertEqual(got.digests["sha256"], hashlib.sha256(data).hexdigest())
         self.assertEqual(got.digests["md5"], hashlib.md5(data).hexdigest())
-        with open(got.content.path, "rb") as f:
+        with got.content.reader() as f:
             self.assertEqual(f.read(), data)
         self.assertEqual(os.path.dirname(got.content.path), self.spool)
+        got.content.abort()
+        self.assertEqual(os.listdir(self.spool), [])
 
     def test_malformed_body_leaves_nothing(self):
         body, ctype = multipart(form_fields("demo-1.0-py3-none-any.whl", b"x" * 1000))
-        self.assertRaises(UploadError, incoming.receive, io.BytesIO(body[:-20]), ctype.encode(), self.spool)
+        self.assertRaises(UploadError, incoming.receive, io.BytesIO(body[:-20]), ctype.encode(),
+                          lambda: landing.Staged(self.spool))
         self.assertEqual(os.listdir(self.spool), [])
+
+
+class PlaceTests(SynchronousTestCase):
+    """The directory store's landing: atomic, never clobbering, nothing left in the spool."""
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        self.spool = landing.incoming_dir(self.dir)
+
+    def staged(self, data):
+        staged = landing.Staged(self.spool)
+        staged.write(data)
+        return staged, staged.finish()["sha256"]
 
     def test_place_create_identical_exists_overwrite(self):
         target = os.path.join(self.dir, "demo-1.0-py3-none-any.whl")
-        first = self.received(b"one")
-        self.assertEqual(incoming.place(first.content.path, first.digests["sha256"], target, False).outcome,
-                         "created")
-        again = self.received(b"one")
-        self.assertEqual(incoming.place(again.content.path, again.digests["sha256"], target, False).outcome,
-                         "identical")
-        other = self.received(b"two")
-        e = self.assertRaises(UploadError, incoming.place, other.content.path, other.digests["sha256"],
-                              target, False)
-        self.assertTrue(e.message.startswith("File already exists"))
+        first, sha = self.staged(b"one")
+        self.assertEqual(landing.place(first.path, sha, target, False), "created")
+        again, sha = self.staged(b"one")
+        self.assertEqual(landing.place(again.path, sha, target, False), "identical")
+        other, sha = self.staged(b"two")
+        e = self.assertRaises(AlreadyStored, landing.place, other.path, sha, target, False)
+        self.assertEqual(e.filename, "demo-1.0-py3-none-any.whl")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"one")
-        other = self.received(b"two")
-        self.assertEqual(incoming.place(other.content.path, other.digests["sha256"], target, True).outcome,
-                         "replaced")
+        other, sha = self.staged(b"two")
+        self.assertEqual(landing.place(other.path, sha, target, True), "replaced")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"two")
         self.assertEqual(os.listdir(self.spool), [])
 
+    def test_land_refuses_a_folder_outside(self):
+        """A target whose folder is not (or no longer) inside the root is refused, and nothing lands."""
+        outside = os.path.abspath(self.mktemp())
+        os.makedirs(outside)
+        os.symlink(outside, os.path.join(self.dir, "out"))
+        staged, _ = self.staged(b"x")
+        for folder in ("out", "missing"):
+            self.assertRaises(BadName, landing.land, staged, self.dir,
+                              os.path.join(self.dir, folder, "demo-1.0.tar.gz"), False)
+        self.assertEqual(os.listdir(outside), [])
+        staged.abort()
+        self.assertEqual(os.listdir(self.spool), [])
+
     def test_clean_stale(self):
-        path = os.path.join(self.spool, incoming.PREFIX + "old.part")
+        path = os.path.join(self.spool, landing.PREFIX + "old.part")
         open(path, "w").close()
         os.utime(path, (1, 1))
-        open(os.path.join(self.spool, incoming.PREFIX + "new.part"), "w").close()
-        self.assertEqual(incoming.clean_stale(self.spool), 1)
+        open(os.path.join(self.spool, landing.PREFIX + "new.part"), "w").close()
+        self.assertEqual(landing.clean_stale(self.spool), 1)

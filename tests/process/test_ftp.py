@@ -145,8 +145,27 @@ def test_acl_applies_to_ftp(tmp_path, packages, start_server):
     name, data = wheel_bytes("team-a-tool", "1.0")
     with pytest.raises(ftplib.error_perm, match="^550"):
         client.storbinary(f"STOR {name}", io.BytesIO(data))
-    assert "carol upload refused: carol may not upload to team-a-tool" in server.log()
+    # One audit line, of the shape HTTP uploads have.
+    assert ("ftp_upload refused user=carol client=127.0.0.1 project=team-a-tool version=1.0 "
+            f"file={name} status=403: Forbidden: carol may not upload to team-a-tool") in server.log()
     name, data = wheel_bytes("team-b-tool", "1.0")
     assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
     client.quit()
     assert leftovers(packages) == [name]
+
+
+def test_upload_into_a_subdirectory(ftp_server, packages):
+    """A STOR in an existing subdirectory lands there; a folder that is not there is refused, nothing written."""
+    (packages / "team").mkdir()
+    name, data = wheel_bytes("team-tool", "1.0")
+    client = connect(ftp_server.ftp_port)
+    client.cwd("team")
+    assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
+    client.cwd("/")
+    other, other_data = wheel_bytes("lost-tool", "1.0")
+    with pytest.raises(ftplib.error_perm):
+        client.storbinary(f"STOR nowhere/{other}", io.BytesIO(other_data))
+    client.quit()
+    assert (packages / "team" / name).read_bytes() == data
+    assert name in listed(ftp_server, "team-tool")
+    assert leftovers(packages) == [f"team/{name}"]

@@ -554,14 +554,14 @@ class StoreLinkTests(SynchronousTestCase):
 
     def test_target_changes(self):
         from pypid.store.directory.store import DirectoryStore
-        from pypid.testing import ImmediateReactor
+        from pypid.threads import immediate
 
         root = os.path.abspath(self.mktemp())
         target = write_dist(os.path.join(root, "releases"), wheel_bytes("l", "1.0", summary="old"))
         os.makedirs(os.path.join(root, "latest"))
         link = os.path.join(root, "latest", os.path.basename(target))
         os.symlink(target, link)
-        store = DirectoryStore([root], "sha256", ImmediateReactor())
+        store = DirectoryStore([root], "sha256", immediate)
         self.successResultOf(store.rescan())
         self.assertEqual([f.summary for f in store.snapshot.get("l").files], ["old", "old"])
         write_dist(os.path.join(root, "releases"), wheel_bytes("l", "1.0", summary="new", padding=10))
@@ -590,7 +590,7 @@ class StuckTests(SynchronousTestCase):
         from twisted.logger import formatEvent, globalLogPublisher
 
         from pypid.store.directory.store import DirectoryStore
-        from pypid.testing import ImmediateReactor
+        from pypid.threads import immediate
 
         events = []
         globalLogPublisher.addObserver(events.append)
@@ -600,7 +600,7 @@ class StuckTests(SynchronousTestCase):
         os.makedirs(root)
         with open(os.path.join(root, name), "wb") as f:
             f.write(data[:100])
-        store = DirectoryStore([root], "sha256", ImmediateReactor())
+        store = DirectoryStore([root], "sha256", immediate)
 
         def lines(level):
             return [formatEvent(e) for e in events if e.get("log_level").name == level

@@ -23,7 +23,8 @@ from pypid.store.directory import store as directory_store
 from pypid.store.directory.store import DirectoryStore
 from pypid.store.metadata import MAX_METADATA_SIZE, read_metadata
 from pypid.store import metadata
-from pypid.testing import ImmediateReactor, metadata_text, sdist_bytes, wheel_bytes, write_dist
+from pypid.threads import immediate
+from pypid.testing import metadata_text, sdist_bytes, wheel_bytes, write_dist
 from tests.feed import test_checks
 
 
@@ -135,7 +136,7 @@ class ListedTests(SynchronousTestCase):
         self.assertEqual(sorted(note.reason.split(":")[0] for note in result.notes),
                          ["listed with no .metadata file", "listed with no summary"])
         # The store says it once: not again at a rescan, nor at a refresh of another file.
-        store = DirectoryStore([self.root], "sha256", ImmediateReactor())
+        store = DirectoryStore([self.root], "sha256", immediate)
         self.successResultOf(store.rescan())
         self.successResultOf(store.rescan())
         self.successResultOf(store.refresh([os.path.join(self.root, "small-1.0-py3-none-any.whl")]))
@@ -176,7 +177,7 @@ class CacheTests(SynchronousTestCase):
         root = os.path.abspath(self.mktemp())
         for i in range(12):
             write_dist(root, wheel_with_metadata(f"m{i}", "1.0", 1900 * 1024))
-        store = DirectoryStore([root], "sha256", ImmediateReactor())
+        store = DirectoryStore([root], "sha256", immediate)
         self.successResultOf(store.rescan())
         for project in store.snapshot.projects.values():
             for f in project.files:

@@ -9,12 +9,21 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from pypid.store.interfaces import IUpstream
+from pypid.upstream.interfaces import IUpstream
 from pypid.upstream.client import DownloadError, TreqUpstream
 from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
-from pypid.upstream.testing import CannedUpstream, immediate
+from pypid.threads import immediate
+from pypid.upstream.testing import CannedUpstream
 
 UP = "http://up.test/simple/"
+
+
+def read(body):
+    """All the bytes of an opened cached file, which is then let go."""
+    try:
+        return body.read(0, body.size)
+    finally:
+        body.close()
 WHEEL = b"PK\x03\x04 pretend wheel" * 100
 METADATA = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
 WHEEL_URL = "http://up.test/packages/demo-1.0-py3-none-any.whl"
@@ -134,8 +143,8 @@ class FallbackTests(SynchronousTestCase):
         }
         self.successResultOf(self.fallback.project("demo"))
         self.successResultOf(self.fallback.project("demo"))
-        self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl"))
-        self.assertIsNotNone(self.fallback.cached_file("demo", "demo-1.0-py3-none-any.whl"))
+        read(self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl")))
+        read(self.fallback.cached_file("demo", "demo-1.0-py3-none-any.whl"))
         del self.upstream.files[WHEEL_URL + ".metadata"]
         self.failureResultOf(self.fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
         self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="page", result="ok"), before["page_ok"] + 1)
@@ -150,12 +159,10 @@ class FallbackTests(SynchronousTestCase):
         waiting[0].cancel()  # one client leaves; the others still get the file
         self.failureResultOf(waiting[0], CancelledError)
         self.upstream.release()
-        paths = {self.successResultOf(d) for d in waiting[1:]}
+        contents = {read(self.successResultOf(d)) for d in waiting[1:]}
         self.assertEqual(self.upstream.downloads, [WHEEL_URL])
-        (path,) = paths
-        with open(path, "rb") as f:
-            self.assertEqual(f.read(), WHEEL)
-        self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertEqual(contents, {WHEEL})
+        read(self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl")))
         self.assertEqual(len(self.upstream.downloads), 1)
         self.assertEqual(self.fallback.downloads, 1)
 
@@ -192,20 +199,19 @@ class FallbackTests(SynchronousTestCase):
         self.failureResultOf(self.fallback.file("nothing", "nothing-1.0.tar.gz"), NotOnUpstream)
 
     def test_metadata(self):
-        path = self.successResultOf(self.fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
-        with open(path, "rb") as f:
-            self.assertEqual(f.read(), METADATA)
+        self.assertEqual(read(self.successResultOf(self.fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))),
+                         METADATA)
         self.upstream.page(UP + "demo/", page(meta_sha="0" * 64))
-        os.unlink(path)
+        os.unlink(self.fallback.layout.metadata_path("demo", "demo-1.0-py3-none-any.whl"))
         fresh = self.make(ttl=0)
         self.failureResultOf(fresh.metadata("demo", "demo-1.0-py3-none-any.whl"), UpstreamUnavailable)
 
     def test_cached_files_survive_a_restart_without_upstream(self):
-        self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl"))
+        read(self.successResultOf(self.fallback.file("demo", "demo-1.0-py3-none-any.whl")))
         self.upstream.pages.clear()
         self.upstream.files.clear()
         again = self.make()
-        self.assertIsNotNone(again.cached_file("demo", "demo-1.0-py3-none-any.whl"))
+        self.assertEqual(read(again.cached_file("demo", "demo-1.0-py3-none-any.whl")), WHEEL)
 
     def test_leftover_incoming_files_are_removed_at_start(self):
         os.makedirs(os.path.join(self.dir, "files", "demo"))
@@ -216,14 +222,16 @@ class FallbackTests(SynchronousTestCase):
 
     def test_eviction_spares_pinned_files(self):
         fallback = self.make(max_size=len(WHEEL) + 5)
-        meta = self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
-        wheel = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
+        meta = fallback.layout.metadata_path("demo", "demo-1.0-py3-none-any.whl")
+        wheel = fallback.layout.file_path("demo", "demo-1.0-py3-none-any.whl")
+        read(self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl")))
+        being_sent = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
         self.assertFalse(os.path.exists(meta), "the least recently used file goes")
-        fallback.lru.pin(wheel)  # being served
-        meta = self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
+        # The wheel is open (being sent): pinned until its body is let go.
+        read(self.successResultOf(fallback.metadata("demo", "demo-1.0-py3-none-any.whl")))
         self.assertTrue(os.path.exists(wheel), "pinned: never evicted")
         self.assertTrue(os.path.exists(meta), "just fetched: about to be served")
-        fallback.lru.unpin(wheel)
+        self.assertEqual(read(being_sent), WHEEL)
         fallback.lru.touch(meta)
         fallback._evict()
         self.assertFalse(os.path.exists(wheel))
@@ -257,8 +265,8 @@ class OversizeTests(SynchronousTestCase):
         upstream.page(UP + "demo/", page())
         upstream.files[WHEEL_URL] = WHEEL
         fallback = Fallback(upstream, UP, os.path.abspath(self.mktemp()), Clock(), immediate, max_size=10)
-        path = self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))
-        self.assertTrue(os.path.exists(path))
+        self.assertEqual(read(self.successResultOf(fallback.file("demo", "demo-1.0-py3-none-any.whl"))), WHEEL)
+        self.assertTrue(os.path.exists(fallback.layout.file_path("demo", "demo-1.0-py3-none-any.whl")))
 
 
 class OddPageTests(SynchronousTestCase):

@@ -8,7 +8,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
 
 from pypid.index.pages import PageCache
+from pypid.store.directory.body import FileBody
+from pypid.store.directory.store import DirectoryStore
 from pypid.testing import MemoryStore
+from pypid.threads import immediate
 from pypid.web import files
 from pypid.web.files import CHUNK, FileSender
 from pypid.web.root import Root, WebConfig
@@ -18,35 +21,33 @@ MTIME_NS = 1_700_000_000_250_000_000
 LAST_MODIFIED = "Tue, 14 Nov 2023 22:13:21 GMT"  # rounded up to the second
 
 
-class DownloadTests(SynchronousTestCase):
+class DownloadTests:
+    """
+    Downloads from a store's bodies; run over the directory store (an open
+    descriptor read with pread) and the memory store (bytes, answered at
+    once or later).
+    """
+
     def setUp(self):
-        self.dir = os.path.abspath(self.mktemp())
-        os.makedirs(self.dir)
         self.small = os.urandom(3000)
         self.large = os.urandom(2 * CHUNK + 12345)
-        self.store = MemoryStore([
+        files = [
             self._file("foo-1.0-py3-none-any.whl", self.small),
             self._file("sub/foo-1.0.tar.gz", self.large, version="1.0"),
-        ])
-        with open(os.path.join(self.dir, "foo-1.0-py3-none-any.whl.asc"), "wb") as f:
-            f.write(b"-----BEGIN PGP SIGNATURE-----\n")
+        ]
+        self.store = self.make_store(files)
+        self.put("foo-1.0-py3-none-any.whl.asc", b"-----BEGIN PGP SIGNATURE-----\n")
         self.config = WebConfig()
         pages = PageCache(self.store.snapshot, "sha256")
         self.client = StubTreq(Root(self.store, pages, self.config))
 
     def _file(self, path, data, version="1.0"):
-        local = os.path.join(self.dir, path.replace("/", "_"))
-        with open(local, "wb") as f:
-            f.write(data)
-        os.utime(local, ns=(MTIME_NS, MTIME_NS))
-        self.store_paths = getattr(self, "store_paths", {})
-        self.store_paths[path] = local
+        self.contents = getattr(self, "contents", {})
+        self.contents[path] = data
         return dist(path, version=version, size=len(data), mtime=MTIME_NS, kind="wheel")._replace(
             digest=hashlib.sha256(data).hexdigest(), has_sig=path.endswith(".whl"))
 
     def get(self, path, method="GET", **headers):
-        if not self.store.paths:
-            self.store.paths.update(self.store_paths)
         headers = {name.replace("_", "-"): value for name, value in headers.items()}
         response = self.successResultOf(self.client.request(
             method, "http://index.test/packages/" + path, headers=headers, allow_redirects=False))
@@ -135,6 +136,9 @@ class DownloadTests(SynchronousTestCase):
         self.assertEqual((response.code, body), (200, data))
         response, body = self.get(path, if_modified_since="Tue, 14 Nov 2023 22:13:20 GMT")
         self.assertEqual((response.code, body), (200, data))
+        # A large file too: nothing is streamed.
+        response, body = self.get("sub/foo-1.0.tar.gz", if_none_match=self.etag(self.large))
+        self.assertEqual((response.code, body), (304, b""))
 
     def test_signature(self):
         response, body = self.get("foo-1.0-py3-none-any.whl.asc")
@@ -146,32 +150,99 @@ class DownloadTests(SynchronousTestCase):
 
     def test_changed_since_indexed(self):
         """A file of another size than indexed is not served; a touched one loses its digest ETag."""
-        local = self.store_paths["foo-1.0-py3-none-any.whl"]
-        os.utime(local, ns=(MTIME_NS + 10**9, MTIME_NS + 10**9))
-        response, body = self.get("foo-1.0-py3-none-any.whl")
+        path = "foo-1.0-py3-none-any.whl"
+        self.put(path, self.small, MTIME_NS + 10**9)
+        response, body = self.get(path)
         self.assertEqual((response.code, body), (200, self.small))
         self.assertEqual(self.header(response, "etag"), '"%x-%x"' % (len(self.small), MTIME_NS + 10**9))
-        with open(local, "ab") as f:
-            f.write(b"more")
-        response, _ = self.get("foo-1.0-py3-none-any.whl")
+        self.put(path, self.small + b"more")
+        response, _ = self.get(path)
         self.assertEqual(response.code, 404)
-        os.unlink(local)
-        response, _ = self.get("foo-1.0-py3-none-any.whl")
+        self.delete(path)
+        response, _ = self.get(path)
         self.assertEqual(response.code, 404)
 
     def test_shrunk_while_read(self):
         """A file that is shorter than its size by the time it is read is not served."""
-        local = self.store_paths["foo-1.0-py3-none-any.whl"]
-        real_open = self.store.openFile
+        real_open = self.store.open
 
-        def open_then_truncate(f, suffix=""):
-            opened = real_open(f, suffix)
-            os.truncate(local, 10)
-            return opened
+        def open_then_truncate(f, sidecar=""):
+            body = real_open(f, sidecar)
+            self.shrink(body, f.path, 10)
+            return body
 
-        self.store.openFile = open_then_truncate
+        self.store.open = open_then_truncate
         response, _ = self.get("foo-1.0-py3-none-any.whl")
         self.assertEqual(response.code, 404)
+
+    def test_redirect(self):
+        """A body that names another URL for its bytes is answered with a 302 no cache keeps."""
+        real_open = self.store.open
+
+        def elsewhere(f, sidecar=""):
+            body = real_open(f, sidecar)
+            body.redirect = "https://objects.example/bucket/foo?signature=abc"
+            return body
+
+        self.store.open = elsewhere
+        response, _ = self.get("foo-1.0-py3-none-any.whl")
+        self.assertEqual(response.code, 302)
+        self.assertEqual(self.header(response, "location"), "https://objects.example/bucket/foo?signature=abc")
+        self.assertEqual(self.header(response, "cache-control"), "no-store")
+
+
+class DirectoryDownloadTests(DownloadTests, SynchronousTestCase):
+    def make_store(self, files):
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        store = DirectoryStore([self.root], "sha256", immediate)
+        self.successResultOf(store.rescan())
+        for path, data in self.contents.items():
+            self.write(path, data, MTIME_NS)
+        store.apply(files, [])
+        return store
+
+    def write(self, path, data, mtime_ns=None):
+        local = os.path.join(self.root, path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with open(local, "wb") as f:
+            f.write(data)
+        if mtime_ns is not None:
+            os.utime(local, ns=(mtime_ns, mtime_ns))
+
+    def put(self, path, data, mtime_ns=None):
+        self.write(path, data, mtime_ns)
+
+    def delete(self, path):
+        os.unlink(os.path.join(self.root, path))
+
+    def shrink(self, body, path, size):
+        os.truncate(os.path.join(self.root, path), size)
+
+
+class MemoryDownloadTests(DownloadTests, SynchronousTestCase):
+    later = False
+
+    def make_store(self, files):
+        store = MemoryStore(files, later=self.later)
+        for path, data in self.contents.items():
+            store.put(path, data, MTIME_NS)
+        return store
+
+    def put(self, path, data, mtime_ns=None):
+        self.store.put(path, data, mtime_ns)
+
+    def delete(self, path):
+        del self.store.contents[path]
+
+    def shrink(self, body, path, size):
+        body._data = body._data[:size]
+
+
+class LaterMemoryDownloadTests(MemoryDownloadTests):
+    """A backend whose reads answer later (as a remote one would): the same answers."""
+
+    later = True
 
 
 class FakeRequest:
@@ -265,17 +336,29 @@ class FileSenderTests(SynchronousTestCase):
         self.assertTrue(self.fd_closed())
 
 
-class ServeFileTests(SynchronousTestCase):
+class FileBodyTests(SynchronousTestCase):
     def test_missing_or_not_regular(self):
-        self.assertIsNone(files.serve_file(object(), self.mktemp(), "application/zip", None))
+        self.assertIsNone(FileBody.open(self.mktemp()))
         directory = self.mktemp()
         os.makedirs(directory)
-        self.assertIsNone(files.serve_file(object(), directory, "application/zip", None))
+        self.assertIsNone(FileBody.open(directory))
 
     def test_fifo_does_not_block(self):
         fifo = self.mktemp()
         os.mkfifo(fifo)
-        self.assertIsNone(files.serve_file(object(), fifo, "application/zip", None))
+        self.assertIsNone(FileBody.open(fifo))
+
+    def test_closed_once(self):
+        """Closing lets the descriptor go and calls on_close, once however often it is closed."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"abc")
+        closed = []
+        body = FileBody.open(path, on_close=lambda: closed.append(True))
+        self.assertEqual((body.size, body.read(1, 5)), (3, b"bc"))
+        body.close()
+        body.close()
+        self.assertEqual((closed, body.read(0, 3)), ([True], b""))
 
 
 class ValidatorTests(SynchronousTestCase):

@@ -10,7 +10,8 @@ from zope.interface.verify import verifyObject
 from pypid.store.interfaces import IPackageStore
 from pypid.index.pages import PageCache
 from pypid.store.directory.store import DirectoryStore
-from pypid.testing import ImmediateReactor, MemoryStore
+from pypid.testing import MemoryStore
+from pypid.threads import immediate
 from pypid.web.root import Root, WebConfig
 from tests.index.test_model import dist
 
@@ -18,7 +19,7 @@ from tests.index.test_model import dist
 class InterfaceTests(SynchronousTestCase):
     def test_both_stores_provide_the_interface(self):
         verifyObject(IPackageStore, MemoryStore())
-        verifyObject(IPackageStore, DirectoryStore([os.getcwd()], "sha256", ImmediateReactor()))
+        verifyObject(IPackageStore, DirectoryStore([os.getcwd()], "sha256", immediate))
 
 
 class ResourceTests(SynchronousTestCase):

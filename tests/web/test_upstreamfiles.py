@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.index.pages import PageCache
 from pypid.testing import MemoryStore
 from pypid.upstream.fallback import Fallback
-from pypid.upstream.testing import CannedUpstream, immediate
+from pypid.threads import immediate
+from pypid.upstream.testing import CannedUpstream
 from pypid.web.root import Root, WebConfig
 from pypid.web.upstreamfiles import UpstreamWeb
 from tests.index.test_model import dist

@@ -123,10 +123,11 @@ class DirectoryParts(NamedTuple):
     watch: Optional["WatchService"]
 
 
-def build(config: DirectoryConfig, reactor) -> DirectoryParts:
+def build(config: DirectoryConfig, reactor, threads) -> DirectoryParts:
     """
     The directory store with its state cache, the rescans (C{index}) and the
     watcher (C{watch}); nothing is read or created before they start.
+    C{threads} (a L{pypid.threads.Threads}) runs their blocking work.
     """
     from pypid.store.directory.rescans import IndexService
     from pypid.store.directory.statecache import StateCache, default_state_dirs
@@ -135,12 +136,12 @@ def build(config: DirectoryConfig, reactor) -> DirectoryParts:
 
     roots = list(config.roots)
     state_dirs = [config.state_dir] if config.state_dir else default_state_dirs(roots[0])
-    store = DirectoryStore(roots, config.hash_algo, reactor, StateCache(state_dirs))
+    store = DirectoryStore(roots, config.hash_algo, threads, StateCache(state_dirs))
     interval = config.rescan_interval
     watcher = None
     if config.watch:
         poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
-        watcher = WatchService(store, roots, reactor, fallback_poll=poll)
+        watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll)
     index = IndexService(store, reactor, interval,
                          first_scan_after=watcher.whenWatching if watcher is not None else None)
     return DirectoryParts(store, index, watcher)

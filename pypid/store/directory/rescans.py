@@ -10,14 +10,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from pypid.store.interfaces import IPackageStore
 
 
 class IndexService(Service):
     """
-    Runs the first scan when the service starts (after twistd has forked and
-    dropped privileges, never before), then a safety rescan every
-    C{interval} seconds.
+    Runs the first scan of C{store} (a
+    L{pypid.store.directory.store.DirectoryStore}) when the service starts
+    (after twistd has forked and dropped privileges, never before), then a
+    safety rescan every C{interval} seconds.
 
     C{first_scan_after}, when given, returns a L{Deferred} the first scan
     waits for: the watcher's, so that no change falls between the walk and
@@ -28,7 +28,7 @@ class IndexService(Service):
 
     def __init__(
         self,
-        store: IPackageStore,
+        store,
         clock,
         interval: Optional[float],
         first_scan_after: Optional[Callable[[], Deferred]] = None,

@@ -1,26 +1,33 @@
 """
 The directory store: the index of the package directories, kept on the
-reactor thread and fed by scans that run in threads.
+reactor thread and fed by scans that run in threads; files served from open
+descriptors (L{pypid.store.directory.body}), uploads landed by
+L{pypid.store.directory.landing}.
+
+Only this backend knows paths: the watcher and the rescans service speak to
+its own L{DirectoryStore.refresh} and L{DirectoryStore.rescan}.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import stat
-from typing import Callable, Iterable, Optional
+from typing import Mapping, NamedTuple, Optional
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.store.directory import scan
+from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
-from pypid.store.interfaces import IPackageStore
+from pypid.store.directory import landing, scan
+from pypid.store.directory.body import FileBody, open_regular
+from pypid.store.interfaces import BadName, IPackageStore, IStaged, Placed, check_name
+from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.statecache import StateCache
+from pypid.threads import Threads
 
 #: Bytes of core metadata files to keep in memory (most are a few KiB; each
 #: at most L{pypid.store.metadata.MAX_METADATA_SIZE}), whatever their sizes.
@@ -29,63 +36,14 @@ METADATA_CACHE_BYTES = 16 * 1024 * 1024
 #: How many served files to remember as checked (a few hundred bytes each).
 CHECKED_FILES = 16384
 
-#: Opening a file to serve never blocks (a FIFO put in its place) and never
-#: makes a terminal the controlling one.
-OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
-
-Listener = Callable[[IndexSnapshot, frozenset], None]
-
 _STUCK = (
     "still incomplete since the previous rescan (a copy or upload that died?); "
     "write it again, or delete it"
 )
 
 
-def open_regular(path: str, flags: int = 0) -> Optional[tuple[int, os.stat_result]]:
-    """
-    Open the regular file at C{path} for reading (with C{flags} added):
-    its descriptor, which the caller closes, and its C{fstat}; L{None} when
-    there is no regular file there.
-    """
-    try:
-        fd = os.open(path, OPEN_FLAGS | flags)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode):
-            return fd, st
-    except OSError:
-        pass
-    os.close(fd)
-    return None
-
-
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_dev, st.st_ino, st.st_ctime_ns)
-
-
-class SnapshotOwner:
-    """
-    Holds the current snapshot and tells subscribers about each change; the
-    part every L{IPackageStore} shares.
-    """
-
-    def __init__(self) -> None:
-        self.snapshot = IndexSnapshot.empty()
-        self._listeners: list[Listener] = []
-
-    def subscribe(self, callback: Listener) -> None:
-        self._listeners.append(callback)
-
-    def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
-        """Apply a change to the snapshot and tell the listeners."""
-        snapshot, changed = self.snapshot.apply(added, removed)
-        if changed:
-            self.snapshot = snapshot
-            for listener in self._listeners:
-                listener(snapshot, changed)
-        return changed
 
 
 @implementer(IPackageStore)
@@ -94,13 +52,15 @@ class DirectoryStore(SnapshotOwner):
     An L{IPackageStore} over one or more package directories.
 
     Scans never overlap: a rescan asked for while one runs is coalesced into
-    one more scan after it.
+    one more scan after it. New files are staged in C{.pypid-incoming} of
+    the first directory, and land there (or over the listed file of their
+    name).
     """
 
     log = Logger()
 
     def __init__(
-        self, roots: list[str], hash_algo: Optional[str], reactor, cache: Optional[StateCache] = None
+        self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None
     ) -> None:
         super().__init__()
         self.roots = [os.path.abspath(root) for root in roots]
@@ -111,11 +71,12 @@ class DirectoryStore(SnapshotOwner):
         #: What the latest scan found (its counts show what it cost).
         self.last_result: Optional[scan.ScanResult] = None
         #: Symlinked files by the real path of their target: a change to the
-        #: target is a change to them. Rebuilt by full scans.
-        self._links: dict[str, set[str]] = {}
+        #: target is a change to them. Rebuilt by full scans; replaced, never
+        #: changed in place (a scan's thread reads the one it was given).
+        self._links: Mapping[str, frozenset[str]] = {}
         #: Files found incomplete by the latest full scan.
         self._waiting: set[str] = set()
-        self._reactor = reactor
+        self._threads = threads
         self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
         self._ready: Optional[list[Deferred]] = []
         self._running = False
@@ -141,6 +102,54 @@ class DirectoryStore(SnapshotOwner):
     def ready(self) -> bool:
         return self._ready is None
 
+    def open(self, distfile: DistFile, sidecar: str = "") -> Optional[FileBody]:
+        opened = self._open(distfile, sidecar)
+        return None if opened is None else FileBody(opened[0], opened[1])
+
+    def readMetadata(self, distfile: DistFile) -> Deferred:
+        # Resolvers ask for the same few .metadata files over and over:
+        # keep the most recent ones rather than reopen the archive each time.
+        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
+        cached = self._metadata.get(key)
+        if cached is not None:
+            return succeed(cached)
+        path = os.path.join(self.roots[distfile.root], distfile.path)
+
+        def keep(raw: bytes) -> bytes:
+            self._metadata[key] = raw
+            return raw
+
+        return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
+
+    def stage(self) -> IStaged:
+        return landing.Staged(landing.incoming_dir(self.roots[0]))
+
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+        try:
+            parts = check_name(name)
+        except BadName:
+            return fail()
+
+        def ready(_) -> Deferred:
+            root, target, path = self._target(parts)
+            d = self._threads(landing.land, staged, root, target, overwrite, signature)
+            return d.addCallback(lambda landed: self.refresh(landed[1]).addCallback(
+                lambda _: Placed(landed[0], path)))
+
+        return self.whenReady().addCallback(ready)
+
+    def remove(self, distfiles) -> Deferred:
+        # The link itself for a symlinked file.
+        paths = {os.path.join(self.roots[f.root], *f.path.split("/")): f.path for f in distfiles}
+
+        def removed(gone: list[str]) -> Deferred:
+            deleted = [paths[p] for p in paths if p in set(gone)]
+            return self.refresh(gone or list(paths)).addCallback(lambda _: deleted)
+
+        return self._threads(landing.remove, list(paths)).addCallback(removed)
+
+    # The directory backend's own: what the watcher and the rescans service ask.
+
     def rescan(self) -> Deferred:
         """Walk every package directory (in a thread) and apply what changed."""
         d: Deferred = Deferred()
@@ -162,8 +171,7 @@ class DirectoryStore(SnapshotOwner):
         self._next()
         return d
 
-    def localPath(self, distfile: DistFile) -> Optional[str]:
-        return self._checked(distfile.root, distfile.path)
+    # Internals
 
     def _checked(self, index: int, path: str) -> Optional[str]:
         """Where C{path} is in root C{index} if it stays inside it, else L{None}."""
@@ -174,14 +182,14 @@ class DirectoryStore(SnapshotOwner):
             return plain
         return scan.resolve_inside(os.path.join(root, path), root)
 
-    def openFile(self, distfile: DistFile, suffix: str = ""):
-        # Every download comes here. The guard of localPath costs an lstat
+    def _open(self, distfile: DistFile, sidecar: str):
+        # Every download comes here. The guard (L{_checked}) costs an lstat
         # per path component, so a file that passed it is remembered by its
         # identity (device, inode, ctime) until the snapshot changes: the
         # file opened by its plain path is then served only if it is that
         # very file, whatever happened to the directories on the way.
         # Symlinked files (O_NOFOLLOW fails on them) always take the guard.
-        path = distfile.path + suffix
+        path = distfile.path + sidecar
         abspath = os.path.join(self.roots[distfile.root], path)
         if self._checked_for is not self.snapshot or len(self._checked_files) >= CHECKED_FILES:
             self._checked_for = self.snapshot
@@ -209,25 +217,21 @@ class DirectoryStore(SnapshotOwner):
             self._checked_files[path] = _identity(st)
         return opened
 
-    def readMetadata(self, distfile: DistFile) -> Deferred:
-        # Resolvers ask for the same few .metadata files over and over:
-        # keep the most recent ones rather than reopen the archive each time.
-        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
-        cached = self._metadata.get(key)
-        if cached is not None:
-            return succeed(cached)
-        path = os.path.join(self.roots[distfile.root], distfile.path)
-
-        def keep(raw: bytes) -> bytes:
-            self._metadata[key] = raw
-            return raw
-
-        return self._deferToThread(read_metadata, path, distfile.kind).addCallback(keep)
-
-    # Internals
-
-    def _deferToThread(self, f, *args) -> Deferred:
-        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f, *args)
+    def _target(self, parts: list[str]) -> tuple[str, str, str]:
+        """
+        Where a new file C{parts} goes: its root, its path on disk, and its
+        path as listed. Over the listed file of its file name (the link
+        itself for a symlink), else at C{parts} in the first directory.
+        """
+        filename = parts[-1]
+        parsed = parse_filename(filename)
+        project = self.snapshot.get(parsed.project) if parsed is not None else None
+        for f in project.files if project is not None else ():
+            if f.filename == filename:
+                root = self.roots[f.root]
+                return root, os.path.join(root, *f.path.split("/")), f.path
+        root = self.roots[0]
+        return root, os.path.join(root, *parts), "/".join(parts)
 
     def _next(self) -> None:
         """Start the next scan, one at a time; a full scan covers pending paths."""
@@ -249,53 +253,11 @@ class DirectoryStore(SnapshotOwner):
         self._running = True
         self._running_full = full
         first = full and self._ready is not None
-        d = self._deferToThread(self._scanInThread, previous, paths, first)
+        job = ScanJob(tuple(self.roots), self.hash_algo, previous,
+                      None if paths is None else tuple(paths), self._links, first, self.cache)
+        d = self._threads(run_scan, job)
         d.addCallbacks(self._scanned, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
-
-    def _linksTo(self, paths: list[str]) -> list[str]:
-        """The symlinks (in the tree) to any of C{paths} or below them. In a thread."""
-        if not self._links:
-            return []
-        reals = {os.path.realpath(p) for p in paths}
-        links = []
-        for target, sources in list(self._links.items()):
-            parent = target
-            while parent not in reals and os.path.dirname(parent) != parent:
-                parent = os.path.dirname(parent)
-            if parent in reals:
-                links.extend(sources)
-        return links
-
-    def _scanInThread(self, previous, paths: Optional[list[str]], first: bool) -> scan.ScanResult:
-        """A full scan (C{paths} is None) or one of C{paths}, in a thread."""
-        cache = self.cache
-        if cache is None:
-            if paths is None:
-                return scan.scan(self.roots, self.hash_algo, previous)
-            paths = paths + self._linksTo(paths)
-            return scan.scan_paths(self.roots, self.hash_algo, previous, paths)
-        if first:
-            cache.track()
-        if paths is not None:
-            paths = paths + self._linksTo(paths)
-        try:
-            if paths is None:
-                result = scan.scan(self.roots, self.hash_algo, previous, cache)
-            else:
-                result = scan.scan_paths(self.roots, self.hash_algo, previous, paths, cache)
-        finally:
-            cache.flush()
-        relisted = {f.path for f in result.added}
-        cache.forget(
-            os.path.join(self.roots[previous[p].root], *p.split("/"))
-            for p in result.removed
-            if p not in relisted
-        )
-        if first:
-            # Every file was looked up: entries no file used are of files gone.
-            cache.prune()
-        return result
 
     def _scanned(self, result: scan.ScanResult) -> None:
         if self.cache is not None:
@@ -331,10 +293,12 @@ class DirectoryStore(SnapshotOwner):
         self.apply(result.added, result.removed)
 
     def _noteLinks(self, links: dict[str, str], full: bool) -> None:
-        if full:
-            self._links = {}
+        if not links and not full:
+            return
+        merged = {} if full else dict(self._links)
         for source, target in links.items():
-            self._links.setdefault(target, set()).add(source)
+            merged[target] = merged.get(target, frozenset()) | {source}
+        self._links = merged
 
     def _scanFailed(self, failure) -> None:
         self.log.failure("scanning the package directories failed", failure)
@@ -361,3 +325,67 @@ class DirectoryStore(SnapshotOwner):
         for d in waiters:
             d.callback(None)
         self._next()
+
+
+class ScanJob(NamedTuple):
+    """
+    Everything one scan reads, fixed when it starts: the thread that runs
+    it (L{run_scan}) touches nothing else of the store.
+    """
+
+    roots: tuple[str, ...]
+    hash_algo: Optional[str]
+    #: The files of the snapshot the scan starts from (never changed in place).
+    previous: Mapping[str, DistFile]
+    #: The absolute paths to look at again, or L{None} for a full scan.
+    paths: Optional[tuple[str, ...]]
+    #: Symlinked files by the real path of their target (never changed in place).
+    links: Mapping[str, frozenset[str]]
+    #: Whether this is the first full scan (the state cache is pruned after it).
+    first: bool
+    cache: Optional[StateCache]
+
+
+def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]:
+    """The symlinks (in the tree) to any of C{paths} or below them. Blocking."""
+    if not links:
+        return []
+    reals = {os.path.realpath(p) for p in paths}
+    found = []
+    for target, sources in links.items():
+        parent = target
+        while parent not in reals and os.path.dirname(parent) != parent:
+            parent = os.path.dirname(parent)
+        if parent in reals:
+            found.extend(sources)
+    return found
+
+
+def run_scan(job: ScanJob) -> scan.ScanResult:
+    """A full scan (C{job.paths} is None) or one of C{job.paths}. In a thread."""
+    roots = list(job.roots)
+    paths = None if job.paths is None else list(job.paths) + links_to(job.links, list(job.paths))
+    cache = job.cache
+    if cache is None:
+        if paths is None:
+            return scan.scan(roots, job.hash_algo, job.previous)
+        return scan.scan_paths(roots, job.hash_algo, job.previous, paths)
+    if job.first:
+        cache.track()
+    try:
+        if paths is None:
+            result = scan.scan(roots, job.hash_algo, job.previous, cache)
+        else:
+            result = scan.scan_paths(roots, job.hash_algo, job.previous, paths, cache)
+    finally:
+        cache.flush()
+    relisted = {f.path for f in result.added}
+    cache.forget(
+        os.path.join(roots[job.previous[p].root], *p.split("/"))
+        for p in result.removed
+        if p not in relisted
+    )
+    if job.first:
+        # Every file was looked up: entries no file used are of files gone.
+        cache.prune()
+    return result

@@ -6,8 +6,8 @@ The one rule: watchdog's thread touches nothing but a lock-protected set of
 pending paths, and hands over to the reactor with C{callFromThread} only
 when that set goes from idle to busy. Everything else happens on the
 reactor thread: a L{Debouncer} waits for a burst (a C{git checkout}, an
-rsync) to go quiet, within a cap, and then an L{IPackageStore.refresh} of
-the paths collected is asked for, however many events came. One refresh
+rsync) to go quiet, within a cap, and then the directory store's C{refresh}
+of the paths collected is asked for, however many events came. One refresh
 runs at a time, of at most L{BATCH} paths shared fairly between
 directories; what is left, or came meanwhile, goes next as soon as it ends.
 
@@ -32,7 +32,6 @@ from typing import Callable, Optional
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from watchdog import events
 from watchdog.events import FileSystemEventHandler
@@ -40,7 +39,7 @@ from watchdog.events import FileSystemEventHandler
 from pypid.ops import metrics
 from pypid.store.directory.debounce import Debouncer
 from pypid.index.filenames import SDIST_SUFFIXES, is_hidden_or_temporary
-from pypid.store.interfaces import IPackageStore
+from pypid.threads import Threads
 
 #: Event types that may change the listing. Everything else (C{opened},
 #: C{closed_no_write}, and whatever later watchdogs add) is ignored.
@@ -224,6 +223,24 @@ def schedule_options(observer) -> dict:
     return {"event_filter": kinds}
 
 
+def _start_observer(watcher: "WatchService", factory: Callable[[], object], roots: tuple[str, ...]):
+    """
+    In a thread: start an observer and watch every root (its handlers hand
+    events to C{watcher.note}); the observer and the roots that could not
+    be watched, with why.
+    """
+    observer = factory()
+    observer.start()  # type: ignore[attr-defined]
+    problems = []
+    options = schedule_options(observer)
+    for root in roots:
+        try:
+            observer.schedule(_Handler(watcher, root), root, recursive=True, **options)  # type: ignore[attr-defined]
+        except OSError as e:
+            problems.append((root, e))
+    return observer, problems
+
+
 def _observer():
     from watchdog.observers import Observer
 
@@ -232,7 +249,9 @@ def _observer():
 
 class WatchService(Service):
     """
-    Keeps C{store} in step with changes under C{roots} as they happen.
+    Keeps C{store} (a L{pypid.store.directory.store.DirectoryStore}: its
+    C{refresh} and C{rescan}) in step with changes under C{roots} as they
+    happen.
 
     The observer's threads are started in L{startService} (after twistd has
     forked and dropped privileges) from a thread-pool thread (setting up
@@ -249,9 +268,10 @@ class WatchService(Service):
 
     def __init__(
         self,
-        store: IPackageStore,
+        store,
         roots: list[str],
         reactor,
+        threads: Threads,
         quiet: float = QUIET,
         max_delay: float = MAX_DELAY,
         fallback_poll: float = FALLBACK_POLL,
@@ -261,6 +281,7 @@ class WatchService(Service):
         self.store = store
         self.roots = [os.path.abspath(root) for root in roots]
         self.reactor = reactor
+        self.threads = threads
         self.fallback_poll = fallback_poll
         self.observer_factory = observer_factory
         self.debouncer = Debouncer(reactor, quiet, max_delay, self._flush)
@@ -321,7 +342,7 @@ class WatchService(Service):
             # A directory copied in may hold thousands of files: list them
             # (in a thread), and let them go in batches like the rest.
             self._refreshing = True
-            d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), expand, directories, self.roots)
+            d = self.threads(expand, directories, self.roots)
             d.addCallback(self._expanded, batch)
             d.addErrback(self._notExpanded, batch, directories)
             return
@@ -378,23 +399,9 @@ class WatchService(Service):
         super().startService()
         self._overflow = _OverflowListener(lambda: self.reactor.callFromThread(self._overflowed))
         logging.getLogger("watchdog").addHandler(self._overflow)
-        pool = self.reactor.getThreadPool()
-        self._starting = deferToThreadPool(self.reactor, pool, self._startObserver)
+        self._starting = self.threads(_start_observer, self, self.observer_factory, tuple(self.roots))
         self._starting.addCallback(self._started)
         self._starting.addErrback(self._startFailed)
-
-    def _startObserver(self):
-        """In a thread: start the observer and watch every root."""
-        observer = self.observer_factory()
-        observer.start()
-        problems = []
-        options = schedule_options(observer)
-        for root in self.roots:
-            try:
-                observer.schedule(_Handler(self, root), root, recursive=True, **options)
-            except OSError as e:
-                problems.append((root, e))
-        return observer, problems
 
     def _started(self, result) -> None:
         observer, problems = result
@@ -469,4 +476,4 @@ class WatchService(Service):
         if observer is None:
             return succeed(None)
         observer.stop()
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), observer.join)
+        return self.threads(observer.join)

@@ -6,7 +6,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.store.directory import scan
 from pypid.store.metadata import CorruptArchive, read_sdist_metadata, read_wheel_metadata
 from pypid.store.directory.store import DirectoryStore
-from pypid.testing import ImmediateReactor, sdist_bytes, wheel_bytes, write_dist
+from pypid.testing import sdist_bytes, wheel_bytes, write_dist
+from pypid.threads import immediate
 
 
 class ScanTests(SynchronousTestCase):
@@ -137,7 +138,7 @@ class StoreTests(SynchronousTestCase):
     def setUp(self):
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
-        self.store = DirectoryStore([self.root], "sha256", ImmediateReactor())
+        self.store = DirectoryStore([self.root], "sha256", immediate)
         self.changes = []
         self.store.subscribe(lambda snapshot, changed: self.changes.append(changed))
 
@@ -178,33 +179,33 @@ class StoreTests(SynchronousTestCase):
         write_dist(self.root, wheel_bytes("e", "1.0"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["e-1.0-py3-none-any.whl"]
-        self.assertEqual(self.store.localPath(f), os.path.join(self.root, f.path))
+        self.assertEqual(self.store._checked(f.root, f.path), os.path.join(self.root, f.path))
         os.unlink(os.path.join(self.root, f.path))
         os.symlink(target, os.path.join(self.root, f.path))
-        self.assertIsNone(self.store.localPath(f), "swapped for a symlink out after the scan")
+        self.assertIsNone(self.store._checked(f.root, f.path), "swapped for a symlink out after the scan")
+        self.assertIsNone(self.store.open(f))
 
-    def read(self, opened):
-        """The bytes of an openFile() result, closing it."""
-        self.assertIsNotNone(opened)
-        fd, st = opened
+    def read(self, body):
+        """The bytes of an open() result, closing it."""
+        self.assertIsNotNone(body)
         try:
-            return os.pread(fd, st.st_size + 1, 0)
+            return body.read(0, body.size + 1)
         finally:
-            os.close(fd)
+            body.close()
 
     def test_open_file(self):
-        """openFile opens a listed file and its .asc; the check is remembered per file."""
+        """open() opens a listed file and its .asc; the check is remembered per file."""
         path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("o", "1.0"))
         with open(path + ".asc", "wb") as sig:
             sig.write(b"signature")
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["x/y/o-1.0-py3-none-any.whl"]
-        self.assertEqual(self.read(self.store.openFile(f)), open(path, "rb").read())
-        self.assertEqual(self.read(self.store.openFile(f, ".asc")), b"signature")
+        self.assertEqual(self.read(self.store.open(f)), open(path, "rb").read())
+        self.assertEqual(self.read(self.store.open(f, ".asc")), b"signature")
         self.assertEqual(set(self.store._checked_files), {"x/y/o-1.0-py3-none-any.whl", "x/y/o-1.0-py3-none-any.whl.asc"})
-        self.assertEqual(self.read(self.store.openFile(f)), open(path, "rb").read())
+        self.assertEqual(self.read(self.store.open(f)), open(path, "rb").read())
         os.unlink(path)
-        self.assertIsNone(self.store.openFile(f))
+        self.assertIsNone(self.store.open(f))
 
     def test_open_file_refuses_escapes(self):
         """Neither a file nor a directory swapped for a symlink out is opened, even once checked."""
@@ -213,19 +214,19 @@ class StoreTests(SynchronousTestCase):
         path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("e", "1.0"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["x/y/e-1.0-py3-none-any.whl"]
-        self.read(self.store.openFile(f))
+        self.read(self.store.open(f))
         # The directory on the way becomes a symlink to a look-alike outside.
         os.rename(os.path.join(self.root, "x"), os.path.join(self.root, ".x-old"))
         os.symlink(outside, os.path.join(self.root, "x"))
-        self.assertIsNone(self.store.openFile(f))
+        self.assertIsNone(self.store.open(f))
         os.unlink(os.path.join(self.root, "x"))
         os.rename(os.path.join(self.root, ".x-old"), os.path.join(self.root, "x"))
-        self.read(self.store.openFile(f))
+        self.read(self.store.open(f))
         # The file itself becomes a symlink out.
         os.unlink(path)
         os.symlink(os.path.join(outside, "y", "e-1.0-py3-none-any.whl"), path)
-        self.assertIsNone(self.store.openFile(f))
-        self.assertIsNone(self.store.openFile(f._replace(path="x/../../" + os.path.basename(outside) + "/y/e-1.0-py3-none-any.whl")))
+        self.assertIsNone(self.store.open(f))
+        self.assertIsNone(self.store.open(f._replace(path="x/../../" + os.path.basename(outside) + "/y/e-1.0-py3-none-any.whl")))
 
     def test_open_file_not_regular(self):
         """A FIFO or a directory in a listed file's place is not opened (and opening does not block)."""
@@ -234,10 +235,10 @@ class StoreTests(SynchronousTestCase):
         f = self.store.snapshot.files["p-1.0-py3-none-any.whl"]
         os.unlink(path)
         os.mkfifo(path)
-        self.assertIsNone(self.store.openFile(f))
+        self.assertIsNone(self.store.open(f))
         os.unlink(path)
         os.mkdir(path)
-        self.assertIsNone(self.store.openFile(f))
+        self.assertIsNone(self.store.open(f))
 
     def test_open_file_symlink_inside(self):
         """A symlinked file whose target is inside the root is opened (its target)."""
@@ -245,19 +246,19 @@ class StoreTests(SynchronousTestCase):
         os.symlink(real, os.path.join(self.root, "s-1.0-py3-none-any.whl"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["s-1.0-py3-none-any.whl"]
-        self.assertEqual(self.read(self.store.openFile(f)), open(real, "rb").read())
-        self.assertEqual(self.read(self.store.openFile(f)), open(real, "rb").read())
+        self.assertEqual(self.read(self.store.open(f)), open(real, "rb").read())
+        self.assertEqual(self.read(self.store.open(f)), open(real, "rb").read())
 
     def test_open_file_checks_again_after_a_change(self):
         """What was checked is forgotten when the snapshot changes."""
         write_dist(self.root, wheel_bytes("c", "1.0"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["c-1.0-py3-none-any.whl"]
-        self.read(self.store.openFile(f))
+        self.read(self.store.open(f))
         self.assertEqual(len(self.store._checked_files), 1)
         write_dist(self.root, wheel_bytes("d", "1.0"))
         self.successResultOf(self.store.rescan())
-        self.read(self.store.openFile(self.store.snapshot.files["d-1.0-py3-none-any.whl"]))
+        self.read(self.store.open(self.store.snapshot.files["d-1.0-py3-none-any.whl"]))
         self.assertEqual(list(self.store._checked_files), ["d-1.0-py3-none-any.whl"])
 
     def test_metadata_read_once(self):
@@ -265,13 +266,18 @@ class StoreTests(SynchronousTestCase):
         write_dist(self.root, wheel_bytes("m", "1.0"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["m-1.0-py3-none-any.whl"]
-        pool = self.store._reactor.getThreadPool()
-        before = pool.calls
+        calls = []
+
+        def counting(work, *args):
+            calls.append(work)
+            return immediate(work, *args)
+
+        self.store._threads = counting
         first = self.successResultOf(self.store.readMetadata(f))
         second = self.successResultOf(self.store.readMetadata(f))
         self.assertEqual(first, second)
         self.assertIn(b"Name: m", first)
-        self.assertEqual(pool.calls - before, 1)
+        self.assertEqual(len(calls), 1)
 
     def test_local_path_symlink_inside(self):
         """A symlinked file whose target is inside the root is served from the link."""
@@ -279,6 +285,7 @@ class StoreTests(SynchronousTestCase):
         os.symlink(real, os.path.join(self.root, "s-1.0-py3-none-any.whl"))
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["s-1.0-py3-none-any.whl"]
-        self.assertEqual(self.store.localPath(f), os.path.realpath(real))
+        self.assertEqual(self.store._checked(f.root, f.path), os.path.realpath(real))
         plain = self.store.snapshot.files["real/s-1.0-py3-none-any.whl"]
-        self.assertEqual(self.store.localPath(plain), os.path.join(self.root, "real", "s-1.0-py3-none-any.whl"))
+        self.assertEqual(self.store._checked(plain.root, plain.path),
+                         os.path.join(self.root, "real", "s-1.0-py3-none-any.whl"))

@@ -7,7 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.store.directory import scan
 from pypid.store.directory.statecache import FILENAME, StateCache, default_state_dirs
 from pypid.store.directory.store import DirectoryStore
-from pypid.testing import ImmediateReactor, sdist_bytes, wheel_bytes, write_dist
+from pypid.testing import sdist_bytes, wheel_bytes, write_dist
+from pypid.threads import immediate
 
 
 class StateCacheTests(SynchronousTestCase):
@@ -103,7 +104,7 @@ class RestartTests(SynchronousTestCase):
             write_dist(self.root, sdist_bytes(f"s{i}", "1.0"))
 
     def start(self):
-        store = DirectoryStore([self.root], "sha256", ImmediateReactor(), StateCache([self.state]))
+        store = DirectoryStore([self.root], "sha256", immediate, StateCache([self.state]))
         self.successResultOf(store.rescan())
         return store
 
@@ -153,7 +154,7 @@ class RestartTests(SynchronousTestCase):
 
     def test_failed_first_scan_prunes_nothing(self):
         self.start()
-        store = DirectoryStore([self.root], "sha256", ImmediateReactor(), StateCache([self.state]))
+        store = DirectoryStore([self.root], "sha256", immediate, StateCache([self.state]))
 
         def broken(*args, **kwargs):
             raise OSError("disk on fire")

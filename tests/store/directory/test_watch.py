@@ -28,7 +28,7 @@ from watchdog.events import (
 
 from pypid.store.directory.debounce import Debouncer
 from pypid.store.directory.rescans import IndexService
-from pypid.testing import ImmediateThreadPool, MemoryStore
+from pypid.threads import immediate
 from pypid.store.directory.watch import BATCH, WatchService, classify, collapse, expand, schedule_options, take_batch
 
 ROOT = "/srv/packages"
@@ -172,14 +172,41 @@ class ClassifyTests(SynchronousTestCase):
         self.assertEqual(collapse(pending), [p("d"), p("d-2", "z.whl"), p("top.whl")])
 
 
+class RefreshRecorder:
+    """
+    What the watcher and the rescans service ask of the directory store
+    (its C{refresh} and C{rescan}), recorded and answered at once.
+    """
+
+    def __init__(self):
+        self.refreshed = []
+        self.rescans = 0
+
+    def refresh(self, abspaths):
+        self.refreshed.extend(abspaths)
+        return succeed(None)
+
+    def rescan(self):
+        self.rescans += 1
+        return succeed(None)
+
+
+class RefreshRecorderTests(SynchronousTestCase):
+    def test_speaks_like_the_directory_store(self):
+        """The recorder's methods take what the directory store's take."""
+        import inspect
+
+        from pypid.store.directory.store import DirectoryStore
+
+        for name in ("refresh", "rescan"):
+            self.assertEqual(list(inspect.signature(getattr(RefreshRecorder, name)).parameters),
+                             list(inspect.signature(getattr(DirectoryStore, name)).parameters), name)
+
+
 class FakeReactor(Clock):
     def __init__(self):
         super().__init__()
-        self.pool = ImmediateThreadPool()
         self.from_threads = 0
-
-    def getThreadPool(self):
-        return self.pool
 
     def callFromThread(self, f, *args, **kwargs):
         self.from_threads += 1
@@ -210,9 +237,10 @@ class FakeObserver:
 class WatchServiceTests(SynchronousTestCase):
     def setUp(self):
         self.reactor = FakeReactor()
-        self.store = MemoryStore()
+        self.store = RefreshRecorder()
         self.observer = FakeObserver()
-        self.watcher = WatchService(self.store, [ROOT], self.reactor, observer_factory=lambda: self.observer)
+        self.watcher = WatchService(self.store, [ROOT], self.reactor, immediate,
+                                    observer_factory=lambda: self.observer)
         self.logged = []
         globalLogPublisher.addObserver(self.logged.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
@@ -267,7 +295,7 @@ class WatchServiceTests(SynchronousTestCase):
         """While a big copy is refreshed batch by batch, a file dropped in another directory waits for one batch."""
         from twisted.internet.defer import Deferred
 
-        class SlowStore(MemoryStore):
+        class SlowStore(RefreshRecorder):
             def __init__(self):
                 super().__init__()
                 self.waiting = []
@@ -279,7 +307,8 @@ class WatchServiceTests(SynchronousTestCase):
                 return d
 
         store = SlowStore()
-        watcher = WatchService(store, [ROOT], self.reactor, observer_factory=lambda: self.observer, batch=10)
+        watcher = WatchService(store, [ROOT], self.reactor, immediate, observer_factory=lambda: self.observer,
+                               batch=10)
         watcher.startService()
         self.reactor.advance(0)
         handler = self.observer.scheduled[-1][0]
@@ -386,11 +415,13 @@ class WatchServiceTests(SynchronousTestCase):
 
         started = Deferred()
 
-        class SlowPool(ImmediateThreadPool):
-            def callInThreadWithCallback(self, onResult, func, *args, **kwargs):
-                started.addCallback(lambda _: onResult(True, func(*args, **kwargs)))
+        def slow(work, *args):
+            # Work waits for `started`, then runs.
+            done = Deferred()
+            started.addCallback(lambda result: done.callback(work(*args)) or result)
+            return done
 
-        self.reactor.pool = SlowPool()
+        self.watcher.threads = slow
         self.watcher.startService()
         stopped = self.watcher.stopService()
         self.assertNoResult(stopped)
@@ -580,10 +611,10 @@ class ExpandTests(SynchronousTestCase):
         self.assertEqual((files, whole), ({}, set(asked)))
 
     def test_watcher_sends_a_copied_directory_in_batches(self):
-        reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
+        reactor, store, observer = FakeReactor(), RefreshRecorder(), FakeObserver()
         batches = []
         store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
-        watcher = WatchService(store, [self.root], reactor, observer_factory=lambda: observer, batch=4)
+        watcher = WatchService(store, [self.root], reactor, immediate, observer_factory=lambda: observer, batch=4)
         watcher.startService()
         reactor.advance(0)
         handler = observer.scheduled[0][0]
@@ -601,10 +632,10 @@ class ExpandTests(SynchronousTestCase):
 
     def test_a_directory_to_refresh_whole_is_not_lost_beside_a_new_one(self):
         """A gone directory waiting to go whole survives the listing of another, newer one."""
-        reactor, store, observer = FakeReactor(), MemoryStore(), FakeObserver()
+        reactor, store, observer = FakeReactor(), RefreshRecorder(), FakeObserver()
         batches = []
         store.refresh = lambda paths: batches.append(list(paths)) or succeed(None)
-        watcher = WatchService(store, [self.root], reactor, observer_factory=lambda: observer)
+        watcher = WatchService(store, [self.root], reactor, immediate, observer_factory=lambda: observer)
         watcher.startService()
         reactor.advance(0)
         gone = os.path.join(self.root, "gone")

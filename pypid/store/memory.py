@@ -1,0 +1,322 @@
+"""
+An in-memory L{IPackageStore}, for tests: files are bytes in a dict, never
+on disk; its bodies serve those bytes, and stage, publish and remove work on
+them. It keeps the directory store's rules (a new file goes over the listed
+file of its name, the same bytes again are C{identical}, other bytes need
+C{overwrite}; archives that are not complete are not listed), and both are
+held to the same contract tests (C{tests/store/contract.py}).
+
+Pure apart from Twisted's Deferreds: nothing here blocks on I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from typing import Callable, Iterable, NamedTuple, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from pypid.index.filenames import parse_filename
+from pypid.index.model import DistFile, IndexSnapshot
+from pypid.index.names import normalize
+from pypid.store import complete
+from pypid.store.interfaces import AlreadyStored, BadName, IBody, IPackageStore, IStaged, Placed, check_name
+from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
+from pypid.store.snapshot import SnapshotOwner
+
+#: Bytes written to a request at a time when streaming.
+CHUNK = 256 * 1024
+
+
+class Blob(NamedTuple):
+    """A stored file: its bytes and modification time."""
+
+    data: bytes
+    mtime_ns: int
+
+
+def describe_bytes(path: str, data: bytes, mtime_ns: int, hash_algo: Optional[str],
+                   has_sig: bool = False) -> Optional[DistFile]:
+    """
+    The L{DistFile} the index lists for C{data} stored at C{path}, as a scan
+    of the package directories would describe that file; L{None} when it
+    would not be listed (not a distribution name, not a complete archive).
+    """
+    filename = path[path.rfind("/") + 1:]
+    parsed = parse_filename(filename)
+    if parsed is None:
+        return None
+    if complete.check_tail(io.BytesIO(data), len(data), filename) is not None:
+        return None
+    name = requires_python = summary = metadata_sha256 = None
+    if parsed.kind in ("wheel", "sdist"):
+        try:
+            raw: Optional[bytes] = read_metadata(io.BytesIO(data), parsed.kind, filename)
+        except CorruptArchive:
+            return None
+        except MetadataError:
+            raw = None
+        if raw is not None:
+            fields = parse_fields(raw)
+            if fields.name and normalize(fields.name) == parsed.project:
+                name = fields.name
+            requires_python = fields.requires_python
+            summary = fields.summary
+            if parsed.kind == "wheel":
+                metadata_sha256 = hashlib.sha256(raw).hexdigest()
+    check = complete.stream_check(filename)
+    if check is not None:
+        check.update(data)
+        if check.result() is not None:
+            return None
+    digest = hashlib.new(hash_algo, data).hexdigest() if hash_algo else None
+    return DistFile(
+        path, 0, filename, parsed.project, name or parsed.name, parsed.version, parsed.kind,
+        parsed.python_version, parsed.build, len(data), mtime_ns, digest, requires_python,
+        metadata_sha256, summary, has_sig,
+    )
+
+
+@implementer(IPushProducer)
+class _BytesSender:
+    """Writes bytes into a request a chunk at a time, paused and resumed by its transport."""
+
+    def __init__(self, request, data: bytes) -> None:
+        self.request = request
+        self.data: Optional[bytes] = data
+        self.offset = 0
+        self.paused = False
+        self._writing = False
+
+    def start(self) -> None:
+        self.request.registerProducer(self, True)
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._writing:
+            return
+        self._writing = True
+        try:
+            while not self.paused and self.data is not None and self.offset < len(self.data):
+                chunk = self.data[self.offset:self.offset + CHUNK]
+                self.offset += len(chunk)
+                self.request.write(chunk)
+        finally:
+            self._writing = False
+        if self.data is not None and self.offset >= len(self.data):
+            self.data = None
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self) -> None:
+        self.data = None
+
+
+@implementer(IBody)
+class MemoryBody:
+    """An L{IBody} over bytes; C{later} answers reads with a Deferred, as a remote backend would."""
+
+    redirect = None
+
+    def __init__(self, blob: Blob, later: bool = False) -> None:
+        self._data: Optional[bytes] = blob.data
+        self.size = len(blob.data)
+        self.mtime_ns = blob.mtime_ns
+        self._later = later
+
+    def read(self, offset: int, count: int):
+        data = self._data[offset:offset + count] if self._data is not None else b""
+        return succeed(data) if self._later else data
+
+    def stream(self, request, offset: int, count: int) -> None:
+        data, self._data = self._data, None
+        if data is None or len(data) < offset + count:
+            request.loseConnection()
+            return
+        _BytesSender(request, data[offset:offset + count]).start()
+
+    def close(self) -> None:
+        self._data = None
+
+
+@implementer(IStaged)
+class MemoryStaged:
+    """An L{IStaged} in memory."""
+
+    def __init__(self) -> None:
+        self._buffer: Optional[io.BytesIO] = io.BytesIO()
+        self._data: Optional[bytes] = None
+        self._digests: Optional[dict[str, str]] = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._buffer is None:
+            raise ValueError("write to a finished or aborted upload")
+        self._buffer.write(data)
+        self.size += len(data)
+
+    def finish(self) -> dict[str, str]:
+        if self._digests is None:
+            if self._buffer is None:
+                raise ValueError("finish of an aborted upload")
+            data, self._buffer = self._buffer.getvalue(), None
+            self._data = data
+            self._digests = {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "blake2_256": hashlib.blake2b(data, digest_size=32).hexdigest(),
+                "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+            }
+        return dict(self._digests)
+
+    @property
+    def data(self) -> bytes:
+        """The bytes written (after L{finish})."""
+        if self._data is None:
+            raise ValueError("the upload is not finished, or was aborted")
+        return self._data
+
+    def reader(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+    def abort(self) -> None:
+        self._buffer = None
+        self._data = None
+
+
+@implementer(IPackageStore)
+class MemoryStore(SnapshotOwner):
+    """
+    An L{IPackageStore} over files held in memory.
+
+    Files may be given as L{DistFile}s (listed at once, ready) with their
+    bytes put in with L{put} (a file without bytes is listed but cannot be
+    opened), and their core metadata in C{metadata} (else it is read from
+    the bytes); or published like uploads.
+
+    @param ready: False to start like a store whose first scan has not
+        finished (L{make_ready} ends it).
+    @param clock: the modification time of published files (C{seconds()});
+        the system clock by default.
+    @param later: bodies answer C{read} with a Deferred.
+    """
+
+    def __init__(
+        self,
+        files: Iterable[DistFile] = (),
+        hash_algo: Optional[str] = "sha256",
+        ready: bool = True,
+        clock=None,
+        later: bool = False,
+    ) -> None:
+        super().__init__()
+        self.hash_algo = hash_algo
+        self.snapshot = IndexSnapshot.build(files)
+        self.ready = ready
+        self._waiting: list[Deferred] = []
+        #: Stored bytes by path (a signature at C{<path>.asc}).
+        self.contents: dict[str, Blob] = {}
+        #: Core metadata by path, for files given without their bytes.
+        self.metadata: dict[str, bytes] = {}
+        #: Folders new files may be published into (besides those of stored files).
+        self.folders: set[str] = set()
+        self._now: Callable[[], int] = (
+            time.time_ns if clock is None else (lambda: int(clock.seconds() * 1_000_000_000)))
+        self._later = later
+
+    def put(self, path: str, data: bytes, mtime_ns: Optional[int] = None) -> None:
+        """Store C{data} at C{path} (a listed file's bytes, or a signature) without listing anything."""
+        self.contents[path] = Blob(data, self._now() if mtime_ns is None else mtime_ns)
+
+    def whenReady(self) -> Deferred:
+        if self.ready:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def make_ready(self) -> None:
+        """Mark the first scan complete, releasing whoever waits for it."""
+        self.ready = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def open(self, distfile: DistFile, sidecar: str = "") -> Optional[MemoryBody]:
+        blob = self.contents.get(distfile.path + sidecar)
+        return None if blob is None else MemoryBody(blob, self._later)
+
+    def readMetadata(self, distfile: DistFile) -> Deferred:
+        raw = self.metadata.get(distfile.path)
+        if raw is not None:
+            return succeed(raw)
+        blob = self.contents.get(distfile.path)
+        if blob is None:
+            return fail(MetadataError(f"{distfile.path} is not stored"))
+        try:
+            return succeed(read_metadata(io.BytesIO(blob.data), distfile.kind, distfile.filename))
+        except MetadataError as e:
+            return fail(e)
+
+    def stage(self) -> MemoryStaged:
+        return MemoryStaged()
+
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+        try:
+            parts = check_name(name)
+        except BadName:
+            return fail()
+        return self.whenReady().addCallback(lambda _: self._publish(parts, staged, overwrite, signature))
+
+    def _publish(self, parts: list[str], staged, overwrite: bool, signature: Optional[bytes]) -> Placed:
+        staged.finish()
+        data = staged.data
+        filename = parts[-1]
+        listed = self._listed(filename)
+        path = listed.path if listed is not None else "/".join(parts)
+        if listed is None and len(parts) > 1 and not self._folder("/".join(parts[:-1])):
+            raise BadName(f"no folder {'/'.join(parts[:-1])!r} in the store")
+        old = self.contents.get(path)
+        if old is not None and old.data == data:
+            return Placed("identical", path)
+        if old is not None and not overwrite:
+            raise AlreadyStored(filename)
+        now = self._now()
+        self.contents[path] = Blob(data, now)
+        if signature is not None:
+            self.contents[path + ".asc"] = Blob(signature, now)
+        described = describe_bytes(path, data, now, self.hash_algo, path + ".asc" in self.contents)
+        if described is None:
+            self.apply([], [path])
+        else:
+            self.apply([described], [])
+        return Placed("created" if old is None else "replaced", path)
+
+    def _listed(self, filename: str) -> Optional[DistFile]:
+        parsed = parse_filename(filename)
+        project = self.snapshot.get(parsed.project) if parsed is not None else None
+        for f in project.files if project is not None else ():
+            if f.filename == filename:
+                return f
+        return None
+
+    def _folder(self, folder: str) -> bool:
+        prefix = folder + "/"
+        return folder in self.folders or any(path.startswith(prefix) for path in self.contents)
+
+    def remove(self, distfiles) -> Deferred:
+        deleted = []
+        for f in distfiles:
+            if self.contents.pop(f.path, None) is not None:
+                deleted.append(f.path)
+            self.contents.pop(f.path + ".asc", None)
+        self.apply([], [f.path for f in distfiles])
+        return succeed(deleted)
