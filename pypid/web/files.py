@@ -20,7 +20,6 @@ from twisted.web.http import (
     datetimeToString,
     stringToDatetime,
 )
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
@@ -30,7 +29,9 @@ from pypid.store.metadata import MetadataError
 from pypid.index.pages import PageCache
 from pypid.web.ranges import UNSATISFIABLE, parse_range
 from pypid.store.directory.store import open_regular
-from pypid.web.util import not_modified_since, redirect, render_later, serve_page, text_response
+from pypid.web.errors import error_page, not_found
+from pypid.web.resource import PlainResource
+from pypid.web.util import not_modified_since, redirect, serve_page
 
 #: Answers of up to this many bytes are read at once and written in one go;
 #: longer ones are streamed in reads of this size by a L{FileSender}.
@@ -269,7 +270,7 @@ def serve_file(
     return send_file(request, fd, st.st_size, content_type, etag, st.st_mtime_ns, cache_control)
 
 
-class Packages(Resource):
+class Packages(PlainResource):
     """C{/packages/...}: looked up in the index, so only listed files are served."""
 
     isLeaf = True
@@ -302,11 +303,9 @@ class Packages(Resource):
             return self._file(request, f, ".asc")
         return self._missing(request)
 
-    render_HEAD = render_GET
-
     @staticmethod
     def _missing(request) -> bytes:
-        return text_response(request, http.NOT_FOUND, "Not Found")
+        return error_page(request, not_found())
 
     def _file(self, request, f: DistFile, sidecar: str = ""):
         opened = self.store.openFile(f, sidecar)
@@ -346,6 +345,4 @@ class Packages(Resource):
             return None
 
         d = self.store.readMetadata(f).addErrback(missing)
-        return render_later(
-            request, d, lambda raw: send(raw) if raw is not None else self._missing(request)
-        )
+        return d.addCallback(lambda raw: send(raw) if raw is not None else self._missing(request))

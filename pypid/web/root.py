@@ -20,7 +20,9 @@ from pypid.web.files import Packages
 from pypid.web.jsonapi import PypiJSON
 from pypid.web.metricspage import MetricsPage
 from pypid.web.simple import SimpleRoot
-from pypid.web.util import base_url, redirect, text_response
+from pypid.web.errors import not_found, respond
+from pypid.web.resource import PlainResource
+from pypid.web.util import base_url, redirect
 from pypid.web.xmlrpc import XmlRpc
 
 
@@ -39,10 +41,11 @@ class WebConfig:
     metrics_allow: tuple = ()
 
 
-class Welcome(Resource):
-    """C{/}: the page for people."""
+class Welcome(PlainResource):
+    """C{/}: the page for people (C{POST /} goes to uploads and XML-RPC)."""
 
     isLeaf = True
+    also_allowed = (b"POST",)
 
     def __init__(self, store: IPackageStore, config: WebConfig) -> None:
         super().__init__()
@@ -51,7 +54,7 @@ class Welcome(Resource):
 
     def render_GET(self, request) -> bytes:
         if request.postpath not in ([], [b""]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         snapshot = self.store.snapshot
         base = base_url(request)
         if self.config.welcome_template is not None:
@@ -63,10 +66,8 @@ class Welcome(Resource):
         request.setHeader(b"content-length", b"%d" % len(body))
         return b"" if request.method == b"HEAD" else body
 
-    render_HEAD = render_GET
 
-
-class Health(Resource):
+class Health(PlainResource):
     """The health endpoint: 200 and a small JSON status."""
 
     isLeaf = True
@@ -91,8 +92,6 @@ class Health(Resource):
         request.setHeader(b"content-length", b"%d" % len(body))
         return b"" if request.method == b"HEAD" else body
 
-    render_HEAD = render_GET
-
 
 class WaitForIndex(Resource):
     """
@@ -107,18 +106,14 @@ class WaitForIndex(Resource):
         self.store = store
 
     def render(self, request):
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        def again(_) -> object:
+            request.process()
+            return NOT_DONE_YET
 
-        def again(_) -> None:
-            if not gone:
-                request.process()
-
-        self.store.whenReady().addCallback(again)
-        return NOT_DONE_YET
+        return respond(request, lambda: self.store.whenReady().addCallback(again))
 
 
-class Root(Resource):
+class Root(PlainResource):
     """
     C{/}: the welcome page, with C{simple/}, C{packages/} and C{pypi/} below
     it, the health endpoint, and C{/<project>} redirecting to
@@ -202,7 +197,7 @@ def _is_xmlrpc(request) -> bool:
     )
 
 
-class ProjectShortcut(Resource):
+class ProjectShortcut(PlainResource):
     """C{/<project>} and C{/<project>/}: 303 to the project's simple page."""
 
     isLeaf = True
@@ -210,6 +205,9 @@ class ProjectShortcut(Resource):
     def __init__(self, segment: bytes) -> None:
         super().__init__()
         self.segment = segment
+        if segment == b"legacy":
+            # POST /legacy is the upload URL.
+            self.also_allowed = (b"POST",)
 
     def render_GET(self, request) -> bytes:
         try:
@@ -217,8 +215,6 @@ class ProjectShortcut(Resource):
         except UnicodeDecodeError:
             name = ""
         if not is_valid(name) or request.postpath not in ([], [b""]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         up = "../" if request.postpath == [b""] else ""
         return redirect(request, f"{up}simple/{normalize(name)}/", http.SEE_OTHER)
-
-    render_HEAD = render_GET

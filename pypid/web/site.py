@@ -13,21 +13,51 @@ from typing import Optional
 from urllib.parse import parse_qs
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.python.failure import Failure
+from twisted.web import http, server
+from twisted.web.error import UnsupportedMethod
+from twisted.web.resource import Resource
+
+from pypid.web.errors import (
+    HTTPError,
+    error_page,
+    internal_error,
+    method_not_allowed,
+    raw_response,
+)
 
 from pypid.ops.logs import AccessEntry, access_logger, emit_access
 from pypid.web.proxy import TrustedProxies
+from pypid.web.resource import allowed_methods
 from pypid.web.forwarded import ForwardedRequestMixin
 from pypid.ops.metrics import UPLOADS
 from pypid.web.metricspage import record_request
 
 _audit = Logger(namespace="pypid.audit")
+_log = Logger()
 
 #: Bodies smaller than this stay in memory (Twisted's own threshold).
 MEMORY_BODY = 100_000
 #: After refusing an over-large body, keep reading (and dropping) it this
 #: long so the client can see the 413 before the connection closes.
 LINGER_SECONDS = 5.0
+
+
+#: The methods this server answers somewhere (the C{Allow} of C{OPTIONS *}).
+SERVER_METHODS = (b"GET", b"HEAD", b"POST")
+
+
+def _no_head(resrc) -> bool:
+    """
+    Whether a Twisted resource's default C{HEAD} would fail: it calls a
+    C{render_GET} the resource does not have.
+    """
+    return (
+        isinstance(resrc, Resource)
+        and type(resrc).render is Resource.render
+        and getattr(resrc, "render_GET", None) is None
+        and getattr(type(resrc), "render_HEAD", None) is Resource.render_HEAD
+    )
 
 
 class _Discard:
@@ -80,6 +110,10 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         return getattr(getattr(self.channel, "site", None), "max_body_size", None)
 
     def gotLength(self, length) -> None:
+        bad = self._bad_head()
+        if bad is not None:
+            self._refuse_body(bad, http.BAD_REQUEST, upload=False)
+            return
         limit = self._limit()
         if limit is not None and length is not None and length > limit:
             self._refuse_body(
@@ -112,31 +146,100 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
             return
         self.content.write(data)
 
-    def _refuse_body(self, message: str, code: int = 413, headers: tuple = ()) -> None:
-        """Answer now (413 by default), drop the body, and close the connection soon."""
+    def _refuse_body(self, message: str, code: int = 413, headers: tuple = (), upload: bool = True) -> None:
+        """
+        Answer now (413 by default) with L{raw_response}'s bytes, drop the
+        body, and close the connection soon. C{upload}: the refusal is of
+        an upload (the audit log and the upload metrics count it).
+        """
         self._body_refused = True
         # No "100 Continue" after our final answer.
         self.requestHeaders.removeHeader(b"expect")
         old, self.content = getattr(self, "content", None), _Discard()
         if old is not None:
             old.close()
-        body = (message + "\n").encode("utf-8")
-        # The whole message as the reason phrase too: twine shows only that.
-        phrase = " ".join(message.split())[:300].encode("latin-1", "replace")
         transport = self.channel.transport
-        extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-        transport.write(
-            b"HTTP/1.1 %d " % code + phrase + b"\r\n" + extra +
-            b"Content-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
-        )
+        head_only = getattr(self.channel, "_command", b"") == b"HEAD"
+        transport.write(raw_response(HTTPError(code, message, headers), head_only))
         site = getattr(self.channel, "site", None)
         if site is not None:
-            site.bodyRefused(self, message, code)
+            site.bodyRefused(self, message, code, upload)
         reactor = getattr(site, "reactor", None)
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self._linger = reactor.callLater(LINGER_SECONDS, transport.loseConnection)
+
+    def _bad_head(self) -> Optional[str]:
+        """
+        Why the request head must be refused, or None: an HTTP/1.1 request
+        names its one host in one C{Host} header (RFC 9112, 3.2), and no
+        request has two.
+        """
+        hosts = self.requestHeaders.getRawHeaders(b"host") or []
+        if len(hosts) > 1 or any(b"," in host for host in hosts):
+            return "Bad Request: more than one Host header."
+        if not hosts and getattr(self.channel, "_version", b"") == b"HTTP/1.1":
+            return "Bad Request: an HTTP/1.1 request needs a Host header."
+        return None
+
+    def render(self, resrc) -> None:
+        """
+        Ask C{resrc} to render itself; what it raises or answers wrongly is
+        answered by L{pypid.web.errors} (405 with C{Allow} for a method it
+        has no answer for, never Twisted's 501 or HTML pages).
+        """
+        try:
+            if self.method == b"HEAD" and _no_head(resrc):
+                raise UnsupportedMethod(allowed_methods(resrc))
+            body = resrc.render(self)
+        except UnsupportedMethod as e:
+            allowed = list(e.allowedMethods)
+            if b"GET" in allowed and b"HEAD" not in allowed:
+                allowed.append(b"HEAD")
+            if b"GET" not in allowed and b"HEAD" in allowed:
+                allowed.remove(b"HEAD")
+            body = error_page(self, method_not_allowed(self.method, allowed))
+        except HTTPError as e:
+            body = error_page(self, e)
+        except Exception:
+            body = internal_error(self, Failure())
+        if body is server.NOT_DONE_YET:
+            return
+        if not isinstance(body, bytes):
+            body = internal_error(self, Failure(TypeError(f"{resrc!r} answered {type(body).__name__}")))
+            if body is server.NOT_DONE_YET:
+                return
+        if self.method == b"HEAD":
+            if body:
+                self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(b"")
+        else:
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.write(body)
+        self.finish()
+
+    def processingFailed(self, reason):
+        """Anything that escaped rendering: logged, and a plain 500 (never Twisted's HTML page)."""
+        if self.finished:
+            _log.failure("request {uri} failed after its answer", reason, uri=self.uri)
+            return reason
+        body = internal_error(self, reason)
+        if body is not server.NOT_DONE_YET:
+            if body:
+                self.write(body)
+            self.finish()
+        return reason
+
+    def _handleStar(self) -> None:
+        """C{OPTIONS *}: 405 like OPTIONS anywhere; C{*} with any other method is malformed."""
+        if self.method == b"OPTIONS":
+            error = method_not_allowed(self.method, SERVER_METHODS)
+        else:
+            error = HTTPError(http.BAD_REQUEST, "Bad Request: the target * is for OPTIONS only.")
+        body = error_page(self, error)
+        if body:
+            self.write(body)
+        self.finish()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._body_refused:
@@ -220,8 +323,12 @@ class PypidSite(server.Site):
         answer = getattr(self.resource, "early_answer", None)
         return answer(method, uri, headers) if answer is not None else None
 
-    def bodyRefused(self, request, message: str, code: int = 413) -> None:
+    def bodyRefused(self, request, message: str, code: int = 413, upload: bool = True) -> None:
         client = getattr(request.getClientAddress(), "host", "-")
+        if not upload:
+            access_logger.warn("{client} request refused with {code}: {message}",
+                               client=client, code=code, message=message)
+            return
         access_logger.warn(
             "{client} request body refused with {code}: {message}", client=client, code=code, message=message
         )
