@@ -101,13 +101,13 @@ def raw_response(error: HTTPError, head_only: bool = False) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else answer.body)
 
 
-def method_not_allowed(method: bytes, allowed: Iterable[bytes]) -> HTTPError:
-    """405 for C{method}, with the C{Allow} header listing C{allowed}."""
+def method_not_allowed(allowed: Iterable[bytes]) -> HTTPError:
+    """405, with the C{Allow} header listing C{allowed}."""
     names = b", ".join(allowed)
-    shown = method.decode("latin-1")[:40]
+    # The same message for every method, so HEAD's length is GET's.
     return HTTPError(
         http.NOT_ALLOWED,
-        f"Method Not Allowed: {shown} is not answered here (allowed: {names.decode('latin-1')}).",
+        f"Method Not Allowed: this URL answers {names.decode('latin-1')}.",
         [(b"allow", names)],
     )
 

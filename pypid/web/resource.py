@@ -63,7 +63,7 @@ class PlainResource(Resource):
     def _dispatch(self, request):
         handler = self._handler(request.method)
         if handler is None:
-            raise method_not_allowed(request.method, allowed_methods(self, self.also_allowed))
+            raise method_not_allowed(allowed_methods(self, self.also_allowed))
         return handler(request)
 
     def _handler(self, method: bytes) -> Optional[Callable]:

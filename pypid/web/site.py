@@ -198,7 +198,7 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
                 allowed.append(b"HEAD")
             if b"GET" not in allowed and b"HEAD" in allowed:
                 allowed.remove(b"HEAD")
-            body = error_page(self, method_not_allowed(self.method, allowed))
+            body = error_page(self, method_not_allowed(allowed))
         except HTTPError as e:
             body = error_page(self, e)
         except Exception:
@@ -233,7 +233,7 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
     def _handleStar(self) -> None:
         """C{OPTIONS *}: 405 like OPTIONS anywhere; C{*} with any other method is malformed."""
         if self.method == b"OPTIONS":
-            error = method_not_allowed(self.method, SERVER_METHODS)
+            error = method_not_allowed(SERVER_METHODS)
         else:
             error = HTTPError(http.BAD_REQUEST, "Bad Request: the target * is for OPTIONS only.")
         body = error_page(self, error)

@@ -141,6 +141,6 @@ class RawResponseTests(SynchronousTestCase):
 
 class MethodNotAllowedTests(SynchronousTestCase):
     def test_allow_header(self) -> None:
-        error = method_not_allowed(b"PUT", [b"GET", b"HEAD"])
+        error = method_not_allowed([b"GET", b"HEAD"])
         self.assertEqual(error.code, 405)
         self.assertEqual(error.headers, ((b"allow", b"GET, HEAD"),))
