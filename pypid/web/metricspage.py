@@ -24,6 +24,7 @@ _FIXED = {
     b"metrics": "metrics",
     b"health": "health",
     b"favicon.ico": "favicon",
+    b"robots.txt": "robots",
 }
 
 

@@ -21,8 +21,9 @@ from pypid.web.jsonapi import PypiJSON
 from pypid.web.metricspage import MetricsPage
 from pypid.web.simple import SimpleRoot
 from pypid.web.errors import not_found, respond
-from pypid.web.resource import PlainResource
+from pypid.web.resource import NotFound, PlainResource
 from pypid.web.util import base_url, redirect
+from pypid.web.wellknown import Favicon, Robots
 from pypid.web.xmlrpc import XmlRpc
 
 
@@ -116,8 +117,11 @@ class WaitForIndex(Resource):
 class Root(PlainResource):
     """
     C{/}: the welcome page, with C{simple/}, C{packages/} and C{pypi/} below
-    it, the health endpoint, and C{/<project>} redirecting to
-    C{/simple/<project>/} so that the root URL works as an index URL.
+    it, the health endpoint, C{favicon.ico} and C{robots.txt}, C{/<project>}
+    redirecting to C{/simple/<project>/} so that the root URL works as an
+    index URL, and C{/<project>/json} answering what
+    C{/pypi/<project>/json} does (pypiserver's route, which MicroPython's
+    upip reads; it follows no redirect).
     """
 
     def __init__(
@@ -160,8 +164,10 @@ class Root(PlainResource):
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
         self.putChild(b"", Welcome(store, config))
-        if config.metrics:
-            self.putChild(b"metrics", MetricsPage(config.metrics_allow))
+        self.putChild(b"favicon.ico", Favicon())
+        self.putChild(b"robots.txt", Robots())
+        # Without --metrics, /metrics is no project shortcut either.
+        self.putChild(b"metrics", MetricsPage(config.metrics_allow) if config.metrics else NotFound())
         self._health = Health(store)
         self._wait = WaitForIndex(store)
 
@@ -180,12 +186,21 @@ class Root(PlainResource):
             return self.children[b"RPC2"] if self.store.ready else self._wait
         if request.method == b"POST" and path in (b"", b"legacy") and self._upload is not None:
             return self._upload
-        if path not in (b"", b"favicon.ico") and not self.store.ready:
+        if path not in _AT_ONCE and not self.store.ready:
             return self._wait
+        if path not in self.children and request.postpath in ([b"json"], [b"json", b""]):
+            # /<project>/json is /pypi/<project>/json (behind the same guard).
+            request.prepath.pop()
+            request.postpath = [path, *request.postpath]
+            return self.children[b"pypi"]
         return super().getChildWithDefault(path, request)
 
     def getChild(self, path: bytes, request) -> Resource:
         return ProjectShortcut(path)
+
+
+#: Answered without waiting for the first scan.
+_AT_ONCE = (b"", b"favicon.ico", b"robots.txt", b"metrics")
 
 
 def _is_xmlrpc(request) -> bool:

@@ -35,6 +35,8 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
     content_type = _negotiate(request)
     if content_type is None:
         raise HTTPError(http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
+    # For the access log: which clients read which API.
+    request.representation = "json" if content_type.endswith("+json") else "html"
     if key is None:
         if fallback is not None and fallback.lists_upstream:
             return fallback.serve_index(request, content_type)

@@ -356,4 +356,5 @@ class PypidSite(server.Site):
             request.sentLength,
             seconds,
             (request.getHeader(b"user-agent") or b"-").decode("latin-1"),
+            getattr(request, "representation", None),
         ))
