@@ -240,6 +240,35 @@ class FileSenderTests(SynchronousTestCase):
         self.assertIsNone(self.request.producer)
         self.assertTrue(self.fd_closed())
 
+    def test_one_chunk_in_flight(self):
+        """
+        While a file is sent the socket transport (under TLS too) pauses the
+        sender after every write; its limit comes back when the file is sent.
+        """
+
+        class Transport:
+            bufferSize = 65536
+
+        class TLS:
+            def __init__(self, transport):
+                self.transport = transport
+
+        class Channel:
+            pass
+
+        socket_transport = Transport()
+        self.request.channel = Channel()
+        self.request.channel.transport = TLS(socket_transport)
+        self.request.pause_after = 0
+        sender = FileSender(self.request, self.fd, 0, len(self.data))
+        sender.start()
+        self.assertEqual(socket_transport.bufferSize, 0)
+        self.assertLessEqual(CHUNK, 64 * 1024)
+        while not self.request.finished:
+            sender.resumeProducing()
+        self.assertEqual(b"".join(self.request.written), self.data)
+        self.assertEqual(socket_transport.bufferSize, 65536)
+
     def test_connection_lost(self):
         """stopProducing (or the request's end) closes the file; nothing more is written."""
         self.request.pause_after = 0
