@@ -25,6 +25,7 @@ from pypid.store.directory.scan import HASH_ALGORITHMS
 from pypid.store.directory.rescans import IndexService
 from pypid.store.directory.store import DirectoryStore
 from pypid.upstream import config as upstream_config
+from pypid.web import channel
 from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
@@ -97,6 +98,14 @@ class Options(OperationsOptions, usage.Options):
         ["ftp", None, None,
          "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
          "package directory; logins are checked against -P/--passwords (required)."],
+        ["max-connections", None, None,
+         f"Most HTTP connections served at once (default {channel.MAX_CONNECTIONS}, or what the "
+         "open-file limit allows: two files per connection). At the limit the connection idle "
+         "the longest is closed, or, all being busy, a new one is answered 503 with Retry-After."],
+        ["header-timeout", None, str(channel.HEADER_TIMEOUT),
+         "Seconds for a request's whole head (request line and headers), from its first byte."],
+        ["idle-timeout", None, str(channel.IDLE_TIMEOUT),
+         "Seconds a connection may wait for a request, and a client may leave an answer unread."],
     ]
     optFlags = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
@@ -164,6 +173,7 @@ class Options(OperationsOptions, usage.Options):
         self._check_uploads()
         self._check_hash_algo()
         self._check_numbers()
+        self._check_connections()
         self.check_operations()
         self["fallback"] = upstream_config.check(self)
         if self["state-dir"] is not None:
@@ -304,6 +314,42 @@ class Options(OperationsOptions, usage.Options):
                 raise usage.UsageError(f"--{name} must be a whole number of seconds, not {value!r}.")
             self[name] = number
 
+    def _check_connections(self) -> None:
+        """--max-connections against the open-file limit; the timeouts."""
+        import resource
+
+        try:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        except OSError:  # a seccomp filter may refuse even to tell
+            hard = resource.RLIM_INFINITY
+        room = None if hard == resource.RLIM_INFINITY else channel.connections_for(hard)
+        value = self["max-connections"]
+        if value is None:
+            self["max-connections"] = channel.MAX_CONNECTIONS if room is None else min(channel.MAX_CONNECTIONS, room)
+        else:
+            try:
+                number = int(value)
+                if number < 1:
+                    raise ValueError
+            except ValueError:
+                raise usage.UsageError(f"--max-connections must be a whole number of connections, not {value!r}.")
+            if room is not None and number > room:
+                raise usage.UsageError(
+                    f"--max-connections {number} needs {channel.files_needed(number)} open files, over the "
+                    f"hard limit of {hard} (LimitNOFILE= in a systemd unit, ulimit -Hn in a shell); "
+                    f"at most {room} connections fit."
+                )
+            self["max-connections"] = number
+        for name in ("header-timeout", "idle-timeout"):
+            value = self[name]
+            try:
+                seconds = float(value)
+                if not 0 < seconds < 86400:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise usage.UsageError(f"--{name} must be a number of seconds above 0, not {value!r}.")
+            self[name] = seconds
+
     def _check_ftp(self) -> None:
         if self["ftp"] is None:
             return
@@ -353,6 +399,9 @@ def makeService(options: Options, reactor=None) -> IService:
         reactor=reactor,
         max_body_size=options["max-upload-size"],
         spool_dir=options["spool"],
+        max_connections=options["max-connections"],
+        header_timeout=options["header-timeout"],
+        idle_timeout=options["idle-timeout"],
     )
     site.trusted_proxies = options["trusted-proxies"]
     site.record_metrics = options["metrics"]

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
+from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 
@@ -27,6 +28,16 @@ from pypid.web.errors import (
 )
 
 from pypid.ops.logs import AccessEntry, access_logger, emit_access
+from pypid.web.channel import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    ConnectionLimit,
+    Overflow,
+    PypidChannel,
+    Throttled,
+    files_needed,
+    raise_open_files,
+)
 from pypid.web.proxy import TrustedProxies
 from pypid.web.resource import allowed_methods
 from pypid.web.forwarded import ForwardedRequestMixin
@@ -281,6 +292,10 @@ class PypidSite(server.Site):
     #: them the cheap way when it can).
     access_sink = staticmethod(emit_access)
 
+    #: Overflow connections (answered 503) read their request head only
+    #: while there are fewer than this many; past it they are answered at once.
+    OVERFLOW_READING = 64
+
     def __init__(
         self,
         resource,
@@ -288,9 +303,20 @@ class PypidSite(server.Site):
         reactor=None,
         max_body_size: Optional[int] = None,
         spool_dir: Optional[str] = None,
+        max_connections: Optional[int] = None,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
         **kwargs,
     ) -> None:
+        kwargs.setdefault("timeout", idle_timeout)
         super().__init__(resource, *args, reactor=reactor, **kwargs)
+        #: Seconds for a whole request head (L{pypid.web.channel}).
+        self.header_timeout = header_timeout
+        #: At most this many connections at once (None: no limit).
+        self.connection_limit = ConnectionLimit(max_connections) if max_connections else None
+        self._overflowing = 0
+        self.head_timeouts = Throttled("closed a connection whose request head did not arrive within {seconds} s")
+        self.stalled_answers = Throttled("cut a connection that read none of its answer for {seconds} s")
         #: Largest request body accepted (None: no limit).
         self.max_body_size = max_body_size
         #: Where large bodies are spooled (None: the system's temp directory).
@@ -298,7 +324,27 @@ class PypidSite(server.Site):
         #: directory, so the file lands there by rename.
         self.spool_dir = spool_dir
 
+    def startFactory(self) -> None:
+        super().startFactory()
+        if self.connection_limit is not None:
+            maximum = self.connection_limit.maximum
+            try:
+                raised = raise_open_files(files_needed(maximum))
+            except (OSError, ValueError) as e:
+                _log.warn("could not raise the open-file limit for {maximum} connections: {error}",
+                          maximum=maximum, error=e)
+            else:
+                if raised is not None:
+                    _log.info("open-file limit raised from {old} to {new} for --max-connections {maximum}",
+                              old=raised[0], new=raised[1], maximum=maximum)
+
+    def protocol(self):
+        """pypid's channel (L{PypidChannel}) in Twisted's HTTP/1.1-or-2 wrapper."""
+        return _GenericHTTPChannelProtocol(PypidChannel())
+
     def buildProtocol(self, addr):
+        if self.connection_limit is not None and not self.connection_limit.admit():
+            return self._overflow()
         protocol = super().buildProtocol(addr)
         channel = getattr(protocol, "_channel", None)
         if channel is not None and hasattr(channel, "getHost"):
@@ -307,6 +353,16 @@ class PypidSite(server.Site):
             # cannot change while the connection lives.
             channel.getHost = _remembered(channel.getHost)
         return protocol
+
+    def _overflow(self) -> Overflow:
+        """A connection over the limit, answered 503 (at once when many are)."""
+        self._overflowing += 1
+
+        def gone() -> None:
+            self._overflowing -= 1
+
+        wait = Overflow.WAIT if self._overflowing <= self.OVERFLOW_READING else 0
+        return Overflow(self.reactor, wait, gone)
 
     def getContentFile(self, length: Optional[int]):
         """Small bodies in memory; others in an anonymous temporary file."""
