@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 from twisted.web import http
+from twisted.web.server import NOT_DONE_YET
 
 from pypid.index.negotiate import accepts_gzip
 from pypid.index.pages import Page
 from pypid.web.errors import HTTPError, error_page
+from pypid.web.send import PAGE_CHUNK, BytesSender
 
 #: Cache-Control of index pages: always revalidate, so uploads show at once.
 REVALIDATE = b"max-age=0, must-revalidate"
@@ -97,7 +99,14 @@ def serve_page(
         return b""
     assert body is not None
     request.setHeader(b"content-length", b"%d" % len(body))
-    return b"" if request.method == b"HEAD" else body
+    if request.method == b"HEAD":
+        return b""
+    if len(body) > PAGE_CHUNK:
+        # Not written whole: every connection would hold a copy until it
+        # has taken it all.
+        BytesSender(request, body).start()
+        return NOT_DONE_YET
+    return body
 
 
 def not_modified_since(request, last_modified: float) -> bool:

@@ -247,3 +247,24 @@ def test_over_the_connection_limit(start_server, packages_with_big_file):
     log = server.log()
     assert "connection limit (20) reached: closed the connection idle the longest" in log
     assert "connection limit (20) reached and every connection busy: answered 503" in log
+
+
+def test_stalled_readers_of_a_large_page(start_server, packages):
+    """
+    A large page (a 1 MiB JSON document here) is written 128 KiB at a time:
+    a client that reads none of it holds at most that (it held a copy of the
+    whole page: Twisted joins headers and body into one buffer).
+    """
+    write_dist(str(packages), wheel_bytes("big-doc", "1.0", summary="y" * 2**20))
+    server = start_server("--no-access-log", str(packages))
+    pid = server.process.pid
+    status, _, body = server.get("pypi/big-doc/json")
+    assert status == 200 and len(body) > 2**20
+    before = settled_rss(pid)
+    sockets = stalled_downloads(server.port, "/pypi/big-doc/json", 100)
+    try:
+        per_reader = (settled_rss(pid) - before) / 100
+        assert per_reader <= 160, f"{per_reader:.1f} KiB per stalled reader of a 1 MiB page"
+    finally:
+        for s in sockets:
+            s.close()
