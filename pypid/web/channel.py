@@ -198,6 +198,21 @@ class PypidChannel(http.HTTPChannel):
         else:
             super().timeoutConnection()
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """A malformed request head: Twisted's bare 400, with a reason, and 431 for a too large one."""
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            error = HTTPError(431, f"Request Header Fields Too Large: the request head is over "
+                                   f"{self.totalHeadersSize} bytes.")
+        else:
+            error = HTTPError(http.BAD_REQUEST, "Bad Request: a malformed request line, header or length.")
+        self.transport.write(raw_response(error))
+        self.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """One request line or header longer than the whole head may be."""
+        self._receivedHeaderSize = self.totalHeadersSize + 1
+        self._respondToBadRequestAndDisconnect()
+
     def _close_soon(self) -> None:
         """Close now; cut it if the client does not let it close (as Twisted's timeout does)."""
         if self.abortTimeout is not None:

@@ -108,3 +108,22 @@ def test_host_is_required_once(server):
     # An empty Host (a target without authority) is allowed.
     assert request(server.port, "GET", "/simple/", headers=[("Host", "")]).status == 200
     assert "request refused with 400: Bad Request: an HTTP/1.1 request needs a Host header." in server.log()
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET /simple/\r\n\r\n", 400),
+    (b"GET /simple/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+    (b"GET /simple/ HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"GET /simple/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    (b"GET /simple/ HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-Many-%d: %s\r\n" % (i, b"a" * 1000) for i in range(20))
+     + b"\r\n", 431),
+], ids=["no-version", "no-colon", "bad-length", "bad-chunk", "long-line", "long-head"])
+def test_malformed_heads_get_a_plain_answer(server, head, status):
+    """What Twisted's parser refuses is answered like every error: status, reason, text body."""
+    from tests.rawhttp import exchange, parse
+
+    answer = parse(exchange(server.port, head))
+    assert answer.status == status
+    assert answer.header("content-type") == "text/plain; charset=utf-8"
+    assert answer.body and answer.header("content-length") == str(len(answer.body))
