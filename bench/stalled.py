@@ -80,11 +80,12 @@ def start(directory: str, pythonpath: str, extra: list[str]) -> tuple[subprocess
     raise SystemExit("pypid did not start")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
     """User and system CPU time of C{pid} so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def throughput(url: str, downloads: int) -> float:
@@ -126,11 +127,13 @@ def main() -> None:
         process, port = start(directory, args.pythonpath, args.pypid_args)
         try:
             url = f"http://127.0.0.1:{port}{path}"
-            cpu = cpu_seconds(process.pid)
+            user, system = cpu_seconds(process.pid)
             rate = throughput(url, args.downloads)
-            cpu = (cpu_seconds(process.pid) - cpu) / (args.downloads * args.size_mb / 1024)
-            print(f"throughput: {rate:.0f} MiB/s (median of {args.downloads} downloads of {args.size_mb} MiB), "
-                  f"pypid CPU {cpu:.2f} s per GiB sent")
+            gib = args.downloads * args.size_mb / 1024
+            user_after, system_after = cpu_seconds(process.pid)
+            print(f"throughput: {rate:.0f} MiB/s (median of {args.downloads} downloads of {args.size_mb} MiB); "
+                  f"pypid CPU per GiB sent: {(user_after - user) / gib:.2f} s user, "
+                  f"{(system_after - system) / gib:.2f} s system (loopback delivery included)")
             before = settle(process.pid)
             sockets = stalled(port, path, args.clients)
             after = settle(process.pid)

@@ -268,3 +268,19 @@ def test_stalled_readers_of_a_large_page(start_server, packages):
     finally:
         for s in sockets:
             s.close()
+
+
+def test_large_download_is_whole_and_logged_whole(start_server, packages_with_big_file):
+    """Sent by sendfile(2) and through the transport in turns: every byte, in order, all in the access log."""
+    packages, path = packages_with_big_file
+    server = start_server(str(packages))
+    data = (packages / os.path.basename(path)).read_bytes()
+    for _ in range(3):
+        with urllib.request.urlopen(server.url + path.lstrip("/"), timeout=30) as response:
+            assert response.read() == data
+    request = urllib.request.Request(server.url + path.lstrip("/"), headers={"Range": "bytes=1000001-"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 206 and response.read() == data[1000001:]
+    log = server.log()
+    assert log.count(f'"GET {path} HTTP/1.1" 200 {len(data)} ') == 3
+    assert f'"GET {path} HTTP/1.1" 206 {len(data) - 1000001} ' in log
