@@ -25,6 +25,7 @@ from pypid.store.directory.scan import HASH_ALGORITHMS
 from pypid.store.directory.rescans import IndexService
 from pypid.store.directory.store import DirectoryStore
 from pypid.upstream import config as upstream_config
+from pypid.counts import counted
 from pypid.web import channel
 from pypid.web.files import download_cache_control
 from pypid.web.root import Root, WebConfig
@@ -337,7 +338,7 @@ class Options(OperationsOptions, usage.Options):
                 raise usage.UsageError(
                     f"--max-connections {number} needs {channel.files_needed(number)} open files, over the "
                     f"hard limit of {hard} (LimitNOFILE= in a systemd unit, ulimit -Hn in a shell); "
-                    f"at most {room} connections fit."
+                    f"at most {counted(room, 'connection')} fit."
                 )
             self["max-connections"] = number
         for name in ("header-timeout", "idle-timeout"):

@@ -347,7 +347,7 @@ class Fallback:
             self._evict()
         finally:
             self.lru.unpin(path)
-        self.log.info("cached {url} ({size} bytes)", url=url, size=size)
+        self.log.info("cached {url} ({bytes})", url=url, size=size, bytes=counted(size, "byte"))
         return path
 
     def _evict(self) -> None:

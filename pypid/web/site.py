@@ -27,6 +27,7 @@ from pypid.web.errors import (
     raw_response,
 )
 
+from pypid.counts import counted
 from pypid.ops.logs import AccessEntry, access_logger, emit_access
 from pypid.web.channel import (
     HEADER_TIMEOUT,
@@ -128,8 +129,8 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         limit = self._limit()
         if limit is not None and length is not None and length > limit:
             self._refuse_body(
-                f"Request Entity Too Large: {length} bytes, over this server's limit of "
-                f"{limit} bytes (--max-upload-size)."
+                f"Request Entity Too Large: {counted(length, 'byte')}, over this server's limit of "
+                f"{counted(limit, 'byte')} (--max-upload-size)."
             )
             return
         # An answer known from the headers alone (an upload without the
@@ -152,7 +153,7 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         if limit is not None and self._body_received > limit:
             self._refuse_body(
                 f"Request Entity Too Large: the body is over this server's limit of "
-                f"{limit} bytes (--max-upload-size)."
+                f"{counted(limit, 'byte')} (--max-upload-size)."
             )
             return
         self.content.write(data)
