@@ -203,6 +203,9 @@ def makeService(options: Options, reactor=None) -> IService:
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
         spool_dir=config.feed.spool,
+        max_connections=config.web.max_connections,
+        header_timeout=config.web.header_timeout,
+        idle_timeout=config.web.idle_timeout,
     )
     site.trusted_proxies = TrustedProxies.parse(config.web.trusted_proxies)
     site.record_metrics = config.web.metrics

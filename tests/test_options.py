@@ -125,3 +125,53 @@ class SpoolTests(SynchronousTestCase):
         self.assertIsInstance(spooler, SpoolService)
         spooler.startService()
         self.assertTrue(os.path.isdir(spool))
+
+
+class ConnectionOptionsTests(SynchronousTestCase):
+    """--max-connections, --header-timeout and --idle-timeout."""
+
+    def setUp(self):
+        import resource
+
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def test_defaults(self):
+        from pypid.web import channel
+
+        web = parse(self.dir).config.web
+        self.assertEqual(web.header_timeout, channel.HEADER_TIMEOUT)
+        self.assertEqual(web.idle_timeout, channel.IDLE_TIMEOUT)
+        self.assertGreaterEqual(web.max_connections, 1)
+        self.assertLessEqual(web.max_connections, channel.MAX_CONNECTIONS)
+        import resource
+
+        if self.hard != resource.RLIM_INFINITY and self.hard > channel.files_needed(1):
+            self.assertLessEqual(channel.files_needed(web.max_connections), self.hard)
+
+    def test_values(self):
+        web = parse("--max-connections", "10", "--header-timeout", "2.5", "--idle-timeout", "30", self.dir).config.web
+        self.assertEqual((web.max_connections, web.header_timeout, web.idle_timeout), (10, 2.5, 30.0))
+
+    def test_bad_values(self):
+        for args in (["--max-connections", "0"], ["--max-connections", "many"], ["--header-timeout", "0"],
+                     ["--idle-timeout", "-1"], ["--idle-timeout", "soon"]):
+            e = self.assertRaises(usage.UsageError, parse, *args, self.dir)
+            self.assertIn(args[0], str(e))
+
+    def test_over_the_open_file_limit(self):
+        """More connections than the hard open-file limit can hold is a clear error naming LimitNOFILE."""
+        import resource
+
+        if self.hard == resource.RLIM_INFINITY:
+            raise self.skipTest("no hard limit of open files here")
+        e = self.assertRaises(usage.UsageError, parse, "--max-connections", str(self.hard), self.dir)
+        self.assertIn("LimitNOFILE", str(e))
+
+    def test_site_gets_them(self):
+        service = tap.makeService(parse("--max-connections", "7", "--header-timeout", "3", "--idle-timeout", "40",
+                                        "--port", "tcp:0", self.dir), MemoryReactorClock())
+        site = service.getServiceNamed("web-0").factory
+        self.assertEqual(site.connection_limit.maximum, 7)
+        self.assertEqual((site.header_timeout, site.timeOut), (3.0, 40.0))

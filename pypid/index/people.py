@@ -15,6 +15,7 @@ from urllib.parse import quote
 from packaging.version import InvalidVersion, Version
 
 from pypid import __version__
+from pypid.counts import counted
 from pypid.index.model import DistFile, Project
 from pypid.index.pypijson import release_files
 from pypid.index.search import Entry, release_summary
@@ -47,9 +48,9 @@ def human_size(size: int) -> str:
     value = float(size)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+            return counted(size, "byte") if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} bytes"
+    return counted(size, "byte")
 
 
 def when(mtime_ns: int) -> str:
@@ -57,10 +58,11 @@ def when(mtime_ns: int) -> str:
     return datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _page(title: str, up: str, query: str, body: Iterable[str]) -> bytes:
+def layout(title: str, up: str, query: str, body: Iterable[str]) -> bytes:
     """
-    A whole page. C{up} leads from the page to the index root (C{""},
-    C{"../"}, C{"../../"}).
+    A whole page with the header bar every page for people has (home,
+    all projects, search). C{up} leads from the page to the index root
+    (C{""}, C{"../"}, C{"../../"}).
     """
     parts = [
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
@@ -94,10 +96,10 @@ def _rows(entries: Iterable[Entry], up: str) -> list[str]:
 
 def projects_page(entries: list[Entry]) -> bytes:
     """C{/project/}: every project, by name."""
-    body = [f"<h1>All projects</h1>\n<p>{len(entries)} projects.</p>\n"]
+    body = [f"<h1>All projects</h1>\n<p>{counted(len(entries), 'project')}.</p>\n"]
     if entries:
         body.extend(_rows(entries, "../"))
-    return _page("All projects - pypid", "../", "", body)
+    return layout("All projects - pypid", "../", "", body)
 
 
 def search_page(query: str, results: list[Entry], total: int) -> bytes:
@@ -111,7 +113,7 @@ def search_page(query: str, results: list[Entry], total: int) -> bytes:
         noun = "project matches" if total == 1 else "projects match"
         body = [f"<h1>Search</h1>\n<p>{shown}{total} {noun} <strong>{escape(query)}</strong>.</p>\n"]
         body.extend(_rows(results, ""))
-    return _page(f"Search: {query} - pypid" if query.strip() else "Search - pypid", "", query, body)
+    return layout(f"Search: {query} - pypid" if query.strip() else "Search - pypid", "", query, body)
 
 
 def _version_key(version: str):
@@ -170,7 +172,7 @@ def project_page(project: Project, entry: Entry, base: str) -> bytes:
         )
         body.extend(_file_row(f) for f in files)
         body.append("</tbody>\n</table>\n")
-    return _page(f"{project.name} {entry.version} - pypid", "../../", "", body)
+    return layout(f"{project.name} {entry.version} - pypid", "../../", "", body)
 
 
 def not_found_page(name: str, suggestions: list[Entry]) -> bytes:
@@ -179,4 +181,4 @@ def not_found_page(name: str, suggestions: list[Entry]) -> bytes:
     if suggestions:
         body.append("<p>Similar names:</p>\n")
         body.extend(_rows(suggestions, "../../"))
-    return _page("Not found - pypid", "../../", name, body)
+    return layout("Not found - pypid", "../../", name, body)

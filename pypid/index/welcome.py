@@ -9,15 +9,8 @@ import re
 from html import escape
 
 from pypid import __version__
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;
-line-height:1.45;color:#1d1d1f}
-h1{margin-bottom:.2rem}h2{margin-top:2rem;font-size:1.15rem}
-pre{background:#f4f4f6;border:1px solid #ddd;border-radius:6px;padding:.7rem 1rem;overflow-x:auto}
-.muted{color:#666}a{color:#0a58ca}
-input[type=search]{padding:.3rem .5rem;width:18rem;font-size:1rem}button{padding:.3rem .8rem;font-size:1rem}
-"""
+from pypid.counts import plural
+from pypid.index.people import layout
 
 
 def render_welcome(
@@ -54,23 +47,15 @@ def render_welcome(
         )
         sections.append(("then", "twine upload -r pypid dist/*"))
     body = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
-        f"<title>pypid package index</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n",
         "<h1>pypid package index</h1>\n",
-        f'<p class="muted">pypid {escape(__version__)}</p>\n',
-        f"<p>This index holds <strong>{projects}</strong> projects in "
-        f"<strong>{files}</strong> files.</p>\n",
-        '<form action="search" method="get" role="search"><input type="search" name="q" '
-        'placeholder="Search projects" aria-label="Search projects"> '
-        '<button type="submit">Search</button></form>\n',
+        f"<p>This index holds <strong>{projects}</strong> {plural(projects, 'project')} in "
+        f"<strong>{files}</strong> {plural(files, 'file')}.</p>\n",
         '<p>Browse <a href="project/">all projects</a>, the <a href="simple/">simple index</a> '
         'or the <a href="packages/">list of files</a>.</p>\n',
     ]
     for title, text in sections:
         body.append(f"<h2>{title}</h2>\n<pre>{escape(text)}</pre>\n")
-    body.append("</body>\n</html>\n")
-    return "".join(body).encode("utf-8")
+    return layout("pypid package index", "", "", body)
 
 
 def render_template(template: str, base: str, files: int) -> bytes:

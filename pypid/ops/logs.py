@@ -114,13 +114,17 @@ class AccessEntry(NamedTuple):
     size: int
     seconds: float
     agent: str
+    #: Which representation of an index page was served: C{"json"} (PEP
+    #: 691) or C{"html"}; None for every other answer.
+    representation: Optional[str] = None
 
     @property
     def line(self) -> str:
-        return '%s "%s %s %s" %d %d %.1fms "%s"' % (
+        line = '%s "%s %s %s" %d %d %.1fms "%s"' % (
             self.client, self.method, self.uri, self.protocol,
             self.status, self.size, self.seconds * 1000, self.agent,
         )
+        return line if self.representation is None else f"{line} representation={self.representation}"
 
     def fields(self) -> dict:
         """The structured fields of the access event (JSON logs carry them)."""
@@ -133,6 +137,7 @@ class AccessEntry(NamedTuple):
             "size": self.size,
             "duration_ms": round(self.seconds * 1000, 3),
             "agent": self.agent,
+            **({} if self.representation is None else {"representation": self.representation}),
         }
 
 

@@ -22,6 +22,7 @@ from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
 from pypid import __version__
+from pypid.counts import counted
 from pypid.upstream.interfaces import IUpstream
 
 USER_AGENT = f"pypid/{__version__} (upstream fallback)"
@@ -231,7 +232,7 @@ class TreqUpstream:
             def check(download: Download) -> Download:
                 if expected is not None and download.length != expected:
                     raise DownloadError(
-                        f"the upstream sent {download.length} of {expected} bytes of {url}")
+                        f"the upstream sent {download.length} of {counted(expected, 'byte')} of {url}")
                 return download
 
             return d.addCallback(check)

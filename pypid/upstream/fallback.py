@@ -16,6 +16,7 @@ from typing import Optional
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 
+from pypid.counts import counted
 from pypid.ops import metrics
 from pypid.store.directory.body import FileBody
 from pypid.store.interfaces import IBody
@@ -115,8 +116,9 @@ class Fallback:
                 if path not in self.lru:
                     self.lru.add(path, size)
             self._evict()
-            self.log.info("upstream cache {directory}: {count} files, {size} bytes",
-                          directory=self.layout.directory, count=len(self.lru), size=self.lru.total)
+            self.log.info("upstream cache {directory}: {files}, {bytes}",
+                          directory=self.layout.directory, count=len(self.lru), size=self.lru.total,
+                          files=counted(len(self.lru), "file"), bytes=counted(self.lru.total, "byte"))
 
         return self._thread(cache.scan_files, self.layout).addCallback(found)
 
@@ -186,7 +188,8 @@ class Fallback:
                 # UpstreamError, or anything else an odd page makes the parser raise.
                 return self._stale(key, entry, f"unusable page: {e}")
             entry = PageEntry(project, Validators(response.etag, response.last_modified), now)
-            self.log.info("fetched upstream page {key}: {count} files", key=key, count=len(project.files))
+            self.log.info("fetched upstream page {key}: {files}", key=key, count=len(project.files),
+                          files=counted(len(project.files), "file"))
         self.pages[key] = entry
         self._quiet_until.pop(key, None)
         try:
@@ -366,7 +369,7 @@ class Fallback:
             self._evict()
         finally:
             self.lru.unpin(path)
-        self.log.info("cached {url} ({size} bytes)", url=url, size=size)
+        self.log.info("cached {url} ({bytes})", url=url, size=size, bytes=counted(size, "byte"))
         return path
 
     def _evict(self) -> None:
@@ -375,7 +378,8 @@ class Fallback:
         victims = self.lru.victims()
         if victims:
             cache.remove_files(victims)
-            self.log.info("evicted {count} files from the upstream cache", count=len(victims))
+            self.log.info("evicted {files} from the upstream cache", count=len(victims),
+                          files=counted(len(victims), "file"))
 
 
 def _size_if_file(path: str) -> Optional[int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from twisted.web import http
-from twisted.web.resource import Resource
+from pypid.web.resource import PlainResource
 
 from pypid.index import people as browse
 from pypid.store.interfaces import IPackageStore
@@ -66,7 +66,7 @@ def _send(request, page: Page, code: int = http.OK) -> bytes:
     return serve_page(request, page, HTML, vary=b"Accept-Encoding")
 
 
-class ProjectsRoot(Resource):
+class ProjectsRoot(PlainResource):
     """C{/project/} (every project) and C{/project/<name>/} (one)."""
 
     isLeaf = True
@@ -103,15 +103,13 @@ class ProjectsRoot(Resource):
         )
         return _send(request, page)
 
-    render_HEAD = render_GET
-
     def _missing(self, request, name: str) -> bytes:
         suggestions = self.cache.index.search(name, limit=10) if name else []
         page = make_page(browse.not_found_page(name, suggestions))
         return _send(request, page, http.NOT_FOUND)
 
 
-class SearchPage(Resource):
+class SearchPage(PlainResource):
     """C{/search?q=words}: projects by name and summary."""
 
     isLeaf = True
@@ -130,5 +128,3 @@ class SearchPage(Resource):
         found = self.cache.index.search(query)
         page = self.cache.page(("search", query), lambda: browse.search_page(query, found[:RESULTS], len(found)))
         return _send(request, page)
-
-    render_HEAD = render_GET

@@ -20,7 +20,6 @@ from twisted.web.http import (
     datetimeToString,
     stringToDatetime,
 )
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
@@ -30,11 +29,25 @@ from pypid.store.metadata import MetadataError
 from pypid.index.pages import PageCache
 from pypid.web.errors import respond
 from pypid.web.ranges import UNSATISFIABLE, parse_range
-from pypid.web.util import not_modified_since, redirect, render_later, serve_page, text_response
+from pypid.web.errors import error_page, not_found
+from pypid.web.resource import PlainResource
+from pypid.web.util import not_modified_since, redirect, serve_page, text_response
 
 #: Answers of up to this many bytes are read at once and written in one go;
-#: longer ones are streamed in reads of this size by a L{FileSender}.
-CHUNK = 256 * 1024
+#: longer ones are streamed by a L{FileSender}, which over TLS hands the
+#: connection one chunk of this size at a time: a client that reads nothing
+#: holds at most this much of pypid's memory (256 KiB chunks held 265 KiB
+#: per stalled reader; bench/stalled.py).
+CHUNK = 48 * 1024
+
+#: On a plain TCP connection the file goes from the page cache to the socket
+#: by sendfile(2), as much as the socket takes, up to this much per reactor
+#: turn (so one fast client does not hold up the others).
+SENDFILE_TURN = 1024 * 1024
+
+#: After sendfile(2), the piece handed to the transport to be woken up
+#: when the socket can take more: what a stalled reader then holds.
+SENDFILE_WAKE = 16 * 1024
 
 #: Last-Modified values, formatted once per distinct second. (The names above
 #: are imported one by one: attributes of twisted.web.http go through a
@@ -207,10 +220,16 @@ def _headers(request, status: int, first: int, count: int, size: int, content_ty
 class FileSender:
     """
     Streams C{count} bytes of an open file from C{offset} into a request,
-    one L{CHUNK} at a time, as fast as the connection takes them: a push
-    producer, paused and resumed by the transport, so that no more than a
-    chunk or two is ever held in memory. The file is closed when all is
-    sent or the connection is lost.
+    as fast as the connection takes them: a push producer, paused and
+    resumed by the transport. While it sends, the connection's buffer
+    limit is 0, so the transport pauses it after every write and resumes it
+    once the kernel has taken all: no more than one L{CHUNK} per connection
+    is ever held in memory. On a plain TCP connection, once the transport
+    has sent all it had, the file goes to the socket by sendfile(2) (no
+    copy through Python) until the socket is full or L{SENDFILE_TURN} is
+    sent; then one chunk is handed to the transport, which writes it when
+    the socket can take more and resumes the sender. The file is closed
+    when all is sent or the connection is lost.
     """
 
     def __init__(self, request, fd: int, offset: int, count: int) -> None:
@@ -220,8 +239,27 @@ class FileSender:
         self.remaining = count
         self.paused = False
         self._writing = False
+        self._transport = None
+        self._buffer_size = 0
+        #: The socket to sendfile() to (None: TLS, or no socket).
+        self._socket: Optional[int] = None
+        #: Whether the transport has sent all it was given (we were resumed).
+        self._drained = False
+        self._wrote = False
 
     def start(self) -> None:
+        # The socket's transport (below TLS, if any) decides when to pause.
+        transport = getattr(getattr(self.request, "channel", None), "transport", None)
+        while transport is not None and not hasattr(transport, "bufferSize"):
+            transport = getattr(transport, "transport", None)
+        if transport is not None:
+            self._transport, self._buffer_size = transport, transport.bufferSize
+            transport.bufferSize = 0
+            if transport is self.request.channel.transport and hasattr(os, "sendfile"):
+                try:
+                    self._socket = transport.fileno()
+                except (AttributeError, OSError):
+                    self._socket = None
         self.request.registerProducer(self, True)
         self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
         self.resumeProducing()
@@ -230,26 +268,34 @@ class FileSender:
         self.paused = True
 
     def resumeProducing(self) -> None:
+        if self.paused:
+            # The transport resumes us once it has sent all it had.
+            self._drained = True
         self.paused = False
         if self._writing:
             # Resumed from within our own write: the loop below goes on.
             return
         self._writing = True
         try:
+            if self._drained and self._socket is not None and self.fd is not None and self.remaining:
+                self._drained = False
+                if not self._sendfile():
+                    return
+            # The first write carries the headers; after it, with sendfile,
+            # the transport only needs a piece to wake us up with.
+            size = SENDFILE_WAKE if self._socket is not None and self._wrote else CHUNK
             while not self.paused and self.fd is not None and self.remaining:
                 try:
-                    data = os.pread(self.fd, min(CHUNK, self.remaining), self.offset)
+                    data = os.pread(self.fd, min(size, self.remaining), self.offset)
                 except OSError:
                     data = b""
                 if not data:
-                    # The file shrank under us: the promised length cannot
-                    # be kept, so the client must see the answer cut off.
-                    self._close()
-                    self.request.unregisterProducer()
-                    self.request.loseConnection()
+                    # The file shrank under us.
+                    self._cut()
                     return
                 self.offset += len(data)
                 self.remaining -= len(data)
+                self._wrote = True
                 self.request.write(data)
         finally:
             self._writing = False
@@ -257,6 +303,38 @@ class FileSender:
             self._close()
             self.request.unregisterProducer()
             self.request.finish()
+
+    def _sendfile(self) -> bool:
+        """
+        Send what the socket takes (up to L{SENDFILE_TURN}) straight from
+        the file; False when the answer has been cut.
+        """
+        turn = 0
+        while self.remaining and turn < SENDFILE_TURN:
+            try:
+                sent = os.sendfile(self._socket, self.fd, self.offset, min(self.remaining, SENDFILE_TURN - turn))
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                # The connection is gone (the transport will see it) or the
+                # file cannot be read: either way this answer ends here.
+                self._cut()
+                return False
+            if sent == 0:
+                # The file shrank under us.
+                self._cut()
+                return False
+            self.offset += sent
+            self.remaining -= sent
+            self.request.sentLength += sent
+            turn += sent
+        return True
+
+    def _cut(self) -> None:
+        """The promised length cannot be kept: the client must see the answer cut off."""
+        self._close()
+        self.request.unregisterProducer()
+        self.request.loseConnection()
 
     def stopProducing(self) -> None:
         """The connection is gone: stop, and let the file go."""
@@ -266,6 +344,9 @@ class FileSender:
         fd, self.fd = self.fd, None
         if fd is not None:
             os.close(fd)
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.bufferSize = self._buffer_size
 
 
 def redirect_elsewhere(request, url: str) -> bytes:
@@ -278,7 +359,7 @@ def redirect_elsewhere(request, url: str) -> bytes:
     return text_response(request, http.FOUND, "Found elsewhere")
 
 
-class Packages(Resource):
+class Packages(PlainResource):
     """C{/packages/...}: looked up in the index, so only listed files are served."""
 
     isLeaf = True
@@ -311,11 +392,9 @@ class Packages(Resource):
             return self._file(request, f, ".asc")
         return self._missing(request)
 
-    render_HEAD = render_GET
-
     @staticmethod
     def _missing(request) -> bytes:
-        return text_response(request, http.NOT_FOUND, "Not Found")
+        return error_page(request, not_found())
 
     def _file(self, request, f: DistFile, sidecar: str = ""):
         body = self.store.open(f, sidecar)
@@ -356,6 +435,4 @@ class Packages(Resource):
             return None
 
         d = self.store.readMetadata(f).addErrback(missing)
-        return render_later(
-            request, d, lambda raw: send(raw) if raw is not None else self._missing(request)
-        )
+        return d.addCallback(lambda raw: send(raw) if raw is not None else self._missing(request))

@@ -5,21 +5,21 @@ from __future__ import annotations
 from typing import Optional
 
 from twisted.internet.defer import succeed
-from twisted.web import http
-from twisted.web.resource import Resource
 
 from pypid.index import pypijson
 from pypid.store.interfaces import IPackageStore
 from pypid.store.metadata import MetadataError, parse_message
 from pypid.index.names import is_valid, normalize
 from pypid.index.pages import Page, make_page
-from pypid.web.util import base_url, redirect, render_later, serve_page, text_response
+from pypid.web.errors import not_found
+from pypid.web.resource import PlainResource
+from pypid.web.util import base_url, redirect, serve_page
 
 #: How many rendered documents to keep (they vary with the client's Host).
 CACHE_SIZE = 4096
 
 
-class PypiJSON(Resource):
+class PypiJSON(PlainResource):
     """The index-specific JSON API, in the shape the public index serves."""
 
     isLeaf = True
@@ -39,7 +39,7 @@ class PypiJSON(Resource):
         if segments and segments[-1] == "":
             segments.pop()
         if len(segments) not in (2, 3) or segments[-1] != "json" or not is_valid(segments[0]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         name = segments[0]
         key = normalize(name)
         version = segments[1] if len(segments) == 3 else None
@@ -49,9 +49,9 @@ class PypiJSON(Resource):
             return redirect(request, f"{up}{key}/{rest}")
         project = self.store.snapshot.get(key)
         if project is None:
-            return text_response(request, http.NOT_FOUND, f"Project {key!r} is not on this index.")
+            raise not_found(f"Project {key!r} is not on this index.")
         if version is not None and not pypijson.release_files(project, version):
-            return text_response(request, http.NOT_FOUND, f"{key} has no release {version!r}.")
+            raise not_found(f"{key} has no release {version!r}.")
         base = base_url(request)
         cache_key = (key, version, base)
         page = self._cache.get(cache_key)
@@ -77,6 +77,4 @@ class PypiJSON(Resource):
                 self._cache[cache_key] = built
             return serve_page(request, built, b"application/json")
 
-        return render_later(request, d, render)
-
-    render_HEAD = render_GET
+        return d.addCallback(render)

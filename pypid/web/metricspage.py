@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from twisted.web import http
-from twisted.web.resource import Resource
 
 from pypid.ops import metrics
 from pypid.web.proxy import TrustedProxies
 from pypid.web.forwarded import peer_of
-from pypid.web.util import text_response
+from pypid.web.errors import HTTPError, not_found
+from pypid.web.resource import PlainResource
 
 _FIXED = {
     b"packages": "packages",
@@ -24,6 +24,7 @@ _FIXED = {
     b"metrics": "metrics",
     b"health": "health",
     b"favicon.ico": "favicon",
+    b"robots.txt": "robots",
 }
 
 
@@ -60,7 +61,7 @@ def record_request(request, seconds: float) -> None:
     metrics.HTTP_SENT_BYTES.inc(request.sentLength or 0, route=route)
 
 
-class MetricsPage(Resource):
+class MetricsPage(PlainResource):
     """
     C{/metrics}: L{pypid.ops.metrics.REGISTRY} for clients in C{allow} (every
     client when C{allow} is empty); 403 for others. The client is the one
@@ -76,13 +77,11 @@ class MetricsPage(Resource):
 
     def render_GET(self, request) -> bytes:
         if request.postpath not in ([], [b""]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         if self.allow is not None and not self.allow.trusts(peer_of(request.getClientAddress())):
-            return text_response(request, http.FORBIDDEN, "Metrics are not available to this address (--metrics-allow).")
+            raise HTTPError(http.FORBIDDEN, "Metrics are not available to this address (--metrics-allow).")
         body = self.registry.render()
         request.setHeader(b"content-type", metrics.CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-length", b"%d" % len(body))
         return b"" if request.method == b"HEAD" else body
-
-    render_HEAD = render_GET

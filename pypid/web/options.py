@@ -1,7 +1,8 @@
 """
 The HTTP side on the command line: C{-p/--port}, C{--welcome},
 C{--health-endpoint}, C{--cache-control}, C{--trusted-proxy},
-C{--metrics} and C{--metrics-allow}; and the site, the endpoints and the
+C{--metrics}, C{--metrics-allow}, and the connection limits
+(C{--max-connections}, C{--header-timeout}, C{--idle-timeout}); and the site, the endpoints and the
 start-up line built from them.
 """
 
@@ -15,7 +16,9 @@ from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pypid.counts import counted
 from pypid.ops.values import endpoint_description, whole_seconds
+from pypid.web import channel
 
 DEFAULT_PORT = "tcp:8080"
 _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
@@ -43,6 +46,12 @@ class HttpConfig:
     metrics: bool = False
     #: C{--metrics-allow} networks (checked).
     metrics_allow: tuple[str, ...] = ()
+    #: Most HTTP connections served at once (C{--max-connections}).
+    max_connections: int = channel.MAX_CONNECTIONS
+    #: Seconds for a request's whole head (C{--header-timeout}).
+    header_timeout: float = channel.HEADER_TIMEOUT
+    #: Seconds a connection may idle, or leave an answer unread (C{--idle-timeout}).
+    idle_timeout: float = channel.IDLE_TIMEOUT
 
 
 class WebOptions(usage.Options):
@@ -55,6 +64,14 @@ class WebOptions(usage.Options):
         ["health-endpoint", None, "/health", "Path of the health endpoint."],
         ["cache-control", None, None,
          "Send 'Cache-Control: public, max-age=SECONDS' with package downloads."],
+        ["max-connections", None, None,
+         f"Most HTTP connections served at once (default {channel.MAX_CONNECTIONS}, or what the "
+         "open-file limit allows: two files per connection). At the limit the connection idle "
+         "the longest is closed, or, all being busy, a new one is answered 503 with Retry-After."],
+        ["header-timeout", None, str(channel.HEADER_TIMEOUT),
+         "Seconds for a request's whole head (request line and headers), from its first byte."],
+        ["idle-timeout", None, str(channel.IDLE_TIMEOUT),
+         "Seconds a connection may wait for a request, and a client may leave an answer unread."],
     ]
     optFlags = [
         ["metrics", None, "Serve Prometheus metrics at /metrics (to everyone unless --metrics-allow)."],
@@ -115,6 +132,7 @@ class WebOptions(usage.Options):
                     template = f.read()
             except (OSError, UnicodeDecodeError) as e:
                 raise usage.UsageError(f"cannot read --welcome file {welcome!r}: {e}")
+        max_connections, header_timeout, idle_timeout = self.check_connections()
         return HttpConfig(
             ports=tuple(self["ports"]) or (DEFAULT_PORT,),
             welcome_template=template,
@@ -123,7 +141,47 @@ class WebOptions(usage.Options):
             trusted_proxies=tuple(self["trusted-proxy"]),
             metrics=bool(self["metrics"] or allow),
             metrics_allow=tuple(allow),
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            idle_timeout=idle_timeout,
         )
+
+    def check_connections(self) -> tuple[int, float, float]:
+        """--max-connections against the open-file limit; the two timeouts."""
+        import resource
+
+        try:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        except OSError:  # a seccomp filter may refuse even to tell
+            hard = resource.RLIM_INFINITY
+        room = None if hard == resource.RLIM_INFINITY else channel.connections_for(hard)
+        value = self["max-connections"]
+        if value is None:
+            connections = channel.MAX_CONNECTIONS if room is None else min(channel.MAX_CONNECTIONS, room)
+        else:
+            try:
+                connections = int(value)
+                if connections < 1:
+                    raise ValueError
+            except ValueError:
+                raise usage.UsageError(f"--max-connections must be a whole number of connections, not {value!r}.")
+            if room is not None and connections > room:
+                raise usage.UsageError(
+                    f"--max-connections {connections} needs {channel.files_needed(connections)} open files, "
+                    f"over the hard limit of {hard} (LimitNOFILE= in a systemd unit, ulimit -Hn in a shell); "
+                    f"at most {counted(room, 'connection')} fit."
+                )
+        timeouts = []
+        for name in ("header-timeout", "idle-timeout"):
+            value = self[name]
+            try:
+                seconds = float(value)
+                if not 0 < seconds < 86400:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise usage.UsageError(f"--{name} must be a number of seconds above 0, not {value!r}.")
+            timeouts.append(seconds)
+        return connections, timeouts[0], timeouts[1]
 
 
 def check_health_endpoint(path: str) -> None:

@@ -20,7 +20,10 @@ from pypid.web.files import Packages
 from pypid.web.jsonapi import PypiJSON
 from pypid.web.metricspage import MetricsPage
 from pypid.web.simple import SimpleRoot
-from pypid.web.util import base_url, redirect, text_response
+from pypid.web.errors import not_found, respond
+from pypid.web.resource import NotFound, PlainResource
+from pypid.web.util import base_url, redirect
+from pypid.web.wellknown import Favicon, Robots
 from pypid.web.xmlrpc import XmlRpc
 
 
@@ -39,10 +42,11 @@ class WebConfig:
     metrics_allow: tuple = ()
 
 
-class Welcome(Resource):
-    """C{/}: the page for people."""
+class Welcome(PlainResource):
+    """C{/}: the page for people (C{POST /} goes to uploads and XML-RPC)."""
 
     isLeaf = True
+    also_allowed = (b"POST",)
 
     def __init__(self, store: IPackageStore, config: WebConfig) -> None:
         super().__init__()
@@ -51,7 +55,7 @@ class Welcome(Resource):
 
     def render_GET(self, request) -> bytes:
         if request.postpath not in ([], [b""]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         snapshot = self.store.snapshot
         base = base_url(request)
         if self.config.welcome_template is not None:
@@ -63,10 +67,8 @@ class Welcome(Resource):
         request.setHeader(b"content-length", b"%d" % len(body))
         return b"" if request.method == b"HEAD" else body
 
-    render_HEAD = render_GET
 
-
-class Health(Resource):
+class Health(PlainResource):
     """The health endpoint: 200 and a small JSON status."""
 
     isLeaf = True
@@ -91,8 +93,6 @@ class Health(Resource):
         request.setHeader(b"content-length", b"%d" % len(body))
         return b"" if request.method == b"HEAD" else body
 
-    render_HEAD = render_GET
-
 
 class WaitForIndex(Resource):
     """
@@ -107,22 +107,21 @@ class WaitForIndex(Resource):
         self.store = store
 
     def render(self, request):
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        def again(_) -> object:
+            request.process()
+            return NOT_DONE_YET
 
-        def again(_) -> None:
-            if not gone:
-                request.process()
-
-        self.store.whenReady().addCallback(again)
-        return NOT_DONE_YET
+        return respond(request, lambda: self.store.whenReady().addCallback(again))
 
 
-class Root(Resource):
+class Root(PlainResource):
     """
     C{/}: the welcome page, with C{simple/}, C{packages/} and C{pypi/} below
-    it, the health endpoint, and C{/<project>} redirecting to
-    C{/simple/<project>/} so that the root URL works as an index URL.
+    it, the health endpoint, C{favicon.ico} and C{robots.txt}, C{/<project>}
+    redirecting to C{/simple/<project>/} so that the root URL works as an
+    index URL, and C{/<project>/json} answering what
+    C{/pypi/<project>/json} does (pypiserver's route, which MicroPython's
+    upip reads; it follows no redirect).
     """
 
     def __init__(
@@ -165,8 +164,10 @@ class Root(Resource):
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
         self.putChild(b"", Welcome(store, config))
-        if config.metrics:
-            self.putChild(b"metrics", MetricsPage(config.metrics_allow))
+        self.putChild(b"favicon.ico", Favicon())
+        self.putChild(b"robots.txt", Robots())
+        # Without --metrics, /metrics is no project shortcut either.
+        self.putChild(b"metrics", MetricsPage(config.metrics_allow) if config.metrics else NotFound())
         self._health = Health(store)
         self._wait = WaitForIndex(store)
 
@@ -185,12 +186,21 @@ class Root(Resource):
             return self.children[b"RPC2"] if self.store.ready else self._wait
         if request.method == b"POST" and path in (b"", b"legacy") and self._upload is not None:
             return self._upload
-        if path not in (b"", b"favicon.ico") and not self.store.ready:
+        if path not in _AT_ONCE and not self.store.ready:
             return self._wait
+        if path not in self.children and request.postpath in ([b"json"], [b"json", b""]):
+            # /<project>/json is /pypi/<project>/json (behind the same guard).
+            request.prepath.pop()
+            request.postpath = [path, *request.postpath]
+            return self.children[b"pypi"]
         return super().getChildWithDefault(path, request)
 
     def getChild(self, path: bytes, request) -> Resource:
         return ProjectShortcut(path)
+
+
+#: Answered without waiting for the first scan.
+_AT_ONCE = (b"", b"favicon.ico", b"robots.txt", b"metrics")
 
 
 def _is_xmlrpc(request) -> bool:
@@ -202,7 +212,7 @@ def _is_xmlrpc(request) -> bool:
     )
 
 
-class ProjectShortcut(Resource):
+class ProjectShortcut(PlainResource):
     """C{/<project>} and C{/<project>/}: 303 to the project's simple page."""
 
     isLeaf = True
@@ -210,6 +220,9 @@ class ProjectShortcut(Resource):
     def __init__(self, segment: bytes) -> None:
         super().__init__()
         self.segment = segment
+        if segment == b"legacy":
+            # POST /legacy is the upload URL.
+            self.also_allowed = (b"POST",)
 
     def render_GET(self, request) -> bytes:
         try:
@@ -217,8 +230,6 @@ class ProjectShortcut(Resource):
         except UnicodeDecodeError:
             name = ""
         if not is_valid(name) or request.postpath not in ([], [b""]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         up = "../" if request.postpath == [b""] else ""
         return redirect(request, f"{up}simple/{normalize(name)}/", http.SEE_OTHER)
-
-    render_HEAD = render_GET

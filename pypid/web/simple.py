@@ -10,7 +10,9 @@ from twisted.web.resource import Resource
 from pypid.index.names import is_valid, normalize
 from pypid.index.negotiate import choose_content_type
 from pypid.index.pages import PageCache
-from pypid.web.util import redirect, serve_page, text_response
+from pypid.web.errors import HTTPError, not_found
+from pypid.web.resource import PlainResource
+from pypid.web.util import redirect, serve_page
 
 NOT_ACCEPTABLE = (
     "None of the media types in Accept can be served. This index serves "
@@ -32,7 +34,9 @@ def _negotiate(request) -> Optional[str]:
 def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes:
     content_type = _negotiate(request)
     if content_type is None:
-        return text_response(request, http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
+        raise HTTPError(http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
+    # For the access log: which clients read which API.
+    request.representation = "json" if content_type.endswith("+json") else "html"
     if key is None:
         if fallback is not None and fallback.lists_upstream:
             return fallback.serve_index(request, content_type)
@@ -44,13 +48,13 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
         if fallback is not None and (found is None or fallback.merges(key)):
             return fallback.serve_project(request, key, content_type)
         if found is None:
-            return text_response(request, http.NOT_FOUND, f"Project {key!r} is not on this index.")
+            raise not_found(f"Project {key!r} is not on this index.")
         page = found
     return serve_page(request, page, content_type.encode("ascii") + b"; charset=utf-8"
                       if content_type == "text/html" else content_type.encode("ascii"))
 
 
-class SimpleRoot(Resource):
+class SimpleRoot(PlainResource):
     """C{/simple}: redirects to C{/simple/}, whose children are projects."""
 
     def __init__(self, pages: PageCache, fallback=None) -> None:
@@ -66,10 +70,8 @@ class SimpleRoot(Resource):
     def render_GET(self, request) -> bytes:
         return redirect(request, "simple/")
 
-    render_HEAD = render_GET
 
-
-class ProjectList(Resource):
+class ProjectList(PlainResource):
     """C{/simple/}: every project, HTML or JSON."""
 
     isLeaf = True
@@ -81,13 +83,11 @@ class ProjectList(Resource):
 
     def render_GET(self, request) -> bytes:
         if request.postpath:
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         return _serve(request, self.pages, None, self.fallback)
 
-    render_HEAD = render_GET
 
-
-class ProjectPage(Resource):
+class ProjectPage(PlainResource):
     """C{/simple/<project>/}: one project's files, HTML or JSON."""
 
     isLeaf = True
@@ -104,7 +104,7 @@ class ProjectPage(Resource):
         except UnicodeDecodeError:
             name = ""
         if not is_valid(name) or request.postpath not in ([], [b""]):
-            return text_response(request, http.NOT_FOUND, "Not Found")
+            raise not_found()
         key = normalize(name)
         if not request.postpath:
             # /simple/Name -> /simple/name/ in one hop.
@@ -112,7 +112,5 @@ class ProjectPage(Resource):
         if key != name:
             return redirect(request, f"../{key}/")
         return _serve(request, self.pages, key, self.fallback)
-
-    render_HEAD = render_GET
 
 

@@ -14,7 +14,6 @@ from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.web import http
-from twisted.web.resource import Resource
 
 from pypid.store.interfaces import IPackageStore
 from pypid.index.names import is_normalized, is_valid
@@ -26,10 +25,15 @@ from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
 from pypid.store.interfaces import IBody
 from pypid.web.files import content_type_for, etag_for, send_file
-from pypid.web.util import redirect, render_later, serve_page, text_response
+from pypid.web.errors import error_page, not_found, respond
+from pypid.web.resource import PlainResource
+from pypid.web.util import redirect, serve_page
 
 
 CACHE, REDIRECT = "cache", "redirect"
+
+#: How upstream failures are answered.
+UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamUnavailable: http.BAD_GATEWAY}
 
 #: How many rendered upstream pages (per format) are kept in memory.
 RENDERED_PAGES = 512
@@ -37,16 +41,10 @@ RENDERED_PAGES = 512
 
 def render_async(request, d: Deferred, on_result: Callable[[object], object]) -> object:
     """
-    L{render_later} for upstream work: known failures become 404 and 502
+    L{respond} for upstream work: known failures become 404 and 502
     answers, and a client that leaves cancels only its own wait.
     """
-    return render_later(
-        request,
-        d,
-        on_result,
-        errors={NotOnUpstream: http.NOT_FOUND, UpstreamUnavailable: http.BAD_GATEWAY},
-        cancel_on_disconnect=True,
-    )
+    return respond(request, lambda: d.addCallback(on_result), UPSTREAM_ERRORS)
 
 
 class UpstreamWeb:
@@ -98,8 +96,7 @@ class UpstreamWeb:
     def serve_project(self, request, key: str, content_type: str) -> object:
         """Answer C{/simple/<key>/} for a name not local (or allowed to merge)."""
         if self.reserved(key):
-            return text_response(
-                request, http.NOT_FOUND, f"Project {key!r} is not on this index (reserved for local projects).")
+            raise not_found(f"Project {key!r} is not on this index (reserved for local projects).")
         if self.mode == REDIRECT:
             code = http.FOUND if request.clientproto == b"HTTP/1.0" else http.SEE_OTHER
             return redirect(request, self.url + key + "/", code)
@@ -109,8 +106,7 @@ class UpstreamWeb:
 
         def found(page) -> object:
             if page is None:
-                return text_response(
-                    request, http.NOT_FOUND, f"Project {key!r} is neither on this index nor upstream.")
+                raise not_found(f"Project {key!r} is neither on this index nor upstream.")
             return serve_page(request, page, ctype)
 
         d = self.fallback.project(key)
@@ -167,7 +163,7 @@ class UpstreamWeb:
         ).addCallback(keep)
 
 
-class UpstreamFiles(Resource):
+class UpstreamFiles(PlainResource):
     """C{/+upstream/<project>/<filename>[.metadata]}: cached upstream files."""
 
     isLeaf = True
@@ -197,11 +193,9 @@ class UpstreamFiles(Resource):
             return self._send(request, key, filename, body)
         return self._later(request, fallback.file(key, filename), key, filename)
 
-    render_HEAD = render_GET
-
     @staticmethod
     def _missing(request) -> bytes:
-        return text_response(request, http.NOT_FOUND, "Not Found")
+        return error_page(request, not_found())
 
     def _later(self, request, d: Deferred, key: str, filename: str, metadata: bool = False):
         """Send the body C{d} fires with; let it go unsent if the client has left."""

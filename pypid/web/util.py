@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping
 
-from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
 from pypid.index.negotiate import accepts_gzip
 from pypid.index.pages import Page
-
-log = Logger()
+from pypid.web.errors import HTTPError, error_page
+from pypid.web.send import PAGE_CHUNK, BytesSender
 
 #: Cache-Control of index pages: always revalidate, so uploads show at once.
 REVALIDATE = b"max-age=0, must-revalidate"
@@ -22,12 +19,11 @@ _HOST = re.compile(rb"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})
 
 
 def text_response(request, code: int, message: str) -> bytes:
-    """Set a plain-text error or status response and return its body."""
-    body = (message.rstrip("\n") + "\n").encode("utf-8")
-    request.setResponseCode(code)
-    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-    request.setHeader(b"content-length", b"%d" % len(body))
-    return b"" if request.method == b"HEAD" else body
+    """
+    An error answer, through L{pypid.web.errors.error_page} (for resources
+    that do not raise L{pypid.web.errors.HTTPError} yet).
+    """
+    return error_page(request, HTTPError(code, message))
 
 
 def redirect(request, location: str, code: int = http.MOVED_PERMANENTLY) -> bytes:
@@ -37,9 +33,12 @@ def redirect(request, location: str, code: int = http.MOVED_PERMANENTLY) -> byte
     """
     query = request.uri.partition(b"?")[2]
     target = location.encode("utf-8") + (b"?" + query if query else b"")
+    body = f"Redirecting to {location}\n".encode("utf-8")
     request.setResponseCode(code)
     request.setHeader(b"location", target)
-    return text_response(request, code, f"Redirecting to {location}")
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return b"" if request.method == b"HEAD" else body
 
 
 def host_of(request) -> bytes:
@@ -100,7 +99,14 @@ def serve_page(
         return b""
     assert body is not None
     request.setHeader(b"content-length", b"%d" % len(body))
-    return b"" if request.method == b"HEAD" else body
+    if request.method == b"HEAD":
+        return b""
+    if len(body) > PAGE_CHUNK:
+        # Not written whole: every connection would hold a copy until it
+        # has taken it all.
+        BytesSender(request, body).start()
+        return NOT_DONE_YET
+    return body
 
 
 def not_modified_since(request, last_modified: float) -> bool:
@@ -113,59 +119,3 @@ def not_modified_since(request, last_modified: float) -> bool:
     except (ValueError, IndexError, KeyError):
         return False
     return int(last_modified) <= since
-
-
-def render_later(
-    request,
-    d: Deferred,
-    on_result: Callable[[object], object],
-    errors: Mapping[type, int] = {},
-    cancel_on_disconnect: bool = False,
-) -> object:
-    """
-    Finish C{request} when C{d} fires: C{on_result(result)} sets the headers
-    and returns the body, or C{NOT_DONE_YET} when it finishes the request
-    itself. A failure whose type is in C{errors} is answered with that
-    status and its message; any other is logged and answered with a plain
-    500 without a traceback. Nothing is written once the client has gone,
-    and with C{cancel_on_disconnect} its leaving cancels C{d} (for a
-    single-flight observer: only its own wait).
-    """
-    gone: list[bool] = []
-
-    def left(_) -> None:
-        gone.append(True)
-        if cancel_on_disconnect:
-            d.cancel()
-
-    request.notifyFinish().addErrback(left)
-
-    def finish(body) -> None:
-        if body is NOT_DONE_YET:
-            return
-        if body and request.method != b"HEAD":
-            request.write(body)
-        request.finish()
-
-    def done(result: object) -> None:
-        if gone:
-            return
-        try:
-            body = on_result(result)
-        except Exception:
-            log.failure("rendering {uri} failed", uri=request.uri)
-            body = text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log.")
-        finish(body)
-
-    def failed(failure) -> None:
-        if gone:
-            return
-        for kind, code in errors.items():
-            if failure.check(kind):
-                finish(text_response(request, code, str(failure.value)))
-                return
-        log.failure("request {uri} failed", failure, uri=request.uri)
-        finish(text_response(request, http.INTERNAL_SERVER_ERROR, "Internal error; see the server log."))
-
-    d.addCallbacks(done, failed)
-    return NOT_DONE_YET

@@ -17,7 +17,7 @@ import xml.parsers.expat
 from typing import Any
 from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
 
-from twisted.web.resource import Resource
+from pypid.web.resource import PlainResource
 
 from pypid.index.search import SearchError
 from pypid.web.browse import BrowseCache
@@ -87,7 +87,7 @@ def fault(code: int, message: str) -> bytes:
     return dumps(Fault(code, message), methodresponse=True).encode("utf-8")
 
 
-class XmlRpc(Resource):
+class XmlRpc(PlainResource):
     """The XML-RPC endpoint (a leaf: C{/RPC2}, C{/pypi}, C{/pypi/})."""
 
     isLeaf = True

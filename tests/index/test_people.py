@@ -68,5 +68,5 @@ def test_pages_escape_and_link_relatively():
 
 
 def test_human_size():
-    assert [browse.human_size(n) for n in (0, 1023, 1536, 5 * 2**20, 3 * 2**30)] == [
-        "0 bytes", "1023 bytes", "1.5 KiB", "5.0 MiB", "3.0 GiB"]
+    assert [browse.human_size(n) for n in (0, 1, 1023, 1536, 5 * 2**20, 3 * 2**30)] == [
+        "0 bytes", "1 byte", "1023 bytes", "1.5 KiB", "5.0 MiB", "3.0 GiB"]

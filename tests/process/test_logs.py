@@ -182,3 +182,16 @@ class LoggingServiceTests(SynchronousTestCase):
             self.assertFalse(cheap, twistd)
         installed, cheap = self._parent("json", logger="pypid.logs.json_observer")
         self.assertFalse(cheap, "twistd uses --logger's observer, not ours")
+
+
+def test_access_entry_names_the_representation():
+    """An index page's line ends with the representation served; the event carries it as a field."""
+    from pypid.ops.logs import ACCESS_NAMESPACE, AccessEntry
+
+    entry = AccessEntry("127.0.0.1", "GET", "/simple/", "HTTP/1.1", 200, 10, 0.001, "uv/0.5", "json")
+    assert entry.line.endswith('"uv/0.5" representation=json')
+    assert entry.fields()["representation"] == "json"
+    events = []
+    Logger(namespace=ACCESS_NAMESPACE, observer=events.append).info("{line}", **entry.fields())
+    assert events[0]["representation"] == "json"
+    assert "representation" not in _entry("/packages/").fields()

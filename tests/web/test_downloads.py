@@ -311,6 +311,100 @@ class FileSenderTests(SynchronousTestCase):
         self.assertIsNone(self.request.producer)
         self.assertTrue(self.fd_closed())
 
+    def test_one_chunk_in_flight(self):
+        """
+        While a file is sent the socket transport (under TLS too) pauses the
+        sender after every write; its limit comes back when the file is sent.
+        """
+
+        class Transport:
+            bufferSize = 65536
+
+        class TLS:
+            def __init__(self, transport):
+                self.transport = transport
+
+        class Channel:
+            pass
+
+        socket_transport = Transport()
+        self.request.channel = Channel()
+        self.request.channel.transport = TLS(socket_transport)
+        self.request.pause_after = 0
+        sender = FileSender(self.request, self.fd, 0, len(self.data))
+        sender.start()
+        self.assertEqual(socket_transport.bufferSize, 0)
+        self.assertLessEqual(CHUNK, 64 * 1024)
+        while not self.request.finished:
+            sender.resumeProducing()
+        self.assertEqual(b"".join(self.request.written), self.data)
+        self.assertEqual(socket_transport.bufferSize, 65536)
+
+    def test_sendfile_on_a_socket(self):
+        """
+        On a plain socket, once the transport has sent all it had, the file
+        goes by sendfile(2) until the socket is full, then a chunk through
+        the transport: the client gets every byte, in order, and the
+        request counts them all.
+        """
+        import socket
+        import threading
+
+        data = os.urandom(3 * 2**20 + 17)
+        with open(self.path, "wb") as f:
+            f.write(data)
+        fd = os.open(self.path, os.O_RDONLY)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        ours.setblocking(False)
+        received: list = []
+
+        def read():
+            while chunk := theirs.recv(65536):
+                received.append(chunk)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+
+        class Transport:
+            bufferSize = 65536
+
+            def fileno(self):
+                return ours.fileno()
+
+        class Channel:
+            transport = Transport()
+
+        class Request(FakeRequest):
+            """A transport writing what it is given when the socket takes it, then resuming."""
+
+            channel = Channel()
+            sentLength = 0
+
+            def write(self, data):
+                self.sentLength += len(data)
+                self.written.append(data)
+                self.producer.pauseProducing()
+                ours.setblocking(True)
+                ours.sendall(data)
+                ours.setblocking(False)
+
+        request = Request()
+        sender = FileSender(request, fd, 10, len(data) - 20)
+        sender.start()
+        for _ in range(10000):
+            if request.finished:
+                break
+            sender.resumeProducing()
+        ours.shutdown(socket.SHUT_WR)
+        reader.join(10)
+        self.assertTrue(request.finished)
+        self.assertEqual(b"".join(received), data[10:-10])
+        self.assertEqual(request.sentLength, len(data) - 20)
+        self.assertLess(sum(map(len, request.written)), len(data) // 2, "most of it by sendfile")
+        self.assertEqual(Channel.transport.bufferSize, 65536)
+
     def test_connection_lost(self):
         """stopProducing (or the request's end) closes the file; nothing more is written."""
         self.request.pause_after = 0

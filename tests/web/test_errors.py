@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from pypid.web.errors import HTTPError, error_page, respond
+from pypid.web.errors import HTTPError, error_page, method_not_allowed, raw_response, respond
 
 
 def _request(method: bytes = b"GET") -> DummyRequest:
@@ -87,3 +87,60 @@ class RespondTests(SynchronousTestCase):
         self.assertEqual(cancelled, [True])
         self.assertEqual(request.written, [])
         self.assertEqual(request.finished, 0)
+
+    def test_work_waiting_on_another_deferred(self) -> None:
+        """A result that waits on a further Deferred is written when that one fires."""
+        request = _request()
+        inner: Deferred = Deferred()
+        outer: Deferred = Deferred()
+        outer.addCallback(lambda _: inner)
+        outer.callback(None)
+        self.assertIs(respond(request, lambda: outer), NOT_DONE_YET)
+        inner.callback(b"at last")
+        self.assertEqual(b"".join(request.written), b"at last")
+        self.assertEqual(request.finished, 1)
+
+    def test_later_http_error(self) -> None:
+        """An HTTPError that comes later is answered with its page."""
+        request = _request()
+        d: Deferred = Deferred()
+        respond(request, lambda: d)
+        d.errback(HTTPError(404, "Project 'x' is not on this index."))
+        self.assertEqual(request.responseCode, 404)
+        self.assertEqual(b"".join(request.written), b"Project 'x' is not on this index.\n")
+        self.assertEqual(request.finished, 1)
+
+    def test_not_bytes_is_a_plain_500(self) -> None:
+        """A resource answering something other than bytes is a logged plain 500."""
+        request = _request()
+        d: Deferred = Deferred()
+        respond(request, lambda: d)
+        d.callback(42)
+        self.assertEqual(request.responseCode, 500)
+        self.assertEqual(b"".join(request.written), b"Internal error; see the server log.\n")
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
+
+
+class RawResponseTests(SynchronousTestCase):
+    def test_raw_response_is_the_error_page(self) -> None:
+        """The bytes written outside a request carry the same status, headers and body."""
+        raw = raw_response(HTTPError(413, "Request Entity Too Large: 5 bytes", [(b"x-extra", b"1")]))
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        self.assertEqual(lines[0], b"HTTP/1.1 413 Request Entity Too Large: 5 bytes")
+        self.assertIn(b"cache-control: no-store", lines)
+        self.assertIn(b"connection: close", lines)
+        self.assertIn(b"x-extra: 1", lines)
+        self.assertIn(b"content-length: %d" % len(body), lines)
+        self.assertEqual(body, b"Request Entity Too Large: 5 bytes\n")
+
+    def test_head_only(self) -> None:
+        raw = raw_response(HTTPError(400, "Bad Request: no Host"), head_only=True)
+        self.assertTrue(raw.endswith(b"\r\n\r\n"))
+
+
+class MethodNotAllowedTests(SynchronousTestCase):
+    def test_allow_header(self) -> None:
+        error = method_not_allowed([b"GET", b"HEAD"])
+        self.assertEqual(error.code, 405)
+        self.assertEqual(error.headers, ((b"allow", b"GET, HEAD"),))
