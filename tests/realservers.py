@@ -324,7 +324,10 @@ class PostgresCluster:
                 "listen_addresses = '127.0.0.1'\n"
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{self.sockets}'\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                # Fast, yet a killed server keeps what it committed: fsync
+                # off (the OS's cache survives a process kill), commits
+                # wait for their WAL to be written.
+                "fsync = off\nsynchronous_commit = on\nfull_page_writes = off\n"
                 "max_connections = 60\nshared_buffers = 16MB\n"
                 "log_min_messages = warning\n"
             )
