@@ -154,7 +154,7 @@ class Root(PlainResource):
         }
         # Pages for people and XML-RPC search, from one search index.
         browse = BrowseCache(store)
-        children[b"project"] = ProjectsRoot(browse)
+        children[b"project"] = ProjectsRoot(browse, forms=config.uploads)
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)
         if upstream is not None and upstream.fallback is not None:
