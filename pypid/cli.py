@@ -29,6 +29,9 @@ commands:
   mirror -r REQUIREMENTS [--platform P] [--python-version V] [--index-url URL] DIR
                               download a requirements set and its dependencies
                               into DIR (pip download), ready to serve
+  yank [--url URL] [-u USER] [--reason TEXT] PROJECT VERSION|FILENAME ...
+                              yank a release or files (PEP 592) through the
+                              running index; 'unyank' undoes it
   version                     print pypid's version
 """
 
@@ -116,6 +119,18 @@ def mirror(argv: list[str]) -> int:
     return mirror_main(argv)
 
 
+def yank(argv: list[str]) -> int:
+    from pypid.feed.yankcli import main as yank_main
+
+    return yank_main("yank", argv)
+
+
+def unyank(argv: list[str]) -> int:
+    from pypid.feed.yankcli import main as yank_main
+
+    return yank_main("unyank", argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -130,6 +145,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "git-init": git_init,
     "update": update,
     "mirror": mirror,
+    "yank": yank,
+    "unyank": unyank,
     "version": version,
 }
 

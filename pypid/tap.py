@@ -20,6 +20,7 @@ from pypid.auth.options import AuthConfig, AuthOptions, acl_file
 from pypid.feed.audit import AuditLog
 from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
 from pypid.feed.publish import Publisher
+from pypid.feed.yank import Yanker
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
@@ -38,6 +39,7 @@ from pypid.web.proxy import TrustedProxies
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
 from pypid.web.upload import LegacyUpload, UploadPolicy
+from pypid.web.yankapi import YankAPI
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ def makeService(options: Options, reactor=None) -> IService:
         authenticator=authenticator if "update" in config.auth.actions else None,
     )
     upload = LegacyUpload(publisher, policy, threads)
+    # Yanks: the rights of uploads, the same audit log.
+    yanks = YankAPI(Yanker(store, publisher.authorize, audit), policy, threads)
 
     # The upstream fallback.
     cache_control = download_cache_control(config.web.cache_control, private="download" in config.auth.actions)
@@ -199,7 +203,7 @@ def makeService(options: Options, reactor=None) -> IService:
     )
     site = PypidSite(
         Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
-             upstream=upstream_web),
+             upstream=upstream_web, api=yanks),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
         spool_dir=config.feed.spool,

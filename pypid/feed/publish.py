@@ -110,11 +110,13 @@ class Publisher:
         self.record(event)
 
     @inlineCallbacks
-    def authorize(self, user: str, project: str):
+    def authorize(self, user: str, project: str, action: str = "upload"):
         """
-        Whether C{user} may upload to (or remove from) C{project}: fires with
-        L{None}, or fails with L{UploadError} 403. A first uploader who
-        becomes the owner is an audit line.
+        Whether C{user} may upload to C{project} (C{action} C{"upload"}),
+        or remove from it (C{"remove"}), or yank and unyank its files
+        (C{"yank"}); the ACL gives all three together. Fires with L{None},
+        or fails with L{UploadError} 403. A first uploader who becomes the
+        owner is an audit line.
         """
         if self.acl is None:
             return
@@ -214,7 +216,7 @@ class Publisher:
     def _remove(self, event, name, version):
         project = normalize(name)
         event.project, event.version = project, str(version)
-        yield self.authorize(event.user, project)
+        yield self.authorize(event.user, project, "remove")
         yield self.store.whenReady()
         listed = self.store.snapshot.get(project)
         files = [f for f in (listed.files if listed is not None else ()) if f.version == version]

@@ -25,7 +25,7 @@ _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 #: The first path segments pypid serves: a health endpoint under one of
 #: them would hide what is there.
 SERVED = ("simple", "packages", "pypi", "project", "search", "RPC2", "legacy", "metrics", "+upstream",
-          "favicon.ico", "robots.txt")
+          "+api", "favicon.ico", "robots.txt")
 
 log = Logger(namespace="pypid")
 

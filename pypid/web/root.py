@@ -132,6 +132,7 @@ class Root(PlainResource):
         upload: Optional[Resource] = None,
         protect: Optional[Callable[[bytes, Resource], Resource]] = None,
         upstream=None,
+        api: Optional[Resource] = None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -142,6 +143,8 @@ class Root(PlainResource):
         @param upstream: the upstream fallback, a
             L{pypid.web.upstreamfiles.UpstreamWeb}; in cache mode, cached upstream
             files are served under C{+upstream/} (C{+} is in no project name).
+        @param api: C{+api/}: the yank API (L{pypid.web.yankapi.YankAPI}),
+            which checks credentials itself.
         """
         super().__init__()
         self.store = store
@@ -163,6 +166,8 @@ class Root(PlainResource):
             children[b"+upstream"] = UpstreamFiles(upstream)
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
+        if api is not None:
+            self.putChild(b"+api", api)
         self.putChild(b"", Welcome(store, config))
         self.putChild(b"favicon.ico", Favicon())
         self.putChild(b"robots.txt", Robots())
