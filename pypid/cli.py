@@ -32,6 +32,8 @@ commands:
   yank [--url URL] [-u USER] [--reason TEXT] PROJECT VERSION|FILENAME ...
                               yank a release or files (PEP 592) through the
                               running index; 'unyank' undoes it
+  token create|list|revoke [--file FILE] ...
+                              API tokens of the file given to --tokens
   version                     print pypid's version
 """
 
@@ -131,6 +133,12 @@ def unyank(argv: list[str]) -> int:
     return yank_main("unyank", argv)
 
 
+def token(argv: list[str]) -> int:
+    from pypid.auth.tokencli import main as token_main
+
+    return token_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -147,6 +155,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "mirror": mirror,
     "yank": yank,
     "unyank": unyank,
+    "token": token,
     "version": version,
 }
 

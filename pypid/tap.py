@@ -163,9 +163,15 @@ def makeService(options: Options, reactor=None) -> IService:
     if config.auth.passwords is not None:
         from pypid.auth.logins import start_logins
 
-        logins, passwords = start_logins(config.auth.passwords, reactor)
+        logins, passwords = start_logins(config.auth.passwords, reactor, config.auth.tokens)
         attach(top, "passwords", passwords)
         authenticator = Authenticator(logins)
+        if logins.tokens is not None:
+            from pypid.auth.tokens import TokenUses
+
+            # Last-used times written in the reactor's pool (stopped after
+            # the services, so the last write at stop gets done).
+            attach(top, "tokens", TokenUses(logins.tokens, reactor, threads))
 
     # Uploads.
     root = config.directory.upload_root

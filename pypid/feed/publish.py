@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web import http
 
+from pypid.auth.tokens import scope_refusal
 from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name
 from pypid.index.names import normalize
@@ -116,8 +117,12 @@ class Publisher:
         or remove from it (C{"remove"}), or yank and unyank its files
         (C{"yank"}); the ACL gives all three together. Fires with L{None},
         or fails with L{UploadError} 403. A first uploader who becomes the
-        owner is an audit line.
+        owner is an audit line. A user logged in with an API token
+        (L{pypid.auth.tokens.TokenUser}) is also held to the token's scope.
         """
+        refusal = scope_refusal(user, project, action)
+        if refusal is not None:
+            raise UploadError(http.FORBIDDEN, refusal)
         if self.acl is None:
             return
         yield self.store.whenReady()

@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from pypid.auth.htpasswd import Busy
 from pypid.auth.logins import Logins, TooManyFailures
+from pypid.auth.tokens import refusal_text
 from pypid.web.errors import HTTPError, error_page
 from pypid.web.util import text_response
 
@@ -136,11 +137,18 @@ class Guard(Resource):
     log = Logger()
 
     def __init__(self, wrapped: Resource, authenticator: Authenticator,
-                 needs: Callable[[list], bool] = lambda postpath: True) -> None:
+                 needs: Callable[[list], bool] = lambda postpath: True,
+                 authorize: Optional[Callable[[object, str], Optional[HTTPError]]] = None) -> None:
+        """
+        @param authorize: C{authorize(request, user)}: the error to answer a
+            logged-in user with (403: an API token's scope does not cover
+            the request), or L{None} to let the request through.
+        """
         super().__init__()
         self.wrapped = wrapped
         self.authenticator = authenticator
         self.needs = needs
+        self.authorize = authorize
 
     def render(self, request):
         if not self.needs(list(request.postpath)):
@@ -154,6 +162,10 @@ class Guard(Resource):
             if user is None:
                 self._finish(request, self.authenticator.challenge(request))
                 return
+            refusal = self.authorize(request, user) if self.authorize is not None else None
+            if refusal is not None:
+                self._finish(request, error_page(request, refusal))
+                return
             request.pypid_user = user
             self._through(request)
 
@@ -166,7 +178,7 @@ class Guard(Resource):
             if not failure.check(UnauthorizedLogin, LoginFailed):
                 self.log.failure("authentication failed", failure)
             self._finish(request, self.authenticator.challenge(
-                request, "Unauthorized: wrong user name or password."))
+                request, refusal_text(failure.value, "Unauthorized: wrong user name or password.")))
 
         self.authenticator.authenticate(request).addCallbacks(ok, refused)
         return NOT_DONE_YET

@@ -229,15 +229,20 @@ def guard(actions: frozenset, authenticator) -> Optional[Callable]:
     if authenticator is None or not actions & {"download", "list"}:
         return None
     from pypid.web.guard import Guard, is_listing
+    from pypid.web.scopes import read_refusal
 
     def protect(name: bytes, child):
+        # An API token reads only what its scope covers.
+        def scope(request, user):
+            return read_refusal(name, request, user)
+
         if name == b"+upstream":
-            return Guard(child, authenticator, lambda postpath: "download" in actions)
+            return Guard(child, authenticator, lambda postpath: "download" in actions, scope)
         if name == b"packages":
             return Guard(child, authenticator,
-                         lambda postpath: ("list" if is_listing(postpath) else "download") in actions)
+                         lambda postpath: ("list" if is_listing(postpath) else "download") in actions, scope)
         if "list" in actions:
-            return Guard(child, authenticator)
+            return Guard(child, authenticator, authorize=scope)
         return child
 
     return protect

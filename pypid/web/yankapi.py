@@ -23,6 +23,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import inlineCallbacks
 from twisted.web import http
 
+from pypid.auth.tokens import refusal_text
 from pypid.feed.audit import AuditEvent
 from pypid.feed.checks import UploadError
 from pypid.feed.multipart import Limits, MultipartError, boundary_of, read_form
@@ -160,13 +161,8 @@ class YankAPI(PlainResource):
         except HTTPError:
             raise
         except UnauthorizedLogin as e:
-            raise UploadError(http.UNAUTHORIZED, refusal_message(e, WRONG))
+            raise UploadError(http.UNAUTHORIZED, refusal_text(e, WRONG))
         if user is None:
             raise UploadError(http.UNAUTHORIZED, NO_CREDENTIALS)
         return user
 
-
-def refusal_message(error: Exception, default: str) -> str:
-    """What to say about a refused login: a token's own reason, else C{default}."""
-    message = getattr(error, "client_message", None)
-    return message if isinstance(message, str) else default
