@@ -180,7 +180,13 @@ def makeService(options: Options, reactor=None) -> IService:
     # One publisher holds the upload rules for HTTP and FTP; one audit log
     # records every upload, removal and refusal.
     audit = AuditLog()
-    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite)
+    rules = None
+    if config.feed.no_filename_reuse or config.feed.one_sdist:
+        from pypid.feed.rules import ReleaseRules, removed_names
+
+        rules = ReleaseRules(store, threads, no_filename_reuse=config.feed.no_filename_reuse,
+                             one_sdist=config.feed.one_sdist, removed=removed_names(root))
+    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite, rules=rules)
     policy = UploadPolicy(
         enabled=config.feed.uploads,
         authenticator=authenticator if "update" in config.auth.actions else None,

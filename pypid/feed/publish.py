@@ -90,12 +90,14 @@ class Publisher:
     log = Logger()
 
     def __init__(self, store: IPackageStore, acl: Optional[Any], audit: AuditLog, threads: Threads,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, rules: Optional[Any] = None) -> None:
+        """@param rules: the opt-in release rules (L{pypid.feed.rules.ReleaseRules}), if any."""
         self.store = store
         self.acl = acl
         self.audit = audit
         self.threads = threads
         self.overwrite = overwrite
+        self.rules = rules
 
     def record(self, event: AuditEvent, stored: int = 0) -> None:
         """One audit line for C{event}, and the upload metrics when it is an upload."""
@@ -167,6 +169,8 @@ class Publisher:
         yield self.authorize(event.user, declared.project)
         digests = yield self.threads(staged.finish)
         check_digests(declared.digests, digests)
+        if self.rules is not None:
+            yield self.rules.check(declared)
         if streamed:
             yield self.threads(_complete, staged, declared.filename)
         yield self.threads(_check_archive, staged, declared)
