@@ -166,6 +166,7 @@ class Root(PlainResource):
             children[b"+upstream"] = UpstreamFiles(upstream)
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
+        self._api = api
         if api is not None:
             self.putChild(b"+api", api)
         self.putChild(b"", Welcome(store, config))
@@ -178,9 +179,13 @@ class Root(PlainResource):
 
     def early_answer(self, method: bytes, uri: bytes, headers):
         """An answer due before the body is read (see L{PypidSite.early_answer})."""
-        if self._upload is None:
-            return None
-        return self._upload.early_answer(method, uri, headers)
+        for resource in (self._upload, self._api):
+            answer = getattr(resource, "early_answer", None)
+            if answer is not None:
+                found = answer(method, uri, headers)
+                if found is not None:
+                    return found
+        return None
 
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:

@@ -108,6 +108,33 @@ class YankAPI(PlainResource):
         self.policy = policy
         self._thread = threads
 
+    def early_answer(self, method: bytes, uri: bytes, headers):
+        """
+        Before the body is read (see L{pypid.web.site.PypidSite.early_answer}):
+        a body this API would never read (over L{MAX_BODY}, or of no
+        announced length) and a request without the credentials it needs
+        are answered at once, so they never reach the disk (the access log
+        says so; they are no uploads).
+        """
+        if method != b"POST" or not uri.split(b"?", 1)[0].startswith(b"/+api/"):
+            return None
+        length = (headers.getRawHeaders(b"content-length") or [None])[0]
+        if length is None:
+            return (http.LENGTH_REQUIRED, "Length Required: send the form with a Content-Length.", (), False)
+        try:
+            size = int(length)
+        except ValueError:
+            return (http.BAD_REQUEST, "Bad Request: malformed Content-Length.", (), False)
+        if size > MAX_BODY:
+            return (http.REQUEST_ENTITY_TOO_LARGE, f"Request Entity Too Large: at most {MAX_BODY} bytes.", (), False)
+        if not self.policy.enabled:
+            return (http.FORBIDDEN, DISABLED, (), False)
+        authenticator = self.policy.authenticator
+        if authenticator is not None and not headers.hasHeader(b"authorization"):
+            challenge = b'Basic realm="' + authenticator.realm + b'", charset="UTF-8"'
+            return (http.UNAUTHORIZED, NO_CREDENTIALS, ((b"WWW-Authenticate", challenge),), False)
+        return None
+
     def render_POST(self, request):
         if request.postpath not in ([b"yank"], [b"unyank"]):
             raise HTTPError(http.NOT_FOUND, "Not Found: the API has /+api/yank and /+api/unyank.")

@@ -232,9 +232,22 @@ def test_bad_requests_change_nothing(packages, passwords, dist, start_server, en
         assert post(server, b"project=" + b"a" * 70000, "application/x-www-form-urlencoded",
                     "/+api/yank", ALICE)[0] == 413
         assert post(server, b"", "application/x-www-form-urlencoded", "/+api/other", ALICE)[0] == 404
+        # A body without a length is never read.
+        from tests.uploadhelp import raw_exchange
+
+        answer = raw_exchange(server.port, b"POST /+api/yank HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n"
+                                           b"Content-Type: application/x-www-form-urlencoded\r\n"
+                                           b"Transfer-Encoding: chunked\r\n\r\n", [b"5\r\nproje\r\n"])
+        assert answer.startswith(b"HTTP/1.1 411 ")
         assert server.get("simple/demo-pkg/")[2] == before
         assert not (packages / ".pypid-yanked").exists()
-        assert server.log().count("yank refused") == len(cases) + 2
+        # Audited: every case but the one without credentials, and the 415
+        # (refused before its body was read: the access log says so).
+        log = server.log()
+        assert log.count("yank refused") == len(cases) - 1 + 1
+        assert "request refused with 401: Unauthorized: yanking needs" in log
+        assert "request refused with 413: Request Entity Too Large: at most 65536 bytes." in log
+        assert "upload refused" not in log
     finally:
         upstream.stop()
 

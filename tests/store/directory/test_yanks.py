@@ -142,3 +142,43 @@ class YankFileTests(SynchronousTestCase):
         self.assertEqual(classify(FileMovedEvent(temp, self.path), root), [(self.path, False)])
         self.assertEqual(classify(FileCreatedEvent(temp), root), [])
         self.assertEqual(classify(FileCreatedEvent(os.path.join(root, "sub", YANKS_FILE)), root), [])
+
+
+class LateThreads:
+    """Runs the work at once, but hands each result back only when the test says."""
+
+    def __init__(self):
+        self.held = []
+        self.hold = False
+
+    def __call__(self, f, *args):
+        from twisted.internet.defer import Deferred, maybeDeferred
+
+        if not self.hold:
+            return maybeDeferred(f, *args)
+        result = f(*args)
+        d = Deferred()
+        self.held.append((d, result))
+        return d
+
+
+class OrderTests(SynchronousTestCase):
+    def test_answers_coming_back_out_of_order(self):
+        """Two yanks whose writes come back in the other order: the snapshot ends as the file does."""
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        for name, data in (WHEEL, SDIST):
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(data)
+        threads = LateThreads()
+        store = DirectoryStore([root], "sha256", threads)
+        self.successResultOf(store.rescan())
+        threads.hold = True
+        first = store.setYanked([store.snapshot.files[WHEEL[0]]], "one")
+        second = store.setYanked([store.snapshot.files[SDIST[0]]], "two")
+        (d1, r1), (d2, r2) = threads.held
+        d2.callback(r2)
+        d1.callback(r1)
+        self.assertEqual(self.successResultOf(first), [WHEEL[0]])
+        self.assertEqual(self.successResultOf(second), [SDIST[0]])
+        self.assertEqual(dict(store.snapshot.yanked("demo-pkg")), {WHEEL[0]: "one", SDIST[0]: "two"})
