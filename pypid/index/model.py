@@ -274,6 +274,7 @@ class IndexSnapshot:
         projects: Mapping[str, Project],
         files: Mapping[str, DistFile],
         generation: int = 0,
+        *,
         yanks: Optional[Mapping[str, Mapping[str, str]]] = None,
     ) -> None:
         self.projects = projects
@@ -345,7 +346,12 @@ class IndexSnapshot:
                 yanks.pop(key, None)
         if not changed:
             return self, frozenset()
-        snapshot = IndexSnapshot(self.projects, self.files, self.generation + 1, yanks)
+        # HOOK (the change serial, IndexSnapshot.serial and Project.serial):
+        # a yank is a change of the index like an upload. Once snapshots
+        # carry serials, this one takes serial=self.serial + 1, and the
+        # projects in `changed` that are listed are replaced by copies with
+        # that serial, as apply() does for the projects it touches.
+        snapshot = IndexSnapshot(self.projects, self.files, self.generation + 1, yanks=yanks)
         return snapshot, frozenset(changed)
 
     def apply(
@@ -399,5 +405,5 @@ class IndexSnapshot:
                 projects[key] = make_project(key, group)
             else:
                 projects.pop(key, None)
-        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, self.yanks)
+        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, yanks=self.yanks)
         return snapshot, frozenset(touched)

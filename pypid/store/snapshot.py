@@ -38,8 +38,13 @@ class SnapshotOwner:
         file name -> reason; see L{IndexSnapshot.with_yanks}) and tell the
         listeners, as L{apply} does for files.
         """
-        # A yank is a change of the index like an upload: when snapshots
-        # carry a change serial, with_yanks bumps it as apply does.
+        # HOOK (the change serial): a yank is a change of the index like an
+        # upload. Once snapshots carry serials, with_yanks numbers it (see
+        # there), and this logs it as apply() does (one change per file
+        # yanked or unyanked, for changelog_since_serial); a store that keeps
+        # its serials (the directory store's serial book) records it before
+        # installing the snapshot, through the same one-at-a-time path as
+        # the changes its scans find.
         snapshot, changed = self.snapshot.with_yanks(changes)
         if changed:
             self.snapshot = snapshot

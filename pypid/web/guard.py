@@ -137,18 +137,11 @@ class Guard(Resource):
     log = Logger()
 
     def __init__(self, wrapped: Resource, authenticator: Authenticator,
-                 needs: Callable[[list], bool] = lambda postpath: True,
-                 authorize: Optional[Callable[[object, str], Optional[HTTPError]]] = None) -> None:
-        """
-        @param authorize: C{authorize(request, user)}: the error to answer a
-            logged-in user with (403: an API token's scope does not cover
-            the request), or L{None} to let the request through.
-        """
+                 needs: Callable[[list], bool] = lambda postpath: True) -> None:
         super().__init__()
         self.wrapped = wrapped
         self.authenticator = authenticator
         self.needs = needs
-        self.authorize = authorize
 
     def render(self, request):
         if not self.needs(list(request.postpath)):
@@ -161,10 +154,6 @@ class Guard(Resource):
                 return
             if user is None:
                 self._finish(request, self.authenticator.challenge(request))
-                return
-            refusal = self.authorize(request, user) if self.authorize is not None else None
-            if refusal is not None:
-                self._finish(request, error_page(request, refusal))
                 return
             request.pypid_user = user
             self._through(request)

@@ -229,20 +229,18 @@ def guard(actions: frozenset, authenticator) -> Optional[Callable]:
     if authenticator is None or not actions & {"download", "list"}:
         return None
     from pypid.web.guard import Guard, is_listing
-    from pypid.web.scopes import read_refusal
+    from pypid.web.scopes import ReadScope
 
     def protect(name: bytes, child):
-        # An API token reads only what its scope covers.
-        def scope(request, user):
-            return read_refusal(name, request, user)
-
+        # Behind the guard, an API token reads only what its scope covers.
+        scoped = ReadScope(child, name)
         if name == b"+upstream":
-            return Guard(child, authenticator, lambda postpath: "download" in actions, scope)
+            return Guard(scoped, authenticator, lambda postpath: "download" in actions)
         if name == b"packages":
-            return Guard(child, authenticator,
-                         lambda postpath: ("list" if is_listing(postpath) else "download") in actions, scope)
+            return Guard(scoped, authenticator,
+                         lambda postpath: ("list" if is_listing(postpath) else "download") in actions)
         if "list" in actions:
-            return Guard(child, authenticator, authorize=scope)
+            return Guard(scoped, authenticator)
         return child
 
     return protect
