@@ -147,14 +147,18 @@ def project_json(project: Project, hash_algo: Optional[str], yanked: Mapping[str
 def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
     """The flat list of every file at C{/packages/}, for C{pip --find-links}."""
     parts = [_HEAD.format(title="Index of packages")]
+    yanks = snapshot.yanks
     for path in sorted(snapshot.files):
         f = snapshot.files[path]
         href = escape(quote(f.path) + _fragment(f, hash_algo))
         attrs = f'href="{href}"'
         if f.requires_python:
             attrs += f' data-requires-python="{escape(f.requires_python)}"'
-        if snapshot.yanks:
-            attrs += yanked_attribute(snapshot.yank_reason(f))
+        if yanks:
+            # One lookup a file, and a second only in projects with yanks.
+            yanked = yanks.get(f.project)
+            if yanked:
+                attrs += yanked_attribute(yanked.get(f.filename))
         parts.append(f"<a {attrs}>{escape(f.path)}</a><br>\n")
     parts.append(_TAIL)
     return "".join(parts).encode("utf-8")
