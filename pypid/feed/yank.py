@@ -9,7 +9,9 @@ user must be allowed to upload to the project (the same rights: C{-P},
 C{--acl}, a token's scope); the store keeps the yank
 (L{pypid.store.interfaces.IPackageStore.setYanked}) and the pages show it
 at once. Bad input is a clear 4xx and changes nothing. Every yank and
-unyank, done or refused, is one audit line with the user and the reason;
+unyank, done or refused, is one audit line with the user and the reason
+(a request refused from its head alone, without credentials or with a
+body too large, is left to the access log, as it has no user yet);
 so is every change of yanks the store reports that did not come through
 here (an edit of the directory store's yank file, another replica).
 """
