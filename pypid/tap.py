@@ -20,6 +20,7 @@ from pypid.auth.options import AuthConfig, AuthOptions, acl_file
 from pypid.feed.audit import AuditLog
 from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
 from pypid.feed.publish import Publisher
+from pypid.feed.yank import Yanker
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
@@ -38,6 +39,7 @@ from pypid.web.proxy import TrustedProxies
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
 from pypid.web.upload import LegacyUpload, UploadPolicy
+from pypid.web.yankapi import YankAPI
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,15 @@ def makeService(options: Options, reactor=None) -> IService:
     if config.auth.passwords is not None:
         from pypid.auth.logins import start_logins
 
-        logins, passwords = start_logins(config.auth.passwords, reactor)
+        logins, passwords = start_logins(config.auth.passwords, reactor, config.auth.tokens)
         attach(top, "passwords", passwords)
         authenticator = Authenticator(logins)
+        if logins.tokens is not None:
+            from pypid.auth.tokens import TokenUses
+
+            # Last-used times written in the reactor's pool (stopped after
+            # the services, so the last write at stop gets done).
+            attach(top, "tokens", TokenUses(logins.tokens, reactor, threads))
 
     # Uploads.
     root = config.directory.upload_root
@@ -172,12 +180,20 @@ def makeService(options: Options, reactor=None) -> IService:
     # One publisher holds the upload rules for HTTP and FTP; one audit log
     # records every upload, removal and refusal.
     audit = AuditLog()
-    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite)
+    rules = None
+    if config.feed.no_filename_reuse or config.feed.one_sdist:
+        from pypid.feed.rules import ReleaseRules, removed_names
+
+        rules = ReleaseRules(store, threads, no_filename_reuse=config.feed.no_filename_reuse,
+                             one_sdist=config.feed.one_sdist, removed=removed_names(root))
+    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite, rules=rules)
     policy = UploadPolicy(
         enabled=config.feed.uploads,
         authenticator=authenticator if "update" in config.auth.actions else None,
     )
     upload = LegacyUpload(publisher, policy, threads)
+    # Yanks: the rights of uploads, the same audit log.
+    yanks = YankAPI(Yanker(store, publisher.authorize, audit), policy, threads)
 
     # The upstream fallback.
     cache_control = download_cache_control(config.web.cache_control, private="download" in config.auth.actions)
@@ -199,7 +215,7 @@ def makeService(options: Options, reactor=None) -> IService:
     )
     site = PypidSite(
         Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
-             upstream=upstream_web),
+             upstream=upstream_web, api=yanks),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
         spool_dir=config.feed.spool,

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web import http
 
+from pypid.auth.tokens import scope_refusal
 from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name
 from pypid.index.names import normalize
@@ -89,12 +90,14 @@ class Publisher:
     log = Logger()
 
     def __init__(self, store: IPackageStore, acl: Optional[Any], audit: AuditLog, threads: Threads,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, rules: Optional[Any] = None) -> None:
+        """@param rules: the opt-in release rules (L{pypid.feed.rules.ReleaseRules}), if any."""
         self.store = store
         self.acl = acl
         self.audit = audit
         self.threads = threads
         self.overwrite = overwrite
+        self.rules = rules
 
     def record(self, event: AuditEvent, stored: int = 0) -> None:
         """One audit line for C{event}, and the upload metrics when it is an upload."""
@@ -110,12 +113,18 @@ class Publisher:
         self.record(event)
 
     @inlineCallbacks
-    def authorize(self, user: str, project: str):
+    def authorize(self, user: str, project: str, action: str = "upload"):
         """
-        Whether C{user} may upload to (or remove from) C{project}: fires with
-        L{None}, or fails with L{UploadError} 403. A first uploader who
-        becomes the owner is an audit line.
+        Whether C{user} may upload to C{project} (C{action} C{"upload"}),
+        or remove from it (C{"remove"}), or yank and unyank its files
+        (C{"yank"}); the ACL gives all three together. Fires with L{None},
+        or fails with L{UploadError} 403. A first uploader who becomes the
+        owner is an audit line. A user logged in with an API token
+        (L{pypid.auth.tokens.TokenUser}) is also held to the token's scope.
         """
+        refusal = scope_refusal(user, project, action)
+        if refusal is not None:
+            raise UploadError(http.FORBIDDEN, refusal)
         if self.acl is None:
             return
         yield self.store.whenReady()
@@ -160,6 +169,8 @@ class Publisher:
         yield self.authorize(event.user, declared.project)
         digests = yield self.threads(staged.finish)
         check_digests(declared.digests, digests)
+        if self.rules is not None:
+            yield self.rules.check(declared)
         if streamed:
             yield self.threads(_complete, staged, declared.filename)
         yield self.threads(_check_archive, staged, declared)
@@ -214,7 +225,7 @@ class Publisher:
     def _remove(self, event, name, version):
         project = normalize(name)
         event.project, event.version = project, str(version)
-        yield self.authorize(event.user, project)
+        yield self.authorize(event.user, project, "remove")
         yield self.store.whenReady()
         listed = self.store.snapshot.get(project)
         files = [f for f in (listed.files if listed is not None else ()) if f.version == version]

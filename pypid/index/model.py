@@ -11,6 +11,7 @@ they started with. Pure: no I/O, no Twisted.
 from __future__ import annotations
 
 from itertools import chain
+from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
@@ -249,25 +250,38 @@ class _FileMapEdit:
         return result
 
 
+#: The yanks of a project that has none (shared).
+NO_YANKS: Mapping[str, str] = MappingProxyType({})
+
+
 class IndexSnapshot:
     """
     An immutable view of the index at one moment.
 
     @ivar generation: increases by one with every applied change.
+    @ivar yanks: the yanked files (PEP 592), kept beside the files rather
+        than in each L{DistFile} (an index holds a million of those, and
+        yanks are few): by project key, a mapping of file name to reason
+        (C{""} for none). A yank outlives the file it names (a file that
+        comes back is yanked still) until the store forgets it. Changed
+        only by L{with_yanks}; L{apply} carries it over untouched.
     """
 
-    __slots__ = ("projects", "files", "generation", "file_count")
+    __slots__ = ("projects", "files", "generation", "file_count", "yanks")
 
     def __init__(
         self,
         projects: Mapping[str, Project],
         files: Mapping[str, DistFile],
         generation: int = 0,
+        *,
+        yanks: Optional[Mapping[str, Mapping[str, str]]] = None,
     ) -> None:
         self.projects = projects
         self.files: FileMap = files if isinstance(files, FileMap) else FileMap(files.values())
         self.generation = generation
         self.file_count = len(files)
+        self.yanks: Mapping[str, Mapping[str, str]] = yanks if yanks is not None else {}
 
     @classmethod
     def empty(cls) -> "IndexSnapshot":
@@ -302,6 +316,44 @@ class IndexSnapshot:
         """The project with normalised name C{key}, if listed."""
         return self.projects.get(key)
 
+    def yanked(self, key: str) -> Mapping[str, str]:
+        """The yanked files of project C{key}: file name -> reason (C{""} for none)."""
+        return self.yanks.get(key, NO_YANKS)
+
+    def yank_reason(self, f: DistFile) -> Optional[str]:
+        """C{f}'s yank reason (C{""} for none), or L{None} when it is not yanked."""
+        yanked = self.yanks.get(f.project)
+        return None if yanked is None else yanked.get(f.filename)
+
+    def with_yanks(
+        self, changes: Mapping[str, Mapping[str, str]]
+    ) -> tuple["IndexSnapshot", frozenset[str]]:
+        """
+        A new snapshot whose yanks of each project key in C{changes} are the
+        mapping given (file name -> reason; empty: none), and the keys
+        whose yanks changed. The files and projects are shared.
+        """
+        yanks = dict(self.yanks)
+        changed = []
+        for key, entries in changes.items():
+            entries = MappingProxyType(dict(entries)) if entries else NO_YANKS
+            if dict(yanks.get(key, NO_YANKS)) == dict(entries):
+                continue
+            changed.append(key)
+            if entries:
+                yanks[key] = entries
+            else:
+                yanks.pop(key, None)
+        if not changed:
+            return self, frozenset()
+        # HOOK (the change serial, IndexSnapshot.serial and Project.serial):
+        # a yank is a change of the index like an upload. Once snapshots
+        # carry serials, this one takes serial=self.serial + 1, and the
+        # projects in `changed` that are listed are replaced by copies with
+        # that serial, as apply() does for the projects it touches.
+        snapshot = IndexSnapshot(self.projects, self.files, self.generation + 1, yanks=yanks)
+        return snapshot, frozenset(changed)
+
     def apply(
         self, added: Iterable[DistFile], removed: Iterable[str]
     ) -> tuple["IndexSnapshot", frozenset[str]]:
@@ -317,6 +369,7 @@ class IndexSnapshot:
             if not built.files:
                 return self, frozenset()
             built.generation = self.generation + 1
+            built.yanks = self.yanks
             return built, frozenset(f.project for f in added)
         files = self.files.edit()
         touched: dict[str, None] = {}
@@ -352,5 +405,5 @@ class IndexSnapshot:
                 projects[key] = make_project(key, group)
             else:
                 projects.pop(key, None)
-        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1)
+        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, yanks=self.yanks)
         return snapshot, frozenset(touched)

@@ -3,8 +3,8 @@ The store seam: what the index, the web and the feeds ask of wherever the
 distribution files live. It speaks files and names, never paths: a backend
 opens a file as an L{IBody} for a response, takes a new file through an
 L{IStaged} object that it publishes atomically (it decides where the bytes
-go and when the file is listed), removes files, and tells subscribers about
-every change to its snapshot.
+go and when the file is listed), removes files, yanks and unyanks them
+(PEP 592), and tells subscribers about every change to its snapshot.
 
 Backends: L{pypid.store.directory.store.DirectoryStore} (the package
 directories; scanning, watching and the state cache are its own business)
@@ -188,8 +188,52 @@ class IPackageStore(Interface):
 
     def remove(distfiles):
         """
-        Delete the files C{distfiles} (of the snapshot) and their signatures.
+        Delete the files C{distfiles} (of the snapshot) and their signatures,
+        and forget their yanks (L{setYanked}; a file of the same name that
+        comes later starts unyanked).
 
         @return: a L{Deferred} firing, once the snapshot no longer lists
             them, with the paths of those that were deleted.
+        """
+
+    def setYanked(distfiles, reason):
+        """
+        Yank the files C{distfiles} (of the snapshot) with C{reason}, or
+        unyank them when C{reason} is L{None} (PEP 592).
+
+        The contract every backend keeps (C{tests/store/contract.py}):
+
+          - C{reason} is a L{str}: C{""} for no reason, else one line of
+            printable text of at most
+            L{pypid.index.yanks.MAX_REASON} characters, already checked by
+            the caller (L{pypid.index.yanks.check_reason}); the store keeps
+            it exactly.
+          - A yank is of a file name within its project: the snapshot shows
+            it in C{IndexSnapshot.yanks[project][filename]} (and
+            L{IndexSnapshot.yank_reason}), for every listed file of that
+            name wherever it lies. It lasts until unyanked or until the
+            file is deleted through L{remove}: across restarts, rescans,
+            and the file going and coming back by other means (a
+            C{git push} that rewrites the directory).
+          - Durable before it shows: when the returned L{Deferred} fires,
+            the yank is stored (a restart keeps it) and the current
+            snapshot shows it; subscribers were told, with the project's
+            key in C{changed}, as for any change to the listing (the
+            pages are rendered again; it is one change of the index, and
+            counts in its serial).
+          - Idempotent: a file yanked again with the same reason, or
+            unyanked while not yanked, changes nothing (no snapshot, no
+            notification).
+          - Waits for the first snapshot (L{whenReady}), as L{publish}
+            does.
+
+        The directory store keeps yanks in a text file in the first package
+        directory (L{pypid.store.directory.yankfile}), which people may
+        edit; the object store in its catalog's C{yanked}/C{yanked_reason}
+        columns of the file rows. Yanks changed behind the store's back (an
+        edit of that file, another replica) reach the snapshot the way
+        other changes do, and subscribers are told likewise.
+
+        @return: a L{Deferred} firing with the file names whose yank
+            changed (possibly none).
         """

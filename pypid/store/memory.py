@@ -23,6 +23,7 @@ from zope.interface import implementer
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.index.names import normalize
+from pypid.index.yanks import changed_yanks
 from pypid.store import complete
 from pypid.store.interfaces import AlreadyStored, BadName, IBody, IPackageStore, IStaged, Placed, check_name
 from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
@@ -313,10 +314,23 @@ class MemoryStore(SnapshotOwner):
         return folder in self.folders or any(path.startswith(prefix) for path in self.contents)
 
     def remove(self, distfiles) -> Deferred:
+        distfiles = list(distfiles)
         deleted = []
         for f in distfiles:
             if self.contents.pop(f.path, None) is not None:
                 deleted.append(f.path)
             self.contents.pop(f.path + ".asc", None)
         self.apply([], [f.path for f in distfiles])
+        self.apply_yanks(self.forget_yanks(distfiles))
         return succeed(deleted)
+
+    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+        """Yanks live in the snapshot alone: nothing to make durable."""
+        files = [(f.project, f.filename) for f in distfiles]
+
+        def ready(_) -> list[str]:
+            changes, changed = changed_yanks(self.snapshot.yanks, files, reason)
+            self.apply_yanks(changes)
+            return changed
+
+        return self.whenReady().addCallback(ready)

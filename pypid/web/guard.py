@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from pypid.auth.htpasswd import Busy
 from pypid.auth.logins import Logins, TooManyFailures
+from pypid.auth.tokens import refusal_text
 from pypid.web.errors import HTTPError, error_page
 from pypid.web.util import text_response
 
@@ -166,7 +167,7 @@ class Guard(Resource):
             if not failure.check(UnauthorizedLogin, LoginFailed):
                 self.log.failure("authentication failed", failure)
             self._finish(request, self.authenticator.challenge(
-                request, "Unauthorized: wrong user name or password."))
+                request, refusal_text(failure.value, "Unauthorized: wrong user name or password.")))
 
         self.authenticator.authenticate(request).addCallbacks(ok, refused)
         return NOT_DONE_YET

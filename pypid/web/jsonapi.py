@@ -57,18 +57,19 @@ class PypiJSON(PlainResource):
         page = self._cache.get(cache_key)
         if page is not None:
             return serve_page(request, page, b"application/json")
-        shown = version if version is not None else pypijson.latest_version(project)
+        snapshot = self.store.snapshot
+        yanked = snapshot.yanked(key)
+        shown = version if version is not None else pypijson.latest_version(project, yanked)
         source = pypijson.metadata_source(pypijson.release_files(project, shown))
         if source is None:
             d = succeed(None)
         else:
             d = self.store.readMetadata(source).addErrback(lambda f: f.trap(MetadataError) and None)
-        snapshot = self.store.snapshot
 
         def render(raw: Optional[bytes]) -> bytes:
             message = parse_message(raw) if raw is not None else None
             body = pypijson.project_document(
-                project, version, message, base, self.store.hash_algo, snapshot.generation
+                project, version, message, base, self.store.hash_algo, snapshot.generation, yanked
             )
             built = make_page(body)
             if self.store.snapshot is snapshot:

@@ -132,6 +132,7 @@ class Root(PlainResource):
         upload: Optional[Resource] = None,
         protect: Optional[Callable[[bytes, Resource], Resource]] = None,
         upstream=None,
+        api: Optional[Resource] = None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -142,6 +143,8 @@ class Root(PlainResource):
         @param upstream: the upstream fallback, a
             L{pypid.web.upstreamfiles.UpstreamWeb}; in cache mode, cached upstream
             files are served under C{+upstream/} (C{+} is in no project name).
+        @param api: C{+api/}: the yank API (L{pypid.web.yankapi.YankAPI}),
+            which checks credentials itself.
         """
         super().__init__()
         self.store = store
@@ -154,7 +157,7 @@ class Root(PlainResource):
         }
         # Pages for people and XML-RPC search, from one search index.
         browse = BrowseCache(store)
-        children[b"project"] = ProjectsRoot(browse)
+        children[b"project"] = ProjectsRoot(browse, forms=config.uploads)
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)
         if upstream is not None and upstream.fallback is not None:
@@ -163,6 +166,9 @@ class Root(PlainResource):
             children[b"+upstream"] = UpstreamFiles(upstream)
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
+        self._api = api
+        if api is not None:
+            self.putChild(b"+api", api)
         self.putChild(b"", Welcome(store, config))
         self.putChild(b"favicon.ico", Favicon())
         self.putChild(b"robots.txt", Robots())
@@ -173,9 +179,13 @@ class Root(PlainResource):
 
     def early_answer(self, method: bytes, uri: bytes, headers):
         """An answer due before the body is read (see L{PypidSite.early_answer})."""
-        if self._upload is None:
-            return None
-        return self._upload.early_answer(method, uri, headers)
+        for resource in (self._upload, self._api):
+            answer = getattr(resource, "early_answer", None)
+            if answer is not None:
+                found = answer(method, uri, headers)
+                if found is not None:
+                    return found
+        return None
 
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:

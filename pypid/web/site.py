@@ -141,7 +141,8 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
                 getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b""), self.requestHeaders
             )
             if answer is not None:
-                self._refuse_body(answer[1], answer[0], answer[2])
+                # (code, message, headers[, whether the body was an upload's])
+                self._refuse_body(answer[1], answer[0], answer[2], *answer[3:4])
                 return
         super().gotLength(length)
 

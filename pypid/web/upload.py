@@ -23,6 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from urllib.parse import parse_qs
 
+from pypid.auth.tokens import refusal_text
 from pypid.feed import incoming
 from pypid.feed.audit import AuditEvent
 from pypid.feed.checks import UploadError, action, bad, check_file_upload, check_removal, declared_by_form
@@ -176,8 +177,8 @@ class LegacyUpload(Resource):
             return "anonymous"
         try:
             user = yield policy.authenticator.authenticate(request)
-        except UnauthorizedLogin:
-            raise UploadError(http.UNAUTHORIZED, "Unauthorized: wrong user name or password.")
+        except UnauthorizedLogin as e:
+            raise UploadError(http.UNAUTHORIZED, refusal_text(e, "Unauthorized: wrong user name or password."))
         if user is None:
             raise UploadError(http.UNAUTHORIZED, NO_CREDENTIALS)
         return user

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.web import http
 
 from pypid.store.interfaces import IPackageStore
+from pypid.index.model import NO_YANKS
 from pypid.index.names import is_normalized, is_valid
 from pypid.index.pages import Page, PageCache, make_page
 from pypid.upstream import rewrite
@@ -102,7 +103,9 @@ class UpstreamWeb:
             return redirect(request, self.url + key + "/", code)
         assert self.fallback is not None
         ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
-        local = self.store.snapshot.get(key) if self.merges(key) else None
+        snapshot = self.store.snapshot
+        local = snapshot.get(key) if self.merges(key) else None
+        yanked = snapshot.yanked(key) if local is not None else NO_YANKS
 
         def found(page) -> object:
             if page is None:
@@ -113,7 +116,7 @@ class UpstreamWeb:
         if local is not None:
             # The local files are served even when the upstream is down.
             d.addErrback(lambda f: f.trap(UpstreamUnavailable) and None)
-        d.addCallback(lambda entry: self._page(key, content_type, entry.project if entry else None, local))
+        d.addCallback(lambda entry: self._page(key, content_type, entry.project if entry else None, local, yanked))
         return render_async(request, d, found)
 
     def serve_index(self, request, content_type: str) -> object:
@@ -143,23 +146,24 @@ class UpstreamWeb:
         d = self.fallback.project_names().addCallback(rendered)
         return render_async(request, d, lambda page: serve_page(request, page, ctype))
 
-    def _page(self, key: str, content_type: str, upstream, local):
+    def _page(self, key: str, content_type: str, upstream, local, yanked=NO_YANKS):
         """The rendered page (or a Deferred of it; L{None} when there is nothing)."""
         if upstream is None and local is None:
             return None
         fmt = PageCache.format_of(content_type)
         cached = self._rendered.get((key, fmt))
-        if cached is not None and cached[0] is upstream and cached[1] is local:
+        # A yank replaces the project's yank mapping (never changed in place).
+        if cached is not None and cached[0] is upstream and cached[1] is local and cached[3] is yanked:
             return cached[2]
 
         def keep(page: Page) -> Page:
-            self._rendered[(key, fmt)] = (upstream, local, page)
+            self._rendered[(key, fmt)] = (upstream, local, page, yanked)
             return page
 
         # Upstream pages can list thousands of files: rendered and
         # compressed in a thread.
         return self.fallback.threads(
-            lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo))
+            lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo, yanked))
         ).addCallback(keep)
 
 

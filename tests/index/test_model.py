@@ -138,3 +138,27 @@ class FileMapTests(SynchronousTestCase):
             **{f.path: f for f in new.files.values() if f.path != "foo-4.whl"}, "foo-1001.whl": third.files["foo-1001.whl"]
         })
         self.assertEqual(len(third.files), 1000)
+
+
+class YankSnapshotTests(SynchronousTestCase):
+    def test_yanks_ride_along_file_changes(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")])
+        yanked, changed = snap.with_yanks({"foo": {"foo-1.0.whl": "r"}})
+        self.assertEqual((changed, yanked.generation), (frozenset({"foo"}), snap.generation + 1))
+        self.assertIs(yanked.projects, snap.projects)
+        self.assertEqual(snap.yanks, {}, "the old snapshot is untouched")
+        later, _ = yanked.apply([dist("foo-2.0.whl", version="2.0")], ["foo-1.0.whl"])
+        self.assertEqual(dict(later.yanked("foo")), {"foo-1.0.whl": "r"})
+        self.assertEqual(later.yank_reason(dist("foo-1.0.whl")), "r")
+        self.assertIsNone(later.yank_reason(dist("foo-2.0.whl", version="2.0")))
+
+    def test_first_scan_keeps_yanks_read_before_it(self):
+        empty, _ = IndexSnapshot.empty().with_yanks({"foo": {"foo-1.0.whl": ""}})
+        scanned, _ = empty.apply([dist("foo-1.0.whl")], [])
+        self.assertEqual(scanned.yank_reason(dist("foo-1.0.whl")), "")
+
+    def test_no_change_no_snapshot(self):
+        snap, _ = IndexSnapshot.build([dist("foo-1.0.whl")]).with_yanks({"foo": {"foo-1.0.whl": "r"}})
+        self.assertEqual(snap.with_yanks({"foo": {"foo-1.0.whl": "r"}, "bar": {}}), (snap, frozenset()))
+        cleared, changed = snap.with_yanks({"foo": {}})
+        self.assertEqual((dict(cleared.yanks), changed), ({}, frozenset({"foo"})))

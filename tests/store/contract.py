@@ -302,6 +302,86 @@ class PackageStoreContract:
         self.assertEqual(self.publish(store, WHEEL), Placed("created", WHEEL[0]))
         self.assertFalse(store.snapshot.files[WHEEL[0]].has_sig)
 
+    # Yanking (PEP 592)
+
+    def yanked(self, store) -> dict:
+        return {key: dict(entries) for key, entries in store.snapshot.yanks.items()}
+
+    def test_yank_shows_at_once_and_tells_subscribers(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        seen = []
+        store.subscribe(lambda snapshot, changed: seen.append((snapshot, changed)))
+        wheel = store.snapshot.files[WHEEL[0]]
+        self.assertEqual(self.successResultOf(store.setYanked([wheel], "broken on 3.13")), [WHEEL[0]])
+        self.assertEqual(self.yanked(store), {"demo-pkg": {WHEEL[0]: "broken on 3.13"}})
+        self.assertEqual(store.snapshot.yank_reason(store.snapshot.files[WHEEL[0]]), "broken on 3.13")
+        self.assertIsNone(store.snapshot.yank_reason(store.snapshot.files[SDIST[0]]))
+        self.assertEqual([changed for _, changed in seen], [frozenset({"demo-pkg"})])
+        self.assertIs(seen[-1][0], store.snapshot)
+        # The files themselves are untouched.
+        self.assertEqual(store.snapshot.files[WHEEL[0]], wheel)
+
+    def test_yank_is_idempotent_and_the_reason_can_change(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        wheel = store.snapshot.files[WHEEL[0]]
+        self.successResultOf(store.setYanked([wheel], ""))
+        generation = store.snapshot.generation
+        seen = []
+        store.subscribe(lambda snapshot, changed: seen.append(changed))
+        self.assertEqual(self.successResultOf(store.setYanked([wheel], "")), [])
+        self.assertEqual((store.snapshot.generation, seen), (generation, []))
+        self.assertEqual(store.snapshot.yank_reason(wheel), "", "no reason is an empty one")
+        self.assertEqual(self.successResultOf(store.setYanked([wheel], "a reason")), [WHEEL[0]])
+        self.assertEqual(store.snapshot.yank_reason(wheel), "a reason")
+        self.assertEqual(len(seen), 1)
+
+    def test_unyank(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        files = list(store.snapshot.get("demo-pkg").files)
+        self.assertEqual(sorted(self.successResultOf(store.setYanked(files, "x"))), sorted([WHEEL[0], SDIST[0]]))
+        seen = []
+        store.subscribe(lambda snapshot, changed: seen.append(changed))
+        self.assertEqual(self.successResultOf(store.setYanked(files[:1], None)), [files[0].filename])
+        self.assertEqual(self.yanked(store), {"demo-pkg": {files[1].filename: "x"}})
+        self.assertEqual(self.successResultOf(store.setYanked(files, None)), [files[1].filename])
+        self.assertEqual(self.yanked(store), {})
+        self.assertEqual(self.successResultOf(store.setYanked(files, None)), [])
+        self.assertEqual(seen, [frozenset({"demo-pkg"})] * 2)
+
+    def test_a_yank_outlives_a_replaced_file(self):
+        """Other bytes over a yanked file's name (--overwrite): still yanked."""
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.successResultOf(store.setYanked([store.snapshot.files[WHEEL[0]]], "old"))
+        self.publish(store, OTHER_WHEEL, overwrite=True)
+        self.assertEqual(store.snapshot.yank_reason(store.snapshot.files[WHEEL[0]]), "old")
+
+    def test_remove_forgets_the_yank(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        files = list(store.snapshot.get("demo-pkg").files)
+        self.successResultOf(store.setYanked(files, "gone soon"))
+        self.successResultOf(store.remove([store.snapshot.files[WHEEL[0]]]))
+        self.assertEqual(self.yanked(store), {"demo-pkg": {SDIST[0]: "gone soon"}})
+        self.publish(store, WHEEL)
+        self.assertIsNone(store.snapshot.yank_reason(store.snapshot.files[WHEEL[0]]))
+
+    def test_yanks_of_other_projects_stay(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        other = wheel_bytes("other", "2.0")
+        self.publish(store, other)
+        self.successResultOf(store.setYanked([store.snapshot.files[other[0]]], "o"))
+        self.successResultOf(store.setYanked([store.snapshot.files[WHEEL[0]]], "w"))
+        self.publish(store, wheel_bytes("other", "3.0"))
+        self.assertEqual(self.yanked(store), {"other": {other[0]: "o"}, "demo-pkg": {WHEEL[0]: "w"}})
+
 
 def describe(f: DistFile) -> tuple:
     """What a listing says of a file's bytes (not where or when it was written)."""

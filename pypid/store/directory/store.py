@@ -27,6 +27,8 @@ from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.statecache import StateCache
+from pypid.store.directory.yankfile import YANKS_FILE, YankFile
+from pypid.index.yanks import YankRead, by_project
 from pypid.threads import Threads
 
 #: Bytes of core metadata files to keep in memory (most are a few KiB; each
@@ -88,6 +90,11 @@ class DirectoryStore(SnapshotOwner):
         #: Files that passed the guard under C{_checked_for}, by path.
         self._checked_files: dict[str, tuple[int, int, int]] = {}
         self._checked_for: Optional[IndexSnapshot] = None
+        #: The yanks, in the first directory; read with the scans that
+        #: cover it (every full one), written by L{setYanked} and L{remove}.
+        self.yankfile = YankFile(os.path.join(self.roots[0], YANKS_FILE))
+        #: The version of the last yank file read applied (older ones are stale).
+        self._yanks_version = 0
 
     # IPackageStore
 
@@ -139,14 +146,61 @@ class DirectoryStore(SnapshotOwner):
         return self.whenReady().addCallback(ready)
 
     def remove(self, distfiles) -> Deferred:
+        distfiles = list(distfiles)
         # The link itself for a symlinked file.
         paths = {os.path.join(self.roots[f.root], *f.path.split("/")): f.path for f in distfiles}
 
         def removed(gone: list[str]) -> Deferred:
             deleted = [paths[p] for p in paths if p in set(gone)]
-            return self.refresh(gone or list(paths)).addCallback(lambda _: deleted)
+            return self.refresh(gone or list(paths)).addCallback(lambda _: self._forgetYanks(distfiles, deleted))
 
         return self._threads(landing.remove, list(paths)).addCallback(removed)
+
+    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+        changes = {f.filename: reason for f in distfiles}
+
+        def ready(_) -> Deferred:
+            return self._threads(self.yankfile.update, changes).addCallback(written)
+
+        def written(outcome: tuple[YankRead, list[str]]) -> list[str]:
+            read, changed = outcome
+            self._applyYanks(read)
+            return changed
+
+        return self.whenReady().addCallback(ready)
+
+    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred:
+        """After L{remove}: the yanks of the deleted files go too; fires with C{deleted}."""
+        deleted_paths = set(deleted)
+        changes = self.forget_yanks([f for f in distfiles if f.path in deleted_paths])
+        forget: dict[str, None] = {
+            name: None for key, kept in changes.items() for name in self.snapshot.yanked(key) if name not in kept
+        }
+        if not forget:
+            return succeed(deleted)
+
+        def failed(failure) -> None:
+            self.log.failure("could not forget the yanks of deleted files in {path}", failure,
+                             path=self.yankfile.path)
+
+        d = self._threads(self.yankfile.update, forget)
+        d.addCallbacks(lambda outcome: self._applyYanks(outcome[0]), failed)
+        return d.addCallback(lambda _: deleted)
+
+    def _applyYanks(self, read: Optional[YankRead]) -> None:
+        """Make the snapshot show what the yank file says (unless a later read was applied)."""
+        if read is None or read.version <= self._yanks_version:
+            return
+        self._yanks_version = read.version
+        if read.error is not None:
+            self.log.error("{error}; yanks stay as they were", error=read.error)
+            return
+        for number, line in read.problems:
+            self.log.warn("{path} line {number}: {line!r} names no distribution file; ignored",
+                          path=self.yankfile.path, number=number, line=line)
+        wanted = by_project(read.entries)
+        current = self.snapshot.yanks
+        self.apply_yanks({key: wanted.get(key, {}) for key in set(current) | set(wanted)})
 
     # The directory backend's own: what the watcher and the rescans service ask.
 
@@ -255,9 +309,15 @@ class DirectoryStore(SnapshotOwner):
         first = full and self._ready is not None
         job = ScanJob(tuple(self.roots), self.hash_algo, previous,
                       None if paths is None else tuple(paths), self._links, first, self.cache)
-        d = self._threads(run_scan, job)
+        d = self._threads(run_scan_and_yanks, job, self.yankfile)
+        d.addCallback(self._yanksScanned)
         d.addCallbacks(self._scanned, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
+
+    def _yanksScanned(self, outcome: tuple[scan.ScanResult, Optional[YankRead]]) -> scan.ScanResult:
+        result, yanks = outcome
+        self._applyYanks(yanks)
+        return result
 
     def _scanned(self, result: scan.ScanResult) -> None:
         if self.cache is not None:
@@ -359,6 +419,17 @@ def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]
         if parent in reals:
             found.extend(sources)
     return found
+
+
+def run_scan_and_yanks(job: ScanJob, yankfile: YankFile) -> tuple[scan.ScanResult, Optional[YankRead]]:
+    """
+    L{run_scan}, then the yank file when the scan covers it (every full
+    scan; a scan of paths that names it) and it changed. In a thread.
+    """
+    result = run_scan(job)
+    if job.paths is None or yankfile.path in job.paths:
+        return result, yankfile.read_if_changed()
+    return result, None
 
 
 def run_scan(job: ScanJob) -> scan.ScanResult:
