@@ -13,6 +13,7 @@ from pypid.index.names import is_valid, normalize
 from pypid.index.pages import Page, make_page
 from pypid.web.errors import not_found
 from pypid.web.resource import PlainResource
+from pypid.web.simple import set_serial
 from pypid.web.util import base_url, redirect, serve_page
 
 #: How many rendered documents to keep (they vary with the client's Host).
@@ -53,6 +54,8 @@ class PypiJSON(PlainResource):
         if version is not None and not pypijson.release_files(project, version):
             raise not_found(f"{key} has no release {version!r}.")
         base = base_url(request)
+        # What bandersnatch checks against the serial it was told.
+        set_serial(request, project.serial)
         cache_key = (key, version, base)
         page = self._cache.get(cache_key)
         if page is not None:
@@ -68,7 +71,7 @@ class PypiJSON(PlainResource):
         def render(raw: Optional[bytes]) -> bytes:
             message = parse_message(raw) if raw is not None else None
             body = pypijson.project_document(
-                project, version, message, base, self.store.hash_algo, snapshot.generation
+                project, version, message, base, self.store.hash_algo, project.serial
             )
             built = make_page(body)
             if self.store.snapshot is snapshot:
