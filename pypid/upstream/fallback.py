@@ -23,17 +23,26 @@ from pypid.store.interfaces import IBody
 from pypid.threads import Threads
 from pypid.upstream.interfaces import IUpstream
 from pypid.upstream import cache
+from pypid.upstream.causes import Cause, describe
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
 from pypid.upstream.flight import SingleFlight
 from pypid.lru import LRU, Recent
 from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
-from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, parse_page, parse_project_list
+from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, index_problem, parse_page, parse_project_list
 
 #: After a failed revalidation, serve the stale copy without asking the
 #: upstream again for this long (at most the TTL), so an unreachable
 #: upstream does not slow every request down.
 RETRY_AFTER = 30.0
+
+#: After the upstream could not be reached at all (refused, timed out, TLS),
+#: what needs it fails at once for this long, rather than each request
+#: waiting for a connect timeout of its own; then it is tried again.
+DOWN_FOR = 15.0
+
+#: Bytes of the upstream's project list read by the check at start.
+PROBE_BYTES = 64 * 1024
 
 #: How many upstream pages are kept in memory.
 MEMORY_PAGES = 2048
@@ -65,6 +74,24 @@ class NotOnUpstream(Exception):
 
 class UpstreamUnavailable(Exception):
     """The upstream could not deliver, and there is no cached copy."""
+
+
+class UpstreamDown(UpstreamUnavailable):
+    """
+    The upstream could not be reached at all (refused, timed out, TLS), and
+    there is no cached copy: answered 504, which pip does not retry (it
+    does 502, for 8 s, and then shows neither status nor reason).
+    """
+
+
+def unavailable(what: str, cause) -> UpstreamUnavailable:
+    """
+    The failure a client sees, C{cause} a L{Cause} or a phrase (the message
+    is also the status line's reason phrase, which uv shows: the cause first).
+    """
+    text = cause.text if isinstance(cause, Cause) else cause
+    kind = UpstreamDown if isinstance(cause, Cause) and cause.unreachable else UpstreamUnavailable
+    return kind(f"Upstream index failed ({text}): {what}.")
 
 
 class HashMismatch(DownloadError):
@@ -105,6 +132,9 @@ class Fallback:
         self._loaded: set[str] = set()
         self._quiet_until: dict[str, float] = {}
         self._index: Optional[tuple] = None
+        #: Until when the upstream is taken for unreachable, and why (see L{DOWN_FOR}).
+        self._down_until = 0.0
+        self._down: Optional[Cause] = None
         #: Completed downloads, for statistics and tests.
         self.downloads = 0
 
@@ -124,6 +154,72 @@ class Fallback:
 
     def project_url(self, key: str) -> str:
         return self.url + key + "/"
+
+    # Whether the upstream can be reached
+
+    @property
+    def host(self) -> str:
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.url).netloc
+
+    def down(self) -> Optional[Cause]:
+        """Why the upstream is taken for unreachable right now (L{None}: try it)."""
+        if self._down is not None and self.clock.seconds() < self._down_until:
+            return self._down
+        return None
+
+    def _failed(self, error: BaseException) -> Cause:
+        """
+        Note a failed request: when no answer came at all, the upstream is
+        taken for unreachable for L{DOWN_FOR} seconds, and the first such
+        failure of an outage is logged as one line saying what to do.
+        """
+        cause = describe(error)
+        if cause.unreachable:
+            first = self._down is None
+            self._down, self._down_until = cause, self.clock.seconds() + DOWN_FOR
+            if first and cause.tls:
+                self.log.error(
+                    "TLS with the upstream {host} failed ({cause}): if its certificate is signed by a private "
+                    "CA or an intercepting proxy, give that CA's PEM file (a bundle works) with --upstream-ca FILE",
+                    host=self.host, cause=cause.text)
+            elif first:
+                self.log.warn("the upstream {host} cannot be reached ({cause}); what needs it fails at once "
+                              "for {seconds:g} s at a time until it answers", host=self.host, cause=cause.text,
+                              seconds=DOWN_FOR)
+        return cause
+
+    def _answered(self) -> None:
+        """Note that the upstream answered (whatever it said)."""
+        if self._down is not None:
+            self._down = None
+            self.log.info("the upstream {host} answers again", host=self.host)
+
+    def probe(self) -> Deferred:
+        """
+        Ask the upstream's URL once (at start; nothing waits for it), and log
+        one line when it cannot be reached or what answers is not a simple
+        index (a URL without C{/simple/} would make every project missing).
+        """
+
+        def answered(response) -> None:
+            self._answered()
+            problem = index_problem(response.code, response.content_type, response.body)
+            if problem is None:
+                self.log.info("the upstream {url} answers as a simple index", url=self.url)
+            else:
+                self.log.warn(
+                    "--fallback-url {url} does not look like a simple index ({problem}): pypid asks it for "
+                    "<URL>/<project>/, which will be missing; a simple index's URL usually ends in /simple/",
+                    url=self.url, problem=problem)
+
+        def failed(failure) -> None:
+            cause = self._failed(failure.value)
+            if not cause.unreachable:
+                self.log.warn("asking the upstream {url} at start failed: {cause}", url=self.url, cause=cause.text)
+
+        return self.upstream.fetchPage(self.url, {"Accept": ACCEPT}, limit=PROBE_BYTES).addCallbacks(answered, failed)
 
     # Pages
 
@@ -159,6 +255,9 @@ class Fallback:
                 if is_fresh(entry.fetched_at, self.clock.seconds(), self.ttl):
                     metrics.UPSTREAM_CACHE_HITS.inc(kind="page")
                     return entry
+        down = self.down()
+        if down is not None:
+            return self._stale(key, entry, down, quiet=True)
         headers = {"Accept": ACCEPT}
         if entry is not None:
             headers.update(entry.validators.request_headers())
@@ -166,7 +265,8 @@ class Fallback:
             response = yield self.upstream.fetchPage(self.project_url(key), headers)
         except Exception as e:
             metrics.UPSTREAM_FETCHES.inc(kind="page", result=_result(e))
-            return self._stale(key, entry, str(e) or e.__class__.__name__)
+            return self._stale(key, entry, self._failed(e))
+        self._answered()
         conditional = entry is not None and bool(entry.validators.request_headers())
         outcome = classify(response.code, conditional)
         metrics.UPSTREAM_FETCHES.inc(
@@ -198,12 +298,18 @@ class Fallback:
             self.log.error("cannot write the upstream cache for {key}: {error}", key=key, error=e)
         return entry
 
-    def _stale(self, key: str, entry: Optional[PageEntry], why: str) -> PageEntry:
+    def _stale(self, key: str, entry: Optional[PageEntry], cause, quiet: bool = False) -> PageEntry:
+        """
+        The cached C{entry} when the upstream could not deliver (C{cause}, a
+        L{Cause} or a phrase); without one, L{UpstreamUnavailable}. C{quiet}:
+        the upstream was not asked (it is known to be down, which is logged
+        once already): a page never cached is not logged again.
+        """
+        why = cause.text if isinstance(cause, Cause) else cause
         if entry is None:
-            self.log.warn("upstream page {key} unavailable and never cached: {why}", key=key, why=why)
-            raise UpstreamUnavailable(
-                f"The upstream index could not deliver {key!r} ({why}), and this index has no cached copy."
-            )
+            if not quiet:
+                self.log.warn("upstream page {key} unavailable and never cached: {why}", key=key, why=why)
+            raise unavailable(f"{key!r} is not in this index's cache", cause)
         now = self.clock.seconds()
         self._quiet_until[key] = now + min(RETRY_AFTER, self.ttl)
         self.log.warn(
@@ -237,7 +343,14 @@ class Fallback:
         if entry is not None:
             headers.update(entry[1].request_headers())
         try:
-            response = yield self.upstream.fetchPage(self.url, headers)
+            down = self.down()
+            if down is not None:
+                raise UpstreamError(down.text)
+            try:
+                response = yield self.upstream.fetchPage(self.url, headers)
+            except Exception as e:
+                raise UpstreamError(self._failed(e).text)
+            self._answered()
             outcome = classify(response.code, entry is not None and bool(entry[1].request_headers()))
             if outcome == NOT_MODIFIED:
                 names = entry[0]
@@ -328,12 +441,17 @@ class Fallback:
         url, hashes, expected_size, listed = what(record)
         if not listed:
             raise NotOnUpstream(f"The upstream index has no metadata file for {filename}.")
+        down = self.down()
+        if down is not None:
+            raise unavailable(f"{filename} is not in this index's cache", down)
         try:
             yield self._download(url, path, hashes, expected_size)
+            self._answered()
         except Exception as e:
             metrics.UPSTREAM_FETCHES.inc(kind="file", result=_result(e))
-            self.log.error("download of {url} failed: {error}", url=url, error=e)
-            raise UpstreamUnavailable(f"Fetching {filename} from the upstream index failed: {e}")
+            cause = self._failed(e)
+            self.log.error("download of {url} failed: {error}", url=url, error=cause.text)
+            raise unavailable(f"fetching {filename} failed", cause)
         return path
 
     @inlineCallbacks

@@ -19,7 +19,7 @@ from pypid.store.interfaces import IPackageStore
 from pypid.index.names import is_normalized, is_valid
 from pypid.index.pages import Page, PageCache, make_page
 from pypid.upstream import rewrite
-from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
+from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamDown, UpstreamUnavailable
 from pypid.lru import Recent
 from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
@@ -32,8 +32,9 @@ from pypid.web.util import redirect, serve_page
 
 CACHE, REDIRECT = "cache", "redirect"
 
-#: How upstream failures are answered.
-UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamUnavailable: http.BAD_GATEWAY}
+#: How upstream failures are answered (in this order: the first that matches).
+UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamDown: http.GATEWAY_TIMEOUT,
+                   UpstreamUnavailable: http.BAD_GATEWAY}
 
 #: How many rendered upstream pages (per format) are kept in memory.
 RENDERED_PAGES = 512
