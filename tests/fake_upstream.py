@@ -6,10 +6,13 @@ re-read on every request::
 
     {"hashes": {"<filename>": "<sha256 to advertise>"},
      "behaviour": {"<filename>": "ok" | "cut" | "slow" | "stall" | "hang"},
-     "down": false, "html": false}
+     "down": false, "html": false, "metadata": false, "ranges": false}
 
-Every request is appended to DIR/requests.log; the port it listens on
-(127.0.0.1, chosen by the system) is written to DIR/port.
+With "metadata", wheels have PEP 658 files (C{/files/<wheel>.metadata},
+advertised with their sha256); with "ranges", files are served in byte
+ranges (C{Accept-Ranges}, 206). Every request is appended to
+DIR/requests.log ("METHOD PATH", and " RANGE" when it had one); the port it
+listens on (127.0.0.1, chosen by the system) is written to DIR/port.
 """
 
 from __future__ import annotations
@@ -42,8 +45,10 @@ class Upstream(Resource):
         return sorted(n for n in os.listdir(os.path.join(self.directory, "dists")))
 
     def render_GET(self, request):
+        wanted = request.getHeader(b"range")
         with open(os.path.join(self.directory, "requests.log"), "a") as log:
-            log.write(request.method.decode() + " " + request.path.decode() + "\n")
+            log.write(request.method.decode() + " " + request.path.decode()
+                      + (" " + wanted.decode() if wanted else "") + "\n")
         config = self.config()
         if config.get("down"):
             request.setResponseCode(503)
@@ -64,8 +69,11 @@ class Upstream(Resource):
             with open(os.path.join(self.directory, "dists", name), "rb") as f:
                 data = f.read()
             sha = config.get("hashes", {}).get(name) or hashlib.sha256(data).hexdigest()
-            files.append({"filename": name, "url": f"../../files/{name}", "hashes": {"sha256": sha},
-                          "size": len(data)})
+            entry = {"filename": name, "url": f"../../files/{name}", "hashes": {"sha256": sha},
+                     "size": len(data)}
+            if config.get("metadata") and name.endswith(".whl"):
+                entry["core-metadata"] = {"sha256": hashlib.sha256(wheel_metadata(data)).hexdigest()}
+            files.append(entry)
         if not files:
             request.setResponseCode(404)
             return b"no such project\n"
@@ -80,15 +88,33 @@ class Upstream(Resource):
                            "files": files}).encode()
 
     def file(self, request, name: str, config: dict):
+        metadata = name.endswith(".whl.metadata") and config.get("metadata")
         try:
-            with open(os.path.join(self.directory, "dists", name), "rb") as f:
+            with open(os.path.join(self.directory, "dists", name[: -len(".metadata")] if metadata else name),
+                      "rb") as f:
                 data = f.read()
         except OSError:
             request.setResponseCode(404)
             return b"no such file\n"
+        if metadata:
+            data = wheel_metadata(data)
         behaviour = config.get("behaviour", {}).get(name, "ok")
         request.setHeader(b"content-type", b"application/octet-stream")
+        wanted = request.getHeader(b"range")
+        if config.get("ranges"):
+            request.setHeader(b"accept-ranges", b"bytes")
+            if wanted is not None:
+                first, last = byte_range(wanted.decode(), len(data))
+                if first >= len(data):
+                    request.setResponseCode(416)
+                    request.setHeader(b"content-range", b"bytes */%d" % len(data))
+                    return b""
+                request.setResponseCode(206)
+                request.setHeader(b"content-range", b"bytes %d-%d/%d" % (first, last, len(data)))
+                data = data[first:last + 1]
         request.setHeader(b"content-length", b"%d" % len(data))
+        if request.method == b"HEAD":
+            return b""
         if behaviour == "cut":
             request.write(data[: len(data) // 2])
             reactor.callLater(0.05, request.transport.loseConnection)
@@ -108,6 +134,22 @@ class Upstream(Resource):
             reactor.callLater(1.0, rest)
             return NOT_DONE_YET
         return data
+
+
+def wheel_metadata(data: bytes) -> bytes:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        (member,) = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        return archive.read(member)
+
+
+def byte_range(spec: str, size: int) -> tuple[int, int]:
+    first, _, last = spec.partition("=")[2].partition("-")
+    if not first:
+        return max(0, size - int(last)), size - 1
+    return int(first), min(int(last), size - 1) if last else size - 1
 
 
 def main(directory: str) -> None:

@@ -172,3 +172,30 @@ def _unlink(path: str) -> None:
         pass
 
 
+
+
+def sha256_of(path: str) -> Optional[str]:
+    """The sha256 of a (small) cached file, or L{None} if it cannot be read."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def metadata_hashes(layout: CacheLayout, key: str) -> dict[str, str]:
+    """The sha256 of every cached metadata file of project C{key}, by the file name it describes."""
+    directory = os.path.dirname(layout.metadata_path(key, "x"))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        if name.endswith(".metadata") and not name.startswith(INCOMING):
+            digest = sha256_of(os.path.join(directory, name))
+            if digest is not None:
+                found[name[: -len(".metadata")]] = digest
+    return found

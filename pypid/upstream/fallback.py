@@ -20,15 +20,17 @@ from pypid.counts import counted
 from pypid.ops import metrics
 from pypid.store.directory.body import FileBody
 from pypid.store.interfaces import IBody
+from pypid.store.metadata import MetadataError, read_metadata
 from pypid.threads import Threads
 from pypid.upstream.interfaces import IUpstream
-from pypid.upstream import cache
+from pypid.upstream import cache, lazyzip
 from pypid.upstream.causes import Cause, describe
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
 from pypid.upstream.flight import SingleFlight
 from pypid.lru import LRU, Recent
 from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
+from pypid.upstream.rewrite import is_wheel_name as is_wheel
 from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, index_problem, parse_page, parse_project_list
 
 #: After a failed revalidation, serve the stale copy without asking the
@@ -40,6 +42,10 @@ RETRY_AFTER = 30.0
 #: what needs it fails at once for this long, rather than each request
 #: waiting for a connect timeout of its own; then it is tried again.
 DOWN_FOR = 15.0
+
+#: Most bytes fetched in ranges to read one wheel's metadata (a wheel whose
+#: central directory is larger is fetched whole).
+MAX_RANGE_BYTES = 8 * 1024 * 1024
 
 #: Bytes of the upstream's project list read by the check at start.
 PROBE_BYTES = 64 * 1024
@@ -137,6 +143,15 @@ class Fallback:
         self._down: Optional[Cause] = None
         #: Completed downloads, for statistics and tests.
         self.downloads = 0
+        #: Sizes of upstream files learnt by HEAD (pages without sizes).
+        self._sizes = Recent(4096)
+        #: Whether the upstream turned out to serve no byte ranges.
+        self.no_ranges = False
+        #: The sha256 of the cached metadata files of a project's files, by file name.
+        self._metadata_hashes = Recent(MEMORY_PAGES)
+        #: Goes up by one whenever a metadata file of a project is cached or evicted
+        #: (its pages then advertise another hash).
+        self.metadata_generation: dict[str, int] = {}
 
     def start(self) -> Deferred:
         """Take stock of the files already cached (and clear leftovers)."""
@@ -396,20 +411,6 @@ class Fallback:
 
         return self.flights.run(("file", key, filename), fetch).addCallback(self._open)
 
-    def metadata(self, key: str, filename: str) -> Deferred:
-        """A cached file's core metadata, opened, fetching it first if needed (like L{file})."""
-        path = self.layout.metadata_path(key, filename)
-        body = self._cached(path)
-        if body is not None:
-            return succeed(body)
-
-        def what(f):
-            hashes = f.core_metadata if isinstance(f.core_metadata, tuple) else ()
-            return f.url + ".metadata", hashes, None, f.core_metadata is not False
-
-        return self.flights.run(
-            ("metadata", key, filename), lambda: self._fetch(key, path, what, filename)).addCallback(self._open)
-
     def _cached(self, path: str) -> Optional[IBody]:
         if path not in self.lru:
             return None
@@ -428,19 +429,30 @@ class Fallback:
         return body
 
     @inlineCallbacks
-    def _fetch(self, key: str, path: str, what, filename: str):
-        size = yield self._thread(_size_if_file, path)
-        if size is not None:
-            self.lru.add(path, size)
-            return path
+    def record(self, key: str, filename: str):
+        """The upstream page's record of C{filename} (L{NotOnUpstream} if it lists none)."""
         entry = yield self.project(key)
         quarantined = entry is not None and entry.project.status == "quarantined"
         record = entry.project.file(filename) if entry is not None and not quarantined else None
         if record is None:
             raise NotOnUpstream(f"{filename} is not a file of {key!r} on the upstream index.")
+        return record
+
+    @inlineCallbacks
+    def _fetch(self, key: str, path: str, what, filename: str):
+        size = yield self._thread(_size_if_file, path)
+        if size is not None:
+            self.lru.add(path, size)
+            return path
+        record = yield self.record(key, filename)
         url, hashes, expected_size, listed = what(record)
         if not listed:
             raise NotOnUpstream(f"The upstream index has no metadata file for {filename}.")
+        yield self._fetch_url(url, path, hashes, expected_size, filename)
+        return path
+
+    @inlineCallbacks
+    def _fetch_url(self, url: str, path: str, hashes: Hashes, expected_size: Optional[int], filename: str):
         down = self.down()
         if down is not None:
             raise unavailable(f"{filename} is not in this index's cache", down)
@@ -449,10 +461,199 @@ class Fallback:
             self._answered()
         except Exception as e:
             metrics.UPSTREAM_FETCHES.inc(kind="file", result=_result(e))
+            if isinstance(e, DownloadError) and e.code in (404, 410):
+                raise NotOnUpstream(f"The upstream index has no {filename} (HTTP {e.code}).")
             cause = self._failed(e)
             self.log.error("download of {url} failed: {error}", url=url, error=cause.text)
             raise unavailable(f"fetching {filename} failed", cause)
+
+    # Sizes and ranges of files not cached, without fetching them whole
+
+    @inlineCallbacks
+    def size(self, key: str, filename: str):
+        """
+        The upstream file's record and size: the size from its page (PEP
+        700), or from a HEAD; L{None} for the size when neither tells it.
+        """
+        record = yield self.record(key, filename)
+        size = record.size if record.size is not None else self._sizes.get((key, filename))
+        if size is not None:
+            return record, size
+        down = self.down()
+        if down is not None:
+            raise unavailable(f"{filename} is not in this index's cache", down)
+        try:
+            head = yield self.upstream.head(record.url)
+        except Exception as e:
+            raise unavailable(f"asking for the size of {filename} failed", self._failed(e))
+        self._answered()
+        if head.code in (404, 410):
+            raise NotOnUpstream(f"The upstream index has no {filename} (HTTP {head.code}).")
+        if head.code == 200 and head.length is not None:
+            self._sizes[(key, filename)] = head.length
+            return record, head.length
+        return record, None
+
+    @inlineCallbacks
+    def fetch_range(self, record, first: int, last: int):
+        """
+        Bytes C{first} to C{last} of an upstream file, from the upstream:
+        L{None} when it does not serve ranges (then fetch the file whole).
+        """
+        if self.no_ranges:
+            return None
+        down = self.down()
+        if down is not None:
+            raise unavailable(f"{record.filename} is not in this index's cache", down)
+        try:
+            response = yield self.upstream.fetchRange(record.url, first, last)
+        except Exception as e:
+            raise unavailable(f"fetching part of {record.filename} failed", self._failed(e))
+        self._answered()
+        metrics.UPSTREAM_FETCHES.inc(kind="range", result="ok" if response.code == 206 else "error")
+        if response.code == 206:
+            return response.body
+        if response.code == 200:
+            self.no_ranges = True
+            self.log.info("the upstream {host} serves no byte ranges: files are fetched whole", host=self.host)
+            return None
+        if response.code in (404, 410):
+            raise NotOnUpstream(f"The upstream index has no {record.filename} (HTTP {response.code}).")
+        raise unavailable(f"fetching part of {record.filename} failed", f"HTTP {response.code}")
+
+    # Core metadata (PEP 658), for every wheel
+
+    def metadata(self, key: str, filename: str) -> Deferred:
+        """
+        A file's core metadata, opened (like L{file}): the upstream's
+        C{.metadata} file when it lists one; else, for a wheel, its
+        C{METADATA}, read from the cached wheel or, for one not cached,
+        from the few byte ranges of it on the upstream that hold it (the
+        whole wheel only when the upstream serves no ranges); kept in the
+        cache either way.
+        """
+        path = self.layout.metadata_path(key, filename)
+        body = self._cached(path)
+        if body is not None:
+            return succeed(body)
+        return self.flights.run(
+            ("metadata", key, filename), lambda: self._metadata(key, filename, path)).addCallback(self._open)
+
+    @inlineCallbacks
+    def _metadata(self, key: str, filename: str, path: str):
+        size = yield self._thread(_size_if_file, path)
+        if size is not None:
+            self.lru.add(path, size)
+            return path
+        record = yield self.record(key, filename)
+        wheel = is_wheel(filename)
+        if record.core_metadata is not False:
+            hashes = record.core_metadata if isinstance(record.core_metadata, tuple) else ()
+            try:
+                yield self._fetch_url(record.url + ".metadata", path, hashes, None, filename + ".metadata")
+            except NotOnUpstream:
+                if not wheel:
+                    raise
+            else:
+                yield self._note_metadata(key, filename, path)
+                return path
+        if not wheel:
+            raise NotOnUpstream(f"The upstream index has no metadata file for {filename}.")
+        raw = yield self._extract(key, filename, record)
+        yield self._thread(cache.write_atomically, path, raw)
+        self._stored(path, len(raw))
+        known = self._metadata_hashes.get(key)
+        if known is not None:
+            # (Not read from disk yet: it will be, with this one.)
+            known[filename] = hashlib.sha256(raw).hexdigest()
+        self.metadata_generation[key] = self.metadata_generation.get(key, 0) + 1
+        self.log.info("read the core metadata of {filename} ({bytes})", filename=filename,
+                      bytes=counted(len(raw), "byte"))
         return path
+
+    @inlineCallbacks
+    def _extract(self, key: str, filename: str, record):
+        """The wheel's METADATA: from the cache, by ranges, or from the wheel fetched whole."""
+        wheel = self.layout.file_path(key, filename)
+        body = self._open(wheel) if wheel in self.lru else None
+        if body is None:
+            raw = yield self._extract_by_ranges(key, filename, record)
+            if raw is not None:
+                return raw
+            body = yield self.file(key, filename)
+            if body is None:
+                raise unavailable(f"{filename} went from the cache", "evicted")
+        try:
+            # Read by its path: the open body pins it in the cache meanwhile.
+            raw = yield self._thread(read_metadata, self.layout.file_path(key, filename), "wheel")
+        except MetadataError as e:
+            raise unavailable(f"the metadata of {filename} cannot be read", str(e))
+        finally:
+            body.close()
+        return raw
+
+    @inlineCallbacks
+    def _extract_by_ranges(self, key: str, filename: str, record):
+        """The wheel's METADATA from ranges of it, or L{None} when that cannot be done."""
+        if self.no_ranges:
+            return None
+        record, size = yield self.size(key, filename)
+        if size is None:
+            return None
+        pieces: dict[int, bytes] = {}
+        first = max(0, size - lazyzip.TAIL)
+        span = (first, size - 1)
+        fetched = 0
+        while True:
+            data = yield self.fetch_range(record, *span)
+            if data is None:
+                return None
+            lazyzip.add_piece(pieces, span[0], data)
+            fetched += len(data)
+            try:
+                raw = yield self._thread(lazyzip.read_metadata_from, size, dict(pieces))
+            except lazyzip.NeedBytes as need:
+                if fetched >= MAX_RANGE_BYTES:
+                    return None
+                span = lazyzip.next_fetch(need, size)
+                continue
+            except MetadataError as e:
+                raise unavailable(f"the metadata of {filename} cannot be read", str(e))
+            self.log.debug("{filename}: metadata from {bytes} of {size} in ranges", filename=filename,
+                           bytes=fetched, size=size)
+            return raw
+
+    def metadata_sha256(self, key: str, filename: str) -> Optional[str]:
+        """The sha256 of a cached metadata file, if known in memory (no I/O)."""
+        known = self._metadata_hashes.get(key)
+        return known.get(filename) if known is not None else None
+
+    def known_metadata(self, key: str) -> Deferred:
+        """
+        The sha256 of every cached metadata file of C{key}'s files, by file
+        name (what pages advertise); read from the cache the first time.
+        """
+        known = self._metadata_hashes.get(key)
+        if known is not None:
+            return succeed(known)
+
+        def found(hashes: dict) -> dict:
+            known = self._metadata_hashes.get(key)
+            if known is None:
+                known = self._metadata_hashes[key] = hashes
+            return known
+
+        return self._thread(cache.metadata_hashes, self.layout, key).addCallback(found)
+
+    @inlineCallbacks
+    def _note_metadata(self, key: str, filename: str, path: str):
+        """A metadata file fetched from the upstream is now cached: pages may advertise its hash."""
+        if key in self._metadata_hashes:
+            digest = yield self._thread(cache.sha256_of, path)
+            known = self._metadata_hashes.get(key)
+            if digest is not None and known is not None:
+                known[filename] = digest
+        self.metadata_generation[key] = self.metadata_generation.get(key, 0) + 1
 
     @inlineCallbacks
     def _download(self, url: str, path: str, hashes: Hashes, expected_size: Optional[int]):
@@ -480,15 +681,30 @@ class Fallback:
             raise e
         self.downloads += 1
         metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
+        self._stored(path, size)
+        self.log.info("cached {url} ({bytes})", url=url, size=size, bytes=counted(size, "byte"))
+        return path
+
+    def _stored(self, path: str, size: int) -> None:
+        """A new file is in the cache, about to be served: evict others, never it."""
         self.lru.add(path, size)
-        # The new file is about to be served: evict others, never it.
         self.lru.pin(path)
         try:
             self._evict()
         finally:
             self.lru.unpin(path)
-        self.log.info("cached {url} ({bytes})", url=url, size=size, bytes=counted(size, "byte"))
-        return path
+
+    def _forget_metadata(self, path: str) -> None:
+        """An evicted file: a metadata file is no longer advertised."""
+        meta = os.path.join(self.layout.directory, "meta") + os.sep
+        if not path.startswith(meta):
+            return
+        key, _, name = path[len(meta):].partition(os.sep)
+        filename = name[: -len(".metadata")]
+        known = self._metadata_hashes.get(key)
+        if known is not None:
+            known.pop(filename, None)
+        self.metadata_generation[key] = self.metadata_generation.get(key, 0) + 1
 
     def _evict(self) -> None:
         # Unlinked here, on the reactor thread, so that no request can find
@@ -496,6 +712,8 @@ class Fallback:
         victims = self.lru.victims()
         if victims:
             cache.remove_files(victims)
+            for path in victims:
+                self._forget_metadata(path)
             self.log.info("evicted {files} from the upstream cache", count=len(victims),
                           files=counted(len(victims), "file"))
 

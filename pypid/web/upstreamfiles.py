@@ -14,6 +14,8 @@ from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.web import http
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from pypid.store.interfaces import IPackageStore
 from pypid.index.names import is_normalized, is_valid
@@ -27,6 +29,7 @@ from pypid.store.interfaces import IBody
 from pypid.web.files import content_type_for, etag_for, send_file
 from pypid.web.errors import error_page, not_found, respond
 from pypid.web.resource import PlainResource
+from pypid.web.send import BytesSender
 from pypid.web.util import redirect, serve_page
 
 
@@ -145,23 +148,31 @@ class UpstreamWeb:
         return render_async(request, d, lambda page: serve_page(request, page, ctype))
 
     def _page(self, key: str, content_type: str, upstream, local):
-        """The rendered page (or a Deferred of it; L{None} when there is nothing)."""
+        """
+        The rendered page (or a Deferred of it; L{None} when there is
+        nothing), rendered once per fetch of the upstream page (and per
+        change to the local files, and to the metadata files cached).
+        """
         if upstream is None and local is None:
             return None
         fmt = PageCache.format_of(content_type)
+        generation = self.fallback.metadata_generation.get(key, 0)
         cached = self._rendered.get((key, fmt))
-        if cached is not None and cached[0] is upstream and cached[1] is local:
-            return cached[2]
+        if cached is not None and cached[0] is upstream and cached[1] is local and cached[2] == generation:
+            return cached[3]
 
         def keep(page: Page) -> Page:
-            self._rendered[(key, fmt)] = (upstream, local, page)
+            self._rendered[(key, fmt)] = (upstream, local, generation, page)
             return page
 
-        # Upstream pages can list thousands of files: rendered and
-        # compressed in a thread.
-        return self.fallback.threads(
-            lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo))
-        ).addCallback(keep)
+        def render(metadata: dict):
+            # Upstream pages can list thousands of files: rendered and
+            # compressed in a thread.
+            return self.fallback.threads(lambda: make_page(
+                rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo, dict(metadata)))
+            ).addCallback(keep)
+
+        return self.fallback.known_metadata(key).addCallback(render)
 
 
 class UpstreamFiles(PlainResource):
@@ -192,7 +203,21 @@ class UpstreamFiles(PlainResource):
         body = fallback.cached_file(key, filename)
         if body is not None:
             return self._send(request, key, filename, body)
+        if request.method == b"HEAD" or request.getHeader(b"range") is not None:
+            # Answered without fetching the file whole: its size from the
+            # page (or a HEAD upstream), the bytes asked for from the upstream.
+            d = fallback.size(key, filename)
+            return render_async(request, d, lambda found: self._remote(request, key, filename, *found))
         return self._later(request, fallback.file(key, filename), key, filename)
+
+    def _remote(self, request, key: str, filename: str, record, size: Optional[int]):
+        if size is None:
+            # Neither the page nor the upstream says: fetched whole after all.
+            return self._later(request, self.web.fallback.file(key, filename), key, filename)
+        body = UpstreamBody(self.web.fallback, key, record, size)
+        etag = etag_for(record.sha256, size, body.mtime_ns)
+        served = send_file(request, body, content_type_for(filename), etag, self.web.cache_control)
+        return self._missing(request) if served is None else served
 
     @staticmethod
     def _missing(request) -> bytes:
@@ -218,8 +243,134 @@ class UpstreamFiles(PlainResource):
             return self._missing(request)
         entry = self.web.fallback.cached_project(key)
         record = entry.project.file(filename) if entry is not None else None
-        digest = (record.metadata_sha256 if metadata else record.sha256) if record is not None else None
+        if metadata:
+            digest = record.metadata_sha256 if record is not None else None
+            digest = digest or self.web.fallback.metadata_sha256(key, filename)
+        else:
+            digest = record.sha256 if record is not None else None
         etag = etag_for(digest, body.size, body.mtime_ns)
         content_type = "text/plain; charset=utf-8" if metadata else content_type_for(filename)
         served = send_file(request, body, content_type, etag, self.web.cache_control)
         return self._missing(request) if served is None else served
+
+
+#: Ranges of a file not cached up to this size are fetched from the upstream
+#: into memory and sent; longer ones are served once the file is cached whole.
+PASS_THROUGH = 4 * 1024 * 1024
+
+
+@implementer(IBody)
+class UpstreamBody:
+    """
+    An upstream file not cached yet, as a body for
+    L{pypid.web.files.send_file} (which answers C{HEAD}, conditions and
+    C{Range} from its size alone): a range of it is fetched from the
+    upstream (L{PASS_THROUGH} bytes at most; an upstream that serves no
+    ranges has the file fetched whole, into the cache), all of it is
+    fetched into the cache and sent from there.
+    """
+
+    redirect = None
+
+    def __init__(self, fallback: Fallback, key: str, record, size: int) -> None:
+        self.fallback = fallback
+        self.key = key
+        self.record = record
+        self.size = size
+        self.mtime_ns = _upload_time_ns(record.upload_time)
+
+    def _whole(self, offset: int, count: int) -> bool:
+        return (offset == 0 and count >= self.size) or count > PASS_THROUGH
+
+    def read(self, offset: int, count: int) -> Deferred:
+        if self._whole(offset, count):
+            d = self._from_cache(offset, count)
+        else:
+            d = self.fallback.fetch_range(self.record, offset, offset + count - 1)
+            d.addCallback(lambda data: data if data is not None else self._from_cache(offset, count))
+        return d.addErrback(_as_http_error)
+
+    def _from_cache(self, offset: int, count: int) -> Deferred:
+        def opened(body: Optional[IBody]):
+            if body is None:
+                return b""
+            try:
+                return body.read(offset, count)
+            finally:
+                body.close()
+
+        return self.fallback.file(self.key, self.record.filename).addCallback(opened)
+
+    def stream(self, request, offset: int, count: int) -> None:
+        if self._whole(offset, count):
+            d = self.fallback.file(self.key, self.record.filename)
+
+            def opened(body: Optional[IBody]) -> None:
+                if body is not None and (request.finished or getattr(request, "_disconnected", False)):
+                    body.close()
+                    return
+                if body is None or body.size != self.size:
+                    if body is not None:
+                        body.close()
+                    request.loseConnection()
+                    return
+                body.stream(request, offset, count)
+
+            d.addCallbacks(opened, lambda f: _unsent(request, f))
+            return
+        d = self.read(offset, count)
+
+        def arrived(data: bytes) -> None:
+            if len(data) != count:
+                request.loseConnection()
+                return
+            BytesSender(request, data).start()
+
+        d.addCallbacks(arrived, lambda f: _unsent(request, f))
+
+    def close(self) -> None:
+        pass
+
+
+def _upload_time_ns(stamp: Optional[str]) -> int:
+    """A PEP 700 upload time as nanoseconds since the epoch (0 when unknown)."""
+    from datetime import datetime
+
+    if not stamp:
+        return 0
+    try:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1_000_000_000)
+    except ValueError:
+        return 0
+
+
+def _as_http_error(failure):
+    """An upstream failure as the L{HTTPError} it is answered with."""
+    from pypid.web.errors import HTTPError
+
+    for kind, code in UPSTREAM_ERRORS.items():
+        if failure.check(kind):
+            raise HTTPError(code, str(failure.value))
+    return failure
+
+
+def _unsent(request, failure) -> None:
+    """
+    A streamed answer that failed before anything was written (its status
+    and headers are set, not sent): answered with the error instead.
+    """
+    from pypid.web.errors import _failure_page
+
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    if request.startedWriting:
+        request.loseConnection()
+        return
+    for name in (b"content-range", b"etag", b"last-modified", b"accept-ranges", b"cache-control"):
+        request.responseHeaders.removeHeader(name)
+    body = _failure_page(request, failure, UPSTREAM_ERRORS)
+    if body is NOT_DONE_YET:
+        return
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()

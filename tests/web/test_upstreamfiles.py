@@ -86,3 +86,116 @@ class UpstreamWebTests(SynchronousTestCase):
         self.assertEqual(response.headers.getRawHeaders("location")[0].split("?")[0], UP + "demo/")
         response, _ = self.get("/+upstream/demo/demo-1.0-py3-none-any.whl", client)
         self.assertEqual(response.code, 404)
+
+
+class UncachedFileTests(SynchronousTestCase):
+    """HEAD and Range on an upstream file not cached: answered without fetching it whole."""
+
+    def setUp(self):
+        import hashlib
+
+        from pypid.testing import wheel_bytes
+
+        self.name, self.data = wheel_bytes("demo", "1.0", padding=200_000)
+        self.url = "http://up.test/files/" + self.name
+        self.upstream = CannedUpstream()
+        self.upstream.files[self.url] = self.data
+        self.sha = hashlib.sha256(self.data).hexdigest()
+        self.page(size=True)
+        self.store = MemoryStore([])
+        self.fallback = Fallback(self.upstream, UP, os.path.abspath(self.mktemp()), Clock(), immediate)
+        pages = PageCache(self.store.snapshot, "sha256")
+        web = UpstreamWeb(self.store, UP, "cache", self.fallback)
+        self.client = StubTreq(Root(self.store, pages, WebConfig(), upstream=web))
+        self.path = f"/+upstream/demo/{self.name}"
+
+    def page(self, size):
+        entry = {"filename": self.name, "url": "../../files/" + self.name, "hashes": {"sha256": self.sha},
+                 "upload-time": "2024-05-01T10:00:00.000000Z"}
+        if size:
+            entry["size"] = len(self.data)
+        self.upstream.page(UP + "demo/", json.dumps({"meta": {"api-version": "1.1"}, "files": [entry]}).encode())
+
+    def request(self, method, path, **headers):
+        response = self.successResultOf(self.client.request(
+            method, "http://index.test" + path, headers=headers, allow_redirects=False))
+        return response, self.successResultOf(response.content())
+
+    def header(self, response, name):
+        return (response.headers.getRawHeaders(name) or [None])[0]
+
+    def test_head_from_the_page(self):
+        response, body = self.request("HEAD", self.path)
+        self.assertEqual((response.code, body), (200, b""))
+        self.assertEqual(self.header(response, "content-length"), str(len(self.data)))
+        self.assertEqual(self.header(response, "accept-ranges"), "bytes")
+        self.assertEqual(self.header(response, "etag"), f'"{self.sha}"')
+        self.assertEqual(self.header(response, "last-modified"), "Wed, 01 May 2024 10:00:00 GMT")
+        self.assertEqual((self.upstream.downloads, self.upstream.heads, self.upstream.ranges), ([], [], []))
+
+    def test_head_asks_the_upstream_when_the_page_has_no_size(self):
+        self.page(size=False)
+        response, _ = self.request("HEAD", self.path)
+        self.assertEqual(self.header(response, "content-length"), str(len(self.data)))
+        self.assertEqual((self.upstream.heads, self.upstream.downloads), ([self.url], []))
+
+    def test_ranges_pass_through(self):
+        for spec, part in (("bytes=-100", self.data[-100:]), ("bytes=10-19", self.data[10:20]),
+                           ("bytes=1000-150000", self.data[1000:150001])):
+            response, body = self.request("GET", self.path, range=spec)
+            self.assertEqual((response.code, body), (206, part))
+            first = len(self.data) - 100 if spec == "bytes=-100" else int(spec[6:].split("-")[0])
+            self.assertEqual(self.header(response, "content-range"),
+                             f"bytes {first}-{first + len(part) - 1}/{len(self.data)}")
+        self.assertEqual(self.upstream.downloads, [])
+        self.assertEqual(len(self.upstream.ranges), 3)
+        self.assertIsNone(self.fallback.cached_file("demo", self.name))
+        response, _ = self.request("GET", self.path, range=f"bytes={len(self.data)}-")
+        self.assertEqual(response.code, 416)
+
+    def test_if_range_that_does_not_hold_gets_the_whole_file(self):
+        response, body = self.request("GET", self.path, range="bytes=0-9", **{"if-range": '"other"'})
+        self.assertEqual((response.code, body), (200, self.data))
+        self.assertEqual(len(self.upstream.downloads), 1)
+
+    def test_upstream_without_ranges_caches_the_file_and_serves_the_range(self):
+        self.upstream.range_support = False
+        response, body = self.request("GET", self.path, range="bytes=10-19")
+        self.assertEqual((response.code, body), (206, self.data[10:20]))
+        self.assertEqual(len(self.upstream.downloads), 1)
+        response, body = self.request("GET", self.path, range="bytes=20-29")
+        self.assertEqual((response.code, body), (206, self.data[20:30]))
+        self.assertEqual(len(self.upstream.downloads), 1, "from the cache now")
+
+    def test_failures_are_answered_not_500(self):
+        self.upstream.files[self.url] = ConnectionRefusedError(111, "Connection refused")
+        response, body = self.request("GET", self.path, range="bytes=10-19")
+        self.assertEqual(response.code, 504)
+        self.assertIn(b"connection refused", body)
+        response, body = self.request("GET", self.path, range="bytes=0-300000")
+        self.assertEqual(response.code, 504)
+        self.assertIsNone(self.header(response, "content-range"))
+        del self.upstream.files[self.url]
+        self.fallback._down_until = 0
+        response, _ = self.request("GET", self.path, range="bytes=10-19")
+        self.assertEqual(response.code, 404)
+
+    def test_pages_advertise_metadata_for_every_wheel(self):
+        from pypid.store.metadata import read_wheel_metadata
+        import hashlib
+        import io
+
+        response, body = self.request("GET", "/simple/demo/", accept=JSON)
+        (entry,) = json.loads(body)["files"]
+        self.assertIs(entry["core-metadata"], True, "not read yet: advertised without a hash")
+        response, html = self.request("GET", "/simple/demo/")
+        self.assertIn(b'data-core-metadata="true"', html)
+        response, metadata = self.request("GET", self.path + ".metadata")
+        self.assertEqual((response.code, metadata), (200, read_wheel_metadata(io.BytesIO(self.data))))
+        self.assertEqual(self.upstream.downloads, [])
+        digest = hashlib.sha256(metadata).hexdigest()
+        self.assertEqual(self.header(response, "etag"), f'"{digest}"')
+        response, body = self.request("GET", "/simple/demo/", accept=JSON)
+        self.assertEqual(json.loads(body)["files"][0]["core-metadata"], {"sha256": digest})
+        response, html = self.request("GET", "/simple/demo/")
+        self.assertIn(f'data-core-metadata="sha256={digest}"'.encode(), html)
