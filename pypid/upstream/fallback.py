@@ -23,7 +23,7 @@ from pypid.store.interfaces import IBody
 from pypid.store.metadata import MetadataError, read_metadata
 from pypid.threads import Threads
 from pypid.upstream.interfaces import IUpstream
-from pypid.upstream import cache, lazyzip
+from pypid.upstream import cache, jsondoc, lazyzip
 from pypid.upstream.causes import Cause, describe
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
@@ -143,6 +143,8 @@ class Fallback:
         self._down: Optional[Cause] = None
         #: Completed downloads, for statistics and tests.
         self.downloads = 0
+        #: The upstream's JSON API documents: (key, version) -> (fetched at, document or None).
+        self._json = Recent(256)
         #: Sizes of upstream files learnt by HEAD (pages without sizes).
         self._sizes = Recent(4096)
         #: Whether the upstream turned out to serve no byte ranges.
@@ -302,6 +304,10 @@ class Fallback:
             except Exception as e:
                 # UpstreamError, or anything else an odd page makes the parser raise.
                 return self._stale(key, entry, f"unusable page: {e}")
+            if entry is not None and project == entry.project:
+                # The same page again (an upstream without validators): the
+                # same object, so that what was rendered from it is reused.
+                project = entry.project
             entry = PageEntry(project, Validators(response.etag, response.last_modified), now)
             self.log.info("fetched upstream page {key}: {files}", key=key, count=len(project.files),
                           files=counted(len(project.files), "file"))
@@ -332,6 +338,49 @@ class Fallback:
             key=key, why=why, age=now - entry.fetched_at,
         )
         return entry
+
+    # The upstream's JSON API (/pypi/<project>/json)
+
+    def upstream_json(self, key: str, version: Optional[str] = None) -> Deferred:
+        """
+        The upstream's JSON API document of C{key} (or of its release
+        C{version}), parsed: kept in memory for the TTL; L{None} when the
+        upstream has none (its index is not at C{<root>/simple/}, 404, not
+        JSON) or cannot be reached now (pypid then builds one from the page).
+        """
+        url = jsondoc.json_url(self.url, key, version)
+        if url is None:
+            return succeed(None)
+        cached = self._json.get((key, version))
+        now = self.clock.seconds()
+        if cached is not None and is_fresh(cached[0], now, self.ttl):
+            return succeed(cached[1])
+        return self.flights.run(("json", key, version), lambda: self._fetch_json(key, version, url, cached))
+
+    @inlineCallbacks
+    def _fetch_json(self, key: str, version: Optional[str], url: str, cached):
+        stale = cached[1] if cached is not None else None
+        if self.down() is not None:
+            return stale
+        try:
+            response = yield self.upstream.fetchPage(url, {"Accept": "application/json"})
+        except Exception as e:
+            self._failed(e)
+            return stale
+        self._answered()
+        if response.code in (404, 410):
+            document = None
+        elif response.code != 200:
+            return stale
+        else:
+            import json
+
+            try:
+                document = yield self._thread(json.loads, response.body)
+            except ValueError:
+                document = None
+        self._json[(key, version)] = (self.clock.seconds(), document)
+        return document
 
     # The project list (--list-upstream)
 

@@ -25,9 +25,15 @@ class PypiJSON(PlainResource):
 
     isLeaf = True
 
-    def __init__(self, store: IPackageStore) -> None:
+    def __init__(self, store: IPackageStore, upstream=None) -> None:
+        """
+        @param upstream: the upstream fallback's web side
+            (L{pypid.web.upstreamfiles.UpstreamWeb}), which answers for
+            names that are not local.
+        """
         super().__init__()
         self.store = store
+        self.upstream = upstream
         self._cache: dict[tuple[str, Optional[str], str], Page] = {}
         store.subscribe(self._changed)
 
@@ -50,6 +56,8 @@ class PypiJSON(PlainResource):
             return redirect(request, f"{up}{key}/{rest}")
         project = self.store.snapshot.get(key)
         if project is None:
+            if self.upstream is not None and self.upstream.fallback is not None:
+                return self.upstream.serve_json(request, key, version)
             raise not_found(f"Project {key!r} is not on this index.")
         if version is not None and not pypijson.release_files(project, version):
             raise not_found(f"{key} has no release {version!r}.")

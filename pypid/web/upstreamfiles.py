@@ -30,7 +30,7 @@ from pypid.web.files import content_type_for, etag_for, send_file
 from pypid.web.errors import error_page, not_found, respond
 from pypid.web.resource import PlainResource
 from pypid.web.send import BytesSender
-from pypid.web.util import redirect, serve_page
+from pypid.web.util import base_url, redirect, serve_page
 
 
 CACHE, REDIRECT = "cache", "redirect"
@@ -119,6 +119,62 @@ class UpstreamWeb:
             d.addErrback(lambda f: f.trap(UpstreamUnavailable) and None)
         d.addCallback(lambda entry: self._page(key, content_type, entry.project if entry else None, local))
         return render_async(request, d, found)
+
+    def serve_json(self, request, key: str, version: Optional[str]) -> object:
+        """
+        C{/pypi/<key>/json} (and C{/pypi/<key>/<version>/json}) for a name
+        that is not local: the upstream's JSON API document with pypid's
+        URLs, or one built from the upstream page and the release's core
+        metadata when the upstream has none or is down.
+        """
+        if self.reserved(key) or self.fallback is None:
+            raise not_found(f"Project {key!r} is not on this index.")
+        fallback = self.fallback
+        base = base_url(request)
+
+        def found(entry):
+            if entry is None:
+                raise not_found(f"Project {key!r} is neither on this index nor upstream.")
+            project = entry.project
+            d = fallback.known_metadata(key)
+            d.addCallback(lambda known: fallback.upstream_json(key, version).addCallback(
+                lambda document: self._json_page(key, version, project, document, dict(known), base)))
+            return d
+
+        d = fallback.project(key).addCallback(found)
+        return render_async(request, d, lambda page: serve_page(request, page, b"application/json"))
+
+    def _json_page(self, key: str, version: Optional[str], project, document, known: dict, base: str):
+        from pypid.index.render import dumps
+        from pypid.upstream import jsondoc
+
+        if document is not None:
+            rewritten = jsondoc.rewrite(document, project, version, base, known)
+            if rewritten is not None:
+                return self.fallback.threads(lambda: make_page(dumps(rewritten)))
+        shown = version if version is not None else jsondoc.latest_version(project)
+        files = jsondoc.release_files(project, shown) if shown is not None else []
+        if not files:
+            raise not_found(f"{key} has no release {version!r}." if version else f"{key} has no releases.")
+        source = jsondoc.metadata_file(files)
+
+        def render(raw: Optional[bytes], known: dict):
+            from pypid.store.metadata import parse_message
+
+            message = parse_message(raw) if raw else None
+            built = jsondoc.build(project, version, message, base, known)
+            if built is None:
+                raise not_found(f"{key} has no release {version!r}.")
+            return self.fallback.threads(lambda: make_page(dumps(built)))
+
+        if source is None:
+            return render(None, known)
+        d = self.fallback.metadata(key, source.filename).addCallback(_read_all)
+        # Without its metadata the document still lists the files.
+        d.addErrback(lambda f: f.trap(NotOnUpstream, UpstreamUnavailable) and None)
+        # (With the hash of the metadata just read.)
+        return d.addCallback(lambda raw: self.fallback.known_metadata(key).addCallback(
+            lambda now: render(raw, dict(now))))
 
     def serve_index(self, request, content_type: str) -> object:
         """C{/simple/} with the upstream's projects beside the local ones (C{--list-upstream})."""
@@ -342,6 +398,21 @@ def _upload_time_ns(stamp: Optional[str]) -> int:
         return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1_000_000_000)
     except ValueError:
         return 0
+
+
+def _read_all(body: Optional[IBody]):
+    """All the bytes of a small cached file (its core metadata), then let go."""
+    if body is None:
+        return None
+    try:
+        data = body.read(0, body.size)
+    except BaseException:
+        body.close()
+        raise
+    if isinstance(data, Deferred):
+        return data.addBoth(lambda result: (body.close(), result)[1])
+    body.close()
+    return data
 
 
 def _as_http_error(failure):

@@ -128,3 +128,39 @@ def test_head_and_range_without_whole_downloads(start_server, upstream, tmp_path
     status, _, body = server.get(f"/+upstream/app-one/{name}", {"Range": "bytes=0-9"})
     assert (status, body) == (206, data[:10])
     assert len(whole_wheel_gets(upstream)) == 1 and len(ranged_gets(upstream)) == 1
+
+
+def test_json_api_for_upstream_projects(start_server, upstream, tmp_path):
+    """From a pypid upstream's own JSON API (URLs rewritten), and built from the page where there is none."""
+    from pypid.testing import write_dist
+
+    upstream.configure(ranges=True)
+    local = tmp_path / "local"
+    local.mkdir()
+    built = start_server("--fallback-url", upstream.url, str(local))
+    status, headers, body = built.get("/pypi/lib-two/json")
+    assert status == 200, body
+    document = json.loads(body)
+    assert document["info"]["name"] == "lib-two", "from the wheel's metadata"
+    assert document["info"]["version"] == "2.0" and document["info"]["requires_python"] == ">=3.8"
+    assert sorted(document["releases"]) == ["1.0", "2.0"]
+    assert all(f["url"].startswith(built.url + "+upstream/lib-two/") for f in document["urls"])
+    assert built.get("/pypi/lib-two/1.0/json")[0] == 200
+    assert built.get("/pypi/lib-two/9.9/json")[0] == 404
+    assert built.get("/pypi/nowhere/json")[0] == 404
+    assert whole_wheel_gets(upstream) == []
+
+    pypid_upstream_dir = tmp_path / "pypid-upstream"
+    write_dist(str(pypid_upstream_dir), wheel_bytes("Remote.Thing", "3.0", summary="Remote summary"))
+    pypid_upstream = start_server(str(pypid_upstream_dir))
+    proxied = start_server("--fallback-url", pypid_upstream.url + "simple/", str(local))
+    status, _, body = proxied.get("/pypi/remote-thing/json")
+    assert status == 200
+    document = json.loads(body)
+    assert document["info"]["summary"] == "Remote summary"
+    assert document["info"]["package_url"] == proxied.url + "simple/remote-thing/"
+    (f,) = document["urls"]
+    assert f["url"] == proxied.url + "+upstream/remote-thing/remote_thing-3.0-py3-none-any.whl"
+    assert pypid_upstream.url not in body.decode()
+    status, _, data = proxied.get(f["url"][len(proxied.url) - 1:])
+    assert status == 200 and hashlib.sha256(data).hexdigest() == f["digests"]["sha256"]

@@ -199,3 +199,140 @@ class UncachedFileTests(SynchronousTestCase):
         self.assertEqual(json.loads(body)["files"][0]["core-metadata"], {"sha256": digest})
         response, html = self.request("GET", "/simple/demo/")
         self.assertIn(f'data-core-metadata="sha256={digest}"'.encode(), html)
+
+
+class UpstreamJSONTests(SynchronousTestCase):
+    """/pypi/<project>/json for projects that are not local."""
+
+    def setUp(self):
+        import hashlib
+
+        from pypid.testing import sdist_bytes, wheel_bytes
+
+        self.upstream = CannedUpstream()
+        self.wheel = wheel_bytes("Demo", "1.0", summary="The demo", requires=["other>=2"])
+        self.newer = sdist_bytes("Demo", "2.0a1")
+        entries = []
+        for name, data in (self.wheel, self.newer):
+            self.upstream.files["http://up.test/files/" + name] = data
+            entries.append({"filename": name, "url": "../../files/" + name, "size": len(data),
+                            "hashes": {"sha256": hashlib.sha256(data).hexdigest()},
+                            "upload-time": "2024-05-01T10:00:00.000000Z"})
+        self.upstream.page(UP + "demo/", json.dumps({"meta": {"api-version": "1.1"}, "files": entries}).encode())
+        self.store = MemoryStore([])
+        self.fallback = Fallback(self.upstream, UP, os.path.abspath(self.mktemp()), Clock(), immediate)
+        pages = PageCache(self.store.snapshot, "sha256")
+        web = UpstreamWeb(self.store, UP, "cache", self.fallback, deny=("secret-*",))
+        self.client = StubTreq(Root(self.store, pages, WebConfig(), upstream=web))
+
+    def get(self, path):
+        response = self.successResultOf(self.client.get("http://index.test" + path, allow_redirects=False))
+        return response, self.successResultOf(response.content())
+
+    def test_built_from_the_page_and_the_metadata(self):
+        response, body = self.get("/pypi/demo/json")
+        self.assertEqual(response.code, 200)
+        document = json.loads(body)
+        info = document["info"]
+        self.assertEqual((info["name"], info["version"], info["summary"]), ("Demo", "1.0", "The demo"))
+        self.assertEqual(info["requires_dist"], ["other>=2"])
+        self.assertEqual(info["release_url"], "http://index.test/pypi/demo/1.0/json")
+        self.assertEqual(sorted(document["releases"]), ["1.0", "2.0a1"])
+        (url,) = document["urls"]
+        self.assertEqual(url["url"], f"http://index.test/+upstream/demo/{self.wheel[0]}")
+        self.assertEqual(url["packagetype"], "bdist_wheel")
+        self.assertEqual(url["upload_time_iso_8601"], "2024-05-01T10:00:00.000000Z")
+        self.assertIsInstance(url["core-metadata"], dict, "read for the info: its hash is known")
+        self.assertEqual(self.upstream.downloads, [], "the metadata came from ranges")
+        response, body = self.get("/pypi/demo/2.0a1/json")
+        self.assertEqual((response.code, json.loads(body)["info"]["version"]), (200, "2.0a1"))
+        self.assertNotIn("releases", json.loads(body))
+        self.assertEqual(self.get("/pypi/demo/3.0/json")[0].code, 404)
+
+    def test_the_upstreams_own_document_with_pypids_urls(self):
+        own = {"info": {"name": "Demo", "version": "1.0", "summary": "From upstream",
+                        "project_url": "http://up.test/project/demo/",
+                        "release_url": "http://up.test/project/demo/1.0/"},
+               "last_serial": 1234,
+               "urls": [{"filename": self.wheel[0], "url": "http://files.up.test/x/" + self.wheel[0]}],
+               "releases": {"1.0": [{"filename": self.wheel[0], "url": "http://files.up.test/x/" + self.wheel[0]},
+                                    {"filename": "not-on-the-page.tar.gz", "url": "http://files.up.test/y"}]}}
+        self.upstream.page("http://up.test/pypi/demo/json", json.dumps(own).encode(), "application/json")
+        response, body = self.get("/pypi/demo/json")
+        document = json.loads(body)
+        self.assertEqual(document["info"]["summary"], "From upstream")
+        self.assertEqual(document["info"]["project_url"], "http://index.test/simple/demo/")
+        self.assertEqual(document["last_serial"], 1234)
+        self.assertEqual([f["url"] for f in document["releases"]["1.0"]],
+                         [f"http://index.test/+upstream/demo/{self.wheel[0]}"])
+        self.assertNotIn("up.test", body.decode())
+
+    def test_upstream_down_builds_from_the_cached_page(self):
+        self.assertEqual(self.get("/simple/demo/")[0].code, 200)
+        self.assertEqual(self.get(f"/+upstream/demo/{self.wheel[0]}.metadata")[0].code, 200)
+        self.upstream.pages["http://up.test/pypi/demo/json"] = ConnectionRefusedError(111, "refused")
+        response, body = self.get("/pypi/demo/json")
+        self.assertEqual((response.code, json.loads(body)["info"]["name"]), (200, "Demo"))
+        # Without the metadata cached, the files are still listed.
+        self.fallback.clock.advance(700)
+        response, body = self.get("/pypi/demo/2.0a1/json")
+        self.assertEqual((response.code, json.loads(body)["info"]["name"]), (200, "demo"))
+
+    def test_missing_and_reserved(self):
+        self.assertEqual(self.get("/pypi/nothing/json")[0].code, 404)
+        self.assertEqual(self.get("/pypi/secret-thing/json")[0].code, 404)
+        self.assertNotIn("http://up.test/simple/secret-thing/", [url for url, _ in self.upstream.page_requests])
+
+
+class RenderOnceTests(SynchronousTestCase):
+    """An upstream page is rendered once per fetch of it, fresh or stale, not once per request."""
+
+    def test_rendered_once_per_fetch(self):
+        from pypid.upstream import rewrite
+
+        upstream = CannedUpstream()
+        upstream.page(UP + "demo/", page(), etag='"v1"')
+        clock = Clock()
+        clock.advance(1000)
+        fallback = Fallback(upstream, UP, os.path.abspath(self.mktemp()), clock, immediate, ttl=60)
+        store = MemoryStore([])
+        web = UpstreamWeb(store, UP, "cache", fallback)
+        client = StubTreq(Root(store, PageCache(store.snapshot, "sha256"), WebConfig(), upstream=web))
+        renders = []
+        original = rewrite.project_page
+        self.patch(rewrite, "project_page", lambda *args: renders.append(args[0]) or original(*args))
+
+        def get():
+            response = self.successResultOf(client.get("http://index.test/simple/demo/", headers={"accept": JSON}))
+            self.assertEqual(response.code, 200)
+            return self.successResultOf(response.content())
+
+        first = get()
+        get()
+        self.assertEqual(len(renders), 1)
+        # Stale, revalidated: 304, nothing to render.
+        clock.advance(61)
+        upstream.pages[UP + "demo/"] = lambda headers: (
+            __import__("pypid.upstream.client", fromlist=["PageResponse"]).PageResponse(
+                304, b"", JSON, '"v1"', None, UP + "demo/"))
+        self.assertEqual(get(), first)
+        get()
+        self.assertEqual(len(renders), 1)
+        # Stale, upstream down: the stale page, not rendered again for each request.
+        clock.advance(61)
+        upstream.pages[UP + "demo/"] = ConnectionRefusedError(111, "refused")
+        for _ in range(3):
+            self.assertEqual(get(), first)
+            clock.advance(20)
+        self.assertEqual(len(renders), 1)
+        # The same page again, from an upstream without validators: nothing new to render.
+        clock.advance(61)
+        upstream.page(UP + "demo/", page())
+        self.assertEqual(get(), first)
+        self.assertEqual(len(renders), 1)
+        # A new page: rendered once.
+        clock.advance(61)
+        upstream.page(UP + "demo/", page(sha="ab" * 32), etag='"v2"')
+        get()
+        get()
+        self.assertEqual(len(renders), 2)
