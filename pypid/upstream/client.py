@@ -208,7 +208,7 @@ class TreqUpstream:
         timeout: float = 30,
         max_page_size: int = 64 * 1024 * 1024,
         ca_file: Optional[str] = None,
-        max_connections: int = 8,
+        max_connections: int = 32,
         client=None,
     ) -> None:
         """

@@ -15,6 +15,7 @@ from typing import Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from pypid.counts import counted
 from pypid.ops import metrics
@@ -49,6 +50,10 @@ MAX_RANGE_BYTES = 8 * 1024 * 1024
 
 #: Bytes of the upstream's project list read by the check at start.
 PROBE_BYTES = 64 * 1024
+
+#: Upstream pages up to this size are parsed on the reactor thread (well
+#: under a millisecond); larger ones in a thread.
+INLINE_PAGE = 32 * 1024
 
 #: How many upstream pages are kept in memory.
 MEMORY_PAGES = 2048
@@ -151,6 +156,13 @@ class Fallback:
         self.no_ranges = False
         #: The sha256 of the cached metadata files of a project's files, by file name.
         self._metadata_hashes = Recent(MEMORY_PAGES)
+        #: The keys of the pages on disk, once the cache is taken stock of
+        #: (L{None} before: then the disk is looked at). Files: L{lru}.
+        self._on_disk: Optional[set[str]] = None
+        #: Projects with metadata files in the cache (once taken stock of).
+        self._meta_keys: set[str] = set()
+        #: Metadata read from wheels, served from memory while it is written.
+        self._writing: dict[str, bytes] = {}
         #: Goes up by one whenever a metadata file of a project is cached or evicted
         #: (its pages then advertise another hash).
         self.metadata_generation: dict[str, int] = {}
@@ -158,16 +170,23 @@ class Fallback:
     def start(self) -> Deferred:
         """Take stock of the files already cached (and clear leftovers)."""
 
+        pages: set[str] = set()
+
         def found(files) -> None:
+            meta = os.path.join(self.layout.directory, "meta") + os.sep
             for path, size, _ in files:
                 if path not in self.lru:
                     self.lru.add(path, size)
+                if path.startswith(meta):
+                    self._meta_keys.add(path[len(meta):].partition(os.sep)[0])
+            # From now on what is not listed is not on disk: no thread to look.
+            self._on_disk = pages | (self._on_disk or set())
             self._evict()
             self.log.info("upstream cache {directory}: {files}, {bytes}",
                           directory=self.layout.directory, count=len(self.lru), size=self.lru.total,
                           files=counted(len(self.lru), "file"), bytes=counted(self.lru.total, "byte"))
 
-        return self._thread(cache.scan_files, self.layout).addCallback(found)
+        return self._thread(cache.scan_files, self.layout, pages).addCallback(found)
 
     def project_url(self, key: str) -> str:
         return self.url + key + "/"
@@ -265,7 +284,8 @@ class Fallback:
     def _refresh(self, key: str):
         entry = self.pages.get(key)
         if entry is None and key not in self._loaded:
-            entry = yield self._thread(cache.load_page, self.layout.page_path(key))
+            if self._on_disk is None or key in self._on_disk:
+                entry = yield self._thread(cache.load_page, self.layout.page_path(key))
             self._loaded.add(key)
             if entry is not None:
                 self.pages[key] = entry
@@ -294,13 +314,20 @@ class Fallback:
             self.log.debug("upstream page {key} not modified", key=key)
         elif outcome == GONE:
             self.pages.pop(key, None)
+            if self._on_disk is not None:
+                self._on_disk.discard(key)
             yield self._thread(cache.remove_files, [self.layout.page_path(key)])
             return None
         elif outcome == FAILED:
             return self._stale(key, entry, f"HTTP {response.code}")
         else:
             try:
-                project = yield self._thread(parse_page, key, response.body, response.content_type, response.url)
+                if len(response.body) <= INLINE_PAGE:
+                    # (A thread hop would cost more than parsing a small page.)
+                    project = parse_page(key, response.body, response.content_type, response.url)
+                else:
+                    project = yield self._thread(parse_page, key, response.body, response.content_type,
+                                                 response.url)
             except Exception as e:
                 # UpstreamError, or anything else an odd page makes the parser raise.
                 return self._stale(key, entry, f"unusable page: {e}")
@@ -313,11 +340,16 @@ class Fallback:
                           files=counted(len(project.files), "file"))
         self.pages[key] = entry
         self._quiet_until.pop(key, None)
-        try:
-            yield self._thread(cache.save_page, self.layout.page_path(key), entry)
-        except OSError as e:
-            self.log.error("cannot write the upstream cache for {key}: {error}", key=key, error=e)
+        # Written while it is served (a page lost to a crash is fetched again).
+        self._save_page(key, entry)
         return entry
+
+    def _save_page(self, key: str, entry: PageEntry) -> None:
+        if self._on_disk is not None:
+            self._on_disk.add(key)
+        d = self._thread(cache.save_page, self.layout.page_path(key), entry)
+        d.addErrback(lambda f: self.log.error("cannot write the upstream cache for {key}: {error}",
+                                              key=key, error=f.getErrorMessage()))
 
     def _stale(self, key: str, entry: Optional[PageEntry], cause, quiet: bool = False) -> PageEntry:
         """
@@ -487,9 +519,15 @@ class Fallback:
             raise NotOnUpstream(f"{filename} is not a file of {key!r} on the upstream index.")
         return record
 
+    def _on_disk_size(self, path: str) -> Deferred:
+        """The size of a cache file the LRU does not list (L{None}: not there; no thread once taken stock)."""
+        if self._on_disk is not None:
+            return succeed(None)
+        return self._thread(_size_if_file, path)
+
     @inlineCallbacks
     def _fetch(self, key: str, path: str, what, filename: str):
-        size = yield self._thread(_size_if_file, path)
+        size = yield self._on_disk_size(path)
         if size is not None:
             self.lru.add(path, size)
             return path
@@ -582,43 +620,102 @@ class Fallback:
         cache either way.
         """
         path = self.layout.metadata_path(key, filename)
-        body = self._cached(path)
+        body = self._cached(path) or self._being_written(path)
         if body is not None:
             return succeed(body)
         return self.flights.run(
-            ("metadata", key, filename), lambda: self._metadata(key, filename, path)).addCallback(self._open)
+            ("metadata", key, filename), lambda: self._metadata(key, filename, path)
+        ).addCallback(lambda path: self._being_written(path) or self._open(path))
+
+    def _being_written(self, path: str) -> Optional[IBody]:
+        raw = self._writing.get(path)
+        return None if raw is None else BytesBody(raw, int(self.clock.seconds() * 1_000_000_000))
 
     @inlineCallbacks
     def _metadata(self, key: str, filename: str, path: str):
-        size = yield self._thread(_size_if_file, path)
+        size = yield self._on_disk_size(path)
         if size is not None:
             self.lru.add(path, size)
             return path
         record = yield self.record(key, filename)
         wheel = is_wheel(filename)
+        raw = None
         if record.core_metadata is not False:
             hashes = record.core_metadata if isinstance(record.core_metadata, tuple) else ()
             try:
-                yield self._fetch_url(record.url + ".metadata", path, hashes, None, filename + ".metadata")
+                raw = yield self._fetch_small(record.url + ".metadata", hashes, filename + ".metadata")
             except NotOnUpstream:
                 if not wheel:
                     raise
             else:
-                yield self._note_metadata(key, filename, path)
-                return path
-        if not wheel:
-            raise NotOnUpstream(f"The upstream index has no metadata file for {filename}.")
-        raw = yield self._extract(key, filename, record)
-        yield self._thread(cache.write_atomically, path, raw)
-        self._stored(path, len(raw))
+                self.log.info("fetched {url} ({bytes})", url=record.url + ".metadata",
+                              bytes=counted(len(raw), "byte"))
+        if raw is None:
+            if not wheel:
+                raise NotOnUpstream(f"The upstream index has no metadata file for {filename}.")
+            raw = yield self._extract(key, filename, record)
+            self.log.info("read the core metadata of {filename} ({bytes})", filename=filename,
+                          bytes=counted(len(raw), "byte"))
+        self._keep_metadata(key, filename, path, raw)
+        return path
+
+    def _keep_metadata(self, key: str, filename: str, path: str, raw: bytes) -> None:
+        """Serve C{raw} from memory at once, and from the cache once written; pages advertise its hash."""
+        self._writing[path] = raw
+
+        def written(_) -> None:
+            self._writing.pop(path, None)
+            self._stored(path, len(raw))
+
+        def failed(failure) -> None:
+            self._writing.pop(path, None)
+            self.log.error("cannot write {path}: {error}", path=path, error=failure.getErrorMessage())
+
+        # (Lost to a crash, it is read again: no fsync of the directory.)
+        self._thread(cache.write_atomically, path, raw, False).addCallbacks(written, failed)
+        self._meta_keys.add(key)
         known = self._metadata_hashes.get(key)
         if known is not None:
             # (Not read from disk yet: it will be, with this one.)
             known[filename] = hashlib.sha256(raw).hexdigest()
         self.metadata_generation[key] = self.metadata_generation.get(key, 0) + 1
-        self.log.info("read the core metadata of {filename} ({bytes})", filename=filename,
-                      bytes=counted(len(raw), "byte"))
-        return path
+
+    @inlineCallbacks
+    def _fetch_small(self, url: str, hashes: Hashes, filename: str):
+        """A small file (a core metadata file) from the upstream into memory, hash-checked."""
+        from pypid.store.metadata import MAX_METADATA_SIZE
+
+        down = self.down()
+        if down is not None:
+            raise unavailable(f"{filename} is not in this index's cache", down)
+        chunks: list[bytes] = []
+        got = [0]
+
+        def write(data: bytes) -> None:
+            got[0] += len(data)
+            if got[0] > MAX_METADATA_SIZE:
+                raise DownloadError(f"{filename} is larger than {counted(MAX_METADATA_SIZE, 'byte')}")
+            chunks.append(data)
+
+        try:
+            download = yield self.upstream.download(url, write)
+            raw = b"".join(chunks)
+            check = _check_hash(hashes)
+            if check is not None and hashlib.new(check[0], raw).hexdigest() != check[1]:
+                raise HashMismatch(f"{check[0]} {hashlib.new(check[0], raw).hexdigest()} does not match "
+                                   f"the upstream's {check[1]}")
+            if check is None and not download.framed:
+                raise DownloadError("no hash and no length to tell whether the file is complete")
+        except Exception as e:
+            metrics.UPSTREAM_FETCHES.inc(kind="file", result=_result(e))
+            if isinstance(e, DownloadError) and e.code in (404, 410):
+                raise NotOnUpstream(f"The upstream index has no {filename} (HTTP {e.code}).")
+            cause = self._failed(e)
+            self.log.error("download of {url} failed: {error}", url=url, error=cause.text)
+            raise unavailable(f"fetching {filename} failed", cause)
+        self._answered()
+        metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
+        return raw
 
     @inlineCallbacks
     def _extract(self, key: str, filename: str, record):
@@ -660,6 +757,7 @@ class Fallback:
             lazyzip.add_piece(pieces, span[0], data)
             fetched += len(data)
             try:
+                # (Archive reads never block the reactor, however small.)
                 raw = yield self._thread(lazyzip.read_metadata_from, size, dict(pieces))
             except lazyzip.NeedBytes as need:
                 if fetched >= MAX_RANGE_BYTES:
@@ -685,6 +783,10 @@ class Fallback:
         known = self._metadata_hashes.get(key)
         if known is not None:
             return succeed(known)
+        if self._on_disk is not None and key not in self._meta_keys:
+            # None cached (the cache was taken stock of): no thread to look.
+            known = self._metadata_hashes[key] = {}
+            return succeed(known)
 
         def found(hashes: dict) -> dict:
             known = self._metadata_hashes.get(key)
@@ -694,15 +796,6 @@ class Fallback:
 
         return self._thread(cache.metadata_hashes, self.layout, key).addCallback(found)
 
-    @inlineCallbacks
-    def _note_metadata(self, key: str, filename: str, path: str):
-        """A metadata file fetched from the upstream is now cached: pages may advertise its hash."""
-        if key in self._metadata_hashes:
-            digest = yield self._thread(cache.sha256_of, path)
-            known = self._metadata_hashes.get(key)
-            if digest is not None and known is not None:
-                known[filename] = digest
-        self.metadata_generation[key] = self.metadata_generation.get(key, 0) + 1
 
     @inlineCallbacks
     def _download(self, url: str, path: str, hashes: Hashes, expected_size: Optional[int]):
@@ -765,6 +858,29 @@ class Fallback:
                 self._forget_metadata(path)
             self.log.info("evicted {files} from the upstream cache", count=len(victims),
                           files=counted(len(victims), "file"))
+
+
+@implementer(IBody)
+class BytesBody:
+    """A small file held in memory (core metadata just read), as a body."""
+
+    redirect = None
+
+    def __init__(self, data: bytes, mtime_ns: int) -> None:
+        self.data = data
+        self.size = len(data)
+        self.mtime_ns = mtime_ns
+
+    def read(self, offset: int, count: int) -> bytes:
+        return self.data[offset:offset + count]
+
+    def stream(self, request, offset: int, count: int) -> None:
+        from pypid.web.send import BytesSender
+
+        BytesSender(request, self.data[offset:offset + count]).start()
+
+    def close(self) -> None:
+        pass
 
 
 def _size_if_file(path: str) -> Optional[int]:

@@ -39,6 +39,9 @@ CACHE, REDIRECT = "cache", "redirect"
 UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamDown: http.GATEWAY_TIMEOUT,
                    UpstreamUnavailable: http.BAD_GATEWAY}
 
+#: Pages of up to this many files are rendered on the reactor thread.
+INLINE_FILES = 50
+
 #: How many rendered upstream pages (per format) are kept in memory.
 RENDERED_PAGES = 512
 
@@ -222,11 +225,17 @@ class UpstreamWeb:
             return page
 
         def render(metadata: dict):
+            def build() -> Page:
+                return make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo,
+                                                      dict(metadata)))
+
+            files = (len(upstream.files) if upstream is not None else 0) + (len(local.files) if local else 0)
+            if files <= INLINE_FILES:
+                # (A thread hop would cost more than rendering a small page.)
+                return keep(build())
             # Upstream pages can list thousands of files: rendered and
             # compressed in a thread.
-            return self.fallback.threads(lambda: make_page(
-                rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo, dict(metadata)))
-            ).addCallback(keep)
+            return self.fallback.threads(build).addCallback(keep)
 
         return self.fallback.known_metadata(key).addCallback(render)
 
