@@ -6,11 +6,12 @@ re-read on every request::
 
     {"hashes": {"<filename>": "<sha256 to advertise>"},
      "behaviour": {"<filename>": "ok" | "cut" | "slow" | "stall" | "hang"},
-     "down": false, "html": false, "metadata": false, "ranges": false}
+     "down": false, "html": false, "metadata": false, "ranges": false, "delay": 0}
 
 With "metadata", wheels have PEP 658 files (C{/files/<wheel>.metadata},
 advertised with their sha256); with "ranges", files are served in byte
-ranges (C{Accept-Ranges}, 206). Every request is appended to
+ranges (C{Accept-Ranges}, 206); "delay" holds every answer back that many
+seconds (a network's round trip, for bench/upstream.py). Every request is appended to
 DIR/requests.log ("METHOD PATH", and " RANGE" when it had one); the port it
 listens on (127.0.0.1, chosen by the system) is written to DIR/port.
 """
@@ -33,6 +34,7 @@ class Upstream(Resource):
     def __init__(self, directory: str) -> None:
         super().__init__()
         self.directory = directory
+        self._files: dict[str, bytes] = {}
 
     def config(self) -> dict:
         try:
@@ -45,6 +47,35 @@ class Upstream(Resource):
         return sorted(n for n in os.listdir(os.path.join(self.directory, "dists")))
 
     def render_GET(self, request):
+        delay = self.config().get("delay") or 0
+        if delay:
+            def answer() -> None:
+                body = self.answer(request)
+                if body is not NOT_DONE_YET:
+                    request.write(body)
+                    request.finish()
+
+            reactor.callLater(delay, answer)
+            return NOT_DONE_YET
+        return self.answer(request)
+
+    def read(self, name: str) -> bytes:
+        """A file's bytes (kept in memory while it is unchanged: ranges of large files are asked for often)."""
+        path = os.path.join(self.directory, "dists", name)
+        st = os.stat(path)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = self._files.get(name)
+        if cached is None or cached[0] != stamp:
+            with open(path, "rb") as f:
+                data = f.read()
+            cached = self._files[name] = (stamp, data, hashlib.sha256(data).hexdigest())
+        return cached[1]
+
+    def sha256(self, name: str) -> str:
+        self.read(name)
+        return self._files[name][2]
+
+    def answer(self, request):
         wanted = request.getHeader(b"range")
         with open(os.path.join(self.directory, "requests.log"), "a") as log:
             log.write(request.method.decode() + " " + request.path.decode()
@@ -66,9 +97,8 @@ class Upstream(Resource):
         for name in self.dists():
             if not name.replace("_", "-").lower().startswith(key + "-"):
                 continue
-            with open(os.path.join(self.directory, "dists", name), "rb") as f:
-                data = f.read()
-            sha = config.get("hashes", {}).get(name) or hashlib.sha256(data).hexdigest()
+            data = self.read(name)
+            sha = config.get("hashes", {}).get(name) or self.sha256(name)
             entry = {"filename": name, "url": f"../../files/{name}", "hashes": {"sha256": sha},
                      "size": len(data)}
             if config.get("metadata") and name.endswith(".whl"):
@@ -90,9 +120,7 @@ class Upstream(Resource):
     def file(self, request, name: str, config: dict):
         metadata = name.endswith(".whl.metadata") and config.get("metadata")
         try:
-            with open(os.path.join(self.directory, "dists", name[: -len(".metadata")] if metadata else name),
-                      "rb") as f:
-                data = f.read()
+            data = self.read(name[: -len(".metadata")] if metadata else name)
         except OSError:
             request.setResponseCode(404)
             return b"no such file\n"
