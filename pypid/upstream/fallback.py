@@ -763,6 +763,9 @@ class Fallback:
                 if fetched >= MAX_RANGE_BYTES:
                     return None
                 span = lazyzip.next_fetch(need, size)
+                if span[0] > span[1]:
+                    # A zip that points past its own end.
+                    raise unavailable(f"the metadata of {filename} cannot be read", "the zip points past its end")
                 continue
             except MetadataError as e:
                 raise unavailable(f"the metadata of {filename} cannot be read", str(e))

@@ -185,3 +185,27 @@ class WheelMetadataTests(SynchronousTestCase):
                                        UpstreamUnavailable)
         self.assertIn("the metadata of demo-1.0-py3-none-any.whl cannot be read", str(failure.value))
         self.assertEqual(os.listdir(self.dir), ["pages"], "nothing cached")
+
+    # Zips that lie about themselves: a clear error or the whole file, never a loop or a 500.
+
+    def test_central_directory_past_the_end(self):
+        import struct
+
+        name, data = self.wheel
+        # The end-of-central-directory record's offset field, pointed far past the file.
+        end = data.rfind(b"PK\x05\x06")
+        broken = data[:end + 16] + struct.pack("<I", len(data) * 10) + data[end + 20:]
+        self.page(files=[(name, broken)])
+        failure = self.failureResultOf(self.fallback.metadata("demo", name), UpstreamUnavailable)
+        self.assertIn("cannot be read", str(failure.value))
+        self.assertLess(len(self.upstream.ranges), 5)
+
+    def test_endless_asking_stops_at_the_cap(self):
+        from pypid.upstream import fallback as module
+
+        name, data = many_files_wheel(3000)
+        self.page(files=[(name, data)])
+        self.patch(module, "MAX_RANGE_BYTES", 100)
+        raw = read(self.successResultOf(self.fallback.metadata("demo", name)))
+        self.assertEqual(raw, read_wheel_metadata(io.BytesIO(data)))
+        self.assertEqual(len(self.upstream.downloads), 1, "fetched whole after the cap")
