@@ -17,6 +17,8 @@ class Cause(NamedTuple):
     unreachable: bool
     #: Whether it failed in the TLS handshake (a CA the client does not trust, ...).
     tls: bool = False
+    #: Whether it took a timeout to fail (asking again would wait as long).
+    slow: bool = False
 
 
 def _ssl_reasons(error: BaseException) -> str:
@@ -52,7 +54,7 @@ def describe(error: BaseException) -> Cause:
                 return Cause(f"TLS: {_ssl_reasons(reason)}", True, True)
         for reason in inner:
             if isinstance(reason, (CancelledError, errors.TimeoutError)):
-                return Cause("no answer in time", True)
+                return Cause("no answer in time", True, slow=True)
         for reason in inner:
             if isinstance(reason, (errors.ConnectionLost, errors.ConnectionDone)):
                 return Cause("the connection closed before an answer", True)
@@ -65,9 +67,9 @@ def describe(error: BaseException) -> Cause:
         return Cause("host name not found", True)
     if isinstance(error, (errors.ConnectingCancelledError, errors.TCPTimedOutError, errors.TimeoutError)):
         # (Twisted's TimeoutError on its own is the connect timeout.)
-        return Cause("timed out connecting", True)
+        return Cause("timed out connecting", True, slow=True)
     if isinstance(error, (CancelledError, TimeoutError)):
-        return Cause("no answer in time", True)
+        return Cause("no answer in time", True, slow=True)
     if isinstance(error, errors.NoRouteError):
         return Cause("no route to the host", True)
     if isinstance(error, errors.ConnectError):

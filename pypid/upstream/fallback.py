@@ -39,9 +39,10 @@ from pypid.upstream.records import ACCEPT, Hashes, UpstreamError, index_problem,
 #: upstream does not slow every request down.
 RETRY_AFTER = 30.0
 
-#: After the upstream could not be reached at all (refused, timed out, TLS),
-#: what needs it fails at once for this long, rather than each request
-#: waiting for a connect timeout of its own; then it is tried again.
+#: After the upstream took a timeout to fail (no connection, no answer), what
+#: needs it fails at once for this long, rather than each request waiting
+#: for a timeout of its own; then it is tried again. (A refused connection
+#: or a TLS failure is quick to find again: those are not remembered.)
 DOWN_FOR = 15.0
 
 #: Most bytes fetched in ranges to read one wheel's metadata (a wheel whose
@@ -205,25 +206,31 @@ class Fallback:
             return self._down
         return None
 
-    def _failed(self, error: BaseException) -> Cause:
+    def _failed(self, error: BaseException, remember: bool = True) -> Cause:
         """
-        Note a failed request: when no answer came at all, the upstream is
-        taken for unreachable for L{DOWN_FOR} seconds, and the first such
-        failure of an outage is logged as one line saying what to do.
+        Note a failed request: the first failure without an answer of an
+        outage is logged as one line saying what to do, and when it took a
+        timeout, the upstream is taken for unreachable for L{DOWN_FOR}
+        seconds (unless not C{remember}: the check at start, which no
+        request waits for, and which may run before the upstream is up).
         """
         cause = describe(error)
         if cause.unreachable:
             first = self._down is None
-            self._down, self._down_until = cause, self.clock.seconds() + DOWN_FOR
+            self._down = cause
+            if cause.slow and remember:
+                self._down_until = self.clock.seconds() + DOWN_FOR
             if first and cause.tls:
                 self.log.error(
                     "TLS with the upstream {host} failed ({cause}): if its certificate is signed by a private "
                     "CA or an intercepting proxy, give that CA's PEM file (a bundle works) with --upstream-ca FILE",
                     host=self.host, cause=cause.text)
+            elif first and cause.slow:
+                self.log.warn("the upstream {host} cannot be reached ({cause}); after each timeout what needs "
+                              "it fails at once for {seconds:g} s, until it answers", host=self.host,
+                              cause=cause.text, seconds=DOWN_FOR)
             elif first:
-                self.log.warn("the upstream {host} cannot be reached ({cause}); what needs it fails at once "
-                              "for {seconds:g} s at a time until it answers", host=self.host, cause=cause.text,
-                              seconds=DOWN_FOR)
+                self.log.warn("the upstream {host} cannot be reached ({cause})", host=self.host, cause=cause.text)
         return cause
 
     def _answered(self) -> None:
@@ -251,7 +258,7 @@ class Fallback:
                     url=self.url, problem=problem)
 
         def failed(failure) -> None:
-            cause = self._failed(failure.value)
+            cause = self._failed(failure.value, remember=False)
             if not cause.unreachable:
                 self.log.warn("asking the upstream {url} at start failed: {cause}", url=self.url, cause=cause.text)
 
