@@ -114,6 +114,8 @@ class SerialBook:
         self._opened = False
         self._messages: list[tuple[str, str]] = []
         self._rows = 0
+        #: Whether the last use failed (said once until it works again).
+        self._failing = False
 
     def messages(self) -> list[tuple[str, str]]:
         """Take the (level, text) messages collected since the last call (to log them)."""
@@ -145,23 +147,34 @@ class SerialBook:
                     db.close()
                     raise
             except (OSError, sqlite3.Error) as e:
-                self._say("warn", f"cannot keep the serial in {path}: {e}")
+                if not self._failing:
+                    self._say("warn", f"cannot keep the serial in {path}: {e}")
                 continue
+            if self._failing:
+                self._say("info", f"the serial's records in {path} work again")
+                self._failing = False
             self._db, self.path = db, path
             return db
-        self._say("warn", "no usable state directory for the serial: it starts again at every start "
-                          "(mirrors then sync in full)")
+        if not self._failing:
+            self._say("warn", "no usable state directory for the serial: it starts again at every start "
+                              "(mirrors then sync in full)")
+        self._failing = True
         return None
 
     def _failed(self, e: Exception) -> None:
-        self._say("error", f"the serial's records in {self.path} failed ({e}); the serial is kept in "
-                           "memory only from now on (mirrors sync in full after a restart)")
+        if not self._failing:
+            self._say("error", f"the serial's records in {self.path} failed ({e}); the serial goes on in "
+                               "memory and they are tried again at the next change (until then, a restart "
+                               "may number a change again, and a mirror may miss it until its next)")
+        self._failing = True
         if self._db is not None:
             try:
                 self._db.close()
             except sqlite3.Error:
                 pass
         self._db = None
+        # Opened again at the next use: a full disk may have room again.
+        self._opened = False
 
     # Reading
 

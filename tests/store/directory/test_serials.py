@@ -179,3 +179,21 @@ class StoreSerialTests(SynchronousTestCase):
             if leftover.startswith("cache.sqlite3"):
                 os.unlink(os.path.join(self.state, leftover))
         self.assertEqual(self.start().snapshot.serial, 2)
+
+
+class SerialBookFailureTests(SynchronousTestCase):
+    def test_a_failing_disk_is_tried_again(self):
+        """A write that fails (a full disk) is said once; the next change opens the book again."""
+        state = os.path.abspath(self.mktemp())
+        book = SerialBook([state])
+        self.addCleanup(book.close)
+        book.record(1, [], {}, horizon=1)
+        book._db.execute("PRAGMA query_only = ON")  # the next write fails, as on a full disk
+        book.record(2, [Change(2, 0.0, ADD, "p", "p", "1", "p-1.tar.gz")], {})
+        errors = [text for level, text in book.messages() if level == "error"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertIsNone(book._db, "let go, to be opened again")
+        book.record(3, [Change(3, 0.0, ADD, "p", "p", "2", "p-2.tar.gz")], {})
+        self.assertEqual(book.load().last, 3)
+        self.assertTrue(any("work again" in text for _, text in book.messages()))
+        self.assertEqual([c.serial for c in book.since(1, last=3).changes], [3])
