@@ -109,6 +109,9 @@ class Project(NamedTuple):
     #: Display name.
     name: str
     files: tuple[DistFile, ...]
+    #: The serial of the last change to the project (what mirrors read as
+    #: its C{last_serial}); see L{IndexSnapshot}.
+    serial: int = 0
 
     @property
     def versions(self) -> list[str]:
@@ -123,10 +126,12 @@ class Project(NamedTuple):
         return max(f.mtime_ns for f in self.files)
 
 
-def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None) -> Project:
+def make_project(
+    key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None, serial: int = 0
+) -> Project:
     """
     Build a L{Project} from its files, sorting them by version (then build
-    tag, then filename).
+    tag, then filename), changed last at C{serial}.
 
     @param orders: L{version_order} keys by the C{id} of the L{Version}
         objects of C{files} (shared between files), already worked out or
@@ -147,7 +152,7 @@ def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int,
 
     ordered = tuple(sorted(files, key=sort_key))
     # The display name follows the newest file, as uploads rename projects.
-    return Project(key, ordered[-1].name, ordered)
+    return Project(key, ordered[-1].name, ordered, serial)
 
 
 #: Shards of a L{FileMap}: a power of two.
@@ -258,7 +263,14 @@ class IndexSnapshot:
     """
     An immutable view of the index at one moment.
 
-    @ivar generation: increases by one with every applied change.
+    @ivar generation: increases by one with every applied change (in this
+        process: it starts again at every start).
+    @ivar serial: the index's serial, the number of the last change applied:
+        a change number that only ever goes up, also across restarts (the
+        store that owns the snapshot says which number each change has, and
+        keeps it). Every project carries the serial of the last change to it
+        (L{Project.serial}); mirroring tools (bandersnatch, devpi) read them
+        as C{X-PyPI-Last-Serial} and C{last_serial}.
     @ivar yanks: the yanked files (PEP 592), kept beside the files rather
         than in each L{DistFile} (an index holds a million of those, and
         yanks are few): by project key, a mapping of file name to reason
@@ -267,13 +279,14 @@ class IndexSnapshot:
         only by L{with_yanks}; L{apply} carries it over untouched.
     """
 
-    __slots__ = ("projects", "files", "generation", "file_count", "yanks")
+    __slots__ = ("projects", "files", "generation", "file_count", "serial", "yanks")
 
     def __init__(
         self,
         projects: Mapping[str, Project],
         files: Mapping[str, DistFile],
         generation: int = 0,
+        serial: int = 0,
         *,
         yanks: Optional[Mapping[str, Mapping[str, str]]] = None,
     ) -> None:
@@ -281,6 +294,7 @@ class IndexSnapshot:
         self.files: FileMap = files if isinstance(files, FileMap) else FileMap(files.values())
         self.generation = generation
         self.file_count = len(files)
+        self.serial = serial
         self.yanks: Mapping[str, Mapping[str, str]] = yanks if yanks is not None else {}
 
     @classmethod
@@ -288,10 +302,11 @@ class IndexSnapshot:
         return cls({}, {}, 0)
 
     @classmethod
-    def build(cls, files: Iterable[DistFile]) -> "IndexSnapshot":
+    def build(cls, files: Iterable[DistFile], serial: int = 1) -> "IndexSnapshot":
         """
         Build a snapshot from scratch: what L{apply} to an empty snapshot
-        gives, without its bookkeeping (a first scan lists every file).
+        gives, without its bookkeeping (a first scan lists every file), as
+        of change C{serial} (that of every project too).
         """
         files = list(files)
         by_path = FileMap(files)
@@ -309,8 +324,8 @@ class IndexSnapshot:
             else:
                 group.append(f)
         orders: dict[int, tuple] = {}
-        projects = {key: make_project(key, group, orders) for key, group in groups.items()}
-        return cls(projects, by_path, 1)
+        projects = {key: make_project(key, group, orders, serial) for key, group in groups.items()}
+        return cls(projects, by_path, 1, serial)
 
     def get(self, key: str) -> Optional[Project]:
         """The project with normalised name C{key}, if listed."""
@@ -326,12 +341,15 @@ class IndexSnapshot:
         return None if yanked is None else yanked.get(f.filename)
 
     def with_yanks(
-        self, changes: Mapping[str, Mapping[str, str]]
+        self, changes: Mapping[str, Mapping[str, str]], serial: Optional[int] = None, numbered: bool = True
     ) -> tuple["IndexSnapshot", frozenset[str]]:
         """
         A new snapshot whose yanks of each project key in C{changes} are the
         mapping given (file name -> reason; empty: none), and the keys
-        whose yanks changed. The files and projects are shared.
+        whose yanks changed. The files and the untouched projects are
+        shared; the touched projects take the change's C{serial} (by
+        default the next one, C{self.serial + 1}). With C{numbered} false
+        (yanks that were there before: read at start) no serial changes.
         """
         yanks = dict(self.yanks)
         changed = []
@@ -346,29 +364,43 @@ class IndexSnapshot:
                 yanks.pop(key, None)
         if not changed:
             return self, frozenset()
-        # HOOK (the change serial, IndexSnapshot.serial and Project.serial):
-        # a yank is a change of the index like an upload. Once snapshots
-        # carry serials, this one takes serial=self.serial + 1, and the
-        # projects in `changed` that are listed are replaced by copies with
-        # that serial, as apply() does for the projects it touches.
-        snapshot = IndexSnapshot(self.projects, self.files, self.generation + 1, yanks=yanks)
+        if not numbered:
+            return IndexSnapshot(self.projects, self.files, self.generation + 1, self.serial, yanks=yanks), \
+                frozenset(changed)
+        # A yank is a change of the index like an upload: it has a serial,
+        # and so have the projects it touches (mirrors fetch them again).
+        if serial is None:
+            serial = self.serial + 1
+        projects = dict(self.projects)
+        for key in changed:
+            project = projects.get(key)
+            if project is not None:
+                projects[key] = project._replace(serial=serial)
+        snapshot = IndexSnapshot(projects, self.files, self.generation + 1, max(self.serial, serial), yanks=yanks)
         return snapshot, frozenset(changed)
 
     def apply(
-        self, added: Iterable[DistFile], removed: Iterable[str]
+        self, added: Iterable[DistFile], removed: Iterable[str], serial: Optional[int] = None
     ) -> tuple["IndexSnapshot", frozenset[str]]:
         """
         Return a new snapshot with the files at paths C{removed} taken out and
         the files C{added} put in (replacing any file at the same path), and
         the set of project keys whose listing changed.
+
+        @param serial: the number of this change (by default the next one,
+            C{self.serial + 1}): the serial of every project it touches,
+            and of the new snapshot (which never goes below this one's).
         """
         added = list(added)
+        if serial is None:
+            serial = self.serial + 1
         if not self.files:
             # The first scan: nothing to remove or replace.
-            built = IndexSnapshot.build(added)
+            built = IndexSnapshot.build(added, serial)
             if not built.files:
                 return self, frozenset()
             built.generation = self.generation + 1
+            built.serial = max(self.serial, serial)
             built.yanks = self.yanks
             return built, frozenset(f.project for f in added)
         files = self.files.edit()
@@ -402,8 +434,24 @@ class IndexSnapshot:
                 placed.add(new.path)
         for key, group in by_project.items():
             if group:
-                projects[key] = make_project(key, group)
+                projects[key] = make_project(key, group, serial=serial)
             else:
                 projects.pop(key, None)
-        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, yanks=self.yanks)
+        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, max(self.serial, serial),
+                                 yanks=self.yanks)
         return snapshot, frozenset(touched)
+
+    def with_serials(self, serials: Mapping[str, int], serial: Optional[int] = None) -> "IndexSnapshot":
+        """
+        The same files with the projects named in C{serials} carrying those
+        serials (a store that learns them after listing the files: from
+        its own records at start), and the snapshot's serial raised to
+        C{serial} if given. Keys that are not projects are left out.
+        """
+        projects = dict(self.projects)
+        for key, number in serials.items():
+            project = projects.get(key)
+            if project is not None and project.serial != number:
+                projects[key] = project._replace(serial=number)
+        top = self.serial if serial is None else max(self.serial, serial)
+        return IndexSnapshot(projects, self.files, self.generation + 1, top, yanks=self.yanks)

@@ -134,9 +134,20 @@ class IPackageStore(Interface):
 
     snapshot = Attribute(
         "The current L{pypid.index.model.IndexSnapshot}; replaced, never mutated."
+        " Its serial (and each project's) numbers the store's changes: it only"
+        " ever goes up, also across restarts where the store persists it."
     )
     ready = Attribute("True once the first complete snapshot is in place.")
     hash_algo = Attribute("The hash algorithm of file digests, or None when off.")
+
+    def changelog(since):
+        """
+        A L{Deferred} firing with a L{pypid.index.changes.ChangesSince}: the
+        changes numbered after serial C{since}, oldest first, and whether
+        they are all of them (not when C{since} is older than what the
+        store's change log keeps, or newer than its serial). The snapshot's
+        serial and its projects' serials number the same changes.
+        """
 
     def whenReady():
         """

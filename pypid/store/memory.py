@@ -218,9 +218,10 @@ class MemoryStore(SnapshotOwner):
         clock=None,
         later: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
         self.hash_algo = hash_algo
         self.snapshot = IndexSnapshot.build(files)
+        self.changes.horizon = self.snapshot.serial
         self.ready = ready
         self._waiting: list[Deferred] = []
         #: Stored bytes by path (a signature at C{<path>.asc}).

@@ -153,7 +153,7 @@ class Root(PlainResource):
         children = {
             b"simple": SimpleRoot(pages, upstream),
             b"packages": Packages(store, pages, config.cache_control),
-            b"pypi": PypiJSON(store),
+            b"pypi": PypiJSON(store, upstream),
         }
         # Pages for people and XML-RPC search, from one search index.
         browse = BrowseCache(store)

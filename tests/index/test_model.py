@@ -145,7 +145,9 @@ class YankSnapshotTests(SynchronousTestCase):
         snap = IndexSnapshot.build([dist("foo-1.0.whl")])
         yanked, changed = snap.with_yanks({"foo": {"foo-1.0.whl": "r"}})
         self.assertEqual((changed, yanked.generation), (frozenset({"foo"}), snap.generation + 1))
-        self.assertIs(yanked.projects, snap.projects)
+        self.assertIs(yanked.files, snap.files)
+        self.assertEqual((yanked.serial, yanked.get("foo").serial), (snap.serial + 1, snap.serial + 1),
+                         "a yank is a change: numbered, and so is its project")
         self.assertEqual(snap.yanks, {}, "the old snapshot is untouched")
         later, _ = yanked.apply([dist("foo-2.0.whl", version="2.0")], ["foo-1.0.whl"])
         self.assertEqual(dict(later.yanked("foo")), {"foo-1.0.whl": "r"})
@@ -162,3 +164,40 @@ class YankSnapshotTests(SynchronousTestCase):
         self.assertEqual(snap.with_yanks({"foo": {"foo-1.0.whl": "r"}, "bar": {}}), (snap, frozenset()))
         cleared, changed = snap.with_yanks({"foo": {}})
         self.assertEqual((dict(cleared.yanks), changed), ({}, frozenset({"foo"})))
+
+
+class SerialTests(SynchronousTestCase):
+    """The index's serial: the number of the last change, and per project of the last change to it."""
+
+    def test_build_and_apply_number_changes(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")])
+        self.assertEqual((snap.serial, snap.get("foo").serial, snap.get("bar").serial), (1, 1, 1))
+        new, _ = snap.apply([dist("foo-2.0.whl", version="2.0")], [])
+        self.assertEqual((new.serial, new.get("foo").serial, new.get("bar").serial), (2, 2, 1))
+        self.assertIs(new.get("bar"), snap.get("bar"))
+        given, _ = new.apply([], ["bar-1.whl"], serial=40)
+        self.assertEqual((given.serial, given.get("foo").serial), (40, 2))
+        self.assertIsNone(given.get("bar"))
+
+    def test_serial_never_goes_back(self):
+        """A change numbered below the snapshot's serial (a replica replaying) leaves the snapshot's serial."""
+        snap, _ = IndexSnapshot.empty().apply([dist("foo-1.0.whl")], [], serial=10)
+        self.assertEqual(snap.serial, 10)
+        new, _ = snap.apply([dist("foo-2.0.whl", version="2.0")], [], serial=7)
+        self.assertEqual((new.serial, new.get("foo").serial), (10, 7))
+
+    def test_no_change_no_serial(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")], serial=5)
+        same, changed = snap.apply([dist("foo-1.0.whl")], [], serial=6)
+        self.assertIs(same, snap)
+        self.assertEqual(same.serial, 5)
+
+    def test_with_serials(self):
+        """Serials learnt after the files (a store's own records) are set per project, sharing the files."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")], serial=9)
+        tagged = snap.with_serials({"foo": 3, "gone": 8}, serial=12)
+        self.assertEqual((tagged.serial, tagged.get("foo").serial, tagged.get("bar").serial), (12, 3, 9))
+        self.assertIs(tagged.files, snap.files)
+        self.assertIs(tagged.get("bar"), snap.get("bar"))
+        self.assertNotIn("gone", tagged.projects)
+        self.assertEqual(tagged.with_serials({}, serial=2).serial, 12)

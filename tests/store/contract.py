@@ -387,3 +387,56 @@ def describe(f: DistFile) -> tuple:
     """What a listing says of a file's bytes (not where or when it was written)."""
     return (f.project, f.name, f.version, f.kind, f.python_version, f.size, f.digest, f.requires_python,
             f.metadata_sha256, f.summary, f.has_sig)
+
+
+class SerialContract:
+    """The serial: every change numbered, never back, and logged for mirrors (mixed in with the contract)."""
+
+    def test_every_change_takes_the_next_serial(self):
+        store = self.store()
+        start = store.snapshot.serial
+        self.publish(store, WHEEL)
+        first = store.snapshot.serial
+        self.assertGreater(first, start)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, first)
+        self.publish(store, WHEEL)
+        self.assertEqual(store.snapshot.serial, first, "the same bytes again are no change")
+        self.publish(store, wheel_bytes("other", "2.0"))
+        second = store.snapshot.serial
+        self.assertEqual((second > first, store.snapshot.get("demo-pkg").serial), (True, first))
+        self.publish(store, OTHER_WHEEL, overwrite=True)
+        third = store.snapshot.serial
+        self.assertGreater(third, second)
+        self.successResultOf(store.remove([store.snapshot.files["other-2.0-py3-none-any.whl"]]))
+        self.assertGreater(store.snapshot.serial, third)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, third)
+
+    def test_changelog(self):
+        """What changed after a serial, file by file, oldest first; complete while the log holds it."""
+        from pypid.index.changes import ADD, REMOVE, REMOVE_PROJECT
+
+        store = self.store()
+        since = store.snapshot.serial
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        self.publish(store, wheel_bytes("other", "2.0"))
+        self.successResultOf(store.remove([store.snapshot.files["other-2.0-py3-none-any.whl"]]))
+        answer = self.successResultOf(store.changelog(since))
+        self.assertTrue(answer.complete)
+        self.assertEqual([(c.action, c.project, c.name, c.version, c.filename) for c in answer.changes], [
+            (ADD, "demo-pkg", "Demo_Pkg", "1.0", WHEEL[0]),
+            (ADD, "demo-pkg", "Demo_Pkg", "1.0", SDIST[0]),
+            (ADD, "other", "other", "2.0", "other-2.0-py3-none-any.whl"),
+            (REMOVE, "other", "other", "2.0", "other-2.0-py3-none-any.whl"),
+            (REMOVE_PROJECT, "other", "other", "", ""),
+        ])
+        serials = [c.serial for c in answer.changes]
+        self.assertEqual(serials, sorted(serials))
+        self.assertTrue(all(1e9 < c.at < 1e11 for c in answer.changes), "seconds since the epoch")
+        self.assertEqual(serials[-1], store.snapshot.serial)
+        self.assertEqual(len(set(serials)), 4, "one serial per change")
+        later = self.successResultOf(store.changelog(serials[1]))
+        self.assertEqual(later.changes, answer.changes[2:])
+        self.assertEqual(self.successResultOf(store.changelog(store.snapshot.serial)).changes, ())
+        ahead = self.successResultOf(store.changelog(store.snapshot.serial + 5))
+        self.assertFalse(ahead.complete, "a serial this index never had: the mirror must sync in full")
