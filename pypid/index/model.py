@@ -108,6 +108,9 @@ class Project(NamedTuple):
     #: Display name.
     name: str
     files: tuple[DistFile, ...]
+    #: The serial of the last change to the project's listing (see
+    #: L{IndexSnapshot.serial}).
+    serial: int = 0
 
     @property
     def versions(self) -> list[str]:
@@ -122,7 +125,8 @@ class Project(NamedTuple):
         return max(f.mtime_ns for f in self.files)
 
 
-def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None) -> Project:
+def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None,
+                 serial: int = 0) -> Project:
     """
     Build a L{Project} from its files, sorting them by version (then build
     tag, then filename).
@@ -146,7 +150,7 @@ def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int,
 
     ordered = tuple(sorted(files, key=sort_key))
     # The display name follows the newest file, as uploads rename projects.
-    return Project(key, ordered[-1].name, ordered)
+    return Project(key, ordered[-1].name, ordered, serial)
 
 
 #: Shards of a L{FileMap}: a power of two.
@@ -254,27 +258,32 @@ class IndexSnapshot:
     An immutable view of the index at one moment.
 
     @ivar generation: increases by one with every applied change.
+    @ivar serial: the change number of the index (the serial mirrors read):
+        the store's own (a catalog's change number) when it gives one,
+        else one more per applied change.
     """
 
-    __slots__ = ("projects", "files", "generation", "file_count")
+    __slots__ = ("projects", "files", "generation", "file_count", "serial")
 
     def __init__(
         self,
         projects: Mapping[str, Project],
         files: Mapping[str, DistFile],
         generation: int = 0,
+        serial: int = 0,
     ) -> None:
         self.projects = projects
         self.files: FileMap = files if isinstance(files, FileMap) else FileMap(files.values())
         self.generation = generation
         self.file_count = len(files)
+        self.serial = serial
 
     @classmethod
     def empty(cls) -> "IndexSnapshot":
         return cls({}, {}, 0)
 
     @classmethod
-    def build(cls, files: Iterable[DistFile]) -> "IndexSnapshot":
+    def build(cls, files: Iterable[DistFile], serial: int = 1) -> "IndexSnapshot":
         """
         Build a snapshot from scratch: what L{apply} to an empty snapshot
         gives, without its bookkeeping (a first scan lists every file).
@@ -295,25 +304,29 @@ class IndexSnapshot:
             else:
                 group.append(f)
         orders: dict[int, tuple] = {}
-        projects = {key: make_project(key, group, orders) for key, group in groups.items()}
-        return cls(projects, by_path, 1)
+        projects = {key: make_project(key, group, orders, serial) for key, group in groups.items()}
+        return cls(projects, by_path, 1, serial)
 
     def get(self, key: str) -> Optional[Project]:
         """The project with normalised name C{key}, if listed."""
         return self.projects.get(key)
 
     def apply(
-        self, added: Iterable[DistFile], removed: Iterable[str]
+        self, added: Iterable[DistFile], removed: Iterable[str], serial: Optional[int] = None
     ) -> tuple["IndexSnapshot", frozenset[str]]:
         """
         Return a new snapshot with the files at paths C{removed} taken out and
         the files C{added} put in (replacing any file at the same path), and
-        the set of project keys whose listing changed.
+        the set of project keys whose listing changed. The new snapshot, and
+        the projects it changed, get C{serial} (by default one more than
+        this snapshot's).
         """
         added = list(added)
+        if serial is None:
+            serial = self.serial + 1
         if not self.files:
             # The first scan: nothing to remove or replace.
-            built = IndexSnapshot.build(added)
+            built = IndexSnapshot.build(added, serial)
             if not built.files:
                 return self, frozenset()
             built.generation = self.generation + 1
@@ -349,8 +362,8 @@ class IndexSnapshot:
                 placed.add(new.path)
         for key, group in by_project.items():
             if group:
-                projects[key] = make_project(key, group)
+                projects[key] = make_project(key, group, serial=serial)
             else:
                 projects.pop(key, None)
-        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1)
+        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, serial)
         return snapshot, frozenset(touched)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from pypid.index.model import DistFile, IndexSnapshot
 
@@ -22,9 +22,13 @@ class SnapshotOwner:
     def subscribe(self, callback: Listener) -> None:
         self._listeners.append(callback)
 
-    def apply(self, added: Iterable[DistFile], removed: Iterable[str]) -> frozenset:
-        """Apply a change to the snapshot and tell the listeners."""
-        snapshot, changed = self.snapshot.apply(added, removed)
+    def apply(self, added: Iterable[DistFile], removed: Iterable[str], serial: Optional[int] = None) -> frozenset:
+        """
+        Apply a change to the snapshot and tell the listeners. C{serial} is
+        the change's number when the store numbers its changes (a catalog);
+        by default the snapshot's serial goes up by one.
+        """
+        snapshot, changed = self.snapshot.apply(added, removed, serial)
         if changed:
             self.snapshot = snapshot
             for listener in self._listeners:
