@@ -150,6 +150,8 @@ class FileRecord:
     #: sha256 of the core metadata (PEP 658), when the file has some.
     core_metadata_sha256: Optional[str] = None
     has_signature: bool = False
+    #: The size of the detached signature (C{<object_key>.asc}), when there is one.
+    signature_size: Optional[int] = None
     yanked: bool = False
     yanked_reason: Optional[str] = None
     id: Optional[int] = None
@@ -239,8 +241,8 @@ def check_url(url: str) -> None:
 
 _FIELDS = (
     "id", "project", "project_name", "version", "filename", "object_key", "size", "sha256", "uploaded_at", "md5",
-    "uploader", "requires_python", "summary", "core_metadata_sha256", "has_signature", "yanked", "yanked_reason",
-    "serial",
+    "uploader", "requires_python", "summary", "core_metadata_sha256", "has_signature", "signature_size", "yanked",
+    "yanked_reason", "serial",
 )
 
 
@@ -255,12 +257,14 @@ _COLUMNS = _select()
 
 def _record(row: Sequence[Any]) -> FileRecord:
     (id_, project, project_name, version, filename, object_key, size, sha256, uploaded_at, md5, uploader,
-     requires_python, summary, core_metadata_sha256, has_signature, yanked, yanked_reason, serial) = row
+     requires_python, summary, core_metadata_sha256, has_signature, signature_size, yanked, yanked_reason,
+     serial) = row
     return FileRecord(
         project=project, project_name=project_name, version=version, filename=filename, object_key=object_key,
         size=size, sha256=sha256, uploaded_at=uploaded_at, md5=md5, uploader=uploader,
         requires_python=requires_python, summary=summary, core_metadata_sha256=core_metadata_sha256,
-        has_signature=has_signature, yanked=yanked, yanked_reason=yanked_reason, id=id_, serial=serial,
+        has_signature=has_signature, signature_size=signature_size, yanked=yanked, yanked_reason=yanked_reason,
+        id=id_, serial=serial,
     )
 
 
@@ -307,13 +311,13 @@ def _q_publish(cursor: Any, record: FileRecord, core_metadata: Optional[bytes], 
     cursor.execute(
         "INSERT INTO pypid_files (project, project_name, version, filename, release_key, object_key, size, "
         "sha256, md5, uploaded_at, uploader, requires_python, summary, core_metadata, core_metadata_sha256, "
-        "has_signature, yanked, yanked_reason, serial) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, 0) "
+        "has_signature, signature_size, yanked, yanked_reason, serial) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, 0) "
         "ON CONFLICT DO NOTHING RETURNING id",
         (record.project, record.project_name, record.version, record.filename, key, record.object_key,
          record.size, record.sha256, record.md5, record.uploaded_at, record.uploader, record.requires_python,
-         record.summary, blob, record.core_metadata_sha256, record.has_signature, record.yanked,
-         record.yanked_reason),
+         record.summary, blob, record.core_metadata_sha256, record.has_signature, record.signature_size,
+         record.yanked, record.yanked_reason),
     )
     row = cursor.fetchone()
     if row is None:
@@ -402,6 +406,15 @@ def _q_core_metadata(cursor: Any, filename: str) -> Optional[bytes]:
 def _q_owners(cursor: Any) -> dict[str, str]:
     cursor.execute("SELECT project, owner FROM pypid_owners")
     return dict(cursor.fetchall())
+
+
+def _q_claim_owner(cursor: Any, project: str, user: str, at: float) -> str:
+    cursor.execute(
+        "INSERT INTO pypid_owners (project, owner, since) VALUES (%s, %s, to_timestamp(%s)) "
+        "ON CONFLICT (project) DO NOTHING", (project, user, at),
+    )
+    cursor.execute("SELECT owner FROM pypid_owners WHERE project = %s", (project,))
+    return cursor.fetchone()[0]
 
 
 # -- the catalog ------------------------------------------------------------
@@ -600,6 +613,14 @@ class Catalog:
         """First uploaders: normalised project -> user."""
         return self._run(_q_owners)
 
+    def claim_owner(self, project: str, user: str) -> defer.Deferred:
+        """
+        Record C{user} as the first uploader of C{project} (normalised)
+        unless it has one: fires with the owner, C{user} or the one who
+        claimed it first (on any replica).
+        """
+        return self._run(_q_claim_owner, project, user, self._reactor.seconds())
+
     def publish(self, record: FileRecord, core_metadata: Optional[bytes] = None, *, actor: Optional[str] = None,
                 replace_existing: bool = False, owner_claim: Optional[str] = None) -> defer.Deferred:
         """
@@ -686,6 +707,7 @@ class ChangeFollower:
         #: How many times it has (re)connected; for tests and metrics.
         self.connections = 0
         self._caught_up: list[defer.Deferred] = []
+        self._serial_waiters: list[tuple[int, defer.Deferred]] = []
 
     # -- life --
 
@@ -710,6 +732,19 @@ class ChangeFollower:
             d.callback(self.serial)
         else:
             self._caught_up.append(d)
+        return d
+
+    def wait_for(self, serial: int) -> defer.Deferred:
+        """
+        Fires (with the serial applied) once every change up to C{serial}
+        is applied; reads the changes now rather than wait for their
+        notification (a replica that made the change itself).
+        """
+        if self.serial >= serial:
+            return defer.succeed(self.serial)
+        d: defer.Deferred = defer.Deferred()
+        self._serial_waiters.append((serial, d))
+        self._catch_up()
         return d
 
     # -- connecting --
@@ -840,6 +875,12 @@ class ChangeFollower:
                 log.failure("applying catalog changes {first}..{last}", first=changes[0].serial,
                             last=changes[-1].serial)
             self.serial = changes[-1].serial
+            if self._serial_waiters:
+                waiting = self._serial_waiters
+                self._serial_waiters = [(s, d) for s, d in waiting if s > self.serial]
+                for s, d in waiting:
+                    if s <= self.serial:
+                        d.callback(self.serial)
         self._catching_up = False
         if self._again or len(changes) >= CATCH_UP_BATCH:
             self._catch_up()
