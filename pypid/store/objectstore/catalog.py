@@ -552,7 +552,8 @@ class Catalog:
         (L{migrations.SchemaTooNew}, one line). Fires with
         C{(version before, version after)}.
         """
-        self._pool.start()
+        if not self._pool.started:
+            self._pool.start()
         d = self._run(migrations.check, create, upgrade, known)
 
         def checked(versions: tuple[int, int]) -> tuple[int, int]:

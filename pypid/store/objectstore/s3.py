@@ -542,6 +542,8 @@ class S3Client:
             # Shorter than any store's idle timeout, so a kept connection
             # is never one the store is closing.
             self._pool.cachedConnectionTimeout = 5
+            # No log line for every connection to the store.
+            self._pool._factory = type("QuietHTTP11ClientFactory", (self._pool._factory,), {"noisy": False})
             http = HTTPClient(Agent(reactor, connectTimeout=connect_timeout, pool=self._pool))
         else:
             self._pool = None
@@ -883,12 +885,13 @@ def _default_threads(reactor: Any) -> Callable[..., defer.Deferred]:
     return run
 
 
-def check_blocking(location: S3Location, timeout: float = 10.0) -> S3Location:
+def check_blocking(location: S3Location, timeout: float = 10.0) -> tuple[S3Location, Any, Any]:
     """
     The start-up check, before the reactor runs (C{twistd} starts its
     services first): resolve credentials and the region through botocore's
     chain, then list one key of the prefix with a signed request. Returns
-    the location with its region resolved; raises one clear L{S3Error}
+    the location with its region resolved, and botocore's credentials with
+    a frozen copy (for a L{CredentialSource}); raises one clear L{S3Error}
     (no credentials, no such bucket, unknown key, wrong secret, access
     denied, wrong region, not an S3 store, unreachable). Blocking.
     """
@@ -943,4 +946,4 @@ def check_blocking(location: S3Location, timeout: float = 10.0) -> S3Location:
     if root is None or _local(root.tag) != "ListBucketResult":
         content_type = response.getheader("content-type")
         raise _not_s3(where, response.status, content_type.encode("latin-1") if content_type else None)
-    return where
+    return where, credentials, frozen

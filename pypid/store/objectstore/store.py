@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -245,9 +246,23 @@ class ObjectStore(SnapshotOwner):
     async def _start(self) -> None:
         import time
 
+        from pypid.store.objectstore.catalog import CatalogUnavailable
+
         began = time.monotonic()
-        await self.catalog.start()
-        snapshot = await self.catalog.snapshot()
+        delay = 0.5
+        while True:
+            try:
+                await self.catalog.start()
+                snapshot = await self.catalog.snapshot()
+                break
+            except CatalogUnavailable as e:
+                # Not ready until it is back: requests wait, /health says starting.
+                self.log.warn("cannot load the index from the catalog ({why}); trying again in {delay} s",
+                              why=e, delay=delay)
+                await deferLater(self._clock, delay, lambda: None)
+                delay = min(delay * 2, 10.0)
+                if self._stopped:
+                    return
         serial = snapshot.serial
         listing = await self._threads(distfiles_of, snapshot.files)
         # The rows are not kept: only what the index lists of them.
@@ -274,7 +289,7 @@ class ObjectStore(SnapshotOwner):
         if self._follower is not None:
             self._follower.stop()
         d = self.catalog.stop() if self.catalog._pool.started else succeed(None)
-        return d.addBoth(lambda _: self.s3.close())
+        return d.addBoth(lambda _: self.s3.close() if self.s3 is not None else None)
 
     # IPackageStore
 
