@@ -29,6 +29,12 @@ commands:
   mirror -r REQUIREMENTS [--platform P] [--python-version V] [--index-url URL] DIR
                               download a requirements set and its dependencies
                               into DIR (pip download), ready to serve
+  store import|export|fsck ... --store s3://BUCKET/PREFIX --catalog URL
+                              put a directory's files into the replicas' object
+                              store and catalog (--watch: keep doing it), write
+                              them back out, or check store against catalog
+  catalog migrate --catalog URL
+                              bring the replicas' catalog schema up to date
   version                     print pypid's version
 """
 
@@ -116,6 +122,18 @@ def mirror(argv: list[str]) -> int:
     return mirror_main(argv)
 
 
+def store(argv: list[str]) -> int:
+    from pypid.store.objectstore.admin import store_main
+
+    return store_main(argv)
+
+
+def catalog(argv: list[str]) -> int:
+    from pypid.store.objectstore.admin import catalog_main
+
+    return catalog_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -130,6 +148,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "git-init": git_init,
     "update": update,
     "mirror": mirror,
+    "store": store,
+    "catalog": catalog,
     "version": version,
 }
 
