@@ -181,6 +181,12 @@ def makeService(options: Options, reactor=None) -> IService:
         attach(top, "passwords", passwords)
         authenticator = Authenticator(logins)
 
+    if acl is not None and config.objectstore is not None:
+        # First uploaders go in the catalog every replica shares.
+        from pypid.store.objectstore.store import CatalogOwners
+
+        acl.shared_owners = CatalogOwners(store.catalog, reactor)
+
     # Uploads.
     root = config.directory.upload_root
     if config.feed.spool is not None:

@@ -120,7 +120,10 @@ class Publisher:
             return
         yield self.store.whenReady()
         exists = self.store.snapshot.get(project) is not None
-        decision = yield self.threads(self.acl.authorize, user, project, exists)
+        try:
+            decision = yield self.threads(self.acl.authorize, user, project, exists)
+        except StoreUnavailable as e:
+            raise unavailable(e)
         if not decision.allowed:
             raise UploadError(http.FORBIDDEN, f"Forbidden: {user} may not upload to {project} ({decision.reason}).")
         if decision.claimed:

@@ -408,6 +408,12 @@ def _q_owners(cursor: Any) -> dict[str, str]:
     return dict(cursor.fetchall())
 
 
+def _q_owner(cursor: Any, project: str) -> Optional[str]:
+    cursor.execute("SELECT owner FROM pypid_owners WHERE project = %s", (project,))
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def _q_claim_owner(cursor: Any, project: str, user: str, at: float) -> str:
     cursor.execute(
         "INSERT INTO pypid_owners (project, owner, since) VALUES (%s, %s, to_timestamp(%s)) "
@@ -613,6 +619,10 @@ class Catalog:
     def owners(self) -> defer.Deferred:
         """First uploaders: normalised project -> user."""
         return self._run(_q_owners)
+
+    def owner(self, project: str) -> defer.Deferred:
+        """The first uploader of C{project} (normalised), or L{None}."""
+        return self._run(_q_owner, project)
 
     def claim_owner(self, project: str, user: str) -> defer.Deferred:
         """

@@ -572,6 +572,33 @@ class ObjectStore(SnapshotOwner):
         return result
 
 
+class CatalogOwners:
+    """
+    The first uploaders of the ACL (C{unlisted-projects = first-uploader})
+    kept in the catalog, so that every replica gives the same answer and
+    one of two replicas claiming a project at once wins. Its methods block:
+    the ACL calls them in a thread (they wait for the catalog's own).
+    """
+
+    def __init__(self, catalog: Any, reactor: Any) -> None:
+        self.catalog = catalog
+        self.reactor = reactor
+
+    def _call(self, f: Callable[..., Deferred], *args: Any) -> Any:
+        from twisted.internet.threads import blockingCallFromThread
+
+        try:
+            return blockingCallFromThread(self.reactor, f, *args)
+        except _catalog_errors() as e:
+            raise StoreUnavailable(f"the catalog is unavailable ({e})") from None
+
+    def owner(self, project: str) -> Optional[str]:
+        return self._call(self.catalog.owner, project)
+
+    def claim(self, project: str, user: str) -> str:
+        return self._call(self.catalog.claim_owner, project, user)
+
+
 class _Collect:
     """A consumer keeping what it is written, up to C{limit} bytes."""
 
