@@ -209,6 +209,11 @@ def makeService(options: Options, reactor=None) -> IService:
                                                         threads=threads)
         if upstream_service is not None:
             attach(top, "upstream", upstream_service)
+        if config.objectstore is not None and upstream_web.fallback is not None:
+            # Replicas share what they fetch through the object store.
+            from pypid.store.objectstore.upstream import SharedUpstreamFiles
+
+            upstream_web.fallback.shared = SharedUpstreamFiles(store)
 
     # The web site, on every --port.
     web = WebConfig(
