@@ -113,6 +113,8 @@ def test_redirect_to_a_presigned_url(replicas, tmp_path):
     assert headers["Cache-Control"] == "no-store"
     with urllib.request.urlopen(location, timeout=10) as response:
         assert response.read() == data
+    # Signing costs more than the rest of the answer: a URL is reused for a while.
+    assert server.get(f"/packages/{filename}")[1]["Location"] == location
 
 
 def test_bad_configuration_is_refused_in_one_line(replicas, tmp_path):

@@ -355,7 +355,7 @@ class _NothingToDo(Exception):
     """Raised inside a transaction to roll it back (and hand back its serial)."""
 
 
-def _q_snapshot(cursor: Any) -> Snapshot:
+def _q_snapshot(cursor: Any, transform: Optional[Callable[[Any], Any]] = None) -> Snapshot:
     # One consistent view: the serial and the rows as of that serial.
     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     cursor.execute("SELECT last_serial FROM pypid_catalog")
@@ -363,7 +363,8 @@ def _q_snapshot(cursor: Any) -> Snapshot:
     named = cursor.connection.cursor(name="pypid_snapshot")
     named.itersize = 5000
     named.execute(f"SELECT {_COLUMNS} FROM pypid_files ORDER BY id")
-    files = tuple(_record(row) for row in named)
+    rows = (_record(row) for row in named)
+    files = tuple(rows) if transform is None else transform(rows)
     named.close()
     return Snapshot(serial, files)
 
@@ -597,9 +598,15 @@ class Catalog:
 
     # -- queries --
 
-    def snapshot(self) -> defer.Deferred:
-        """Every listed file and the serial they are as of (a L{Snapshot}); core metadata left out."""
-        return self._run(_q_snapshot)
+    def snapshot(self, transform: Optional[Callable[[Any], Any]] = None) -> defer.Deferred:
+        """
+        Every listed file and the serial they are as of (a L{Snapshot});
+        core metadata left out. With C{transform}, the snapshot's C{files}
+        are what it makes of an iterator of the rows, in the catalog's
+        thread, as they arrive (so that a large catalog is never held as
+        rows all at once).
+        """
+        return self._run(_q_snapshot, transform)
 
     def changes_since(self, serial: int, limit: int = CATCH_UP_BATCH) -> defer.Deferred:
         """The changes after C{serial}, oldest first, at most C{limit} (L{Change}s)."""

@@ -79,6 +79,10 @@ from pypid.threads import Threads
 FILES = "files/"
 #: Bytes of core metadata files kept in memory (as the directory store does).
 METADATA_CACHE_BYTES = 16 * 1024 * 1024
+#: Presigned URLs kept for reuse (C{--s3-redirect}): signing one costs more
+#: than the rest of the answer. One is reused for a fifth of its lifetime,
+#: so a client always gets at least four fifths of it.
+PRESIGNED_KEPT = 8192
 #: How long a publish waits for its own change to come back from the catalog
 #: before it applies it itself.
 APPLY_WAIT = 10.0
@@ -230,6 +234,7 @@ class ObjectStore(SnapshotOwner):
         self._signatures: dict[str, int] = {}
         self._keys: dict[str, str] = {}
         self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
+        self._presigned = Recent(PRESIGNED_KEPT)
         #: The object store's last failure (a line), until a request succeeds again.
         self._s3_problem: Optional[str] = None
         self._stopped = False
@@ -253,7 +258,8 @@ class ObjectStore(SnapshotOwner):
         while True:
             try:
                 await self.catalog.start()
-                snapshot = await self.catalog.snapshot()
+                # Rows become what the index lists as they arrive, in the catalog's thread.
+                snapshot = await self.catalog.snapshot(distfiles_of)
                 break
             except CatalogUnavailable as e:
                 # Not ready until it is back: requests wait, /health says starting.
@@ -263,9 +269,7 @@ class ObjectStore(SnapshotOwner):
                 delay = min(delay * 2, 10.0)
                 if self._stopped:
                     return
-        serial = snapshot.serial
-        listing = await self._threads(distfiles_of, snapshot.files)
-        # The rows are not kept: only what the index lists of them.
+        serial, listing = snapshot.serial, snapshot.files
         del snapshot
         self._signatures, self._keys = listing.signatures, listing.keys
         self.apply(listing.files, [], serial)
@@ -322,8 +326,16 @@ class ObjectStore(SnapshotOwner):
         else:
             return None
         key = self.key_of(distfile) + sidecar
-        redirect = self.s3.presign_get(key, self.presign_seconds) if self.redirect else None
-        return ObjectBody(self, key, size, distfile.mtime_ns, redirect)
+        return ObjectBody(self, key, size, distfile.mtime_ns, self._presign(key) if self.redirect else None)
+
+    def _presign(self, key: str) -> str:
+        now = self._clock.seconds()
+        kept = self._presigned.get(key)
+        if kept is not None and now - kept[0] < self.presign_seconds / 5:
+            return kept[1]
+        url = self.s3.presign_get(key, self.presign_seconds)
+        self._presigned[key] = (now, url)
+        return url
 
     def readMetadata(self, distfile: DistFile) -> Deferred:
         if self.snapshot.files.get(distfile.path) != distfile:
