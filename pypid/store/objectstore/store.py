@@ -198,6 +198,32 @@ def distfiles_of(records: Iterable[Any], shared: Optional[dict] = None) -> Listi
     return Listing(files, signatures, keys)
 
 
+def listed_as(snapshot: IndexSnapshot, filename: str) -> Optional[DistFile]:
+    """
+    The listed file a new file named C{filename} would be: the file of that
+    name, or of the same release identity spelled otherwise (the catalog's
+    L{pypid.store.objectstore.catalog.release_key}: case, normalised project
+    and version, the tags in any order); L{None} when there is none.
+    """
+    from pypid.store.objectstore.catalog import release_key
+
+    listed = snapshot.files.get(filename)
+    if listed is not None:
+        return listed
+    parsed = parse_filename(filename)
+    project = snapshot.get(parsed.project) if parsed is not None else None
+    if project is None:
+        return None
+    key = None
+    for f in project.files:
+        if f.version == parsed.version:
+            if key is None:
+                key = release_key(parsed.project, str(parsed.version), filename)
+            if release_key(f.project, str(f.version), f.filename) == key:
+                return f
+    return None
+
+
 def _catalog_errors() -> tuple:
     from pypid.store.objectstore.catalog import CatalogUnavailable
 
@@ -412,11 +438,16 @@ class ObjectStore(SnapshotOwner):
 
         digests = await self._threads(staged.finish)
         sha256 = digests["sha256"]
-        listed = self.snapshot.files.get(filename)
-        if listed is not None and listed.digest == sha256:
-            return Placed("identical", filename)
-        if listed is not None and not overwrite:
-            raise AlreadyStored(filename)
+        # A listed file of this release identity, however its name is
+        # spelled, is this file: the same bytes are identical, other bytes
+        # conflict, an overwrite replaces it under its listed name.
+        listed = listed_as(self.snapshot, filename)
+        if listed is not None:
+            if listed.digest == sha256:
+                return Placed("identical", listed.path)
+            if not overwrite:
+                raise AlreadyStored(listed.filename)
+            filename = listed.filename
         self._refuse_writes_while_down()
         described = await self._threads(describe_file, staged.path, filename)
         if isinstance(described, str):
@@ -440,8 +471,10 @@ class ObjectStore(SnapshotOwner):
                 # Another replica stored these very bytes under this name first.
                 await self._caught_up(existing.serial)
                 return Placed("identical", existing.filename)
+            # Another replica listed this release file first (the catalog's
+            # unique indexes decided): what it holds decides the answer.
             await self._delete_objects(key)
-            if existing.sha256 == sha256 and existing.filename.lower() == filename.lower():
+            if existing.sha256 == sha256:
                 await self._caught_up(existing.serial)
                 return Placed("identical", existing.filename)
             raise AlreadyStored(existing.filename) from None
