@@ -145,3 +145,45 @@ def test_object_store_stopped(tmp_path, own_seaweedfs, postgres):
         assert health(server)["status"] == "ok"
     finally:
         replicas.stop()
+
+
+def test_kill_9_mid_upload_never_lists_an_incomplete_object(tmp_path, seaweedfs, postgres):
+    """A replica killed at any point of an upload leaves at most objects no row names (fsck's orphans)."""
+    import subprocess
+
+    from tests.replicas import subprocess_env
+    from tests.server import tool
+
+    replicas = Replicas(tmp_path, seaweedfs, postgres)
+    uploaded = {}
+    try:
+        for n, delay in enumerate((0.05, 0.15, 0.3, 0.45, 0.6, 0.8, 1.2)):
+            server = replicas.start("-a", ".", "-P", ".", name=f"killed-{n}")
+            built = wheel_bytes("killed", f"1.{n}", padding=20 * 1024 * 1024)
+            uploaded[built[0]] = built[1]
+            thread = threading.Thread(target=lambda: _quietly(upload, server, *built), daemon=True)
+            thread.start()
+            time.sleep(delay)
+            server.process.kill()
+            server.process.wait()
+            thread.join(30)
+        survivor = replicas.start(name="survivor")
+        listed = [name for name in uploaded if name.encode() in survivor.get("/simple/killed/")[2]]
+        for name in listed:
+            assert survivor.get(f"/packages/{name}")[2] == uploaded[name]
+        result = subprocess.run(
+            [tool("pypid"), "store", "fsck", "--store", replicas.store, "--s3-endpoint", seaweedfs.endpoint,
+             "--catalog", replicas.catalog_url], capture_output=True, text=True, env=subprocess_env(replicas),
+            timeout=120)
+        assert "missing:" not in result.stdout, result.stdout
+        print(f"{len(listed)} of {len(uploaded)} listed; fsck: {result.stdout.splitlines()[-1]}")
+        assert f"{len(listed)} row" in result.stdout.splitlines()[-1]
+    finally:
+        replicas.stop()
+
+
+def _quietly(f, *args):
+    try:
+        f(*args)
+    except OSError:
+        pass
