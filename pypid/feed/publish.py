@@ -167,7 +167,7 @@ class Publisher:
             yield self.threads(_complete, staged, declared.filename)
         yield self.threads(_check_archive, staged, declared)
         try:
-            placed = yield self.store.publish(name, staged, self.overwrite, signature)
+            placed = yield self.store.publish(name, staged, self.overwrite, signature, uploader=event.user)
         except AlreadyStored:
             raise bad(
                 f"File already exists ('{declared.filename}' with different content). "

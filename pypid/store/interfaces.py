@@ -190,14 +190,15 @@ class IPackageStore(Interface):
         create a temporary file): call it through L{pypid.threads.Threads}.
         """
 
-    def publish(name, staged, overwrite, signature=None):
+    def publish(name, staged, overwrite, signature=None, uploader=None):
         """
         Store the bytes of C{staged} (from this store's L{stage}, finished)
         as the file C{name}: a file name, perhaps below folders
         (C{sub/x.whl}), which says where a new file goes; a file of that
         file name already listed is replaced where it is. With C{signature}
         (bytes), its detached signature C{<name>.asc} is stored too. The
-        file appears whole or not at all.
+        file appears whole or not at all. C{uploader} (the user's name) is
+        recorded by a store that keeps such records (the replicas' catalog).
 
         @return: a L{Deferred} firing with a L{Placed} once the snapshot
             lists the file (C{"identical"}, and nothing changed, when the

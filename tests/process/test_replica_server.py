@@ -42,6 +42,9 @@ def test_upload_install_and_download(replicas, tmp_path, env):
     run(twine("upload", "--repository-url", server.url, "-u", "alice", "-p", "secret", "--disable-progress-bar",
               *paths), env)
     assert health(server)["files"] == 2
+    database = replicas.catalog_url.rsplit("/", 1)[1]
+    assert replicas.postgres.psql("SELECT DISTINCT uploader FROM pypid_files", database).split() == ["alice"]
+    assert replicas.postgres.psql("SELECT DISTINCT actor FROM pypid_changes", database).split() == ["alice"]
 
     target = tmp_path / "pip-target"
     pip_install(server, env, target, "demo-pkg==1.0")

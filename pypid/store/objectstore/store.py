@@ -423,7 +423,8 @@ class ObjectStore(SnapshotOwner):
     def stage(self) -> IStaged:
         return landing.Staged(landing.incoming_dir(self.work_dir))
 
-    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
+                uploader: Optional[str] = None) -> Deferred:
         try:
             parts = check_name(name)
         except BadName:
@@ -431,9 +432,10 @@ class ObjectStore(SnapshotOwner):
         if len(parts) > 1:
             return fail(BadName(f"{name!r}: the object store keeps no folders, only file names"))
         return self.whenReady().addCallback(
-            lambda _: defer.ensureDeferred(self._publish(parts[0], staged, overwrite, signature)))
+            lambda _: defer.ensureDeferred(self._publish(parts[0], staged, overwrite, signature, uploader)))
 
-    async def _publish(self, filename: str, staged: Any, overwrite: bool, signature: Optional[bytes]) -> Placed:
+    async def _publish(self, filename: str, staged: Any, overwrite: bool, signature: Optional[bytes],
+                       uploader: Optional[str]) -> Placed:
         from pypid.store.objectstore.catalog import FileExists, FileRecord
 
         digests = await self._threads(staged.finish)
@@ -459,12 +461,14 @@ class ObjectStore(SnapshotOwner):
         record = FileRecord(
             project=described.project, project_name=described.name, version=described.version,
             filename=filename, object_key=key, size=staged.size, sha256=sha256,
-            uploaded_at=self._clock.seconds(), md5=digests["md5"], requires_python=described.requires_python,
+            uploaded_at=self._clock.seconds(), md5=digests["md5"], uploader=uploader,
+            requires_python=described.requires_python,
             summary=described.summary, core_metadata_sha256=described.metadata_sha256,
             has_signature=signature is not None, signature_size=len(signature) if signature is not None else None,
         )
         try:
-            published = await self.catalog.publish(record, described.metadata, replace_existing=overwrite)
+            published = await self.catalog.publish(record, described.metadata, actor=uploader,
+                                                   replace_existing=overwrite)
         except FileExists as e:
             existing = e.existing
             if existing.object_key == key:
