@@ -162,3 +162,45 @@ def test_bad_configuration_is_refused_in_one_line(replicas, tmp_path):
     assert "--catalog goes with --store s3://BUCKET/PREFIX." in out
     out = refused("--store", replicas.store, *endpoint, "--catalog", catalog, str(tmp_path))
     assert "--store keeps the files in the object store: give no package directory" in out
+
+
+def test_ftp_remove_and_overwrite_on_any_replica(replicas, tmp_path):
+    """FTP uploads, remove_pkg and --overwrite on one replica are seen by another."""
+    import io
+    import time
+
+    from tests.process.test_ftp import connect, ftp_port
+    from tests.uploadhelp import multipart, post
+
+    passwords = htpasswd(tmp_path / "htpasswd", {"alice": "wonderland"})
+    a = replicas.start("-P", str(passwords), "--ftp", "tcp:0:interface=127.0.0.1", "-o", name="a")
+    b = replicas.start("-P", str(passwords), name="b")
+    alice = basic("alice", "wonderland")
+
+    def on_b(path: str, wanted) -> bytes:
+        deadline = time.monotonic() + 5
+        while True:
+            status, _, body = b.get(path)
+            if wanted(status, body):
+                return body
+            assert time.monotonic() < deadline, (path, status)
+            time.sleep(0.05)
+
+    name, data = wheel_bytes("by_ftp", "1.0")
+    client = connect(ftp_port(a))
+    assert client.storbinary(f"STOR {name}", io.BytesIO(data)).startswith("226")
+    # The work directory shows nothing of pypid's own.
+    assert client.nlst(".") == []
+    client.quit()
+    assert on_b(f"/packages/{name}", lambda s, body: s == 200) == data
+
+    other = wheel_bytes("by_ftp", "1.0", summary="replaced")[1]
+    assert upload(a, name, other, headers=alice)[0] == 200
+    assert on_b(f"/packages/{name}", lambda s, body: body == other) == other
+
+    body, content_type = multipart([(":action", None, b"remove_pkg"), ("name", None, b"BY.FTP"),
+                                    ("version", None, b"1.0")])
+    status, reason, _ = post(a, body, content_type, headers=alice)
+    assert status == 200, reason
+    on_b("/simple/by-ftp/", lambda s, body: s == 404)
+    assert b.get(f"/packages/{name}")[0] == 404
