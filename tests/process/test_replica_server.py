@@ -83,6 +83,17 @@ def test_a_large_file_streams_with_ranges(replicas, tmp_path):
     assert status == 200 and hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
     status, headers, body = server.get(f"/packages/{filename}", {"Range": "bytes=1000000-5000000"})
     assert (status, body) == (206, data[1000000:5000001])
+    # Clients that leave mid-answer: the store's transfer stops, nothing goes wrong.
+    import socket
+    import time
+
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(f"GET /packages/{filename} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    time.sleep(0.5)
+    assert server.get(f"/packages/{filename}")[2] == data
+    assert "Traceback" not in server.log() and "Unhandled" not in server.log(), server.log()[-3000:]
 
 
 def test_signatures_are_served(replicas, tmp_path):

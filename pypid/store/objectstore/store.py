@@ -692,7 +692,9 @@ class _ToRequest:
     def unregisterProducer(self) -> None:
         if self.producer is not None:
             self.producer = None
-            self.request.unregisterProducer()
+            # (A request whose client has gone has no channel left.)
+            if not getattr(self.request, "_disconnected", False):
+                self.request.unregisterProducer()
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
