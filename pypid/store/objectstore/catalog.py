@@ -455,6 +455,7 @@ class Catalog:
         self._generation = 0
         self.health = Health(False, "not started", reactor.seconds())
         self.schema: tuple[int, int] = (0, 0)
+        self._at_shutdown: Any = None
 
     # -- connections (threads) --
 
@@ -559,8 +560,7 @@ class Catalog:
         (L{migrations.SchemaTooNew}, one line). Fires with
         C{(version before, version after)}.
         """
-        if not self._pool.started:
-            self._pool.start()
+        self._start_pool()
         d = self._run(migrations.check, create, upgrade, known)
 
         def checked(versions: tuple[int, int]) -> tuple[int, int]:
@@ -575,22 +575,40 @@ class Catalog:
 
     def migrate(self, known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred:
         """C{pypid catalog migrate}: bring the schema up to date. Fires with the versions before and after."""
+        self._start_pool()
+        return self._run(migrations.migrate, known)
+
+    def _start_pool(self) -> None:
         if not self._pool.started:
             self._pool.start()
-        return self._run(migrations.migrate, known)
+            # Its threads are not daemons: a reactor that stops without
+            # stop() being called must not leave the process waiting on them.
+            self._at_shutdown = self._reactor.addSystemEventTrigger("during", "shutdown", self._stop_at_shutdown)
+
+    def _stop_at_shutdown(self) -> None:
+        self._at_shutdown = None
+        if self._pool.started:
+            self._pool.stop()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def stop(self) -> defer.Deferred:
         """Stop the pool (waits for running queries, in a thread) and close the connections."""
         pool = self._pool
+        trigger, self._at_shutdown = self._at_shutdown, None
+        if trigger is not None:
+            self._reactor.removeSystemEventTrigger(trigger)
 
         def stopped(_: Any) -> None:
-            with self._lock:
-                connections, self._connections = self._connections, set()
-            for conn in connections:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+            self._close_all()
             self._set_health(False, "stopped")
 
         d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), pool.stop)
