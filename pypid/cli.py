@@ -34,6 +34,12 @@ commands:
                               running index; 'unyank' undoes it
   token create|list|revoke [--file FILE] ...
                               API tokens of the file given to --tokens
+  store import|export|fsck ... --store s3://BUCKET/PREFIX --catalog URL
+                              put a directory's files into the replicas' object
+                              store and catalog (--watch: keep doing it), write
+                              them back out, or check store against catalog
+  catalog migrate --catalog URL
+                              bring the replicas' catalog schema up to date
   version                     print pypid's version
 """
 
@@ -139,6 +145,18 @@ def token(argv: list[str]) -> int:
     return token_main(argv)
 
 
+def store(argv: list[str]) -> int:
+    from pypid.store.objectstore.admin import store_main
+
+    return store_main(argv)
+
+
+def catalog(argv: list[str]) -> int:
+    from pypid.store.objectstore.admin import catalog_main
+
+    return catalog_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -156,6 +174,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "yank": yank,
     "unyank": unyank,
     "token": token,
+    "store": store,
+    "catalog": catalog,
     "version": version,
 }
 

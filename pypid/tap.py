@@ -28,6 +28,7 @@ from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
 from pypid.store.directory import options as directory
 from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
+from pypid.store.objectstore.options import ObjectStoreConfig, ObjectStoreOptions
 from pypid.threads import pool_threads
 from pypid.upstream import config as upstream
 from pypid.upstream.config import FallbackConfig
@@ -53,9 +54,12 @@ class Config:
     upstream: Optional[FallbackConfig]
     web: HttpConfig
     ops: OpsConfig
+    #: The object store and catalog (C{--store}), L{None} for package directories.
+    objectstore: Optional[ObjectStoreConfig] = None
 
 
-class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOptions, OpsOptions):
+class Options(DirectoryOptions, ObjectStoreOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOptions,
+              OpsOptions):
     """
     C{twistd pypid}'s options: each mixin brings one concern's options and
     its C{check_*} method; L{postOptions} checks them all into L{config}.
@@ -100,7 +104,10 @@ class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOp
         usage_exit(self.command, error)
 
     def postOptions(self) -> None:
-        directory_config = self.check_directory()
+        objectstore = self.check_objectstore()
+        # With --store, what the other options call the package directory
+        # is the local work directory (uploads on their way in, caches).
+        directory_config = objectstore.directory if objectstore is not None else self.check_directory()
         auth = self.check_auth(directory_config.upload_root)
         self.config = Config(
             directory=directory_config,
@@ -109,6 +116,7 @@ class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOp
             upstream=self.check_upstream(directory_config),
             web=self.check_web(),
             ops=self.check_ops(),
+            objectstore=objectstore,
         )
 
 
@@ -145,12 +153,20 @@ def makeService(options: Options, reactor=None) -> IService:
     # reactor's bounded pool, through this one callable.
     threads = pool_threads(reactor)
 
-    # The package directories: the store, its rescans and its watcher.
-    parts = directory.build(config.directory, reactor, threads)
-    store = parts.store
-    if parts.watch is not None:
-        attach(top, "watch", parts.watch)
-    attach(top, "index", parts.index)
+    if config.objectstore is not None:
+        # The object store and its catalog (replicas); the extra is imported only here.
+        from pypid.store.objectstore import options as objectstore
+
+        replica = objectstore.build(config.objectstore, reactor, threads)
+        store = replica.store
+        attach(top, "index", replica.service)
+    else:
+        # The package directories: the store, its rescans and its watcher.
+        parts = directory.build(config.directory, reactor, threads)
+        store = parts.store
+        if parts.watch is not None:
+            attach(top, "watch", parts.watch)
+        attach(top, "index", parts.index)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
     wire_metrics(store)
@@ -172,6 +188,12 @@ def makeService(options: Options, reactor=None) -> IService:
             # Last-used times written in the reactor's pool (stopped after
             # the services, so the last write at stop gets done).
             attach(top, "tokens", TokenUses(logins.tokens, reactor, threads))
+
+    if acl is not None and config.objectstore is not None:
+        # First uploaders go in the catalog every replica shares.
+        from pypid.store.objectstore.store import CatalogOwners
+
+        acl.shared_owners = CatalogOwners(store.catalog, reactor)
 
     # Uploads.
     root = config.directory.upload_root
@@ -203,6 +225,11 @@ def makeService(options: Options, reactor=None) -> IService:
                                                         threads=threads)
         if upstream_service is not None:
             attach(top, "upstream", upstream_service)
+        if config.objectstore is not None and upstream_web.fallback is not None:
+            # Replicas share what they fetch through the object store.
+            from pypid.store.objectstore.upstream import SharedUpstreamFiles
+
+            upstream_web.fallback.shared = SharedUpstreamFiles(store)
 
     # The web site, on every --port.
     web = WebConfig(

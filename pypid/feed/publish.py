@@ -25,7 +25,7 @@ from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_d
 from pypid.index.names import normalize
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.store import complete
-from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged
+from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, StoreUnavailable
 from pypid.threads import Threads
 
 #: The answer to a failure that is no refusal (details in the server log).
@@ -129,7 +129,10 @@ class Publisher:
             return
         yield self.store.whenReady()
         exists = self.store.snapshot.get(project) is not None
-        decision = yield self.threads(self.acl.authorize, user, project, exists)
+        try:
+            decision = yield self.threads(self.acl.authorize, user, project, exists)
+        except StoreUnavailable as e:
+            raise unavailable(e)
         if not decision.allowed:
             raise UploadError(http.FORBIDDEN, f"Forbidden: {user} may not upload to {project} ({decision.reason}).")
         if decision.claimed:
@@ -175,7 +178,7 @@ class Publisher:
             yield self.threads(_complete, staged, declared.filename)
         yield self.threads(_check_archive, staged, declared)
         try:
-            placed = yield self.store.publish(name, staged, self.overwrite, signature)
+            placed = yield self.store.publish(name, staged, self.overwrite, signature, uploader=event.user)
         except AlreadyStored:
             raise bad(
                 f"File already exists ('{declared.filename}' with different content). "
@@ -183,6 +186,8 @@ class Publisher:
             )
         except BadName as e:
             raise bad(str(e))
+        except StoreUnavailable as e:
+            raise unavailable(e)
         if placed.outcome == "identical":
             message = f"{declared.filename} is already stored with the same content."
         else:
@@ -232,8 +237,16 @@ class Publisher:
         if not files:
             raise UploadError(http.NOT_FOUND, f"{name} ({version}) not found")
         event.file = ",".join(f.filename for f in files)
-        yield self.store.remove(files)
+        try:
+            yield self.store.remove(files)
+        except StoreUnavailable as e:
+            raise unavailable(e)
         return Removed(len(files), f"Removed {len(files)} files of {name} {version}.")
+
+
+def unavailable(error: StoreUnavailable) -> UploadError:
+    """503: what the store depends on is away (an object store, a catalog); its message says which."""
+    return UploadError(http.SERVICE_UNAVAILABLE, f"Service Unavailable: {error}")
 
 
 class Removed(NamedTuple):

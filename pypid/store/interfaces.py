@@ -7,9 +7,11 @@ go and when the file is listed), removes files, yanks and unyanks them
 (PEP 592), and tells subscribers about every change to its snapshot.
 
 Backends: L{pypid.store.directory.store.DirectoryStore} (the package
-directories; scanning, watching and the state cache are its own business)
-and L{pypid.store.memory.MemoryStore} (bytes in memory, for tests). Both
-pass the same contract tests (C{tests/store/contract.py}).
+directories; scanning, watching and the state cache are its own business),
+L{pypid.store.objectstore.store.ObjectStore} (files in an S3-compatible
+object store, the listing in a PostgreSQL catalog shared by replicas) and
+L{pypid.store.memory.MemoryStore} (bytes in memory, for tests). All pass
+the same contract tests (C{tests/store/contract.py}).
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ class AlreadyStored(Exception):
     def __init__(self, filename: str) -> None:
         super().__init__(f"{filename} is already stored with other content")
         self.filename = filename
+
+
+class StoreUnavailable(Exception):
+    """
+    What a store depends on is out of reach (an object store, a catalog):
+    the operation cannot be done now, and may be tried again later. The
+    message is one line saying what and why; the web answers 503.
+    """
 
 
 class BadName(ValueError):
@@ -126,6 +136,16 @@ class IStaged(Interface):
         """
 
 
+class IStoreHealth(Interface):
+    """A store that depends on other services, and says how they are."""
+
+    def problems():
+        """
+        What keeps the store from working fully right now: a list of
+        one-line reasons, empty when all is well.
+        """
+
+
 class IPackageStore(Interface):
     """
     Where the index comes from, and where uploads go. Every method is called
@@ -181,14 +201,15 @@ class IPackageStore(Interface):
         create a temporary file): call it through L{pypid.threads.Threads}.
         """
 
-    def publish(name, staged, overwrite, signature=None):
+    def publish(name, staged, overwrite, signature=None, uploader=None):
         """
         Store the bytes of C{staged} (from this store's L{stage}, finished)
         as the file C{name}: a file name, perhaps below folders
         (C{sub/x.whl}), which says where a new file goes; a file of that
         file name already listed is replaced where it is. With C{signature}
         (bytes), its detached signature C{<name>.asc} is stored too. The
-        file appears whole or not at all.
+        file appears whole or not at all. C{uploader} (the user's name) is
+        recorded by a store that keeps such records (the replicas' catalog).
 
         @return: a L{Deferred} firing with a L{Placed} once the snapshot
             lists the file (C{"identical"}, and nothing changed, when the

@@ -271,7 +271,8 @@ class MemoryStore(SnapshotOwner):
     def stage(self) -> MemoryStaged:
         return MemoryStaged()
 
-    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
+                uploader: Optional[str] = None) -> Deferred:
         try:
             parts = check_name(name)
         except BadName:

@@ -167,6 +167,12 @@ class Fallback:
         #: Goes up by one whenever a metadata file of a project is cached or evicted
         #: (its pages then advertise another hash).
         self.metadata_generation: dict[str, int] = {}
+        #: Where replicas share the files they fetched (an object with
+        #: C{download(url, hashes, write)}, firing with a
+        #: L{pypid.upstream.client.Download} or L{None} when it has none,
+        #: and C{keep(url, hashes, path)}), or L{None}: see
+        #: L{pypid.store.objectstore.upstream.SharedUpstreamFiles}.
+        self.shared = None
 
     def start(self) -> Deferred:
         """Take stock of the files already cached (and clear leftovers)."""
@@ -819,7 +825,11 @@ class Fallback:
                 hasher.update(chunk)
 
         try:
-            download = yield self.upstream.download(url, write)
+            # Fetched by another replica already? (A shared file is checked like any other.)
+            download = None if self.shared is None else (yield self.shared.download(url, hashes, write))
+            fetched = download is None
+            if fetched:
+                download = yield self.upstream.download(url, write)
             if expected_size is not None and download.length != expected_size:
                 raise DownloadError(f"got {download.length} bytes where the upstream lists {expected_size}")
             if hasher is not None and hasher.hexdigest() != check[1]:
@@ -832,7 +842,10 @@ class Fallback:
             yield self._thread(cache.discard_incoming, incoming)
             raise e
         self.downloads += 1
-        metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
+        if fetched:
+            metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
+            if self.shared is not None:
+                self.shared.keep(url, hashes, path)
         self._stored(path, size)
         self.log.info("cached {url} ({bytes})", url=url, size=size, bytes=counted(size, "byte"))
         return path

@@ -10,7 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from pypid import __version__
-from pypid.store.interfaces import IPackageStore
+from pypid.store.interfaces import IPackageStore, IStoreHealth
 from pypid.index.names import is_valid, normalize
 from pypid.index.pages import PageCache
 from pypid.index.render import dumps
@@ -69,7 +69,12 @@ class Welcome(PlainResource):
 
 
 class Health(PlainResource):
-    """The health endpoint: 200 and a small JSON status."""
+    """
+    The health endpoint: 200 and a small JSON status: C{ok}, C{starting}
+    (the first index is not in place), or C{degraded} with the C{problems}
+    of a store whose engines are partly away (the index still serves what
+    it can: a load balancer keeps it).
+    """
 
     isLeaf = True
 
@@ -80,14 +85,20 @@ class Health(PlainResource):
     def render_GET(self, request) -> bytes:
         snapshot = self.store.snapshot
         ready = self.store.ready
-        body = dumps(
-            {
-                "status": "ok" if ready else "starting",
-                "version": __version__,
-                "projects": len(snapshot.projects),
-                "files": snapshot.file_count,
-            }
-        ) + b"\n"
+        status = {
+            "status": "ok" if ready else "starting",
+            "version": __version__,
+            "projects": len(snapshot.projects),
+            "files": snapshot.file_count,
+        }
+        if IStoreHealth.providedBy(self.store):
+            problems = self.store.problems()
+            if problems:
+                if ready:
+                    status["status"] = "degraded"
+                status["problems"] = problems
+            status["serial"] = snapshot.serial
+        body = dumps(status) + b"\n"
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-length", b"%d" % len(body))

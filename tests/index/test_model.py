@@ -61,6 +61,18 @@ class SnapshotTests(SynchronousTestCase):
         self.assertIsNone(new.get("foo"))
         self.assertEqual(len(new.get("bar").files), 1)
 
+    def test_serial(self):
+        """Each change numbers the snapshot and the projects it touched: one more, or the store's own number."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")])
+        self.assertEqual((snap.serial, snap.get("foo").serial), (1, 1))
+        new, _ = snap.apply([dist("foo-2.0.whl", version="2.0")], [])
+        self.assertEqual((new.serial, new.get("foo").serial, new.get("bar").serial), (2, 2, 1))
+        newer, _ = new.apply([], ["bar-1.whl"], serial=40)
+        self.assertEqual((newer.serial, newer.get("foo").serial), (40, 2))
+        self.assertIs(newer.apply([], ["missing.whl"], serial=41)[0], newer)
+        built, _ = IndexSnapshot.empty().apply([dist("foo-1.0.whl")], [], serial=7)
+        self.assertEqual((built.serial, built.get("foo").serial), (7, 7))
+
     def test_display_name_follows_newest(self):
         snap = IndexSnapshot.build([dist("a.whl", name="Old_Name"), dist("b.whl", version="2", name="New.Name")])
         self.assertEqual(snap.get("foo").name, "New.Name")

@@ -9,7 +9,12 @@ provides:
 
     - C{makeStore()}: a new, empty store whose first scan has not finished;
     - C{startStore(store)}: finish it (the first scan, or what stands for it);
-    - C{makeFolder(store, name)}: a folder new files may be published into.
+    - C{makeFolder(store, name)}: a folder new files may be published into
+      (a backend without folders sets C{folders = False} instead: it must
+      refuse every name with a folder).
+
+A backend whose results come later (over the network) overrides
+C{successResultOf} and C{failureResultOf} to wait for them.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ class FakeRequest:
 
 class PackageStoreContract:
     """The behaviour every L{IPackageStore} shares."""
+
+    #: Whether the backend keeps files in folders (C{sub/x.whl}).
+    folders = True
 
     def store(self):
         store = self.makeStore()
@@ -203,6 +211,13 @@ class PackageStoreContract:
     def test_new_file_goes_where_it_is_named_an_existing_one_stays_put(self):
         """A name's folders say where a new file goes; a listed file of that file name is replaced where it is."""
         store = self.store()
+        if not self.folders:
+            staged = self.staged(store, WHEEL[1])
+            staged.finish()
+            self.failureResultOf(store.publish("team/" + WHEEL[0], staged, False), BadName)
+            staged.abort()
+            self.assertEqual(store.snapshot.file_count, 0)
+            return
         self.makeFolder(store, "team")
         self.assertEqual(self.publish(store, WHEEL, "team/" + WHEEL[0]), Placed("created", "team/" + WHEEL[0]))
         self.assertEqual(self.publish(store, OTHER_WHEEL, overwrite=True), Placed("replaced", "team/" + WHEEL[0]))
@@ -281,6 +296,7 @@ class PackageStoreContract:
         body = store.open(store.snapshot.files[WHEEL[0]])
         request = FakeRequest()
         body.stream(request, 7, body.size - 20)
+        self.successResultOf(request.notifyFinish())
         self.assertEqual(b"".join(request.written), WHEEL[1][7:-13])
         self.assertTrue(request.finished)
         self.assertIsNone(request.producer)

@@ -152,7 +152,8 @@ class DirectoryStore(SnapshotOwner):
     def stage(self) -> IStaged:
         return landing.Staged(landing.incoming_dir(self.roots[0]))
 
-    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
+                uploader: Optional[str] = None) -> Deferred:
         try:
             parts = check_name(name)
         except BadName:
