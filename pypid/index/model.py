@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
 
-from pypid.index.filenames import version_order
+from pypid.index.filenames import BuildTag, SortKey, version_order
 
 
 class _Stored(NamedTuple):
@@ -36,7 +36,7 @@ class _Stored(NamedTuple):
     kind: str
     #: C{"source"} for sdists, the python tag otherwise.
     python_version: str
-    build: tuple
+    build: BuildTag
     size: int
     mtime_ns: int
     #: Hex digest with the index's hash algorithm, L{None} when hashing is off.
@@ -74,7 +74,7 @@ class DistFile(_Stored):
         version: Version,
         kind: str,
         python_version: str,
-        build: tuple,
+        build: BuildTag,
         size: int,
         mtime_ns: int,
         digest: Optional[str],
@@ -97,7 +97,7 @@ class DistFile(_Stored):
         return path[path.rfind("/") + 1 :]
 
     @property
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Version, BuildTag, str]:
         return (self.version, self.build, self.filename)
 
 
@@ -127,7 +127,7 @@ class Project(NamedTuple):
 
 
 def make_project(
-    key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None, serial: int = 0
+    key: str, files: Iterable[DistFile], orders: Optional[dict[int, SortKey]] = None, serial: int = 0
 ) -> Project:
     """
     Build a L{Project} from its files, sorting them by version (then build
@@ -142,7 +142,7 @@ def make_project(
 
     # Sorted by keys of ints and strings: comparing Versions themselves
     # calls back into Python twice per comparison.
-    def sort_key(f: DistFile) -> tuple:
+    def sort_key(f: DistFile) -> SortKey:
         # Once per file of a first scan: fields by position.
         path, version = f[0], f[4]
         order = orders.get(id(version))
@@ -184,7 +184,8 @@ class FileMap(Mapping[str, DistFile]):
             return whole[path]
         return self._shards[hash(path) & _MASK][path]
 
-    def get(self, path: str, default=None):  # type: ignore[override]
+    # Mapping.get is overloaded (with and without a default); one signature does here.
+    def get(self, path: str, default: Optional[DistFile] = None) -> Optional[DistFile]:  # type: ignore[override]
         whole = self._whole
         if whole is not None:
             return whole.get(path, default)
@@ -323,7 +324,7 @@ class IndexSnapshot:
                 groups[f.project] = [f]
             else:
                 group.append(f)
-        orders: dict[int, tuple] = {}
+        orders: dict[int, SortKey] = {}
         projects = {key: make_project(key, group, orders, serial) for key, group in groups.items()}
         return cls(projects, by_path, 1, serial)
 

@@ -122,7 +122,7 @@ def search_page(query: str, results: list[Entry], total: int) -> bytes:
     return layout(f"Search: {query} - pypid" if query.strip() else "Search - pypid", "", query, body)
 
 
-def _version_key(version: str):
+def _version_key(version: str) -> tuple[int, Version | str]:
     try:
         return (0, Version(version))
     except InvalidVersion:
