@@ -12,13 +12,19 @@ reactor.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 
-#: Runs a blocking callable away from the reactor thread: C{threads(f, *args)}.
-Threads = Callable[..., Deferred]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class Threads(Protocol):
+    """Runs a blocking callable away from the reactor thread: C{threads(f, *args)}."""
+
+    def __call__(self, f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
 
 
 def pool_threads(reactor: Any, pool: Any = None) -> Threads:
@@ -28,12 +34,12 @@ def pool_threads(reactor: Any, pool: Any = None) -> Threads:
     through C{reactor}.
     """
 
-    def run(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def run(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
         return deferToThreadPool(reactor, pool if pool is not None else reactor.getThreadPool(), f, *args, **kwargs)
 
     return run
 
 
-def immediate(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+def immediate(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
     """A L{Threads} for synchronous tests: runs C{f} at once, in the calling thread."""
     return maybeDeferred(f, *args, **kwargs)
