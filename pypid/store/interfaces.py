@@ -16,9 +16,16 @@ the same contract tests (C{tests/store/contract.py}).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, NamedTuple, Optional
 
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.web.server import Request
+
+    from pypid.index.changes import ChangesSince
+    from pypid.index.model import DistFile, IndexSnapshot
 
 
 class Placed(NamedTuple):
@@ -83,14 +90,14 @@ class IBody(Interface):
         " that would rather the client fetched them from there)."
     )
 
-    def read(offset, count):
+    def read(offset: int, count: int) -> bytes | Deferred[bytes]:
         """
         Up to C{count} bytes from C{offset}, for answers small enough to hold
         in memory: the bytes, or a L{Deferred} firing with them. Fewer bytes
         than asked for mean the file shrank: the answer must not be sent.
         """
 
-    def stream(request, offset, count):
+    def stream(request: Request, offset: int, count: int) -> None:
         """
         Write C{count} bytes from C{offset} into the request (a
         L{twisted.web.server.Request}) as fast as its connection takes them,
@@ -99,7 +106,7 @@ class IBody(Interface):
         request ends, however it ends.
         """
 
-    def close():
+    def close() -> None:
         """Let the file go (again: nothing)."""
 
 
@@ -113,23 +120,23 @@ class IStaged(Interface):
 
     size = Attribute("Bytes written so far.")
 
-    def write(data):
+    def write(data: bytes) -> None:
         """Append C{data}. Blocking, but cheap (a buffered write)."""
 
-    def finish():
+    def finish() -> dict[str, str]:
         """
         No more writes: make the bytes durable. Returns their digests, a
         dict of hex strings under C{sha256}, C{blake2_256} and C{md5}.
         Blocking; again, the same digests.
         """
 
-    def reader():
+    def reader() -> BinaryIO:
         """
         A seekable binary file of the bytes written (after L{finish}), for the
         archive checks; the caller closes it. Blocking.
         """
 
-    def abort():
+    def abort() -> None:
         """
         Throw the bytes away. Blocking; harmless again, or after the file
         was published.
@@ -139,7 +146,7 @@ class IStaged(Interface):
 class IStoreHealth(Interface):
     """A store that depends on other services, and says how they are."""
 
-    def problems():
+    def problems() -> list[str]:
         """
         What keeps the store from working fully right now: a list of
         one-line reasons, empty when all is well.
@@ -160,7 +167,7 @@ class IPackageStore(Interface):
     ready = Attribute("True once the first complete snapshot is in place.")
     hash_algo = Attribute("The hash algorithm of file digests, or None when off.")
 
-    def changelog(since):
+    def changelog(since: int) -> Deferred[ChangesSince]:
         """
         A L{Deferred} firing with a L{pypid.index.changes.ChangesSince}: the
         changes numbered after serial C{since}, oldest first, and whether
@@ -169,19 +176,19 @@ class IPackageStore(Interface):
         serial and its projects' serials number the same changes.
         """
 
-    def whenReady():
+    def whenReady() -> Deferred[None]:
         """
         A L{Deferred} that fires (with L{None}) once the first complete
         snapshot is in place; fires at once when it already is.
         """
 
-    def subscribe(callback):
+    def subscribe(callback: Callable[[IndexSnapshot, frozenset[str]], object]) -> None:
         """
         Call C{callback(snapshot, changed)} after every change, where
         C{changed} is the frozenset of project keys whose listing changed.
         """
 
-    def open(distfile, sidecar=""):
+    def open(distfile: DistFile, sidecar: str = "") -> Optional[IBody]:
         """
         Open C{distfile} (a L{pypid.index.model.DistFile} of the snapshot),
         or its sidecar C{<path><sidecar>} (C{".asc"}), for one response: an
@@ -189,19 +196,25 @@ class IPackageStore(Interface):
         Cheap: called on the reactor thread for every download.
         """
 
-    def readMetadata(distfile):
+    def readMetadata(distfile: DistFile) -> Deferred[bytes]:
         """
         A L{Deferred} firing with the bytes of C{distfile}'s core metadata
         file, or failing with L{pypid.store.metadata.MetadataError}.
         """
 
-    def stage():
+    def stage() -> IStaged:
         """
         A new, empty L{IStaged} to write an upload into. Blocking (it may
         create a temporary file): call it through L{pypid.threads.Threads}.
         """
 
-    def publish(name, staged, overwrite, signature=None, uploader=None):
+    def publish(
+        name: str,
+        staged: IStaged,
+        overwrite: bool,
+        signature: Optional[bytes] = None,
+        uploader: Optional[str] = None,
+    ) -> Deferred[Placed]:
         """
         Store the bytes of C{staged} (from this store's L{stage}, finished)
         as the file C{name}: a file name, perhaps below folders
@@ -218,7 +231,7 @@ class IPackageStore(Interface):
             L{BadName} for a name the store cannot hold.
         """
 
-    def remove(distfiles):
+    def remove(distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         """
         Delete the files C{distfiles} (of the snapshot) and their signatures,
         and forget their yanks (L{setYanked}; a file of the same name that
@@ -228,7 +241,7 @@ class IPackageStore(Interface):
             them, with the paths of those that were deleted.
         """
 
-    def setYanked(distfiles, reason):
+    def setYanked(distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         """
         Yank the files C{distfiles} (of the snapshot) with C{reason}, or
         unyank them when C{reason} is L{None} (PEP 592).

@@ -18,7 +18,7 @@ import hashlib
 import os
 import tempfile
 import time
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Optional, Protocol
 
 from zope.interface import implementer
 
@@ -73,6 +73,12 @@ def clean_stale(directory: str, older_than: float = 3600.0) -> int:
     return removed
 
 
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 @implementer(IStaged)
 class Staged:
     """
@@ -84,7 +90,7 @@ class Staged:
         fd, self.path = tempfile.mkstemp(dir=directory, prefix=PREFIX, suffix=".part")
         self._file: Optional[BinaryIO] = os.fdopen(fd, "wb")
         self.size = 0
-        self._hashes = {
+        self._hashes: dict[str, _Hasher] = {
             "sha256": hashlib.sha256(),
             "blake2_256": hashlib.blake2b(digest_size=32),
             "md5": hashlib.md5(usedforsecurity=False),

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import gc
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from pypid.store.directory.store import DirectoryStore
+
+_T = TypeVar("_T")
 
 
 
@@ -28,10 +34,10 @@ class IndexService(Service):
 
     def __init__(
         self,
-        store,
-        clock,
+        store: DirectoryStore,
+        clock: IReactorTime,
         interval: Optional[float],
-        first_scan_after: Optional[Callable[[], Deferred]] = None,
+        first_scan_after: Optional[Callable[[], Deferred[None]]] = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -40,7 +46,7 @@ class IndexService(Service):
         self._loop: Optional[LoopingCall] = None
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         if self.first_scan_after is None:
             self._firstScan()
         else:
@@ -71,18 +77,19 @@ class IndexService(Service):
             self._loop.start(self.interval, now=False)
 
     @staticmethod
-    def _collectAgain(result):
+    def _collectAgain(result: _T) -> _T:
         gc.enable()
         return result
 
-    def _rescan(self):
+    def _rescan(self) -> Deferred[None]:
         # Errors are logged by the store; the loop must go on.
         return self.store.rescan().addErrback(
             lambda f: self.log.failure("periodic rescan failed", f)
         )
 
-    def stopService(self):
+    def stopService(self) -> Optional[Deferred[None]]:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        return super().stopService()
+        stopped: Optional[Deferred[None]] = super().stopService()  # type: ignore[no-untyped-call]  # as above
+        return stopped

@@ -324,7 +324,7 @@ def describe(
     has_sig: bool = False,
     cache: Optional[DetailsCache] = None,
     details: Optional[Details] = None,
-    shared: Optional[dict] = None,
+    shared: Optional[dict[object, object]] = None,
     looked_up: bool = False,
     notes: Optional[list[Note]] = None,
 ) -> DistFile | Skipped:
@@ -347,9 +347,10 @@ def describe(
     if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
-        details = read_details(found, parsed, hash_algo, notes)
-        if isinstance(details, Skipped):
-            return details
+        read = read_details(found, parsed, hash_algo, notes)
+        if isinstance(read, Skipped):
+            return read
+        details = read
         if cache is not None:
             cache.put(found, hash_algo, details)
     share = (shared if shared is not None else {}).setdefault
@@ -419,7 +420,7 @@ class _Changes:
         self.links: dict[str, str] = {}
         self.notes: list[Note] = []
         #: Strings the new records share (see L{describe}).
-        self.shared: dict = {}
+        self.shared: dict[object, object] = {}
 
     def take(self, items: Iterable[Found], signatures: set[str]) -> None:
         """

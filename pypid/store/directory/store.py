@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Mapping, NamedTuple, Optional
+from typing import Iterable, Mapping, NamedTuple, Optional, cast
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, file_changes, yank_changes
+from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, ChangesSince, file_changes, yank_changes
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.directory import landing, scan
@@ -71,7 +73,7 @@ class DirectoryStore(SnapshotOwner):
 
     def __init__(
         self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None,
-        serials: Optional[SerialBook] = None, clock=None,
+        serials: Optional[SerialBook] = None, clock: Optional[IReactorTime] = None,
     ) -> None:
         super().__init__(clock)
         self.roots = [os.path.abspath(root) for root in roots]
@@ -95,13 +97,13 @@ class DirectoryStore(SnapshotOwner):
         #: Files found incomplete by the latest full scan.
         self._waiting: set[str] = set()
         self._threads = threads
-        self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
-        self._ready: Optional[list[Deferred]] = []
+        self._metadata: Recent[tuple[str, int, int, int], bytes] = Recent(None, max_bytes=METADATA_CACHE_BYTES)
+        self._ready: Optional[list[Deferred[None]]] = []
         self._running = False
         self._running_full = False
-        self._full_waiters: Optional[list[Deferred]] = None
+        self._full_waiters: Optional[list[Deferred[None]]] = None
         self._paths: set[str] = set()
-        self._path_waiters: list[Deferred] = []
+        self._path_waiters: list[Deferred[None]] = []
         self._warned: dict[str, set[str]] = {}
         #: Files that passed the guard under C{_checked_for}, by path.
         self._checked_files: dict[str, tuple[int, int, int]] = {}
@@ -114,10 +116,10 @@ class DirectoryStore(SnapshotOwner):
 
     # IPackageStore
 
-    def whenReady(self) -> Deferred:
+    def whenReady(self) -> Deferred[None]:
         if self._ready is None:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._ready.append(d)
         return d
 
@@ -129,12 +131,12 @@ class DirectoryStore(SnapshotOwner):
         opened = self._open(distfile, sidecar)
         return None if opened is None else FileBody(opened[0], opened[1])
 
-    def changelog(self, since: int) -> Deferred:
+    def changelog(self, since: int) -> Deferred[ChangesSince]:
         if self.serials is None:
             return super().changelog(since)
         return self._threads(self.serials.since, since, self.snapshot.serial)
 
-    def readMetadata(self, distfile: DistFile) -> Deferred:
+    def readMetadata(self, distfile: DistFile) -> Deferred[bytes]:
         # Resolvers ask for the same few .metadata files over and over:
         # keep the most recent ones rather than reopen the archive each time.
         key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
@@ -153,44 +155,46 @@ class DirectoryStore(SnapshotOwner):
         return landing.Staged(landing.incoming_dir(self.roots[0]))
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
-                uploader: Optional[str] = None) -> Deferred:
+                uploader: Optional[str] = None) -> Deferred[Placed]:
         try:
             parts = check_name(name)
         except BadName:
             return fail()
+        # A staged file from this store's stage() (the interface's contract).
+        mine = cast(landing.Staged, staged)
 
-        def ready(_) -> Deferred:
+        def ready(_: None) -> Deferred[Placed]:
             root, target, path = self._target(parts)
-            d = self._threads(landing.land, staged, root, target, overwrite, signature)
+            d = self._threads(landing.land, mine, root, target, overwrite, signature)
             return d.addCallback(lambda landed: self.refresh(landed[1]).addCallback(
                 lambda _: Placed(landed[0], path)))
 
         return self.whenReady().addCallback(ready)
 
-    def remove(self, distfiles) -> Deferred:
+    def remove(self, distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         distfiles = list(distfiles)
         # The link itself for a symlinked file.
         paths = {os.path.join(self.roots[f.root], *f.path.split("/")): f.path for f in distfiles}
 
-        def removed(gone: list[str]) -> Deferred:
+        def removed(gone: list[str]) -> Deferred[list[str]]:
             deleted = [paths[p] for p in paths if p in set(gone)]
             return self.refresh(gone or list(paths)).addCallback(lambda _: self._forgetYanks(distfiles, deleted))
 
         return self._threads(landing.remove, list(paths)).addCallback(removed)
 
-    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+    def setYanked(self, distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         changes = {f.filename: reason for f in distfiles}
 
-        def ready(_) -> Deferred:
+        def ready(_: None) -> Deferred[list[str]]:
             return self._threads(self.yankfile.update, changes).addCallback(written)
 
-        def written(outcome: tuple[YankRead, list[str]]) -> Deferred:
+        def written(outcome: tuple[YankRead, list[str]]) -> Deferred[list[str]]:
             read, changed = outcome
             return self._applyYanks(read).addCallback(lambda _: changed)
 
         return self.whenReady().addCallback(ready)
 
-    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred:
+    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred[list[str]]:
         """After L{remove}: the yanks of the deleted files go too; fires with C{deleted}."""
         deleted_paths = set(deleted)
         changes = self.forget_yanks([f for f in distfiles if f.path in deleted_paths])
@@ -200,7 +204,7 @@ class DirectoryStore(SnapshotOwner):
         if not forget:
             return succeed(deleted)
 
-        def failed(failure) -> None:
+        def failed(failure: Failure) -> None:
             self.log.failure("could not forget the yanks of deleted files in {path}", failure,
                              path=self.yankfile.path)
 
@@ -208,15 +212,15 @@ class DirectoryStore(SnapshotOwner):
         d.addCallbacks(lambda outcome: self._applyYanks(outcome[0]), failed)
         return d.addCallback(lambda _: deleted)
 
-    def _applyYanks(self, read: Optional[YankRead]) -> Deferred:
+    def _applyYanks(self, read: Optional[YankRead]) -> Deferred[None]:
         """
         Make the snapshot show what the yank file says (unless a later read
         was applied): the next change, numbered, logged and recorded like
         the changes scans find, in turn with them.
         """
-        return self._changing.run(self._yankChange, read)
+        return _locked(self._changing.run(self._yankChange, read))
 
-    def _yankChange(self, read: Optional[YankRead]) -> Optional[Deferred]:
+    def _yankChange(self, read: Optional[YankRead]) -> Optional[Deferred[None]]:
         if read is None or read.version <= self._yanks_version:
             return None
         # The first read, at start: yanks that were there before, no change.
@@ -247,22 +251,22 @@ class DirectoryStore(SnapshotOwner):
 
     # The directory backend's own: what the watcher and the rescans service ask.
 
-    def rescan(self) -> Deferred:
+    def rescan(self) -> Deferred[None]:
         """Walk every package directory (in a thread) and apply what changed."""
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         if self._full_waiters is None:
             self._full_waiters = []
         self._full_waiters.append(d)
         self._next()
         return d
 
-    def refresh(self, abspaths) -> Deferred:
+    def refresh(self, abspaths: Iterable[str]) -> Deferred[None]:
         """
         Re-read just C{abspaths} (files or directories, present or gone) and
         apply what changed; cheap however large the tree is. Fires when the
         resulting snapshot is in place.
         """
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._paths.update(abspaths)
         self._path_waiters.append(d)
         self._next()
@@ -279,7 +283,7 @@ class DirectoryStore(SnapshotOwner):
             return plain
         return scan.resolve_inside(os.path.join(root, path), root)
 
-    def _open(self, distfile: DistFile, sidecar: str):
+    def _open(self, distfile: DistFile, sidecar: str) -> Optional[tuple[int, os.stat_result]]:
         # Every download comes here. The guard (L{_checked}) costs an lstat
         # per path component, so a file that passed it is remembered by its
         # identity (device, inode, ctime) until the snapshot changes: the
@@ -353,20 +357,18 @@ class DirectoryStore(SnapshotOwner):
         job = ScanJob(tuple(self.roots), self.hash_algo, previous,
                       None if paths is None else tuple(paths), self._links, first, self.cache)
         if first and self.serials is not None and self._stored is None:
-            d = self._threads(self.serials.load)
-
-            def loaded(stored: Stored) -> Deferred:
+            def loaded(stored: Stored) -> Deferred[tuple[scan.ScanResult, Optional[YankRead]]]:
                 self._stored = stored
                 self._bookMessages()
                 return self._threads(run_scan_and_yanks, job, self.yankfile)
 
-            d.addCallback(loaded)
+            d: Deferred[tuple[scan.ScanResult, Optional[YankRead]]] = self._threads(self.serials.load).addCallback(loaded)
         else:
             d = self._threads(run_scan_and_yanks, job, self.yankfile)
         d.addCallbacks(self._scannedWithYanks, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
 
-    def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]]) -> Deferred:
+    def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]]) -> Deferred[None]:
         """The scan's files are the next change, then the yank file's (when it changed)."""
         result, yanks = outcome
         d = self._scanned(result)
@@ -374,7 +376,7 @@ class DirectoryStore(SnapshotOwner):
             return d
         return d.addCallback(lambda _: self._applyYanks(yanks))
 
-    def _scanned(self, result: scan.ScanResult) -> Deferred:
+    def _scanned(self, result: scan.ScanResult) -> Deferred[None]:
         if self.cache is not None:
             for level, text in self.cache.messages():
                 getattr(self.log, level)("{text}", text=text)
@@ -405,7 +407,7 @@ class DirectoryStore(SnapshotOwner):
                 self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
         self._noteLinks(result.links or {}, full=self._running_full)
-        return self._changing.run(self._change, result.added, result.removed)
+        return _locked(self._changing.run(self._change, result.added, result.removed))
 
     # The serial
 
@@ -414,7 +416,7 @@ class DirectoryStore(SnapshotOwner):
             for level, text in self.serials.messages():
                 getattr(self.log, level)("{text}", text=text)
 
-    def _change(self, added, removed) -> Optional[Deferred]:
+    def _change(self, added: Iterable[DistFile], removed: Iterable[str]) -> Optional[Deferred[None]]:
         """
         Apply what a scan found as the next change: numbered, logged and
         recorded (durably, with a serial book) before it is installed.
@@ -434,7 +436,7 @@ class DirectoryStore(SnapshotOwner):
         rows = {key: _row(new, key) for key in changed}
         return self._record(new, changed, changes, rows)
 
-    def _first(self, added, removed) -> Optional[Deferred]:
+    def _first(self, added: Iterable[DistFile], removed: Iterable[str]) -> Optional[Deferred[None]]:
         """
         The first scan's files: numbered as the book left them (a first
         start takes serial 1); changes while pypid was not running are
@@ -457,23 +459,26 @@ class DirectoryStore(SnapshotOwner):
         self._install(new, changed)
         return None
 
-    def _record(self, new: IndexSnapshot, changed: frozenset, changes, rows, horizon=None) -> Deferred:
+    def _record(
+        self, new: IndexSnapshot, changed: frozenset[str], changes: Iterable[Change],
+        rows: Mapping[str, Optional[ProjectRow]], horizon: Optional[int] = None,
+    ) -> Deferred[None]:
         """Record a change in the serial book, then install its snapshot."""
         assert self.serials is not None
         d = self._threads(self.serials.record, new.serial, changes, rows, horizon)
 
-        def recorded(_) -> None:
+        def recorded(_: None) -> None:
             self._bookMessages()
             self._install(new, changed)
 
-        def failed(failure) -> None:
+        def failed(failure: Failure) -> None:
             # The files are there: serve them, even if the serial could not be kept.
             self.log.failure("recording serial {serial} failed", failure, serial=new.serial)
             self._install(new, changed)
 
         return d.addCallbacks(recorded, failed)
 
-    def _reconcile(self) -> Deferred:
+    def _reconcile(self) -> Deferred[None]:
         """
         Compare every project with the book's fingerprints (in a thread,
         after the first index is served): projects whose files changed while
@@ -484,17 +489,21 @@ class DirectoryStore(SnapshotOwner):
         book, stored = self.serials, self._stored
         snapshot = self.snapshot
 
-        def compare():
+        def compare() -> tuple[dict[str, str], list[str]]:
             return differences(snapshot.projects, book.fingerprints())
 
-        def compared(found) -> Deferred:
-            return self._changing.run(self._reconciled, snapshot, found, stored.fresh)
+        def compared(found: tuple[dict[str, str], list[str]]) -> Deferred[None]:
+            return _locked(self._changing.run(self._reconciled, snapshot, found, stored.fresh))
 
-        d = self._threads(compare).addCallback(compared)
+        d: Deferred[None] = self._threads(compare).addCallback(compared)
         d.addErrback(lambda f: self.log.failure("checking the projects against the serial's records failed", f))
         return d
 
-    def _reconciled(self, then: IndexSnapshot, found, fresh: bool) -> Optional[Deferred]:
+    def _reconciled(
+        self, then: IndexSnapshot, found: tuple[dict[str, str], list[str]], fresh: bool
+    ) -> Optional[Deferred[None]]:
+        book = self.serials
+        assert book is not None
         fingerprints, gone = found
         now = self.snapshot
         # Projects changed since the comparison have their serials and fingerprints already.
@@ -504,14 +513,16 @@ class DirectoryStore(SnapshotOwner):
             return None
         if fresh:
             # A first start: nothing to compare with; only remember what the projects look like.
-            rows = {key: ProjectRow(now.projects[key].serial, fp) for key, fp in fingerprints.items()}
-            return self._threads(self.serials.record, now.serial, (), rows)
+            rows: dict[str, Optional[ProjectRow]] = {
+                key: ProjectRow(now.projects[key].serial, fp) for key, fp in fingerprints.items()
+            }
+            return self._threads(book.record, now.serial, (), rows)
         serial = now.serial + 1
         at = self._change_time()
         changes = [Change(serial, at, SYNC, key, now.projects[key].name) for key in sorted(fingerprints)]
         changes += [Change(serial, at, REMOVE_PROJECT, key, key) for key in sorted(gone)]
         new = now.with_serials({key: serial for key in fingerprints}, serial)
-        rows: dict = {key: ProjectRow(serial, fp) for key, fp in fingerprints.items()}
+        rows = {key: ProjectRow(serial, fp) for key, fp in fingerprints.items()}
         rows.update((key, None) for key in gone)
         self.log.info("{count} projects changed while pypid was not running: serial {serial}",
                       count=len(fingerprints) + len(gone), serial=serial)
@@ -525,10 +536,10 @@ class DirectoryStore(SnapshotOwner):
             merged[target] = merged.get(target, frozenset()) | {source}
         self._links = merged
 
-    def _scanFailed(self, failure) -> None:
+    def _scanFailed(self, failure: Failure) -> None:
         self.log.failure("scanning the package directories failed", failure)
 
-    def _scanDone(self, _, waiters: list[Deferred], full: bool) -> None:
+    def _scanDone(self, _: object, waiters: list[Deferred[None]], full: bool) -> None:
         self._running = False
         if full and self._ready is not None:
             ready, self._ready = self._ready, None
@@ -552,6 +563,15 @@ class DirectoryStore(SnapshotOwner):
         for d in waiters:
             d.callback(None)
         self._next()
+
+
+def _locked(d: Deferred[Optional[Deferred[None]]]) -> Deferred[None]:
+    """
+    A change run under the store's lock (L{DeferredLock.run}) fires with
+    L{None}: a L{Deferred} the change returned has fired by then, which
+    Twisted's annotations cannot say.
+    """
+    return cast("Deferred[None]", d)
 
 
 def _row(snapshot: IndexSnapshot, key: str) -> Optional[ProjectRow]:
@@ -584,7 +604,7 @@ def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]
     if not links:
         return []
     reals = {os.path.realpath(p) for p in paths}
-    found = []
+    found: list[str] = []
     for target, sources in links.items():
         parent = target
         while parent not in reals and os.path.dirname(parent) != parent:

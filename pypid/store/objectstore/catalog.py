@@ -36,7 +36,7 @@ import re
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from packaging.utils import canonicalize_version
 from twisted.internet import defer
@@ -50,6 +50,8 @@ from zope.interface import implementer
 from pypid.store.objectstore import migrations
 
 log = Logger()
+
+_T = TypeVar("_T")
 
 #: The NOTIFY channel; its payload is the serial of the change.
 CHANNEL = "pypid_changes"
@@ -421,7 +423,8 @@ def _q_claim_owner(cursor: Any, project: str, user: str, at: float) -> str:
         "ON CONFLICT (project) DO NOTHING", (project, user, at),
     )
     cursor.execute("SELECT owner FROM pypid_owners WHERE project = %s", (project,))
-    return cursor.fetchone()[0]
+    owner: str = cursor.fetchone()[0]
+    return owner
 
 
 # -- the catalog ------------------------------------------------------------
@@ -495,7 +498,7 @@ class Catalog:
         """Some connection died (the server went away): replace every pooled one before its next use."""
         self._generation += 1
 
-    def _interact(self, query: Callable[..., Any], args: tuple) -> Any:
+    def _interact(self, query: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """
         Run C{query(cursor, *args)} in a transaction. In a pool thread.
 
@@ -531,8 +534,9 @@ class Catalog:
                 raise
         raise AssertionError("unreachable")
 
-    def _run(self, query: Callable[..., Any], *args: Any) -> defer.Deferred:
-        d = deferToThreadPool(self._reactor, self._pool, self._interact, query, args)
+    def _run(self, query: Callable[..., _T], *args: Any) -> defer.Deferred[_T]:
+        """C{query(cursor, *args)} in a pool thread, in a transaction: fires with what it returns."""
+        d: defer.Deferred[_T] = deferToThreadPool(self._reactor, self._pool, self._interact, query, args)
         d.addCallbacks(self._went_well, self._went_badly)
         return d
 
@@ -553,7 +557,7 @@ class Catalog:
     # -- life --
 
     def start(self, *, create: bool = True, upgrade: bool = False,
-              known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred:
+              known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred[tuple[int, int]]:
         """
         Start the pool and check the schema: create it in an empty database,
         migrate an older one when C{upgrade}, refuse a newer one
@@ -573,7 +577,7 @@ class Catalog:
 
         return d.addCallback(checked)
 
-    def migrate(self, known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred:
+    def migrate(self, known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred[tuple[int, int]]:
         """C{pypid catalog migrate}: bring the schema up to date. Fires with the versions before and after."""
         self._start_pool()
         return self._run(migrations.migrate, known)
@@ -600,7 +604,7 @@ class Catalog:
             except Exception:
                 pass
 
-    def stop(self) -> defer.Deferred:
+    def stop(self) -> defer.Deferred[None]:
         """Stop the pool (waits for running queries, in a thread) and close the connections."""
         pool = self._pool
         trigger, self._at_shutdown = self._at_shutdown, None
@@ -616,7 +620,7 @@ class Catalog:
 
     # -- queries --
 
-    def snapshot(self, transform: Optional[Callable[[Any], Any]] = None) -> defer.Deferred:
+    def snapshot(self, transform: Optional[Callable[[Any], Any]] = None) -> defer.Deferred[Snapshot]:
         """
         Every listed file and the serial they are as of (a L{Snapshot});
         core metadata left out. With C{transform}, the snapshot's C{files}
@@ -626,30 +630,30 @@ class Catalog:
         """
         return self._run(_q_snapshot, transform)
 
-    def changes_since(self, serial: int, limit: int = CATCH_UP_BATCH) -> defer.Deferred:
+    def changes_since(self, serial: int, limit: int = CATCH_UP_BATCH) -> defer.Deferred[list[Change]]:
         """The changes after C{serial}, oldest first, at most C{limit} (L{Change}s)."""
         return self._run(_q_changes, serial, limit)
 
-    def last_serial(self) -> defer.Deferred:
+    def last_serial(self) -> defer.Deferred[int]:
         return self._run(_q_last_serial)
 
-    def get(self, filename: str) -> defer.Deferred:
+    def get(self, filename: str) -> defer.Deferred[Optional[FileRecord]]:
         """The listed file named C{filename} in any case, or L{None}."""
         return self._run(_q_get, filename)
 
-    def core_metadata(self, filename: str) -> defer.Deferred:
+    def core_metadata(self, filename: str) -> defer.Deferred[Optional[bytes]]:
         """The core metadata stored for C{filename} (decompressed in a thread), or L{None}."""
         return self._run(_q_core_metadata, filename)
 
-    def owners(self) -> defer.Deferred:
+    def owners(self) -> defer.Deferred[dict[str, str]]:
         """First uploaders: normalised project -> user."""
         return self._run(_q_owners)
 
-    def owner(self, project: str) -> defer.Deferred:
+    def owner(self, project: str) -> defer.Deferred[Optional[str]]:
         """The first uploader of C{project} (normalised), or L{None}."""
         return self._run(_q_owner, project)
 
-    def claim_owner(self, project: str, user: str) -> defer.Deferred:
+    def claim_owner(self, project: str, user: str) -> defer.Deferred[str]:
         """
         Record C{user} as the first uploader of C{project} (normalised)
         unless it has one: fires with the owner, C{user} or the one who
@@ -658,7 +662,7 @@ class Catalog:
         return self._run(_q_claim_owner, project, user, self._reactor.seconds())
 
     def publish(self, record: FileRecord, core_metadata: Optional[bytes] = None, *, actor: Optional[str] = None,
-                replace_existing: bool = False, owner_claim: Optional[str] = None) -> defer.Deferred:
+                replace_existing: bool = False, owner_claim: Optional[str] = None) -> defer.Deferred[Published]:
         """
         List C{record} (its object must be complete in the store already).
         Fires with L{Published}; fails with L{FileExists} (the row that has
@@ -672,7 +676,7 @@ class Catalog:
         at = self._reactor.seconds()
         return self._run(_q_publish, record, core_metadata, actor, at, replace_existing, owner_claim)
 
-    def remove(self, filename: str, *, actor: Optional[str] = None) -> defer.Deferred:
+    def remove(self, filename: str, *, actor: Optional[str] = None) -> defer.Deferred[Optional[Removed]]:
         """Unlist C{filename} (any case). Fires with L{Removed}, or L{None} when it was not listed."""
         d = self._run(_q_remove, filename, actor, self._reactor.seconds())
 
@@ -742,8 +746,8 @@ class ChangeFollower:
         self._connecting = False
         #: How many times it has (re)connected; for tests and metrics.
         self.connections = 0
-        self._caught_up: list[defer.Deferred] = []
-        self._serial_waiters: list[tuple[int, defer.Deferred]] = []
+        self._caught_up: list[defer.Deferred[int]] = []
+        self._serial_waiters: list[tuple[int, defer.Deferred[int]]] = []
 
     # -- life --
 
@@ -761,16 +765,16 @@ class ChangeFollower:
     def connected(self) -> bool:
         return self._conn is not None
 
-    def when_caught_up(self) -> defer.Deferred:
+    def when_caught_up(self) -> defer.Deferred[int]:
         """Fires once the follower is connected and has applied every change it was told of."""
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred[int] = defer.Deferred()
         if self.connected and not self._catching_up:
             d.callback(self.serial)
         else:
             self._caught_up.append(d)
         return d
 
-    def wait_for(self, serial: int) -> defer.Deferred:
+    def wait_for(self, serial: int) -> defer.Deferred[int]:
         """
         Fires (with the serial applied) once every change up to C{serial}
         is applied; reads the changes now rather than wait for their
@@ -778,7 +782,7 @@ class ChangeFollower:
         """
         if self.serial >= serial:
             return defer.succeed(self.serial)
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred[int] = defer.Deferred()
         self._serial_waiters.append((serial, d))
         self._catch_up()
         return d
@@ -926,9 +930,9 @@ class ChangeFollower:
                 log.info("catalog {where} available again; caught up to serial {serial}",
                          where=self.catalog.where, serial=self.serial)
             self.catalog._set_health(True, "")
-            waiting, self._caught_up = self._caught_up, []
-            for d in waiting:
-                d.callback(self.serial)
+            caught, self._caught_up = self._caught_up, []
+            for waiter in caught:
+                waiter.callback(self.serial)
 
     def _catch_up_failed(self, failure: Failure) -> None:
         self._catching_up = False
