@@ -24,21 +24,29 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IListeningPort, IProducer
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import ftp
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
 
 from pypid.feed.audit import AuditEvent
 from pypid.feed.checks import Declared, UploadError, declared_by_name
-from pypid.feed.publish import Publisher
+from pypid.feed.publish import Published, Publisher
 from pypid.store.interfaces import IStaged
 from pypid.threads import Threads
+
+if TYPE_CHECKING:
+    from pypid.auth.logins import Logins
+
+_T = TypeVar("_T")
 
 
 class Refused(ftp.FTPCmdError):
@@ -46,9 +54,15 @@ class Refused(ftp.FTPCmdError):
 
     errorCode = ftp.REQ_ACTN_NOT_TAKEN
 
+    def __init__(self, why: str) -> None:
+        super().__init__(why)  # type: ignore[no-untyped-call]  # Twisted's ftp module is unannotated
+
 
 class TooLarge(ftp.FTPCmdError):
     errorCode = ftp.EXCEEDED_STORAGE_ALLOC
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # as above
 
 
 @dataclass
@@ -83,19 +97,19 @@ class _Upload:
         self.event = event
         self.state = "open"
         self.too_large = False
-        self.producer = None
+        self.producer: Optional[IProducer] = None
 
     # IWriteFile
 
-    def receive(self) -> Deferred:
+    def receive(self) -> Deferred[_Upload]:
         return succeed(self)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         return self.shell.land(self)
 
     # IConsumer
 
-    def registerProducer(self, producer, streaming) -> None:
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self.producer = producer
 
     def unregisterProducer(self) -> None:
@@ -116,13 +130,20 @@ def _hidden(segments: list[str]) -> bool:
     return any(not s or s.startswith(".") for s in segments)
 
 
+#: An FTP path: its segments.
+_Segments = list[str]
+#: What C{stat} gives (one value per key asked for), and C{list} (a name and its stat, for each).
+_Stats = list[Any]
+_Listing = list[tuple[Any, _Stats]]
+
+
 class UploadShell(ftp.FTPShell):
     """An L{ftp.IFTPShell} over the first package directory that only receives distributions."""
 
     log = Logger()
 
     def __init__(self, uploads: FTPUploads, user: str) -> None:
-        super().__init__(FilePath(uploads.root))
+        super().__init__(FilePath(uploads.root))  # type: ignore[no-untyped-call]  # as above
         self.uploads = uploads
         self.user = user
         #: The client's address, for the audit log (set once logged in).
@@ -131,41 +152,44 @@ class UploadShell(ftp.FTPShell):
 
     # Looking around: not at hidden things, and nothing is downloaded.
 
-    def access(self, path):
+    def access(self, path: _Segments) -> Deferred[None]:
         if _hidden(path):
             return fail(ftp.FileNotFoundError("/".join(path)))
-        return super().access(path)
+        allowed: Deferred[None] = super().access(path)  # type: ignore[no-untyped-call]  # as above
+        return allowed
 
-    def stat(self, path, keys=()):
+    def stat(self, path: _Segments, keys: Sequence[str] = ()) -> Deferred[_Stats]:
         if _hidden(path):
             return fail(ftp.FileNotFoundError("/".join(path)))
-        return super().stat(path, keys)
+        stats: Deferred[_Stats] = super().stat(path, keys)  # type: ignore[no-untyped-call]  # as above
+        return stats
 
-    def list(self, path, keys=()):
+    def list(self, path: _Segments, keys: Sequence[str] = ()) -> Deferred[_Listing]:
         if _hidden(path):
             return fail(ftp.FileNotFoundError("/".join(path)))
-        return super().list(path, keys).addCallback(
+        listed: Deferred[_Listing] = super().list(path, keys)  # type: ignore[no-untyped-call]  # as above
+        return listed.addCallback(
             lambda entries: [e for e in entries if not _name(e[0]).startswith(".")]
         )
 
-    def openForReading(self, path):
+    def openForReading(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def makeDirectory(self, path):
+    def makeDirectory(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def removeDirectory(self, path):
+    def removeDirectory(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def removeFile(self, path):
+    def removeFile(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def rename(self, fromPath, toPath):
+    def rename(self, fromPath: _Segments, toPath: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(fromPath)))
 
     # Uploading.
 
-    def openForWriting(self, path):
+    def openForWriting(self, path: _Segments) -> Deferred[_Upload]:
         if not path or _hidden(path):
             return fail(Refused("not a distribution file name"))
         publisher = self.uploads.publisher
@@ -175,29 +199,28 @@ class UploadShell(ftp.FTPShell):
         except UploadError as e:
             publisher.refused(event, e.code, e.message)
             return fail(Refused(e.message))
-        directory = self._path(path[:-1])
+        directory: FilePath[str] = self._path(path[:-1])  # type: ignore[no-untyped-call]  # as above
         root = os.path.realpath(self.uploads.root)
         real = os.path.realpath(directory.path)
         if not directory.isdir() or not (real == root or real.startswith(root + os.sep)):
             return fail(ftp.FileNotFoundError("/".join(path[:-1])))
         event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
 
-        def refused(failure):
+        def refused(failure: Failure) -> None:
             failure.trap(UploadError)
             publisher.refused(event, failure.value.code, failure.value.message)
             raise Refused(failure.value.message)
 
         # Refused before a byte is sent, when the ACL says no.
         d = publisher.authorize(self.user, declared.project).addErrback(refused)
-        d.addCallback(lambda _: self.uploads.threads(publisher.store.stage))
-        d.addCallback(lambda staged: self._opened(_Upload(self, "/".join(path), declared, staged, event)))
-        return d
+        return d.addCallback(lambda _: self.uploads.threads(publisher.store.stage)).addCallback(
+            lambda staged: self._opened(_Upload(self, "/".join(path), declared, staged, event)))
 
     def _opened(self, upload: _Upload) -> _Upload:
         self._uploads.add(upload)
         return upload
 
-    def land(self, upload: _Upload) -> Deferred:
+    def land(self, upload: _Upload) -> Deferred[None]:
         """The transfer ended: publish it, or throw it away."""
         if upload.state != "open":
             return fail(Refused("the session ended before the transfer did"))
@@ -207,17 +230,17 @@ class UploadShell(ftp.FTPShell):
             uploads.publisher.refused(
                 upload.event, http.REQUEST_ENTITY_TOO_LARGE,
                 f"Request Entity Too Large: over this server's limit of {uploads.max_size} bytes.")
-            d = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
+            d: Deferred[Published] = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
         else:
             d = uploads.publisher.publish(upload.event, upload.name, upload.staged, declared=upload.declared,
                                           streamed=True)
 
-        def refused(failure):
+        def refused(failure: Failure) -> None:
             if failure.check(UploadError):
                 raise Refused(failure.value.message)
-            return failure
+            failure.raiseException()
 
-        def done(result):
+        def done(result: _T) -> _T:
             upload.state = "done"
             self._uploads.discard(upload)
             return result
@@ -233,7 +256,7 @@ class UploadShell(ftp.FTPShell):
         self._uploads.clear()
 
 
-def _name(name) -> str:
+def _name(name: str | bytes) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
@@ -242,9 +265,15 @@ class UploadRealm:
     def __init__(self, uploads: FTPUploads) -> None:
         self.uploads = uploads
 
-    def requestAvatar(self, avatarId, mind, *interfaces):
+    def requestAvatar(
+        self, avatarId: str | bytes | tuple[()], mind: object, *interfaces: Any
+    ) -> tuple[Any, UploadShell, Callable[[], None]]:
         if ftp.IFTPShell not in interfaces:
             raise NotImplementedError("only FTP shells here")
+        if isinstance(avatarId, tuple):
+            # (ANONYMOUS: the factory refuses anonymous logins before they get here;
+            # pypid's checkers give str avatar ids.)
+            raise NotImplementedError("no anonymous FTP shells")
         shell = UploadShell(self.uploads, _name(avatarId))
         return ftp.IFTPShell, shell, shell.logout
 
@@ -262,31 +291,35 @@ class UploadFTP(ftp.FTP):
     else; the shell learns the client's address at login (for the audit log).
     """
 
-    def ftp_PASS(self, password):
+    def ftp_PASS(self, password: bytes) -> Deferred[object]:
         # Logins go through pypid.auth.logins with this client's address:
         # failed logins are limited per address, as for HTTP.
-        host = getattr(self.transport.getPeer(), "host", "-")
+        host = getattr(self.transport.getPeer() if self.transport is not None else None, "host", "-")
         retry = self.factory.logins.retry_after(host)
         if retry is not None:
             del self._user
             self.state = self.UNAUTH
-            return self.factory.logins.later(
-                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))
-        self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
+            later: Deferred[object] = self.factory.logins.later(
+                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))  # type: ignore[no-untyped-call]  # as above
+            return later
+        self.portal = Portal(  # type: ignore[assignment]  # FTP declares it None, set at login
+self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
 
-        def logged_in(reply):
+        def logged_in(reply: _T) -> _T:
             shell = getattr(self, "shell", None)
             if isinstance(shell, UploadShell):
                 shell.client = host
             return reply
 
-        return super().ftp_PASS(password).addCallback(logged_in)
+        passed: Deferred[object] = super().ftp_PASS(password)  # type: ignore[no-untyped-call]  # as above
+        return passed.addCallback(logged_in)
 
-    def listenFactory(self, port, factory, interface=""):
+    def listenFactory(self, port: int, factory: ServerFactory, interface: str = "") -> IListeningPort:  # type: ignore[override]  # FTP's is unannotated, with other names
         factory.noisy = False  # one data connection per transfer: no log lines for each
-        return self.factory.reactor.listenTCP(
-            port, factory, interface=interface or self.transport.getHost().host
+        listening: IListeningPort = self.factory.reactor.listenTCP(
+            port, factory, interface=interface or getattr(self.transport.getHost() if self.transport else None, "host", "")
         )
+        return listening
 
 
 class UploadFTPFactory(ftp.FTPFactory):
@@ -294,12 +327,12 @@ class UploadFTPFactory(ftp.FTPFactory):
     allowAnonymous = False
     welcomeMessage = "pypid: upload wheels and sdists"
 
-    def __init__(self, portal: Portal, reactor, logins) -> None:
-        super().__init__(portal)
+    def __init__(self, portal: Portal, reactor: Any, logins: Logins) -> None:
+        super().__init__(portal)  # type: ignore[no-untyped-call]  # as above
         self.reactor = reactor
         self.logins = logins
 
 
-def ftp_factory(uploads: FTPUploads, logins) -> UploadFTPFactory:
+def ftp_factory(uploads: FTPUploads, logins: Logins) -> UploadFTPFactory:
     """The FTP server factory: logins checked by C{logins} (L{pypid.auth.logins.Logins}), never anonymous."""
     return UploadFTPFactory(Portal(UploadRealm(uploads), []), uploads.reactor, logins)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import BinaryIO, Callable, NamedTuple, Optional
 
-from pypid.feed.multipart import FilePart, Form, MultipartError, PartHeaders, boundary_of, read_form
+from pypid.feed.multipart import FilePart, FileWriter, Form, MultipartError, PartHeaders, boundary_of, read_form
 from pypid.feed.checks import bad
 from pypid.store.interfaces import IStaged
 
@@ -24,7 +24,7 @@ class BoundedBuffer(io.BytesIO):
         super().__init__()
         self.limit, self.what = limit, what
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # takes bytes only, not any buffer
         if self.tell() + len(data) > self.limit:
             raise MultipartError(f"{self.what} is too large")
         return super().write(data)
@@ -48,7 +48,7 @@ def receive(body: BinaryIO, content_type: bytes, stage: Callable[[], IStaged]) -
     """
     writers: list[IStaged] = []
 
-    def open_file(headers: PartHeaders):
+    def open_file(headers: PartHeaders) -> FileWriter:
         if headers.name == "content":
             if writers:
                 raise MultipartError("Field 'content' was sent more than once.")

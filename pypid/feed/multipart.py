@@ -10,7 +10,7 @@ I/O of its own, no Twisted.
 from __future__ import annotations
 
 import re
-from typing import Callable, NamedTuple, Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 from urllib.parse import unquote
 
 #: Largest header block of one part.
@@ -301,7 +301,7 @@ def read_form(
     """
     fields: dict[str, list[str]] = {}
     files: dict[str, list[FilePart]] = {}
-    state: dict = {"text": 0}
+    state: dict[str, Any] = {"text": 0}
 
     def begin(headers: PartHeaders) -> None:
         if parser.parts > limits.parts:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.application.service import Service
 from twisted.python import usage
@@ -18,6 +18,12 @@ from pypid.auth.options import AuthConfig
 from pypid.ops.startup import StartError
 from pypid.ops.values import endpoint_description, parse_size
 from pypid.store.directory.options import DirectoryConfig
+
+if TYPE_CHECKING:
+    from pypid.auth.logins import Logins
+    from pypid.feed.ftp import UploadFTPFactory
+    from pypid.feed.publish import Publisher
+    from pypid.threads import Threads
 
 DEFAULT_MAX_UPLOAD = "1G"
 
@@ -55,7 +61,7 @@ class FeedOptions(usage.Options):
          "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
          "package directory; logins are checked against -P/--passwords (required)."],
     ]
-    optFlags = [
+    optFlags: list[list[str | None]] = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
         ["no-filename-reuse", None,
          "Refuse uploads of a file name that was ever removed from the index (recorded from now on "
@@ -104,7 +110,7 @@ class SpoolService(Service):
         self.path = path
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         from pypid.store.directory.landing import clean_stale, incoming_dir
 
         try:
@@ -114,7 +120,9 @@ class SpoolService(Service):
         clean_stale(self.path)
 
 
-def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threads):
+def ftp_factory(
+    config: FeedConfig, root: str, logins: Logins, publisher: Publisher, reactor: Any, threads: Threads
+) -> UploadFTPFactory:
     """
     The FTP upload server's factory for C{--ftp}: files go through
     C{publisher} (L{pypid.feed.publish.Publisher}: the rules of HTTP
