@@ -28,6 +28,7 @@ from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
 from pypid.store.directory import options as directory
 from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
+from pypid.store.interfaces import IPackageStore
 from pypid.store.objectstore.options import ObjectStoreConfig, ObjectStoreOptions
 from pypid.threads import pool_threads
 from pypid.upstream import config as upstream
@@ -158,7 +159,7 @@ def makeService(options: Options, reactor=None) -> IService:
         from pypid.store.objectstore import options as objectstore
 
         replica = objectstore.build(config.objectstore, reactor, threads)
-        store = replica.store
+        store: IPackageStore = replica.store
         attach(top, "index", replica.service)
     else:
         # The package directories: the store, its rescans and its watcher.
@@ -193,7 +194,7 @@ def makeService(options: Options, reactor=None) -> IService:
         # First uploaders go in the catalog every replica shares.
         from pypid.store.objectstore.store import CatalogOwners
 
-        acl.shared_owners = CatalogOwners(store.catalog, reactor)
+        acl.shared_owners = CatalogOwners(replica.store.catalog, reactor)
 
     # Uploads.
     root = config.directory.upload_root

@@ -61,7 +61,7 @@ class BrowseCache:
         return page
 
 
-def _send(request, page: Page, code: int = http.OK) -> bytes:
+def _send(request, page: Page, code: int = http.OK) -> bytes | int:
     request.setResponseCode(code)
     return serve_page(request, page, HTML, vary=b"Accept-Encoding")
 
@@ -77,7 +77,7 @@ class ProjectsRoot(PlainResource):
         self.cache = cache
         self.forms = forms
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         segments = request.postpath
         if not segments:
             return redirect(request, "project/")
@@ -107,7 +107,7 @@ class ProjectsRoot(PlainResource):
         )
         return _send(request, page)
 
-    def _missing(self, request, name: str) -> bytes:
+    def _missing(self, request, name: str) -> bytes | int:
         suggestions = self.cache.index.search(name, limit=10) if name else []
         page = make_page(browse.not_found_page(name, suggestions))
         return _send(request, page, http.NOT_FOUND)
@@ -122,7 +122,7 @@ class SearchPage(PlainResource):
         super().__init__()
         self.cache = cache
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         if request.postpath == [b""]:
             return redirect(request, "../search")
         if request.postpath:

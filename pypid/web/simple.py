@@ -36,7 +36,7 @@ def set_serial(request, serial: int) -> None:
     request.setHeader(b"x-pypi-last-serial", b"%d" % serial)
 
 
-def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes:
+def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes | int:
     content_type = _negotiate(request)
     if content_type is None:
         raise HTTPError(http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
@@ -93,7 +93,7 @@ class ProjectList(PlainResource):
         self.pages = pages
         self.fallback = fallback
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         if request.postpath:
             raise not_found()
         return _serve(request, self.pages, None, self.fallback)
@@ -110,7 +110,7 @@ class ProjectPage(PlainResource):
         self.segment = segment
         self.fallback = fallback
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         try:
             name = self.segment.decode("utf-8")
         except UnicodeDecodeError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import tempfile
 import time
-from typing import Optional
+from typing import IO, Optional
 from urllib.parse import parse_qs
 
 from twisted.logger import Logger
@@ -112,6 +112,11 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
     at once when Content-Length says so, else as soon as the chunks do.
     """
 
+    # Twisted's Request declares content and args None (set before use), and its channel an HTTPChannel.
+    content: IO[bytes] | _Discard  # type: ignore[assignment]
+    args: dict[bytes, list[bytes]]  # type: ignore[assignment]
+    channel: PypidChannel
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.started = time.monotonic()
@@ -179,7 +184,9 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
             site.bodyRefused(self, message, code, upload)
         reactor = getattr(site, "reactor", None)
         if reactor is None:
-            from twisted.internet import reactor  # type: ignore[no-redef]
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
         self._linger = reactor.callLater(LINGER_SECONDS, transport.loseConnection)
 
     def _bad_head(self) -> Optional[str]:
