@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web import http
 
+from pypid.counts import counted
 from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name
 from pypid.index.names import normalize
@@ -222,7 +223,7 @@ class Publisher:
             raise UploadError(http.NOT_FOUND, f"{name} ({version}) not found")
         event.file = ",".join(f.filename for f in files)
         yield self.store.remove(files)
-        return Removed(len(files), f"Removed {len(files)} files of {name} {version}.")
+        return Removed(len(files), f"Removed {counted(len(files), 'file')} of {name} {version}.")
 
 
 class Removed(NamedTuple):

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.counts import counted
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.directory import landing, scan
@@ -309,11 +310,10 @@ class DirectoryStore(SnapshotOwner):
             ready, self._ready = self._ready, None
             result = self.last_result
             self.log.info(
-                "index ready: {projects} projects, {files} files"
-                " ({read} files read, {cached} from the state cache)",
-                projects=len(self.snapshot.projects),
-                files=self.snapshot.file_count,
-                read=result.read if result else 0,
+                "index ready: {projects}, {files} ({read} read, {cached} from the state cache)",
+                projects=counted(len(self.snapshot.projects), "project"),
+                files=counted(self.snapshot.file_count, "file"),
+                read=counted(result.read if result else 0, "file"),
                 cached=result.cached if result else 0,
             )
             # The first index is hundreds of thousands of long-lived objects:
