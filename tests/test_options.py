@@ -113,8 +113,8 @@ class DownloadCacheControlTests(SynchronousTestCase):
 
 
 class SpoolTests(SynchronousTestCase):
-    def test_spool_made_at_start_not_at_parse(self):
-        """Option parsing touches no disk; the upload spool appears when the service starts."""
+    def test_spool_not_made_at_parse_or_start(self):
+        """Option parsing touches no disk; the upload spool appears only while an upload is in flight."""
         directory = self.mktemp()
         os.makedirs(directory)
         options = parse("-P", ".", "-a", ".", directory)
@@ -124,7 +124,7 @@ class SpoolTests(SynchronousTestCase):
         spooler = top.getServiceNamed("spool")
         self.assertIsInstance(spooler, SpoolService)
         spooler.startService()
-        self.assertTrue(os.path.isdir(spool))
+        self.assertFalse(os.path.exists(spool))
 
 
 class ConnectionOptionsTests(SynchronousTestCase):

@@ -262,6 +262,8 @@ class UploadFTP(ftp.FTP):
     else; the shell learns the client's address at login (for the audit log).
     """
 
+    log = Logger()
+
     def ftp_PASS(self, password):
         # Logins go through pypid.auth.logins with this client's address:
         # failed logins are limited per address, as for HTTP.
@@ -281,6 +283,55 @@ class UploadFTP(ftp.FTP):
             return reply
 
         return super().ftp_PASS(password).addCallback(logged_in)
+
+    def ftp_STOR(self, path):
+        """
+        C{STOR}, as Twisted's FTP answers it, but for the log: a refused
+        upload is the publisher's one audit line (with the reason), not an
+        "Unexpected error" traceback; only what is unexpected is logged as
+        a failure.
+        """
+        if self.dtpInstance is None:
+            raise ftp.BadCmdSequenceError("PORT, PASV, EPRT, or EPSV required before STOR")
+        try:
+            segments = ftp.toSegments(self.workingDirectory, path)
+        except ftp.InvalidPath:
+            return fail(ftp.FileNotFoundError(path))
+        # No command timeout while the data connection works.
+        self.setTimeout(None)
+
+        def not_opened(failure):
+            if failure.check(ftp.FTPCmdError):
+                return (failure.value.errorCode, "/".join(segments))
+            self.log.failure("opening {path} for an FTP upload failed", failure, path="/".join(segments))
+            return (ftp.FILE_NOT_FOUND, "/".join(segments))
+
+        def opened(upload):
+            d = upload.receive().addCallback(self._transfer)
+            d.addCallback(lambda _: upload.close())
+            return d.addCallbacks(lambda _: (ftp.TXFR_COMPLETE_OK,), transfer_failed)
+
+        def transfer_failed(failure):
+            if failure.check(ftp.FTPCmdError):
+                return failure
+            self.log.failure("FTP upload of {path} failed", failure, path="/".join(segments))
+            return (ftp.CNX_CLOSED_TXFR_ABORTED,)
+
+        def timeout_again(result):
+            self.setTimeout(self.factory.timeOut)
+            return result
+
+        d = self.shell.openForWriting(segments).addCallbacks(opened, not_opened)
+        return d.addBoth(timeout_again)
+
+    def _transfer(self, consumer):
+        """Start the data connection's transfer into C{consumer}; fires when it is done."""
+        if not self.binary:
+            consumer = ftp.ASCIIConsumerWrapper(consumer)
+        d = self.dtpInstance.registerConsumer(consumer)
+        self.reply(ftp.DATA_CNX_ALREADY_OPEN_START_XFR if self.dtpInstance.isConnected
+                   else ftp.FILE_STATUS_OK_OPEN_DATA_CNX)
+        return d
 
     def listenFactory(self, port, factory, interface=""):
         factory.noisy = False  # one data connection per transfer: no log lines for each

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from twisted.application.service import Service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from pypid.auth.options import AuthConfig
-from pypid.ops.startup import StartError
 from pypid.ops.values import endpoint_description, parse_size
 from pypid.store.directory.options import DirectoryConfig
 
@@ -87,20 +87,25 @@ class FeedOptions(usage.Options):
 
 
 class SpoolService(Service):
-    """Makes the upload spool directory and clears what a crash left there."""
+    """
+    At start, removes what uploads cut short by a crash (kill -9, a power
+    cut) left in the upload spool, and says how much was freed: pypid is the
+    spool's only writer. The spool itself is made by the first upload in
+    flight and removed by the last (L{pypid.store.directory.landing.Spool}).
+    """
+
+    log = Logger(namespace="pypid")
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def startService(self) -> None:
         super().startService()
-        from pypid.store.directory.landing import clean_stale, incoming_dir
+        from pypid.store.directory.landing import cleaned_line, clean_spool
 
-        try:
-            incoming_dir(os.path.dirname(self.path))
-        except OSError as e:
-            raise StartError(f"cannot create the upload spool {self.path}: {e.strerror}")
-        clean_stale(self.path)
+        removed, freed = clean_spool(os.path.dirname(self.path))
+        if removed:
+            self.log.info("{line}", line=cleaned_line(removed, freed, self.path))
 
 
 def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threads):

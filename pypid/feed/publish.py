@@ -25,11 +25,13 @@ from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_d
 from pypid.index.names import normalize
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.store import complete
-from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged
+from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, StoreFull
 from pypid.threads import Threads
 
 #: The answer to a failure that is no refusal (details in the server log).
 INTERNAL = "Internal error while storing the upload; see the server log."
+#: The status of an upload the store has no room for (RFC 4918).
+INSUFFICIENT_STORAGE = 507
 
 
 class Published(NamedTuple):
@@ -50,7 +52,7 @@ def metric_result(code: int, message: str) -> str:
     if code == 400:
         return "exists" if message.startswith("File already exists") else "invalid"
     return {401: "unauthorized", 403: "forbidden", 404: "not_found", 410: "gone",
-            413: "too_large"}.get(code, "error")
+            413: "too_large", 507: "no_room"}.get(code, "error")
 
 
 #: Actions whose outcome counts in the upload metrics ("-": refused before
@@ -166,17 +168,31 @@ class Publisher:
         yield self.threads(_check_archive, staged, declared)
         try:
             placed = yield self.store.publish(name, staged, self.overwrite, signature)
-        except AlreadyStored:
+        except AlreadyStored as e:
+            if e.listed != declared.filename:
+                raise bad(
+                    f"File already exists ('{declared.filename}' is the same release file as the stored "
+                    f"'{e.listed}', with different content). Remove it first, or run the server with --overwrite."
+                )
             raise bad(
                 f"File already exists ('{declared.filename}' with different content). "
                 "Remove it first, or run the server with --overwrite."
             )
         except BadName as e:
             raise bad(str(e))
+        except NotListed as e:
+            raise bad(f"Invalid distribution file: {e}")
+        except StoreFull as e:
+            raise UploadError(INSUFFICIENT_STORAGE, str(e))
+        stored = placed.path.rsplit("/", 1)[-1]
         if placed.outcome == "identical":
             message = f"{declared.filename} is already stored with the same content."
+            if stored != declared.filename:
+                message = f"{declared.filename} is already stored with the same content (as {stored})."
         else:
             message = f"{declared.filename} {placed.outcome}."
+            if stored != declared.filename:
+                message = f"{declared.filename} {placed.outcome} (as {stored}, the same release file)."
         return Published(placed.outcome, placed.path, message)
 
     def _recorded(self, d: Deferred, event: AuditEvent, staged: Optional[IStaged]) -> Deferred:

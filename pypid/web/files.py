@@ -380,12 +380,18 @@ class Packages(PlainResource):
             path = b"/".join(segments).decode("utf-8")
         except UnicodeDecodeError:
             return self._missing(request)
-        files = self.store.snapshot.files
+        snapshot = self.store.snapshot
+        files = snapshot.files
         f = files.get(path)
+        if f is not None and snapshot.shadowed and not snapshot.listed(f):
+            # Another spelling of a listed file's name: not served.
+            return self._missing(request)
         if f is not None:
             return self._file(request, f)
         base, _, suffix = path.rpartition(".")
         f = files.get(base)
+        if f is not None and snapshot.shadowed and not snapshot.listed(f):
+            return self._missing(request)
         if f is not None and suffix == "metadata" and f.metadata_sha256:
             return self._metadata(request, f)
         if f is not None and suffix == "asc" and f.has_sig:

@@ -151,7 +151,8 @@ class ReceiveTests(SynchronousTestCase):
 
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
-        self.spool = landing.incoming_dir(self.dir)
+        os.makedirs(self.dir)
+        self.spool = landing.Spool(self.dir)
 
     def received(self, data, name="demo-1.0-py3-none-any.whl"):
         body, ctype = multipart(form_fields(name, data))
@@ -164,15 +165,15 @@ class ReceiveTests(SynchronousTestCase):
         self.assertEqual(got.digests["md5"], hashlib.md5(data).hexdigest())
         with got.content.reader() as f:
             self.assertEqual(f.read(), data)
-        self.assertEqual(os.path.dirname(got.content.path), self.spool)
+        self.assertEqual(os.path.dirname(got.content.path), self.spool.path)
         got.content.abort()
-        self.assertEqual(os.listdir(self.spool), [])
+        self.assertFalse(os.path.exists(self.spool.path), "the spool goes with the last upload")
 
     def test_malformed_body_leaves_nothing(self):
         body, ctype = multipart(form_fields("demo-1.0-py3-none-any.whl", b"x" * 1000))
         self.assertRaises(UploadError, incoming.receive, io.BytesIO(body[:-20]), ctype.encode(),
                           lambda: landing.Staged(self.spool))
-        self.assertEqual(os.listdir(self.spool), [])
+        self.assertFalse(os.path.exists(self.spool.path))
 
 
 class PlaceTests(SynchronousTestCase):
@@ -180,7 +181,8 @@ class PlaceTests(SynchronousTestCase):
 
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
-        self.spool = landing.incoming_dir(self.dir)
+        os.makedirs(self.dir)
+        self.spool = landing.Spool(self.dir)
 
     def staged(self, data):
         staged = landing.Staged(self.spool)
@@ -193,8 +195,8 @@ class PlaceTests(SynchronousTestCase):
         self.assertEqual(landing.place(first.path, sha, target, False), "created")
         again, sha = self.staged(b"one")
         self.assertEqual(landing.place(again.path, sha, target, False), "identical")
-        other, sha = self.staged(b"two")
-        e = self.assertRaises(AlreadyStored, landing.place, other.path, sha, target, False)
+        refused, sha = self.staged(b"two")
+        e = self.assertRaises(AlreadyStored, landing.place, refused.path, sha, target, False)
         self.assertEqual(e.filename, "demo-1.0-py3-none-any.whl")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"one")
@@ -202,7 +204,11 @@ class PlaceTests(SynchronousTestCase):
         self.assertEqual(landing.place(other.path, sha, target, True), "replaced")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"two")
-        self.assertEqual(os.listdir(self.spool), [])
+        # The temporary files are gone: each staged file still counts until it is let go.
+        self.assertEqual(os.listdir(self.spool.path), [])
+        for staged in (first, again, refused, other):
+            staged.abort()
+        self.assertFalse(os.path.exists(self.spool.path))
 
     def test_land_refuses_a_folder_outside(self):
         """A target whose folder is not (or no longer) inside the root is refused, and nothing lands."""
@@ -215,11 +221,32 @@ class PlaceTests(SynchronousTestCase):
                               os.path.join(self.dir, folder, "demo-1.0.tar.gz"), False)
         self.assertEqual(os.listdir(outside), [])
         staged.abort()
-        self.assertEqual(os.listdir(self.spool), [])
+        self.assertFalse(os.path.exists(self.spool.path))
 
-    def test_clean_stale(self):
-        path = os.path.join(self.spool, landing.PREFIX + "old.part")
-        open(path, "w").close()
-        os.utime(path, (1, 1))
-        open(os.path.join(self.spool, landing.PREFIX + "new.part"), "w").close()
-        self.assertEqual(landing.clean_stale(self.spool), 1)
+    def test_clean_spool(self):
+        """At start, every leftover of a crashed upload goes (pypid is the spool's only writer), then the spool."""
+        os.makedirs(self.spool.path)
+        for name, size in (("old", 1000), ("new", 5000)):
+            with open(os.path.join(self.spool.path, landing.PREFIX + name + landing.SUFFIX), "wb") as f:
+                f.write(b"x" * size)
+        os.utime(os.path.join(self.spool.path, landing.PREFIX + "old.part"), (1, 1))
+        removed, freed = landing.clean_spool(self.dir)
+        self.assertEqual(removed, 2)
+        self.assertGreaterEqual(freed, 6000)
+        self.assertFalse(os.path.exists(self.spool.path))
+        self.assertEqual(landing.clean_spool(self.dir), (0, 0))
+        self.assertEqual(landing.cleaned_line(1, 3 * 1048576, "/p/.pypid-incoming"),
+                         "removed 1 leftover upload file of uploads cut short by a crash from "
+                         "/p/.pypid-incoming (3.0 MiB freed)")
+
+    def test_spool_is_kept_while_used_and_something_else_in_it(self):
+        one, two = landing.Staged(self.spool), landing.Staged(self.spool)
+        one.abort()
+        self.assertTrue(os.path.isdir(self.spool.path))
+        two.abort()
+        two.abort()
+        self.assertFalse(os.path.exists(self.spool.path))
+        staged = landing.Staged(self.spool)
+        open(os.path.join(self.spool.path, "someone-elses"), "w").close()
+        staged.abort()
+        self.assertEqual(os.listdir(self.spool.path), ["someone-elses"])
