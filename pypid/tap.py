@@ -18,6 +18,7 @@ from twisted.python import usage
 from pypid import __version__
 from pypid.auth.options import AuthConfig, AuthOptions, acl_file
 from pypid.feed.audit import AuditLog
+from pypid.feed.incoming import SpoolBudget
 from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
 from pypid.feed.publish import Publisher
 from pypid.index.pages import PageCache
@@ -173,9 +174,12 @@ def makeService(options: Options, reactor=None) -> IService:
     # records every upload, removal and refusal.
     audit = AuditLog()
     publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite)
+    # Uploads in flight, HTTP and FTP, share one budget of bytes.
+    budget = SpoolBudget(config.feed.max_spool)
     policy = UploadPolicy(
         enabled=config.feed.uploads,
         authenticator=authenticator if "update" in config.auth.actions else None,
+        budget=budget,
     )
     upload = LegacyUpload(publisher, policy, threads)
 
@@ -202,7 +206,6 @@ def makeService(options: Options, reactor=None) -> IService:
              upstream=upstream_web),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
-        spool_dir=config.feed.spool,
         max_connections=config.web.max_connections,
         header_timeout=config.web.header_timeout,
         idle_timeout=config.web.idle_timeout,
@@ -217,7 +220,7 @@ def makeService(options: Options, reactor=None) -> IService:
     # FTP uploads.
     if ftp_endpoint is not None:
         assert logins is not None
-        factory = ftp_factory(config.feed, root, logins, publisher, reactor, threads)
+        factory = ftp_factory(config.feed, root, logins, publisher, reactor, threads, budget)
         attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
 
     announce(store, listeners, config.web.ports)

@@ -23,7 +23,8 @@ looks at the directory itself.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
@@ -34,8 +35,10 @@ from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
 
+from pypid.counts import counted, mib
 from pypid.feed.audit import AuditEvent
-from pypid.feed.checks import Declared, UploadError, declared_by_name
+from pypid.feed.checks import INSUFFICIENT_STORAGE, Declared, UploadError, declared_by_name
+from pypid.feed.incoming import SpoolBudget, StagedWriter, upload_error
 from pypid.feed.publish import Publisher
 from pypid.store.interfaces import IStaged
 from pypid.threads import Threads
@@ -47,8 +50,13 @@ class Refused(ftp.FTPCmdError):
     errorCode = ftp.REQ_ACTN_NOT_TAKEN
 
 
-class TooLarge(ftp.FTPCmdError):
+class NoRoom(ftp.FTPCmdError):
+    """552 and why: over --max-upload-size, or no room (a full disk, the spool budget)."""
+
     errorCode = ftp.EXCEEDED_STORAGE_ALLOC
+
+    def response(self) -> str:
+        return f"552 {self.errorMessage[0]}"
 
 
 @dataclass
@@ -62,15 +70,18 @@ class FTPUploads:
     #: Runs the blocking steps (L{pypid.threads.Threads}).
     threads: Threads
     max_size: int = 1024 ** 3
+    #: The bytes all uploads in flight may hold (C{--max-spool}), shared with HTTP.
+    budget: SpoolBudget = field(default_factory=lambda: SpoolBudget(None))
 
 
 @implementer(ftp.IWriteFile, IConsumer)
 class _Upload:
     """
     One C{STOR}: the L{IWriteFile} Twisted's FTP writes into, and the
-    consumer it writes with. Data goes into the store's staging area
-    (written and hashed as it comes); C{close} hands it to the publisher,
-    or throws it away.
+    consumer it writes with. Data goes into the store's staging area by a
+    L{StagedWriter} (written and hashed in threads, the data connection
+    paused while the disk catches up), within the size limit and the spool
+    budget; C{close} hands it to the publisher, or throws it away.
     """
 
     def __init__(self, shell: "UploadShell", name: str, declared: Declared, staged: IStaged,
@@ -82,8 +93,11 @@ class _Upload:
         self.staged = staged
         self.event = event
         self.state = "open"
-        self.too_large = False
+        #: Why the rest of the transfer is dropped: (code, message), or None.
+        self.refusal: Optional[tuple[int, str]] = None
+        self.received = 0
         self.producer = None
+        self.writer = StagedWriter(staged, shell.uploads.threads, self._pause, self._resume)
 
     # IWriteFile
 
@@ -101,15 +115,40 @@ class _Upload:
     def unregisterProducer(self) -> None:
         self.producer = None
 
+    def _pause(self) -> None:
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+    def _resume(self) -> None:
+        if self.producer is not None:
+            self.producer.resumeProducing()
+
     def write(self, data: bytes) -> None:
-        if self.state != "open" or self.too_large:
+        if self.state != "open" or self.refusal is not None:
             return
-        if self.staged.size + len(data) > self.shell.uploads.max_size:
-            self.too_large = True
-            if self.producer is not None:
-                self.producer.stopProducing()
+        uploads = self.shell.uploads
+        if self.received + len(data) > uploads.max_size:
+            self._refuse(http.REQUEST_ENTITY_TOO_LARGE,
+                         f"Request Entity Too Large: over this server's limit of "
+                         f"{counted(uploads.max_size, 'byte')} (--max-upload-size).")
             return
-        self.staged.write(data)
+        if not uploads.budget.reserve(len(data)):
+            self._refuse(INSUFFICIENT_STORAGE,
+                         f"Insufficient Storage: uploads in flight already hold {mib(uploads.budget.held)} of "
+                         f"this server's {mib(uploads.budget.total or 0)} for them (--max-spool); try again shortly.")
+            return
+        self.received += len(data)
+        self.writer.write(data)
+
+    def _refuse(self, code: int, message: str) -> None:
+        self.refusal = (code, message)
+        if self.producer is not None:
+            self.producer.stopProducing()
+
+    def release(self) -> None:
+        """Give back what this transfer held of the spool budget."""
+        received, self.received = self.received, 0
+        self.shell.uploads.budget.release(received)
 
 
 def _hidden(segments: list[str]) -> bool:
@@ -203,22 +242,33 @@ class UploadShell(ftp.FTPShell):
             return fail(Refused("the session ended before the transfer did"))
         upload.state = "closing"
         uploads = self.uploads
-        if upload.too_large:
-            uploads.publisher.refused(
-                upload.event, http.REQUEST_ENTITY_TOO_LARGE,
-                f"Request Entity Too Large: over this server's limit of {uploads.max_size} bytes.")
-            d = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
+        if upload.refusal is not None:
+            code, message = upload.refusal
+            uploads.publisher.refused(upload.event, code, message)
+            d = upload.writer.abort().addCallback(lambda _: fail(NoRoom(message)))
         else:
-            d = uploads.publisher.publish(upload.event, upload.name, upload.staged, declared=upload.declared,
-                                          streamed=True)
+            def written(_) -> Deferred:
+                return uploads.publisher.publish(upload.event, upload.name, upload.staged,
+                                                 declared=upload.declared, streamed=True)
+
+            def not_written(failure):
+                failure = upload_error(failure)
+                if failure.check(UploadError):
+                    uploads.publisher.refused(upload.event, failure.value.code, failure.value.message)
+                return upload.writer.abort().addBoth(lambda _: failure)
+
+            d = upload.writer.finish().addCallbacks(written, not_written)
 
         def refused(failure):
             if failure.check(UploadError):
+                if failure.value.code in (http.REQUEST_ENTITY_TOO_LARGE, INSUFFICIENT_STORAGE):
+                    raise NoRoom(failure.value.message)
                 raise Refused(failure.value.message)
             return failure
 
         def done(result):
             upload.state = "done"
+            upload.release()
             self._uploads.discard(upload)
             return result
 
@@ -229,7 +279,7 @@ class UploadShell(ftp.FTPShell):
         for upload in list(self._uploads):
             if upload.state == "open":
                 upload.state = "done"
-                self.uploads.threads(upload.staged.abort)
+                upload.writer.abort().addBoth(lambda _, upload=upload: upload.release())
         self._uploads.clear()
 
 

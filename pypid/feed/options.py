@@ -1,7 +1,7 @@
 """
 How files arrive, on the command line: C{--overwrite},
-C{--max-upload-size} and C{--ftp}; and the services built from them (the
-upload spool, the FTP server).
+C{--max-upload-size}, C{--max-spool} and C{--ftp}; and the services built
+from them (the upload spool, the FTP server).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pypid.ops.values import endpoint_description, parse_size
 from pypid.store.directory.options import DirectoryConfig
 
 DEFAULT_MAX_UPLOAD = "1G"
+DEFAULT_MAX_SPOOL = "4G"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class FeedConfig:
     spool: Optional[str] = None
     #: Largest request body, in bytes.
     max_upload_size: int = 1024 ** 3
+    #: Most bytes of all uploads in flight at once (HTTP and FTP).
+    max_spool: int = 4 * 1024 ** 3
     #: Whether an upload may replace a file with other content.
     overwrite: bool = False
     #: The FTP endpoint (C{--ftp}), if any.
@@ -46,6 +49,9 @@ class FeedOptions(usage.Options):
     optParameters = [
         ["max-upload-size", None, DEFAULT_MAX_UPLOAD,
          "Largest request body accepted, e.g. 500M, 2G (bytes; K/M/G/T are powers of 1024)."],
+        ["max-spool", None, DEFAULT_MAX_SPOOL,
+         "Most bytes of all uploads in flight at once (HTTP and FTP together); beyond it "
+         "an upload is answered 507 with Retry-After. At least --max-upload-size."],
         ["ftp", None, None,
          "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
          "package directory; logins are checked against -P/--passwords (required)."],
@@ -55,13 +61,23 @@ class FeedOptions(usage.Options):
     ]
 
     def check_feed(self, directory: DirectoryConfig, auth: AuthConfig) -> FeedConfig:
-        text = str(self["max-upload-size"]).strip()
-        try:
-            size = parse_size(text)
-        except ValueError:
-            size = 0
-        if size <= 0:
-            raise usage.UsageError(f"--max-upload-size {text!r} is not a size such as 500M or 2G.")
+        sizes = []
+        for name in ("max-upload-size", "max-spool"):
+            text = str(self[name]).strip()
+            try:
+                value = parse_size(text)
+            except ValueError:
+                value = 0
+            if value <= 0:
+                raise usage.UsageError(f"--{name} {text!r} is not a size such as 500M or 2G.")
+            sizes.append(value)
+        size, max_spool = sizes
+        if max_spool < size:
+            if self["max-spool"] != DEFAULT_MAX_SPOOL:
+                raise usage.UsageError(
+                    f"--max-spool {self['max-spool']} is less than --max-upload-size {self['max-upload-size']}: "
+                    "the largest upload would never fit.")
+            max_spool = size
         spool = None
         if auth.uploads:
             from pypid.store.directory.landing import INCOMING
@@ -83,7 +99,8 @@ class FeedOptions(usage.Options):
                     "--ftp needs -P/--passwords FILE: FTP logins are checked against it "
                     "(there is no anonymous FTP)."
                 )
-        return FeedConfig(spool=spool, max_upload_size=size, overwrite=bool(self["overwrite"]), ftp=ftp)
+        return FeedConfig(spool=spool, max_upload_size=size, max_spool=max_spool,
+                          overwrite=bool(self["overwrite"]), ftp=ftp)
 
 
 class SpoolService(Service):
@@ -108,7 +125,7 @@ class SpoolService(Service):
             self.log.info("{line}", line=cleaned_line(removed, freed, self.path))
 
 
-def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threads):
+def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threads, budget=None):
     """
     The FTP upload server's factory for C{--ftp}: files go through
     C{publisher} (L{pypid.feed.publish.Publisher}: the rules of HTTP
@@ -124,5 +141,6 @@ def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threa
         reactor=reactor,
         threads=threads,
         max_size=config.max_upload_size,
+        **({"budget": budget} if budget is not None else {}),
     )
     return factory(uploads, logins)

@@ -21,7 +21,7 @@ from twisted.web import http
 
 from pypid.counts import counted
 from pypid.feed.audit import AuditEvent, AuditLog
-from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name
+from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name, no_room
 from pypid.index.names import normalize
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.store import complete
@@ -30,8 +30,6 @@ from pypid.threads import Threads
 
 #: The answer to a failure that is no refusal (details in the server log).
 INTERNAL = "Internal error while storing the upload; see the server log."
-#: The status of an upload the store has no room for (RFC 4918).
-INSUFFICIENT_STORAGE = 507
 
 
 class Published(NamedTuple):
@@ -112,6 +110,14 @@ class Publisher:
         event.result, event.status, event.message = "refused", code, message
         self.record(event)
 
+    def answered(self, event: AuditEvent, code: int, message: str) -> None:
+        """Record an answer decided outside the pipeline (a refusal, or a 200 for a register)."""
+        if code == http.OK:
+            event.result, event.status, event.message = "ok", code, message
+            self.record(event)
+        else:
+            self.refused(event, code, message)
+
     @inlineCallbacks
     def authorize(self, user: str, project: str):
         """
@@ -161,7 +167,10 @@ class Publisher:
             declared = declared_by_name(name.rsplit("/", 1)[-1])
         event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
         yield self.authorize(event.user, declared.project)
-        digests = yield self.threads(staged.finish)
+        try:
+            digests = yield self.threads(staged.finish)
+        except StoreFull as e:
+            raise no_room(str(e))
         check_digests(declared.digests, digests)
         if streamed:
             yield self.threads(_complete, staged, declared.filename)
@@ -183,7 +192,7 @@ class Publisher:
         except NotListed as e:
             raise bad(f"Invalid distribution file: {e}")
         except StoreFull as e:
-            raise UploadError(INSUFFICIENT_STORAGE, str(e))
+            raise no_room(str(e))
         stored = placed.path.rsplit("/", 1)[-1]
         if placed.outcome == "identical":
             message = f"{declared.filename} is already stored with the same content."

@@ -171,11 +171,10 @@ class Root(PlainResource):
         self._health = Health(store)
         self._wait = WaitForIndex(store)
 
-    def early_answer(self, method: bytes, uri: bytes, headers):
-        """An answer due before the body is read (see L{PypidSite.early_answer})."""
-        if self._upload is None:
-            return None
-        return self._upload.early_answer(method, uri, headers)
+    def take_body(self, request, method: bytes, uri: bytes, length):
+        """Who takes a request's body, asked with its head (see L{PypidSite.take_body}): uploads' own."""
+        take = getattr(self._upload, "take_body", None)
+        return take(request, method, uri, length) if take is not None else None
 
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:

@@ -12,6 +12,7 @@ from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.feed import incoming
+from pypid.threads import immediate
 from pypid.store.directory import landing
 from pypid.feed.multipart import FilePart, Form
 from pypid.testing import sdist_bytes, wheel_bytes
@@ -58,8 +59,18 @@ class FormTests(SynchronousTestCase):
     def test_empty_strings_are_absent(self):
         check_file_upload(form(filetype="", metadata_version="", md5_digest="", pyversion=""))
 
+    def test_name_and_version_from_the_filename(self):
+        """A form of only :action and content (curl -F) takes them from the file name (pypiserver does)."""
+        for missing in ({"name": None}, {"version": None}, {"name": None, "version": None}):
+            upload = check_file_upload(form(**missing))
+            self.assertEqual((upload.name, upload.project, str(upload.version)), ("demo", "demo", "1.0"))
+        f = form(name=None, version=None)
+        del f.files["content"]
+        self.refused(f, "Missing 'name'")
+        # What the form says is still checked against the file name.
+        self.refused(form(version=None, name="other"), "not of the project 'other'")
+
     def test_refusals(self):
-        self.refused(form(name=None), "Missing 'name'")
         self.refused(form(name="-bad-"), "invalid value for Name")
         self.refused(form(version="one"), "invalid value for Version")
         self.refused(form(protocol_version="2"), "Unknown protocol version")
@@ -156,7 +167,8 @@ class ReceiveTests(SynchronousTestCase):
 
     def received(self, data, name="demo-1.0-py3-none-any.whl"):
         body, ctype = multipart(form_fields(name, data))
-        return incoming.receive(io.BytesIO(body), ctype.encode(), lambda: landing.Staged(self.spool))
+        return self.successResultOf(
+            incoming.receive(io.BytesIO(body), ctype.encode(), landing.Staged(self.spool), immediate))
 
     def test_receive_hashes_and_stages(self):
         data = os.urandom(300_000)
@@ -171,8 +183,8 @@ class ReceiveTests(SynchronousTestCase):
 
     def test_malformed_body_leaves_nothing(self):
         body, ctype = multipart(form_fields("demo-1.0-py3-none-any.whl", b"x" * 1000))
-        self.assertRaises(UploadError, incoming.receive, io.BytesIO(body[:-20]), ctype.encode(),
-                          lambda: landing.Staged(self.spool))
+        self.failureResultOf(incoming.receive(io.BytesIO(body[:-20]), ctype.encode(), landing.Staged(self.spool),
+                                              immediate), UploadError)
         self.assertFalse(os.path.exists(self.spool.path))
 
 

@@ -29,7 +29,7 @@ from typing import BinaryIO, Callable, Optional, TypeVar
 from zope.interface import implementer
 
 from pypid.atomic import fsync_dir, replacing
-from pypid.counts import counted
+from pypid.counts import counted, mib
 from pypid.store.directory.scan import resolve_inside
 from pypid.store.interfaces import AlreadyStored, BadName, IStaged, StoreFull
 
@@ -65,11 +65,6 @@ def free_bytes(path: str) -> Optional[int]:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
-
-
-def mib(size: int) -> str:
-    """C{3.2 MiB}: a size for people."""
-    return f"{size / 1048576:.1f} MiB"
 
 
 def no_room(where: str, free: Optional[int] = None, needed: Optional[int] = None) -> StoreFull:
