@@ -52,8 +52,10 @@ from pypid.web.metricspage import record_request
 _log = Logger()
 
 #: The largest body of a request that is not an upload (XML-RPC, a
-#: urlencoded remove_pkg), kept in memory.
-SMALL_BODY = 64 * 1024
+#: urlencoded remove_pkg), kept in memory: twice what XML-RPC takes
+#: (L{pypid.web.xmlrpc.MAX_BODY}), so that it answers a body a little over
+#: its limit with its own fault.
+SMALL_BODY = 128 * 1024
 #: After refusing an over-large body, keep reading (and dropping) it this
 #: long so the client can see the 413 before the connection closes.
 LINGER_SECONDS = 5.0

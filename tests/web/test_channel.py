@@ -136,7 +136,7 @@ class ChannelTests(SynchronousTestCase):
         minimum rate for longer than the grace of one idle timeout.
         """
         protocol, transport = self.connect()
-        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
         for _ in range(2):
             self.clock.advance(50)
             protocol.dataReceived(b"a")
@@ -158,7 +158,7 @@ class ChannelTests(SynchronousTestCase):
     def test_time_held_back_by_pypid_is_not_the_clients(self) -> None:
         """While pypid holds the body back (a password check, a slow disk), neither clock runs against the client."""
         protocol, transport = self.connect()
-        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
         channel = protocol._channel
         protocol.dataReceived(b"x" * 1000)
         channel.pause_body()
