@@ -340,15 +340,6 @@ class FileSenderTests(SynchronousTestCase):
             sender.resumeProducing()
         self.assertEqual(b"".join(self.request.written), self.data[7:])
 
-    def test_a_small_read_of_a_file_written_to_is_nothing(self):
-        body = FileBody(os.dup(self.fd), os.fstat(self.fd))
-        self.assertEqual(body.read(0, 10), self.data[:10])
-        time.sleep(0.01)
-        with open(self.path, "r+b") as f:
-            f.write(b"0123456789")
-        self.assertEqual(body.read(0, 10), b"", "fewer bytes than asked: not sent")
-        body.close()
-
     def test_one_chunk_in_flight(self):
         """
         While a file is sent the socket transport (under TLS too) pauses the
