@@ -180,8 +180,9 @@ class PypidChannel(http.HTTPChannel):
         elif self.phase == BODY:
             self._body_bytes += len(data)
             if self._rate_check is None and not self._body_answered:
-                # A body is coming: its rate is watched (requests without
-                # one never pay for a timer).
+                # A body is coming: its rate is watched from its first
+                # byte (requests without one pay for no clock and no timer).
+                self._body_started = self._now()
                 self._rate_check = self.callLater(min(RATE_CHECK, self._idle()), self._check_rate)
         super().dataReceived(data)
 
@@ -212,7 +213,9 @@ class PypidChannel(http.HTTPChannel):
                 super().resetTimeout()
 
     def _held_for(self, now: float) -> float:
-        return self._paused_for + (now - self._paused_at if self._body_pauses else 0.0)
+        """Seconds of the body pypid held back since it began."""
+        held = self._paused_for + (now - self._paused_at if self._body_pauses else 0.0)
+        return min(held, now - self._body_started)
 
     def _check_rate(self) -> None:
         self._rate_check = None
@@ -252,7 +255,6 @@ class PypidChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         self._enter(BODY)
         self.setTimeout(self._idle())
-        self._body_started = self._now()
         self._body_bytes = 0
         self._paused_for = 0.0
         self._body_answered = False

@@ -140,6 +140,10 @@ class ChannelTests(SynchronousTestCase):
         for _ in range(2):
             self.clock.advance(50)
             protocol.dataReceived(b"a")
+        # The rate is measured from the body's first byte (t=50), after a grace of 60 s.
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(50)
+        protocol.dataReceived(b"a")
         self.assertTrue(transport.disconnecting)
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout: the request body came at under "),
                         transport.value())
