@@ -120,8 +120,8 @@ def attach(parent: MultiService, name: str, service: IService) -> IService:
 
 def makeService(options: Options, reactor=None) -> IService:
     """
-    Build pypid's services from parsed options, named: C{index}, C{watch},
-    C{spool}, C{upstream}, C{web-0}, C{web-1}, ..., C{ftp}. Nothing listens,
+    Build pypid's services from parsed options, named: C{heap}, C{index},
+    C{watch}, C{spool}, C{upstream}, C{web-0}, C{web-1}, ..., C{ftp}. Nothing listens,
     reads the package directories or creates anything before they start.
     """
     if reactor is None:
@@ -143,6 +143,10 @@ def makeService(options: Options, reactor=None) -> IService:
     # Blocking work (scans, archive checks, landing files) runs in the
     # reactor's bounded pool, through this one callable.
     threads = pool_threads(reactor)
+    # The heap a burst of connections freed goes back to the system.
+    trimmer = malloc.heap_trimmer(reactor, threads)
+    if trimmer is not None:
+        attach(top, "heap", trimmer)
 
     # The package directories: the store, its rescans and its watcher.
     parts = directory.build(config.directory, reactor, threads)
