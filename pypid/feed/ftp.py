@@ -323,7 +323,7 @@ class UploadFTP(ftp.FTP):
             del self._user
             self.state = self.UNAUTH
             return self.factory.logins.later(
-                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))
+                Throttled(f"Too many failed logins from your address; try again in {counted(retry, 'second')}."))
         self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
 
         def logged_in(reply):

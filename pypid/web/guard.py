@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from pypid.auth.htpasswd import Busy
 from pypid.auth.logins import Logins, TooManyFailures
+from pypid.counts import counted
 from pypid.web.errors import HTTPError, respond
 
 REALM = b"pypid"
@@ -171,7 +172,7 @@ class Guard(Resource):
 def _too_many(retry_after: int) -> LoginRefused:
     return LoginRefused(
         429,
-        f"Too Many Requests: too many failed logins from your address; try again in {retry_after} seconds.",
+        f"Too Many Requests: too many failed logins from your address; try again in {counted(retry_after, 'second')}.",
         retry_after,
     )
 
