@@ -29,6 +29,17 @@ commands:
   mirror -r REQUIREMENTS [--platform P] [--python-version V] [--index-url URL] DIR
                               download a requirements set and its dependencies
                               into DIR (pip download), ready to serve
+  yank [--url URL] [-u USER] [--reason TEXT] PROJECT VERSION|FILENAME ...
+                              yank a release or files (PEP 592) through the
+                              running index; 'unyank' undoes it
+  token create|list|revoke [--file FILE] ...
+                              API tokens of the file given to --tokens
+  store import|export|fsck ... --store s3://BUCKET/PREFIX --catalog URL
+                              put a directory's files into the replicas' object
+                              store and catalog (--watch: keep doing it), write
+                              them back out, or check store against catalog
+  catalog migrate --catalog URL
+                              bring the replicas' catalog schema up to date
   version                     print pypid's version
 """
 
@@ -116,6 +127,36 @@ def mirror(argv: list[str]) -> int:
     return mirror_main(argv)
 
 
+def yank(argv: list[str]) -> int:
+    from pypid.feed.yankcli import main as yank_main
+
+    return yank_main("yank", argv)
+
+
+def unyank(argv: list[str]) -> int:
+    from pypid.feed.yankcli import main as yank_main
+
+    return yank_main("unyank", argv)
+
+
+def token(argv: list[str]) -> int:
+    from pypid.auth.tokencli import main as token_main
+
+    return token_main(argv)
+
+
+def store(argv: list[str]) -> int:
+    from pypid.store.objectstore.admin import store_main
+
+    return store_main(argv)
+
+
+def catalog(argv: list[str]) -> int:
+    from pypid.store.objectstore.admin import catalog_main
+
+    return catalog_main(argv)
+
+
 def version(argv: list[str]) -> int:
     from pypid import __version__
 
@@ -130,6 +171,11 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "git-init": git_init,
     "update": update,
     "mirror": mirror,
+    "yank": yank,
+    "unyank": unyank,
+    "token": token,
+    "store": store,
+    "catalog": catalog,
     "version": version,
 }
 

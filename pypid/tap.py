@@ -21,6 +21,7 @@ from pypid.feed.audit import AuditLog
 from pypid.feed.incoming import SpoolBudget
 from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
 from pypid.feed.publish import Publisher
+from pypid.feed.yank import Yanker
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
@@ -28,6 +29,7 @@ from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
 from pypid.store.directory import options as directory
 from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
+from pypid.store.objectstore.options import ObjectStoreConfig, ObjectStoreOptions
 from pypid.threads import pool_threads
 from pypid.upstream import config as upstream
 from pypid.upstream.config import FallbackConfig
@@ -39,6 +41,7 @@ from pypid.web.proxy import TrustedProxies
 from pypid.web.root import Root, WebConfig
 from pypid.web.site import PypidSite
 from pypid.web.upload import LegacyUpload, UploadPolicy
+from pypid.web.yankapi import YankAPI
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,12 @@ class Config:
     upstream: Optional[FallbackConfig]
     web: HttpConfig
     ops: OpsConfig
+    #: The object store and catalog (C{--store}), L{None} for package directories.
+    objectstore: Optional[ObjectStoreConfig] = None
 
 
-class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOptions, OpsOptions):
+class Options(DirectoryOptions, ObjectStoreOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOptions,
+              OpsOptions):
     """
     C{twistd pypid}'s options: each mixin brings one concern's options and
     its C{check_*} method; L{postOptions} checks them all into L{config}.
@@ -99,7 +105,10 @@ class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOp
         usage_exit(self.command, error)
 
     def postOptions(self) -> None:
-        directory_config = self.check_directory()
+        objectstore = self.check_objectstore()
+        # With --store, what the other options call the package directory
+        # is the local work directory (uploads on their way in, caches).
+        directory_config = objectstore.directory if objectstore is not None else self.check_directory()
         auth = self.check_auth(directory_config.upload_root)
         self.config = Config(
             directory=directory_config,
@@ -108,6 +117,7 @@ class Options(DirectoryOptions, AuthOptions, FeedOptions, UpstreamOptions, WebOp
             upstream=self.check_upstream(directory_config),
             web=self.check_web(),
             ops=self.check_ops(),
+            objectstore=objectstore,
         )
 
 
@@ -148,12 +158,20 @@ def makeService(options: Options, reactor=None) -> IService:
     if trimmer is not None:
         attach(top, "heap", trimmer)
 
-    # The package directories: the store, its rescans and its watcher.
-    parts = directory.build(config.directory, reactor, threads)
-    store = parts.store
-    if parts.watch is not None:
-        attach(top, "watch", parts.watch)
-    attach(top, "index", parts.index)
+    if config.objectstore is not None:
+        # The object store and its catalog (replicas); the extra is imported only here.
+        from pypid.store.objectstore import options as objectstore
+
+        replica = objectstore.build(config.objectstore, reactor, threads)
+        store = replica.store
+        attach(top, "index", replica.service)
+    else:
+        # The package directories: the store, its rescans and its watcher.
+        parts = directory.build(config.directory, reactor, threads)
+        store = parts.store
+        if parts.watch is not None:
+            attach(top, "watch", parts.watch)
+        attach(top, "index", parts.index)
     pages = PageCache(store.snapshot, store.hash_algo)
     store.subscribe(pages.update)
     wire_metrics(store)
@@ -166,9 +184,21 @@ def makeService(options: Options, reactor=None) -> IService:
     if config.auth.passwords is not None:
         from pypid.auth.logins import start_logins
 
-        logins, passwords = start_logins(config.auth.passwords, reactor)
+        logins, passwords = start_logins(config.auth.passwords, reactor, config.auth.tokens)
         attach(top, "passwords", passwords)
         authenticator = Authenticator(logins)
+        if logins.tokens is not None:
+            from pypid.auth.tokens import TokenUses
+
+            # Last-used times written in the reactor's pool (stopped after
+            # the services, so the last write at stop gets done).
+            attach(top, "tokens", TokenUses(logins.tokens, reactor, threads))
+
+    if acl is not None and config.objectstore is not None:
+        # First uploaders go in the catalog every replica shares.
+        from pypid.store.objectstore.store import CatalogOwners
+
+        acl.shared_owners = CatalogOwners(store.catalog, reactor)
 
     # Uploads.
     root = config.directory.upload_root
@@ -177,7 +207,13 @@ def makeService(options: Options, reactor=None) -> IService:
     # One publisher holds the upload rules for HTTP and FTP; one audit log
     # records every upload, removal and refusal.
     audit = AuditLog()
-    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite)
+    rules = None
+    if config.feed.no_filename_reuse or config.feed.one_sdist:
+        from pypid.feed.rules import ReleaseRules, removed_names
+
+        rules = ReleaseRules(store, threads, no_filename_reuse=config.feed.no_filename_reuse,
+                             one_sdist=config.feed.one_sdist, removed=removed_names(root))
+    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite, rules=rules)
     # Uploads in flight, HTTP and FTP, share one budget of bytes.
     budget = SpoolBudget(config.feed.max_spool)
     policy = UploadPolicy(
@@ -186,6 +222,8 @@ def makeService(options: Options, reactor=None) -> IService:
         budget=budget,
     )
     upload = LegacyUpload(publisher, policy, threads)
+    # Yanks: the rights of uploads, the same audit log.
+    yanks = YankAPI(Yanker(store, publisher.authorize, audit), policy, threads)
 
     # The upstream fallback.
     cache_control = download_cache_control(config.web.cache_control, private="download" in config.auth.actions)
@@ -195,6 +233,11 @@ def makeService(options: Options, reactor=None) -> IService:
                                                         threads=threads)
         if upstream_service is not None:
             attach(top, "upstream", upstream_service)
+        if config.objectstore is not None and upstream_web.fallback is not None:
+            # Replicas share what they fetch through the object store.
+            from pypid.store.objectstore.upstream import SharedUpstreamFiles
+
+            upstream_web.fallback.shared = SharedUpstreamFiles(store)
 
     # The web site, on every --port.
     web = WebConfig(
@@ -207,7 +250,7 @@ def makeService(options: Options, reactor=None) -> IService:
     )
     site = PypidSite(
         Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
-             upstream=upstream_web),
+             upstream=upstream_web, api=yanks),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
         max_connections=config.web.max_connections,

@@ -27,6 +27,12 @@ C{first-uploader}, the first user to upload a project the index does not
 have yet becomes its owner, recorded as a C{project = user} line in the
 owners file (which an administrator may edit like the ACL).
 
+With replicas (C{--store}), first uploaders are recorded in the catalog
+that every replica shares, so that each gives the same answer and two
+replicas taking a project's first upload at once agree on one owner; the
+owners file, deployed to every node with the ACL, still names owners an
+administrator set, and wins.
+
 Parsing is pure; L{AclFile} reads the files (blocking: call it in a thread)
 and re-reads them when they change.
 """
@@ -41,6 +47,7 @@ from typing import NamedTuple, Optional
 
 from pypid.atomic import replacing
 from pypid.index.names import normalize
+from pypid.store.interfaces import StoreUnavailable
 
 UNLISTED = ("nobody", "anyone", "first-uploader")
 _WORD = re.compile(r"^[^\s=#]+$")
@@ -158,9 +165,13 @@ class AclFile:
     Blocking: call L{authorize} in a thread.
     """
 
-    def __init__(self, path: str, default_owners: str) -> None:
+    def __init__(self, path: str, default_owners: str, shared_owners=None) -> None:
         self.path = os.path.abspath(path)
         self.default_owners = default_owners
+        #: Where first uploaders are recorded when replicas share them (an
+        #: object with blocking C{owner(project)} and C{claim(project,
+        #: user)}, the latter returning the owner), or L{None}: the file.
+        self.shared_owners = shared_owners
         self._lock = threading.Lock()
         self._signature = None
         self._acl: Optional[Acl] = None
@@ -201,6 +212,8 @@ class AclFile:
         May C{user} upload to (or remove from) C{project}? C{exists} says
         whether the index has files of it; with C{first-uploader}, a user
         uploading a new unlisted project is recorded as its owner.
+
+        @raise StoreUnavailable: the shared owners cannot be read now.
         """
         with self._lock:
             error = self.load()
@@ -221,12 +234,30 @@ class AclFile:
             except (OSError, UnicodeDecodeError, AclError) as e:
                 return Decision(False, f"cannot read the owners file: {e}")
             owner = owners.get(project)
+            shared = self.shared_owners
+            if owner is None and shared is not None:
+                try:
+                    owner = shared.owner(project)
+                except StoreUnavailable:
+                    raise
+                except Exception as e:
+                    return Decision(False, f"cannot read the owners: {e}")
             if owner is not None:
                 if owner == user:
                     return Decision(True, "owner")
                 return Decision(False, f"{project} belongs to {owner}")
             if exists:
                 return Decision(False, f"{project} exists and has no owner in the ACL")
+            if shared is not None:
+                try:
+                    owner = shared.claim(project, user)
+                except StoreUnavailable:
+                    raise
+                except Exception as e:
+                    return Decision(False, f"cannot record the owner: {e}")
+                if owner != user:
+                    return Decision(False, f"{project} belongs to {owner}")
+                return Decision(True, "first uploader, now the owner", claimed=True)
             try:
                 self._record(project, user)
             except OSError as e:

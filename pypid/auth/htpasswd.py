@@ -290,7 +290,19 @@ class HtpasswdChecker:
             raise UnauthorizedLogin("wrong user name or password")
         return outcome.user
 
+    def file_signature(self) -> tuple:
+        """The password file's signature now (one C{stat}): it changes whenever the file does."""
+        try:
+            return _signature(self.path)
+        except OSError as e:
+            return ("error", e.errno)
+
     # Blocking; runs in a thread.
+
+    def has_user(self, user: str) -> bool:
+        """Whether the password file, as it is now, has an entry for C{user} (API tokens act for one)."""
+        loaded, _, _ = self._load()
+        return loaded.users is not None and loaded.users.get_hash(user) is not None
 
     def check(self, username: bytes, password: bytes) -> Outcome:
         """Check one user name and password against the file (blocking)."""

@@ -1,6 +1,7 @@
 """
-Logins: the password checks of HTTP Basic and FTP, with failed logins
-limited per client address.
+Logins: the password checks of HTTP Basic and FTP (and of API tokens,
+sent as the password of the user C{__token__}), with failed logins limited
+per client address.
 
 L{Logins.login} is the one way a password is checked: a client over its
 limit of failed logins (L{pypid.auth.limiter}) is refused with
@@ -28,10 +29,12 @@ from zope.interface import implementer
 
 from pypid.auth.htpasswd import Busy, FileUnreadable, HtpasswdChecker
 from pypid.auth.limiter import FailureLimiter, client_key
+from pypid.auth.tokens import NOT_ENABLED, USER as TOKEN_USER, TokenRefused, Tokens
 from pypid.counts import counted
 from pypid.threads import Threads, pool_threads
 
 audit = Logger(namespace="pypid.audit")
+log = Logger(namespace="pypid.auth.tokens")
 
 #: Longest user name shown in a log line (after escaping), in characters.
 SHOWN_USER = 64
@@ -87,11 +90,13 @@ class Logins:
     """
 
     def __init__(self, checker: HtpasswdChecker, limiter: FailureLimiter, clock=None,
-                 refusal_delay: float = REFUSAL_DELAY) -> None:
+                 refusal_delay: float = REFUSAL_DELAY, tokens: Optional[Tokens] = None) -> None:
+        """@param tokens: the API tokens (C{--tokens}), checked for the user name C{__token__}."""
         self.checker = checker
         self.limiter = limiter
         self._clock = clock
         self.refusal_delay = refusal_delay
+        self.tokens = tokens
 
     def later(self, error: Exception) -> Deferred:
         """A Deferred failing with C{error} after the refusal delay."""
@@ -117,7 +122,11 @@ class Logins:
         retry = self.limiter.retry_after(key)
         if retry is not None:
             return self.later(TooManyFailures(retry))
-        user = self.checker.cached(username, password)
+        token = username == TOKEN_USER.encode("ascii")
+        if token:
+            user = self.tokens.cached(password) if self.tokens is not None else None
+        else:
+            user = self.checker.cached(username, password)
         if user is not None:
             return succeed(user)
         retry = self.limiter.reserve(key)
@@ -135,10 +144,17 @@ class Logins:
                 self.limiter.refund(key)
                 return failure
             failure.trap(UnauthorizedLogin)
-            audit.info(
-                "login refused user={user} client={client} service={service}: wrong user name or password",
-                user=shown_user(username), client=client, service=service,
-            )
+            if failure.check(TokenRefused):
+                audit.info(
+                    "login refused user={user} token={token} client={client} service={service}: {why}",
+                    user=TOKEN_USER, token=failure.value.token_id, client=client, service=service,
+                    why=failure.value.client_message.split(": ", 1)[-1],
+                )
+            else:
+                audit.info(
+                    "login refused user={user} client={client} service={service}: wrong user name or password",
+                    user=shown_user(username), client=client, service=service,
+                )
             retry = self.limiter.retry_after(key)
             if retry is not None:
                 audit.info(
@@ -148,7 +164,25 @@ class Logins:
                 )
             return failure
 
-        return self.checker.verify(username, password).addCallbacks(passed, refused)
+        if token:
+            d = self._check_token(password)
+        else:
+            d = self.checker.verify(username, password)
+        return d.addCallbacks(passed, refused)
+
+    def _check_token(self, password: bytes) -> Deferred:
+        """An API token's check (in the password checks' pool); its file's news logged here."""
+        tokens = self.tokens
+        if tokens is None:
+            return fail(TokenRefused(NOT_ENABLED))
+
+        def notes(result):
+            while tokens.notes:
+                level, text = tokens.notes.pop(0)
+                getattr(log, level)("{text}", text=text)
+            return result
+
+        return tokens.verify(password).addBoth(notes)
 
     def checker_for(self, client: str, service: str) -> ICredentialsChecker:
         """A twisted.cred checker of this client's logins (for FTP's portal)."""
@@ -191,11 +225,16 @@ class PasswordPool(Service):
         self.pool.stop()
 
 
-def start_logins(path: str, reactor) -> "tuple[Logins, PasswordPool]":
+def start_logins(path: str, reactor, tokens_path: Optional[str] = None) -> "tuple[Logins, PasswordPool]":
     """
-    The logins of the password file at C{path}, and the service owning their
+    The logins of the password file at C{path} (and of the API tokens of
+    C{tokens_path}, acting for its users), and the service owning their
     thread pool (the caller names and attaches it).
     """
     pool = PasswordPool(reactor)
     checker = HtpasswdChecker(path, pool.threads, clock=reactor.seconds)
-    return Logins(checker, FailureLimiter(reactor.seconds), clock=reactor), pool
+    tokens = None
+    if tokens_path is not None:
+        tokens = Tokens(tokens_path, pool.threads, clock=reactor.seconds, user_exists=checker.has_user,
+                        users_signature=checker.file_signature)
+    return Logins(checker, FailureLimiter(reactor.seconds), clock=reactor, tokens=tokens), pool

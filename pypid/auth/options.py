@@ -30,6 +30,8 @@ class AuthConfig:
     acl: Optional[str] = None
     #: Where the ACL records first uploaders unless it says otherwise.
     owners: Optional[str] = None
+    #: The API tokens file (C{--tokens}), absolute, if any.
+    tokens: Optional[str] = None
 
     @property
     def uploads(self) -> bool:
@@ -51,6 +53,9 @@ class AuthOptions(usage.Options):
          "download, list ('.': none). Default: update; without -P the index is then read-only."],
         ["acl", None, None,
          "File saying which users may upload to which projects (needs -P and -a update)."],
+        ["tokens", None, None,
+         "File of API tokens (written by 'pypid token'), accepted as the password of the user "
+         "__token__, each acting for a user of -P within its scope. Needs -P."],
     ]
 
     def check_auth(self, upload_root: str) -> AuthConfig:
@@ -102,7 +107,29 @@ class AuthOptions(usage.Options):
             acl = os.path.abspath(self["acl"])
             owners = os.path.join(upload_root, OWNERS_FILE)
             acl_file(acl, owners)
-        return AuthConfig(actions=frozenset(actions), passwords=passwords, acl=acl, owners=owners)
+        tokens = None
+        if self["tokens"] is not None:
+            if passwords is None:
+                raise usage.UsageError("--tokens needs -P/--passwords FILE: every token acts for one of its users.")
+            tokens = check_tokens_file(self["tokens"])
+        return AuthConfig(actions=frozenset(actions), passwords=passwords, acl=acl, owners=owners, tokens=tokens)
+
+
+def check_tokens_file(given: str) -> str:
+    """
+    The absolute path of the tokens file C{given}: it may not exist yet (no
+    tokens), but its directory must, and a file there must be readable.
+    """
+    from pypid.auth.tokens import TokenFile, TokenFileError
+
+    path = os.path.abspath(os.path.expanduser(given))
+    if not os.path.isdir(os.path.dirname(path)):
+        raise usage.UsageError(f"--tokens {given!r}: the directory {os.path.dirname(path)!r} does not exist.")
+    try:
+        TokenFile.read(path)
+    except (OSError, TokenFileError) as e:
+        raise usage.UsageError(f"cannot read the tokens file {given!r}: {getattr(e, 'strerror', None) or e}")
+    return path
 
 
 def acl_file(path: str, owners: str):

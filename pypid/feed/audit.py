@@ -5,6 +5,8 @@ C{pypid.audit} log namespace and one shape::
 
     file_upload ok user=alice client=10.0.0.7 project=demo-pkg version=1.0 file=demo_pkg-1.0.tar.gz status=200: demo_pkg-1.0.tar.gz created.
 
+(with C{token=NAME:ID} after the user when the user logged in with an API token).
+
 Made once in C{makeService} and handed to whoever records (the publisher,
 the upload resource, the Site): no module-level logger.
 """
@@ -50,12 +52,15 @@ class AuditLog:
         self.logger = logger if logger is not None else Logger(namespace=NAMESPACE)
 
     def record(self, event: AuditEvent) -> None:
+        # A user logged in with an API token: the token is named too.
+        token = getattr(event.user, "token", None)
         self.logger.info(
-            "{action} {result} user={user} client={client} project={project} "
+            "{action} {result} user={user}{token} client={client} project={project} "
             "version={version} file={file} status={status}: {message}",
             action=_shown(event.action, 60),
             result=event.result,
-            user=event.user,
+            user=str(event.user),
+            token=f" token={token.shown()}" if token is not None else "",
             client=event.client,
             project=event.project,
             version=event.version,

@@ -1,7 +1,8 @@
 """
 How files arrive, on the command line: C{--overwrite},
-C{--max-upload-size}, C{--max-spool} and C{--ftp}; and the services built
-from them (the upload spool, the FTP server).
+C{--max-upload-size}, C{--max-spool}, C{--ftp} and the release rules
+(C{--no-filename-reuse}, C{--one-sdist}); and the services built from them
+(the upload spool, the FTP server).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class FeedConfig:
     overwrite: bool = False
     #: The FTP endpoint (C{--ftp}), if any.
     ftp: Optional[str] = None
+    #: A removed file name may not be uploaded again (C{--no-filename-reuse}).
+    no_filename_reuse: bool = False
+    #: One sdist per release (C{--one-sdist}).
+    one_sdist: bool = False
 
     @property
     def uploads(self) -> bool:
@@ -58,6 +63,11 @@ class FeedOptions(usage.Options):
     ]
     optFlags = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
+        ["no-filename-reuse", None,
+         "Refuse uploads of a file name that was ever removed from the index (recorded from now on "
+         "in .pypid-removed in the first package directory), so that nobody can swap the bytes of a "
+         "published file by deleting and uploading it again."],
+        ["one-sdist", None, "Refuse a second sdist for a release (one .tar.gz or .zip per version, PEP 527)."],
     ]
 
     def check_feed(self, directory: DirectoryConfig, auth: AuthConfig) -> FeedConfig:
@@ -100,7 +110,8 @@ class FeedOptions(usage.Options):
                     "(there is no anonymous FTP)."
                 )
         return FeedConfig(spool=spool, max_upload_size=size, max_spool=max_spool,
-                          overwrite=bool(self["overwrite"]), ftp=ftp)
+                          overwrite=bool(self["overwrite"]), ftp=ftp,
+                          no_filename_reuse=bool(self["no-filename-reuse"]), one_sdist=bool(self["one-sdist"]))
 
 
 class SpoolService(Service):

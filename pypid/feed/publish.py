@@ -19,13 +19,14 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from twisted.web import http
 
+from pypid.auth.tokens import scope_refusal
 from pypid.counts import counted
 from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name, no_room
 from pypid.index.names import normalize
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.store import complete
-from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, StoreFull
+from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, StoreFull, StoreUnavailable
 from pypid.threads import Threads
 
 #: The answer to a failure that is no refusal (details in the server log).
@@ -90,12 +91,14 @@ class Publisher:
     log = Logger()
 
     def __init__(self, store: IPackageStore, acl: Optional[Any], audit: AuditLog, threads: Threads,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, rules: Optional[Any] = None) -> None:
+        """@param rules: the opt-in release rules (L{pypid.feed.rules.ReleaseRules}), if any."""
         self.store = store
         self.acl = acl
         self.audit = audit
         self.threads = threads
         self.overwrite = overwrite
+        self.rules = rules
 
     def record(self, event: AuditEvent, stored: int = 0) -> None:
         """One audit line for C{event}, and the upload metrics when it is an upload."""
@@ -119,17 +122,26 @@ class Publisher:
             self.refused(event, code, message)
 
     @inlineCallbacks
-    def authorize(self, user: str, project: str):
+    def authorize(self, user: str, project: str, action: str = "upload"):
         """
-        Whether C{user} may upload to (or remove from) C{project}: fires with
-        L{None}, or fails with L{UploadError} 403. A first uploader who
-        becomes the owner is an audit line.
+        Whether C{user} may upload to C{project} (C{action} C{"upload"}),
+        or remove from it (C{"remove"}), or yank and unyank its files
+        (C{"yank"}); the ACL gives all three together. Fires with L{None},
+        or fails with L{UploadError} 403. A first uploader who becomes the
+        owner is an audit line. A user logged in with an API token
+        (L{pypid.auth.tokens.TokenUser}) is also held to the token's scope.
         """
+        refusal = scope_refusal(user, project, action)
+        if refusal is not None:
+            raise UploadError(http.FORBIDDEN, refusal)
         if self.acl is None:
             return
         yield self.store.whenReady()
         exists = self.store.snapshot.get(project) is not None
-        decision = yield self.threads(self.acl.authorize, user, project, exists)
+        try:
+            decision = yield self.threads(self.acl.authorize, user, project, exists)
+        except StoreUnavailable as e:
+            raise unavailable(e)
         if not decision.allowed:
             raise UploadError(http.FORBIDDEN, f"Forbidden: {user} may not upload to {project} ({decision.reason}).")
         if decision.claimed:
@@ -172,11 +184,13 @@ class Publisher:
         except StoreFull as e:
             raise no_room(str(e))
         check_digests(declared.digests, digests)
+        if self.rules is not None:
+            yield self.rules.check(declared)
         if streamed:
             yield self.threads(_complete, staged, declared.filename)
         yield self.threads(_check_archive, staged, declared)
         try:
-            placed = yield self.store.publish(name, staged, self.overwrite, signature)
+            placed = yield self.store.publish(name, staged, self.overwrite, signature, uploader=event.user)
         except AlreadyStored as e:
             if e.listed != declared.filename:
                 raise bad(
@@ -193,6 +207,8 @@ class Publisher:
             raise bad(f"Invalid distribution file: {e}")
         except StoreFull as e:
             raise no_room(str(e))
+        except StoreUnavailable as e:
+            raise unavailable(e)
         stored = placed.path.rsplit("/", 1)[-1]
         if placed.outcome == "identical":
             message = f"{declared.filename} is already stored with the same content."
@@ -240,15 +256,23 @@ class Publisher:
     def _remove(self, event, name, version):
         project = normalize(name)
         event.project, event.version = project, str(version)
-        yield self.authorize(event.user, project)
+        yield self.authorize(event.user, project, "remove")
         yield self.store.whenReady()
         listed = self.store.snapshot.get(project)
         files = [f for f in (listed.files if listed is not None else ()) if f.version == version]
         if not files:
             raise UploadError(http.NOT_FOUND, f"{name} ({version}) not found")
         event.file = ",".join(f.filename for f in files)
-        yield self.store.remove(files)
+        try:
+            yield self.store.remove(files)
+        except StoreUnavailable as e:
+            raise unavailable(e)
         return Removed(len(files), f"Removed {counted(len(files), 'file')} of {name} {version}.")
+
+
+def unavailable(error: StoreUnavailable) -> UploadError:
+    """503: what the store depends on is away (an object store, a catalog); its message says which."""
+    return UploadError(http.SERVICE_UNAVAILABLE, f"Service Unavailable: {error}")
 
 
 class Removed(NamedTuple):

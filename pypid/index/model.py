@@ -11,6 +11,7 @@ they started with. Pure: no I/O, no Twisted.
 from __future__ import annotations
 
 from itertools import chain
+from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
@@ -109,6 +110,9 @@ class Project(NamedTuple):
     name: str
     #: The files listed: one per release file (L{release_key}).
     files: tuple[DistFile, ...]
+    #: The serial of the last change to the project (what mirrors read as
+    #: its C{last_serial}); see L{IndexSnapshot}.
+    serial: int = 0
     #: Files on disk that are a listed file again under another spelling
     #: of its name (C{casep-1.0-py3-none-any.whl} beside
     #: C{Casep-1.0-py3-none-any.whl}): neither listed nor served.
@@ -127,10 +131,12 @@ class Project(NamedTuple):
         return max(f.mtime_ns for f in self.files)
 
 
-def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None) -> Project:
+def make_project(
+    key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None, serial: int = 0
+) -> Project:
     """
     Build a L{Project} from its files, sorting them by version (then build
-    tag, then filename).
+    tag, then filename), changed last at C{serial}.
 
     @param orders: L{version_order} keys by the C{id} of the L{Version}
         objects of C{files} (shared between files), already worked out or
@@ -152,7 +158,7 @@ def make_project(key: str, files: Iterable[DistFile], orders: Optional[dict[int,
     ordered = tuple(sorted(files, key=sort_key))
     listed, shadowed = _one_per_release(ordered, orders)
     # The display name follows the newest file, as uploads rename projects.
-    return Project(key, listed[-1].name, listed, shadowed)
+    return Project(key, listed[-1].name, listed, serial=serial, shadowed=shadowed)
 
 
 def _one_per_release(ordered: tuple[DistFile, ...], orders: dict[int, tuple]) -> tuple[tuple, tuple]:
@@ -293,20 +299,40 @@ class _FileMapEdit:
         return result
 
 
+#: The yanks of a project that has none (shared).
+NO_YANKS: Mapping[str, str] = MappingProxyType({})
+
+
 class IndexSnapshot:
     """
     An immutable view of the index at one moment.
 
-    @ivar generation: increases by one with every applied change.
+    @ivar generation: increases by one with every applied change (in this
+        process: it starts again at every start).
+    @ivar serial: the index's serial, the number of the last change applied:
+        a change number that only ever goes up, also across restarts (the
+        store that owns the snapshot says which number each change has, and
+        keeps it). Every project carries the serial of the last change to it
+        (L{Project.serial}); mirroring tools (bandersnatch, devpi) read them
+        as C{X-PyPI-Last-Serial} and C{last_serial}.
+    @ivar yanks: the yanked files (PEP 592), kept beside the files rather
+        than in each L{DistFile} (an index holds a million of those, and
+        yanks are few): by project key, a mapping of file name to reason
+        (C{""} for none). A yank outlives the file it names (a file that
+        comes back is yanked still) until the store forgets it. Changed
+        only by L{with_yanks}; L{apply} carries it over untouched.
     """
 
-    __slots__ = ("projects", "files", "generation", "file_count", "shadowed")
+    __slots__ = ("projects", "files", "generation", "file_count", "serial", "yanks", "shadowed")
 
     def __init__(
         self,
         projects: Mapping[str, Project],
         files: Mapping[str, DistFile],
         generation: int = 0,
+        serial: int = 0,
+        *,
+        yanks: Optional[Mapping[str, Mapping[str, str]]] = None,
         shadowed: int = 0,
     ) -> None:
         self.projects = projects
@@ -314,6 +340,8 @@ class IndexSnapshot:
         #: (L{Project.shadowed}, which nothing serves).
         self.files: FileMap = files if isinstance(files, FileMap) else FileMap(files.values())
         self.generation = generation
+        self.serial = serial
+        self.yanks: Mapping[str, Mapping[str, str]] = yanks if yanks is not None else {}
         #: How many of L{files} are shadowed.
         self.shadowed = shadowed
         #: How many files are listed.
@@ -329,10 +357,11 @@ class IndexSnapshot:
         return cls({}, {}, 0)
 
     @classmethod
-    def build(cls, files: Iterable[DistFile]) -> "IndexSnapshot":
+    def build(cls, files: Iterable[DistFile], serial: int = 1) -> "IndexSnapshot":
         """
         Build a snapshot from scratch: what L{apply} to an empty snapshot
-        gives, without its bookkeeping (a first scan lists every file).
+        gives, without its bookkeeping (a first scan lists every file), as
+        of change C{serial} (that of every project too).
         """
         files = list(files)
         by_path = FileMap(files)
@@ -350,28 +379,86 @@ class IndexSnapshot:
             else:
                 group.append(f)
         orders: dict[int, tuple] = {}
-        projects = {key: make_project(key, group, orders) for key, group in groups.items()}
-        return cls(projects, by_path, 1, sum(len(p.shadowed) for p in projects.values() if p.shadowed))
+        projects = {key: make_project(key, group, orders, serial) for key, group in groups.items()}
+        return cls(projects, by_path, 1, serial, shadowed=sum(len(p.shadowed) for p in projects.values() if p.shadowed))
 
     def get(self, key: str) -> Optional[Project]:
         """The project with normalised name C{key}, if listed."""
         return self.projects.get(key)
 
+    def yanked(self, key: str) -> Mapping[str, str]:
+        """The yanked files of project C{key}: file name -> reason (C{""} for none)."""
+        return self.yanks.get(key, NO_YANKS)
+
+    def yank_reason(self, f: DistFile) -> Optional[str]:
+        """C{f}'s yank reason (C{""} for none), or L{None} when it is not yanked."""
+        yanked = self.yanks.get(f.project)
+        return None if yanked is None else yanked.get(f.filename)
+
+    def with_yanks(
+        self, changes: Mapping[str, Mapping[str, str]], serial: Optional[int] = None, numbered: bool = True
+    ) -> tuple["IndexSnapshot", frozenset[str]]:
+        """
+        A new snapshot whose yanks of each project key in C{changes} are the
+        mapping given (file name -> reason; empty: none), and the keys
+        whose yanks changed. The files and the untouched projects are
+        shared; the touched projects take the change's C{serial} (by
+        default the next one, C{self.serial + 1}). With C{numbered} false
+        (yanks that were there before: read at start) no serial changes.
+        """
+        yanks = dict(self.yanks)
+        changed = []
+        for key, entries in changes.items():
+            entries = MappingProxyType(dict(entries)) if entries else NO_YANKS
+            if dict(yanks.get(key, NO_YANKS)) == dict(entries):
+                continue
+            changed.append(key)
+            if entries:
+                yanks[key] = entries
+            else:
+                yanks.pop(key, None)
+        if not changed:
+            return self, frozenset()
+        if not numbered:
+            return IndexSnapshot(self.projects, self.files, self.generation + 1, self.serial, yanks=yanks,
+                                 shadowed=self.shadowed), \
+                frozenset(changed)
+        # A yank is a change of the index like an upload: it has a serial,
+        # and so have the projects it touches (mirrors fetch them again).
+        if serial is None:
+            serial = self.serial + 1
+        projects = dict(self.projects)
+        for key in changed:
+            project = projects.get(key)
+            if project is not None:
+                projects[key] = project._replace(serial=serial)
+        snapshot = IndexSnapshot(projects, self.files, self.generation + 1, max(self.serial, serial), yanks=yanks,
+                                 shadowed=self.shadowed)
+        return snapshot, frozenset(changed)
+
     def apply(
-        self, added: Iterable[DistFile], removed: Iterable[str]
+        self, added: Iterable[DistFile], removed: Iterable[str], serial: Optional[int] = None
     ) -> tuple["IndexSnapshot", frozenset[str]]:
         """
         Return a new snapshot with the files at paths C{removed} taken out and
         the files C{added} put in (replacing any file at the same path), and
         the set of project keys whose listing changed.
+
+        @param serial: the number of this change (by default the next one,
+            C{self.serial + 1}): the serial of every project it touches,
+            and of the new snapshot (which never goes below this one's).
         """
         added = list(added)
+        if serial is None:
+            serial = self.serial + 1
         if not self.files:
             # The first scan: nothing to remove or replace.
-            built = IndexSnapshot.build(added)
+            built = IndexSnapshot.build(added, serial)
             if not built.files:
                 return self, frozenset()
             built.generation = self.generation + 1
+            built.serial = max(self.serial, serial)
+            built.yanks = self.yanks
             return built, frozenset(f.project for f in added)
         files = self.files.edit()
         touched: dict[str, None] = {}
@@ -408,9 +495,25 @@ class IndexSnapshot:
             if old_project is not None:
                 shadowed -= len(old_project.shadowed)
             if group:
-                projects[key] = new_project = make_project(key, group)
+                projects[key] = new_project = make_project(key, group, serial=serial)
                 shadowed += len(new_project.shadowed)
             else:
                 projects.pop(key, None)
-        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, shadowed)
+        snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, max(self.serial, serial),
+                                 yanks=self.yanks, shadowed=shadowed)
         return snapshot, frozenset(touched)
+
+    def with_serials(self, serials: Mapping[str, int], serial: Optional[int] = None) -> "IndexSnapshot":
+        """
+        The same files with the projects named in C{serials} carrying those
+        serials (a store that learns them after listing the files: from
+        its own records at start), and the snapshot's serial raised to
+        C{serial} if given. Keys that are not projects are left out.
+        """
+        projects = dict(self.projects)
+        for key, number in serials.items():
+            project = projects.get(key)
+            if project is not None and project.serial != number:
+                projects[key] = project._replace(serial=number)
+        top = self.serial if serial is None else max(self.serial, serial)
+        return IndexSnapshot(projects, self.files, self.generation + 1, top, yanks=self.yanks, shadowed=self.shadowed)

@@ -100,7 +100,7 @@ class PageCache:
                 return None
             renderer = render.project_json if fmt == "json" else render.project_html
             page = make_page(
-                renderer(project, self.hash_algo), project.newest_mtime_ns / 1e9
+                renderer(project, self.hash_algo, self.snapshot.yanked(key)), project.newest_mtime_ns / 1e9
             )
             self._pages[(key, fmt)] = page
         return page

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from html import escape
-from typing import Iterable
+from typing import Iterable, Mapping, Optional
 from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
 from pypid import __version__
 from pypid.counts import counted
-from pypid.index.model import DistFile, Project
-from pypid.index.pypijson import release_files
+from pypid.index.model import NO_YANKS, DistFile, Project
+from pypid.index.pypijson import latest_version, release_files, release_yank
 from pypid.index.search import Entry, release_summary
 
 STYLE = """
@@ -40,7 +40,13 @@ table.files th:nth-child(1){width:44%}table.files th:nth-child(2){width:9%}
 table.files th:nth-child(3){width:11%}table.files th:nth-child(4){width:20%}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5rem 0}
 dt{color:#666}dd{margin:0}a{color:#0a58ca}code{font-size:.95em}
+tr.yanked td:first-child a{text-decoration:line-through}.yank{color:#a1260d}
+form.yank{margin:.3rem 0}form.yank input[type=text]{padding:.2rem .4rem;width:22rem;max-width:60%}
+form.yank button{padding:.2rem .6rem;font-size:.9rem}
 """
+
+#: Longest yank reason (characters): the API's limit, told to the form too.
+MAX_REASON = 500
 
 
 def human_size(size: int) -> str:
@@ -123,31 +129,63 @@ def _version_key(version: str):
         return (-1, version)
 
 
-def _file_row(f: DistFile) -> str:
+def _file_row(f: DistFile, yanked: Optional[str] = None) -> str:
     href = "../../packages/" + quote(f.path)
     kind = {"wheel": "wheel", "sdist": "source", "egg": "egg"}.get(f.kind, f.kind)
+    row = '<tr class="yanked">' if yanked is not None else "<tr>"
+    note = ""
+    if yanked is not None:
+        note = '<br><span class="yank">yanked' + (f": {escape(yanked)}" if yanked else "") + "</span>"
     return (
-        f'<tr><td><a href="{escape(href)}">{escape(f.filename)}</a></td><td>{kind}</td>'
+        f'{row}<td><a href="{escape(href)}">{escape(f.filename)}</a>{note}</td><td>{kind}</td>'
         f'<td class="num">{human_size(f.size)}</td><td class="num">{when(f.mtime_ns)}</td>'
         f"<td>{escape(f.requires_python or '')}</td></tr>\n"
     )
 
 
-def project_page(project: Project, entry: Entry, base: str) -> bytes:
+def _yank_form(key: str, version: str, yanked: bool) -> str:
+    """
+    The release's yank (or unyank) form: a POST to the yank API, which asks
+    the browser for a user name and password that may upload to the project.
+    """
+    fields = (
+        f'<input type="hidden" name="project" value="{escape(key)}">'
+        f'<input type="hidden" name="version" value="{escape(version)}">'
+        '<input type="hidden" name="from" value="page">'
+    )
+    if yanked:
+        return (f'<form class="yank" method="post" action="../../+api/unyank">{fields}'
+                f'<button type="submit">Unyank {escape(version)}</button></form>\n')
+    return (
+        f'<form class="yank" method="post" action="../../+api/yank">{fields}'
+        f'<input type="text" name="reason" maxlength="{MAX_REASON}" placeholder="Reason (optional)" '
+        f'aria-label="Reason for yanking {escape(version)}"> '
+        f'<button type="submit">Yank {escape(version)}</button></form>\n'
+    )
+
+
+def project_page(project: Project, entry: Entry, base: str, yanked: Mapping[str, str] = NO_YANKS,
+                 forms: bool = False) -> bytes:
     """
     C{/project/<key>/}: summary, requires-python, the install commands, and
-    every version (newest first) with its files, sizes and upload times.
+    every version (newest first) with its files, sizes and upload times;
+    yanked files struck through with their reason.
 
     @param base: the index root URL as the visitor reached it, for the
         install commands (the page's links are relative).
+    @param yanked: the project's yanked files: file name -> reason.
+    @param forms: show each release's yank or unyank form (when the index
+        takes uploads).
     """
     simple = f"{base}simple/"
     name = escape(project.name)
+    # The latest release that is not yanked, as the JSON API's info shows.
+    latest = latest_version(project, yanked) if yanked else entry.version
     body = [
-        f'<h1>{name} <span class="version">{escape(entry.version)}</span></h1>\n',
+        f'<h1>{name} <span class="version">{escape(latest)}</span></h1>\n',
         f'<p class="summary">{escape(entry.summary) or "<span class=muted>No summary.</span>"}</p>\n',
         "<dl>\n",
-        f"<dt>Latest version</dt><dd>{escape(entry.version)}</dd>\n",
+        f"<dt>Latest version</dt><dd>{escape(latest)}</dd>\n",
         f"<dt>Requires Python</dt><dd>{escape(entry.requires_python or 'any')}</dd>\n",
         f"<dt>Files</dt><dd>{entry.files}</dd>\n",
         f"<dt>Last upload</dt><dd>{when(entry.newest_mtime_ns)}</dd>\n",
@@ -163,16 +201,24 @@ def project_page(project: Project, entry: Entry, base: str) -> bytes:
         files = release_files(project, version)
         summary = release_summary(files)
         anchor = escape(quote(version, safe=""))
-        body.append(f'<h3 id="v{anchor}">{escape(version)}</h3>\n')
+        release_yanked = release_yank(files, yanked)
+        if release_yanked is None:
+            body.append(f'<h3 id="v{anchor}">{escape(version)}</h3>\n')
+        else:
+            body.append(f'<h3 id="v{anchor}"><s>{escape(version)}</s> <span class="yank">yanked</span></h3>\n')
+            body.append('<p class="yank">Yanked' + (f": {escape(release_yanked)}" if release_yanked else "")
+                        + ". Installers skip it unless it is pinned with ==.</p>\n")
         if summary and summary != entry.summary:
             body.append(f'<p class="muted">{escape(summary)}</p>\n')
         body.append(
             '<table class="files">\n<thead><tr><th>File</th><th>Kind</th><th class="num">Size</th><th class="num">Uploaded</th>'
             "<th>Requires Python</th></tr></thead>\n<tbody>\n"
         )
-        body.extend(_file_row(f) for f in files)
+        body.extend(_file_row(f, yanked.get(f.filename)) for f in files)
         body.append("</tbody>\n</table>\n")
-    return layout(f"{project.name} {entry.version} - pypid", "../../", "", body)
+        if forms:
+            body.append(_yank_form(project.key, version, release_yanked is not None))
+    return layout(f"{project.name} {latest} - pypid", "../../", "", body)
 
 
 def not_found_page(name: str, suggestions: list[Entry]) -> bytes:

@@ -7,11 +7,11 @@ from an index snapshot and the core metadata of the release shown. Pure.
 from __future__ import annotations
 
 import email.message
-from typing import Optional
+from typing import Mapping, Optional
 
 from packaging.utils import canonicalize_version
 
-from pypid.index.model import DistFile, Project
+from pypid.index.model import NO_YANKS, DistFile, Project
 from pypid.index.render import dumps, file_href, upload_time
 
 _SINGLE = {
@@ -39,12 +39,16 @@ _MULTI = {
 }
 
 
-def latest_version(project: Project) -> str:
+def latest_version(project: Project, yanked: Mapping[str, str] = NO_YANKS) -> str:
     """
-    The release the project-level C{info} shows: the highest final release,
-    or the highest pre-release when there is no final one.
+    The release the project-level C{info} shows: a release with a file that
+    is not yanked (C{yanked}: file name -> reason) before a yanked one,
+    then the highest final release, or the highest pre-release when there
+    is no final one.
     """
     files = project.files
+    if yanked:
+        files = tuple(f for f in files if f.filename not in yanked) or files
     finals = [f for f in files if not f.version.is_prerelease]
     return str(max(finals or files, key=lambda f: f.version).version)
 
@@ -69,6 +73,19 @@ def metadata_source(files: list[DistFile]) -> Optional[DistFile]:
             if f.kind == kind:
                 return f
     return None
+
+
+def release_yank(files: list[DistFile], yanked: Mapping[str, str]) -> Optional[str]:
+    """
+    Whether a release is yanked: when every file of it is, the reason (the
+    first one given, else C{""}); else L{None}.
+    """
+    if not files or not yanked:
+        return None
+    reasons = [yanked.get(f.filename) for f in files]
+    if any(reason is None for reason in reasons):
+        return None
+    return next((reason for reason in reasons if reason), "")
 
 
 def _info(
@@ -113,7 +130,7 @@ def _info(
     return info
 
 
-def _file(f: DistFile, base: str, hash_algo: Optional[str]) -> dict:
+def _file(f: DistFile, base: str, hash_algo: Optional[str], yanked: Optional[str] = None) -> dict:
     digests = {hash_algo: f.digest} if hash_algo and f.digest else {}
     stamp = upload_time(f)
     return {
@@ -130,8 +147,8 @@ def _file(f: DistFile, base: str, hash_algo: Optional[str]) -> dict:
         "upload_time": stamp[:19],
         "upload_time_iso_8601": stamp,
         "requires_python": f.requires_python,
-        "yanked": False,
-        "yanked_reason": None,
+        "yanked": yanked is not None,
+        "yanked_reason": yanked or None,
         "core-metadata": {"sha256": f.metadata_sha256} if f.metadata_sha256 else False,
     }
 
@@ -143,6 +160,7 @@ def project_document(
     base: str,
     hash_algo: Optional[str],
     serial: int,
+    yanked: Mapping[str, str] = NO_YANKS,
 ) -> bytes:
     """
     Render the JSON API document.
@@ -151,18 +169,22 @@ def project_document(
         document (which adds C{releases}).
     @param message: the core metadata of the release shown, if readable.
     @param base: the absolute URL of the index root, ending in C{/}.
+    @param yanked: the project's yanked files: file name -> reason.
     """
-    shown = version if version is not None else latest_version(project)
+    shown = version if version is not None else latest_version(project, yanked)
     files = release_files(project, shown)
+    info = _info(message, project, str(files[0].version) if files else shown, base)
+    reason = release_yank(files, yanked)
+    info["yanked"], info["yanked_reason"] = reason is not None, reason or None
     document: dict = {
-        "info": _info(message, project, str(files[0].version) if files else shown, base),
+        "info": info,
         "last_serial": serial,
-        "urls": [_file(f, base, hash_algo) for f in files],
+        "urls": [_file(f, base, hash_algo, yanked.get(f.filename)) for f in files],
         "vulnerabilities": [],
     }
     if version is None:
         releases: dict[str, list] = {}
         for f in project.files:
-            releases.setdefault(str(f.version), []).append(_file(f, base, hash_algo))
+            releases.setdefault(str(f.version), []).append(_file(f, base, hash_algo, yanked.get(f.filename)))
         document["releases"] = releases
     return dumps(document)

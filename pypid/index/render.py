@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from html import escape
-from typing import Optional
+from typing import Mapping, Optional
 from urllib.parse import quote
 
-from pypid.index.model import DistFile, IndexSnapshot, Project
+from pypid.index.model import NO_YANKS, DistFile, IndexSnapshot, Project
 
 API_VERSION = "1.4"
 
@@ -72,8 +72,19 @@ def index_json(snapshot: IndexSnapshot) -> bytes:
     )
 
 
-def project_html(project: Project, hash_algo: Optional[str]) -> bytes:
-    """The HTML page of one project at C{/simple/<project>/}."""
+def yanked_attribute(reason: Optional[str]) -> str:
+    """
+    PEP 592's C{data-yanked}, always with a value (pip reads a bare
+    attribute as not yanked); C{""} when the file is not yanked.
+    """
+    return "" if reason is None else f' data-yanked="{escape(reason)}"'
+
+
+def project_html(project: Project, hash_algo: Optional[str], yanked: Mapping[str, str] = NO_YANKS) -> bytes:
+    """
+    The HTML page of one project at C{/simple/<project>/}; C{yanked} maps
+    the file names of its yanked files to their reasons.
+    """
     title = escape(f"Links for {project.name}")
     parts = [_HEAD.format(title=title)]
     signed = any(f.has_sig for f in project.files)
@@ -81,6 +92,10 @@ def project_html(project: Project, hash_algo: Optional[str]) -> bytes:
         attrs = [f'href="{escape(file_href(f) + _fragment(f, hash_algo))}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{escape(f.requires_python)}"')
+        if yanked:
+            reason = yanked.get(f.filename)
+            if reason is not None:
+                attrs.append(f'data-yanked="{escape(reason)}"')
         if f.metadata_sha256:
             value = f"sha256={f.metadata_sha256}"
             attrs.append(f'data-core-metadata="{value}"')
@@ -92,8 +107,11 @@ def project_html(project: Project, hash_algo: Optional[str]) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def file_json(f: DistFile, hash_algo: Optional[str]) -> dict:
-    """One entry of a PEP 691 project page's C{files} list."""
+def file_json(f: DistFile, hash_algo: Optional[str], yanked: Optional[str] = None) -> dict:
+    """
+    One entry of a PEP 691 project page's C{files} list; C{yanked} is the
+    file's yank reason (C{""} for none), L{None} when it is not yanked.
+    """
     entry: dict = {
         "filename": f.filename,
         "url": file_href(f),
@@ -107,17 +125,21 @@ def file_json(f: DistFile, hash_algo: Optional[str]) -> dict:
         entry["core-metadata"] = {"sha256": f.metadata_sha256}
     if f.has_sig:
         entry["gpg-sig"] = True
+    if yanked is not None:
+        # A reason, or true: never an empty string.
+        entry["yanked"] = yanked or True
     return entry
 
 
-def project_json(project: Project, hash_algo: Optional[str]) -> bytes:
+def project_json(project: Project, hash_algo: Optional[str], yanked: Mapping[str, str] = NO_YANKS) -> bytes:
     """The JSON page of one project (PEP 691 with PEP 700 fields)."""
     return dumps(
         {
             "meta": {"api-version": API_VERSION},
             "name": project.key,
             "versions": project.versions,
-            "files": [file_json(f, hash_algo) for f in project.files],
+            "files": [file_json(f, hash_algo, yanked.get(f.filename) if yanked else None)
+                      for f in project.files],
         }
     )
 
@@ -126,6 +148,7 @@ def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
     """The flat list of every file at C{/packages/}, for C{pip --find-links}."""
     parts = [_HEAD.format(title="Index of packages")]
     shadowed = snapshot.shadowed
+    yanks = snapshot.yanks
     for path in sorted(snapshot.files):
         f = snapshot.files[path]
         if shadowed and not snapshot.listed(f):
@@ -134,6 +157,11 @@ def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
         attrs = f'href="{href}"'
         if f.requires_python:
             attrs += f' data-requires-python="{escape(f.requires_python)}"'
+        if yanks:
+            # One lookup a file, and a second only in projects with yanks.
+            yanked = yanks.get(f.project)
+            if yanked:
+                attrs += yanked_attribute(yanked.get(f.filename))
         parts.append(f"<a {attrs}>{escape(f.path)}</a><br>\n")
     parts.append(_TAIL)
     return "".join(parts).encode("utf-8")

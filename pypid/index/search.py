@@ -7,9 +7,9 @@ L{SearchIndex} built from a snapshot. Pure: no I/O, no Twisted.
 from __future__ import annotations
 
 import re
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, Mapping, NamedTuple, Optional
 
-from pypid.index.model import DistFile, IndexSnapshot, Project
+from pypid.index.model import NO_YANKS, DistFile, IndexSnapshot, Project
 from pypid.index.pypijson import release_files
 
 #: The fields the old XML-RPC search accepted in its spec.
@@ -52,11 +52,13 @@ class Entry(NamedTuple):
     folded_summary: str
 
 
-def entry_of(project: Project) -> Entry:
-    # What pypijson.latest_version picks (the highest final release, else
-    # the highest pre-release), from the files' sorted order.
+def entry_of(project: Project, yanked: Mapping[str, str] = NO_YANKS) -> Entry:
+    # What pypijson.latest_version picks (a release that is not yanked, then
+    # the highest final release, else the highest pre-release), from the
+    # files' sorted order.
     files = project.files
-    best = next((f for f in reversed(files) if not f.version.is_prerelease), files[-1]).version
+    shown = tuple(f for f in files if f.filename not in yanked) or files if yanked else files
+    best = next((f for f in reversed(shown) if not f.version.is_prerelease), shown[-1]).version
     release = [f for f in files if f.version == best]
     version = str(release[-1].version)
     files = tuple(release)
@@ -79,10 +81,13 @@ class SearchIndex:
         reuse = previous.by_key if previous is not None else {}
         before = previous.snapshot.projects if previous is not None else {}
         entries = []
+        before_yanks = previous.snapshot.yanks if previous is not None else {}
         for key in sorted(snapshot.projects):
             project = snapshot.projects[key]
             old = reuse.get(key)
-            entries.append(old if old is not None and before.get(key) is project else entry_of(project))
+            yanked = snapshot.yanked(key)
+            same = old is not None and before.get(key) is project and before_yanks.get(key, NO_YANKS) is yanked
+            entries.append(old if same else entry_of(project, yanked))
         self.entries = entries
         self.by_key = {entry.key: entry for entry in entries}
 

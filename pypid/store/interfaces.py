@@ -3,13 +3,15 @@ The store seam: what the index, the web and the feeds ask of wherever the
 distribution files live. It speaks files and names, never paths: a backend
 opens a file as an L{IBody} for a response, takes a new file through an
 L{IStaged} object that it publishes atomically (it decides where the bytes
-go and when the file is listed), removes files, and tells subscribers about
-every change to its snapshot.
+go and when the file is listed), removes files, yanks and unyanks them
+(PEP 592), and tells subscribers about every change to its snapshot.
 
 Backends: L{pypid.store.directory.store.DirectoryStore} (the package
-directories; scanning, watching and the state cache are its own business)
-and L{pypid.store.memory.MemoryStore} (bytes in memory, for tests). Both
-pass the same contract tests (C{tests/store/contract.py}).
+directories; scanning, watching and the state cache are its own business),
+L{pypid.store.objectstore.store.ObjectStore} (files in an S3-compatible
+object store, the listing in a PostgreSQL catalog shared by replicas) and
+L{pypid.store.memory.MemoryStore} (bytes in memory, for tests). All pass
+the same contract tests (C{tests/store/contract.py}).
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ class StoreFull(Exception):
     """
     There is no room for a new file (a full disk, a quota): C{str()} says so
     in one line a client can be shown. Nothing of the file is kept.
+    """
+
+
+class StoreUnavailable(Exception):
+    """
+    What a store depends on is out of reach (an object store, a catalog):
+    the operation cannot be done now, and may be tried again later. The
+    message is one line saying what and why; the web answers 503.
     """
 
 
@@ -169,6 +179,16 @@ class IStaged(Interface):
         """
 
 
+class IStoreHealth(Interface):
+    """A store that depends on other services, and says how they are."""
+
+    def problems():
+        """
+        What keeps the store from working fully right now: a list of
+        one-line reasons, empty when all is well.
+        """
+
+
 class IPackageStore(Interface):
     """
     Where the index comes from, and where uploads go. Every method is called
@@ -177,9 +197,20 @@ class IPackageStore(Interface):
 
     snapshot = Attribute(
         "The current L{pypid.index.model.IndexSnapshot}; replaced, never mutated."
+        " Its serial (and each project's) numbers the store's changes: it only"
+        " ever goes up, also across restarts where the store persists it."
     )
     ready = Attribute("True once the first complete snapshot is in place.")
     hash_algo = Attribute("The hash algorithm of file digests, or None when off.")
+
+    def changelog(since):
+        """
+        A L{Deferred} firing with a L{pypid.index.changes.ChangesSince}: the
+        changes numbered after serial C{since}, oldest first, and whether
+        they are all of them (not when C{since} is older than what the
+        store's change log keeps, or newer than its serial). The snapshot's
+        serial and its projects' serials number the same changes.
+        """
 
     def whenReady():
         """
@@ -216,14 +247,15 @@ class IPackageStore(Interface):
         L{StoreFull} too.
         """
 
-    def publish(name, staged, overwrite, signature=None):
+    def publish(name, staged, overwrite, signature=None, uploader=None):
         """
         Store the bytes of C{staged} (from this store's L{stage}, finished)
         as the file C{name}: a file name, perhaps below folders
         (C{sub/x.whl}), which says where a new file goes; a file of that
         file name already listed is replaced where it is. With C{signature}
         (bytes), its detached signature C{<name>.asc} is stored too. The
-        file appears whole or not at all.
+        file appears whole or not at all. C{uploader} (the user's name) is
+        recorded by a store that keeps such records (the replicas' catalog).
 
         Two files are the same release file when their identity
         (L{pypid.index.filenames.release_key}: the normalised project and
@@ -244,8 +276,52 @@ class IPackageStore(Interface):
 
     def remove(distfiles):
         """
-        Delete the files C{distfiles} (of the snapshot) and their signatures.
+        Delete the files C{distfiles} (of the snapshot) and their signatures,
+        and forget their yanks (L{setYanked}; a file of the same name that
+        comes later starts unyanked).
 
         @return: a L{Deferred} firing, once the snapshot no longer lists
             them, with the paths of those that were deleted.
+        """
+
+    def setYanked(distfiles, reason):
+        """
+        Yank the files C{distfiles} (of the snapshot) with C{reason}, or
+        unyank them when C{reason} is L{None} (PEP 592).
+
+        The contract every backend keeps (C{tests/store/contract.py}):
+
+          - C{reason} is a L{str}: C{""} for no reason, else one line of
+            printable text of at most
+            L{pypid.index.yanks.MAX_REASON} characters, already checked by
+            the caller (L{pypid.index.yanks.check_reason}); the store keeps
+            it exactly.
+          - A yank is of a file name within its project: the snapshot shows
+            it in C{IndexSnapshot.yanks[project][filename]} (and
+            L{IndexSnapshot.yank_reason}), for every listed file of that
+            name wherever it lies. It lasts until unyanked or until the
+            file is deleted through L{remove}: across restarts, rescans,
+            and the file going and coming back by other means (a
+            C{git push} that rewrites the directory).
+          - Durable before it shows: when the returned L{Deferred} fires,
+            the yank is stored (a restart keeps it) and the current
+            snapshot shows it; subscribers were told, with the project's
+            key in C{changed}, as for any change to the listing (the
+            pages are rendered again; it is one change of the index, and
+            counts in its serial).
+          - Idempotent: a file yanked again with the same reason, or
+            unyanked while not yanked, changes nothing (no snapshot, no
+            notification).
+          - Waits for the first snapshot (L{whenReady}), as L{publish}
+            does.
+
+        The directory store keeps yanks in a text file in the first package
+        directory (L{pypid.store.directory.yankfile}), which people may
+        edit; the object store in its catalog's C{yanked}/C{yanked_reason}
+        columns of the file rows. Yanks changed behind the store's back (an
+        edit of that file, another replica) reach the snapshot the way
+        other changes do, and subscribers are told likewise.
+
+        @return: a L{Deferred} firing with the file names whose yank
+            changed (possibly none).
         """

@@ -23,6 +23,7 @@ from zope.interface import implementer
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.index.names import normalize
+from pypid.index.yanks import changed_yanks
 from pypid.store import complete
 from pypid.store.interfaces import (
     AlreadyStored,
@@ -237,10 +238,11 @@ class MemoryStore(SnapshotOwner):
         later: bool = False,
         room: Optional[int] = None,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
         self.room = room
         self.hash_algo = hash_algo
         self.snapshot = IndexSnapshot.build(files)
+        self.changes.horizon = self.snapshot.serial
         self.ready = ready
         self._waiting: list[Deferred] = []
         #: Stored bytes by path (a signature at C{<path>.asc}).
@@ -296,7 +298,8 @@ class MemoryStore(SnapshotOwner):
     def _used(self) -> int:
         return sum(len(blob.data) for blob in self.contents.values())
 
-    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
+                uploader: Optional[str] = None) -> Deferred:
         try:
             parts = check_name(name)
         except BadName:
@@ -341,10 +344,23 @@ class MemoryStore(SnapshotOwner):
         return folder in self.folders or any(path.startswith(prefix) for path in self.contents)
 
     def remove(self, distfiles) -> Deferred:
+        distfiles = list(distfiles)
         deleted = []
         for f in distfiles:
             if self.contents.pop(f.path, None) is not None:
                 deleted.append(f.path)
             self.contents.pop(f.path + ".asc", None)
         self.apply([], [f.path for f in distfiles])
+        self.apply_yanks(self.forget_yanks(distfiles))
         return succeed(deleted)
+
+    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+        """Yanks live in the snapshot alone: nothing to make durable."""
+        files = [(f.project, f.filename) for f in distfiles]
+
+        def ready(_) -> list[str]:
+            changes, changed = changed_yanks(self.snapshot.yanks, files, reason)
+            self.apply_yanks(changes)
+            return changed
+
+        return self.whenReady().addCallback(ready)

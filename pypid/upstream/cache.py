@@ -55,23 +55,30 @@ class CacheLayout:
         return os.path.join(self.directory, "index.json")
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Replace C{path} by C{data} all at once."""
+def write_atomically(path: str, data: bytes, sync_dir: bool = True) -> None:
+    """
+    Replace C{path} by C{data} all at once. The bytes are synced before the
+    rename, so a file there after a crash is whole; without C{sync_dir} the
+    rename itself may be lost to a crash (fine for what can be fetched
+    again, and one fsync fewer on the way).
+    """
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     with replacing(path, prefix=INCOMING, suffix="") as f:
         f.write(data)
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 def save_page(path: str, entry: PageEntry) -> None:
+    """Write a page entry (a crash may lose it: it is fetched again)."""
     data = {
         "fetched_at": entry.fetched_at,
         "etag": entry.validators.etag,
         "last_modified": entry.validators.last_modified,
         "project": project_to_json(entry.project),
     }
-    write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+    write_atomically(path, json.dumps(data, separators=(",", ":")).encode("utf-8"), sync_dir=False)
 
 
 def load_page(path: str) -> Optional[PageEntry]:
@@ -135,10 +142,11 @@ def discard_incoming(f) -> None:
     _unlink(f.name)
 
 
-def scan_files(layout: CacheLayout) -> list[tuple[str, int, float]]:
+def scan_files(layout: CacheLayout, pages: Optional[set] = None) -> list[tuple[str, int, float]]:
     """
     Every cached file and metadata file as (path, size, last access),
-    oldest first; leftover incoming files are deleted on the way.
+    oldest first; leftover incoming files are deleted on the way. The keys
+    of the cached pages are added to C{pages}, if given.
     """
     found = []
     for top in ("files", "meta", "pages"):
@@ -150,6 +158,8 @@ def scan_files(layout: CacheLayout) -> list[tuple[str, int, float]]:
                     _unlink(path)
                     continue
                 if top == "pages":
+                    if pages is not None and name.endswith(".json"):
+                        pages.add(name[: -len(".json")])
                     continue
                 try:
                     st = os.stat(path)
@@ -172,3 +182,30 @@ def _unlink(path: str) -> None:
         pass
 
 
+
+
+def sha256_of(path: str) -> Optional[str]:
+    """The sha256 of a (small) cached file, or L{None} if it cannot be read."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def metadata_hashes(layout: CacheLayout, key: str) -> dict[str, str]:
+    """The sha256 of every cached metadata file of project C{key}, by the file name it describes."""
+    directory = os.path.dirname(layout.metadata_path(key, "x"))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        if name.endswith(".metadata") and not name.startswith(INCOMING):
+            digest = sha256_of(os.path.join(directory, name))
+            if digest is not None:
+                found[name[: -len(".metadata")]] = digest
+    return found

@@ -36,6 +36,32 @@ class PageResponse(NamedTuple):
     last_modified: Optional[str]
     #: The URL the page came from after redirects (links resolve against it).
     url: str
+    #: Whether the body was cut at the C{limit} the page was fetched with.
+    truncated: bool = False
+
+
+class Head(NamedTuple):
+    """What a C{HEAD} of a file told."""
+
+    code: int
+    #: Its C{Content-Length}, if given.
+    length: Optional[int]
+    #: Whether it says C{Accept-Ranges: bytes}.
+    ranges: bool
+    content_type: Optional[str]
+    etag: Optional[str]
+    last_modified: Optional[str]
+
+
+class RangeResponse(NamedTuple):
+    """What a C{GET} with C{Range} gave."""
+
+    #: 206 (the part is in C{body}), 200 (the upstream ignores ranges: no
+    #: body was read), 416, or another status.
+    code: int
+    body: bytes
+    #: The whole file's size, from C{Content-Range} (206, 416) or C{Content-Length} (200).
+    total: Optional[int]
 
 
 class Download(NamedTuple):
@@ -57,6 +83,47 @@ class DownloadError(Exception):
 
 class BodyTooLarge(DownloadError):
     pass
+
+
+class _Enough(Exception):
+    """Raised by a writer that has all it wants: the transfer stops there."""
+
+
+def load_ca_bundle(path: str) -> list:
+    """
+    Every certificate of a PEM file (a CA bundle such as the system's, or
+    one CA), as L{twisted.internet.ssl.Certificate}s.
+
+    @raise OSError: the file cannot be read.
+    @raise ValueError: it holds no PEM certificate, or one that cannot be read.
+    """
+    from twisted.internet.ssl import Certificate
+
+    with open(path, "rb") as f:
+        data = f.read()
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    certificates = []
+    start = data.find(begin)
+    while start != -1:
+        stop = data.find(end, start)
+        if stop == -1:
+            raise ValueError(f"certificate {len(certificates) + 1} has no END line")
+        try:
+            certificates.append(Certificate.loadPEM(data[start:stop + len(end)] + b"\n"))
+        except Exception as e:
+            raise ValueError(f"certificate {len(certificates) + 1} cannot be read ({e})")
+        start = data.find(begin, stop)
+    if not certificates:
+        raise ValueError("it holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return certificates
+
+
+def _content_range_total(value: Optional[str]) -> Optional[int]:
+    """The complete length in C{Content-Range: bytes a-b/N} (or C{bytes */N})."""
+    if not value:
+        return None
+    total = value.rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 class _BodyReader(Protocol):
@@ -141,7 +208,7 @@ class TreqUpstream:
         timeout: float = 30,
         max_page_size: int = 64 * 1024 * 1024,
         ca_file: Optional[str] = None,
-        max_connections: int = 8,
+        max_connections: int = 32,
         client=None,
     ) -> None:
         """
@@ -165,10 +232,11 @@ class TreqUpstream:
         self.pool._factory = _quiet_factory(self.pool._factory)
         policy = BrowserLikePolicyForHTTPS()
         if self.ca_file is not None:
-            from twisted.internet.ssl import Certificate
+            from twisted.internet.ssl import trustRootFromCertificates
 
-            with open(self.ca_file, "rb") as f:
-                policy = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(f.read()))
+            # Every certificate of the file: a bundle is what operators behind
+            # an intercepting proxy have (checked at start: it loads).
+            policy = BrowserLikePolicyForHTTPS(trustRoot=trustRootFromCertificates(load_ca_bundle(self.ca_file)))
         agent = Agent(self.reactor, contextFactory=policy, connectTimeout=self.connect_timeout, pool=self.pool)
         self._client = treq.client.HTTPClient(agent)
 
@@ -180,12 +248,12 @@ class TreqUpstream:
             return succeed(None)
         return pool.closeCachedConnections()
 
-    def _get(self, url: str, headers: dict) -> Deferred:
+    def _get(self, url: str, headers: dict, method: str = "GET") -> Deferred:
         if self._client is None:
             self.start()
         headers = {"User-Agent": USER_AGENT, **headers}
-        return self._client.get(
-            url, headers=headers, unbuffered=True, timeout=self.timeout, reactor=self.reactor
+        return self._client.request(
+            method, url, headers=headers, unbuffered=True, timeout=self.timeout, reactor=self.reactor
         )
 
     def _read(self, response, write, limit: Optional[int]) -> Deferred:
@@ -193,20 +261,30 @@ class TreqUpstream:
         response.deliverBody(reader)
         return reader.finished
 
-    def fetchPage(self, url: str, headers: dict) -> Deferred:
+    def fetchPage(self, url: str, headers: dict, limit: Optional[int] = None) -> Deferred:
         def got(response):
             chunks: list[bytes] = []
+            got_bytes = [0]
+            truncated = [False]
+
+            def write(data: bytes) -> None:
+                if limit is not None and got_bytes[0] + len(data) >= limit:
+                    chunks.append(data[: limit - got_bytes[0]])
+                    truncated[0] = True
+                    raise _Enough()
+                got_bytes[0] += len(data)
+                chunks.append(data)
 
             def done(download: Download) -> PageResponse:
                 content_type = _header(response, "content-type") or ""
-                if not download.framed and "json" not in content_type:
+                if not download.framed and "json" not in content_type and not truncated[0]:
                     # A page cut off by a closed connection would silently
                     # lose links; JSON at least fails to parse.
                     raise DownloadError("the upstream page ended without framing; it may be cut off")
                 final = response.request.absoluteURI.decode("ascii") if response.request else url
                 return PageResponse(
                     response.code, b"".join(chunks), content_type,
-                    _header(response, "etag"), _header(response, "last-modified"), final,
+                    _header(response, "etag"), _header(response, "last-modified"), final, truncated[0],
                 )
 
             if response.code != 200:
@@ -214,11 +292,56 @@ class TreqUpstream:
                 chunks_limit = 64 * 1024
             else:
                 chunks_limit = self.max_page_size
-            d = self._read(response, chunks.append, chunks_limit)
+            d = self._read(response, write, chunks_limit)
             if response.code != 200:
                 d.addErrback(lambda _: Download(0, True))
+            elif limit is not None:
+                d.addErrback(lambda f: f.trap(_Enough) and Download(got_bytes[0], True))
             return d.addCallback(done)
 
+        return self._get(url, headers).addCallback(got)
+
+    def head(self, url: str) -> Deferred:
+        def got(response) -> Head:
+            response.deliverBody(_Discard())
+            # (Twisted keeps a HEAD answer's Content-Length as a header.)
+            length = _header(response, "content-length")
+            if length is None and isinstance(response.length, int) and response.length:
+                length = str(response.length)
+            return Head(
+                response.code,
+                int(length) if length is not None and length.strip().isdigit() else None,
+                (_header(response, "accept-ranges") or "").strip().lower() == "bytes",
+                _header(response, "content-type"), _header(response, "etag"), _header(response, "last-modified"),
+            )
+
+        return self._get(url, {"Accept-Encoding": "identity"}, "HEAD").addCallback(got)
+
+    def fetchRange(self, url: str, first: int, last: int) -> Deferred:
+        def got(response):
+            if response.code != 206:
+                # The whole file (ranges not supported), 416 or an error:
+                # nothing of its body is wanted.
+                length = response.length if isinstance(response.length, int) else None
+                response.deliverBody(_Stop())
+                if response.code == 416:
+                    total = _content_range_total(_header(response, "content-range"))
+                else:
+                    total = length if response.code == 200 else None
+                return RangeResponse(response.code, b"", total)
+            total = _content_range_total(_header(response, "content-range"))
+            chunks: list[bytes] = []
+            d = self._read(response, chunks.append, last - first + 1)
+
+            def check(download: Download) -> RangeResponse:
+                body = b"".join(chunks)
+                if len(body) != last - first + 1 and (total is None or len(body) != total - first):
+                    raise DownloadError(f"the upstream sent {len(body)} bytes for a range of {last - first + 1}")
+                return RangeResponse(206, body, total)
+
+            return d.addCallback(check)
+
+        headers = {"Accept-Encoding": "identity", "Range": f"bytes={first}-{last}"}
         return self._get(url, headers).addCallback(got)
 
     def download(self, url: str, write: Callable[[bytes], None]) -> Deferred:
@@ -246,3 +369,10 @@ class _Discard(Protocol):
 
     def connectionLost(self, reason) -> None:
         pass
+
+
+class _Stop(_Discard):
+    """Stops a body that is not wanted at once (the connection is not reused)."""
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()

@@ -12,12 +12,29 @@ class IUpstream(Interface):
     thread and return L{Deferred}s.
     """
 
-    def fetchPage(url, headers):
+    def fetchPage(url, headers, limit=None):
         """
         GET a simple API page with the extra request C{headers} (a dict of
         str; conditional headers among them). Fires with a
         L{pypid.upstream.client.PageResponse}; fails when the upstream
-        cannot be reached, times out or cuts the body off.
+        cannot be reached, times out or cuts the body off. With C{limit},
+        only the first C{limit} bytes of the body are read (the response
+        then says C{truncated}).
+        """
+
+    def head(url):
+        """
+        HEAD a file: fires with a L{pypid.upstream.client.Head} (its status,
+        length and whether it takes ranges); fails like L{fetchPage}.
+        """
+
+    def fetchRange(url, first, last):
+        """
+        GET bytes C{first} to C{last} (inclusive) of a file: fires with a
+        L{pypid.upstream.client.RangeResponse}: 206 with the bytes and the
+        file's size; 200 (nothing read) when the upstream does not take
+        ranges; 416 past the end; another status as it came. Fails like
+        L{download}.
         """
 
     def download(url, write):

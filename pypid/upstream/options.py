@@ -49,8 +49,8 @@ class UpstreamOptions(usage.Options):
         ["upstream-timeout", None, "30",
          "Seconds to wait for the upstream's headers, and for each pause in a body."],
         ["upstream-ca", None, None,
-         "PEM file of the CA to verify the upstream's TLS certificate with "
-         "(default: the system's trust store)."],
+         "PEM file of the CAs to verify the upstream's TLS certificate with: one CA or a "
+         "bundle, every certificate in it is trusted (default: the system's trust store)."],
     ]
     optFlags = [
         ["disable-fallback", None, "Never consult an upstream index, even with --fallback-url."],
@@ -116,15 +116,15 @@ class UpstreamOptions(usage.Options):
                     f"--cache-max-size {self['cache-max-size']!r} is not a size such as 500M or 20G.")
         ca_file = self["upstream-ca"]
         if ca_file is not None:
+            from pypid.upstream.client import load_ca_bundle
+
             ca_file = os.path.abspath(os.path.expanduser(ca_file))
             try:
-                with open(ca_file, "rb") as f:
-                    from twisted.internet.ssl import Certificate
-
-                    Certificate.loadPEM(f.read())
-            except Exception as e:
-                raise usage.UsageError(
-                    f"--upstream-ca {self['upstream-ca']!r} is not a readable PEM certificate: {e}")
+                load_ca_bundle(ca_file)
+            except OSError as e:
+                raise usage.UsageError(f"--upstream-ca {self['upstream-ca']!r} cannot be read: {e.strerror or e}.")
+            except ValueError as e:
+                raise usage.UsageError(f"--upstream-ca {self['upstream-ca']!r} is not a PEM CA file: {e}.")
         state = directory.state_dir or os.path.join(directory.upload_root, ".pypid")
         cache_dir = os.path.abspath(os.path.expanduser(self["cache-dir"] or os.path.join(state, "upstream")))
         check_cache_dir(cache_dir, list(directory.roots))

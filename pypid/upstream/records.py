@@ -360,3 +360,62 @@ class _NameParser(HTMLParser):
             name = "".join(self._text).strip()
             if name:
                 self.names.append(name)
+
+
+class _AnchorParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[str, str]] = []
+        self.version = False
+        self._href: Optional[str] = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        values = dict(attrs)
+        if tag == "meta" and values.get("name") == "pypi:repository-version":
+            self.version = True
+        elif tag == "a":
+            self._href, self._text = values.get("href") or "", []
+
+    def handle_data(self, data) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag) -> None:
+        if tag == "a" and self._href is not None:
+            self.anchors.append((self._href, "".join(self._text).strip()))
+            self._href = None
+
+
+def index_problem(code: int, content_type: str, body: bytes) -> Optional[str]:
+    """
+    Why what answered at an upstream's URL is not a simple index's project
+    list (from its status, media type and the first bytes of its body), or
+    L{None} when it looks like one. An HTML page is one when it says its
+    API version, or when most of its links are C{<a href="name/">name</a>}.
+    """
+    from pypid.index.names import is_valid
+
+    if code != 200:
+        return f"it answers HTTP {code}"
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media == "application/vnd.pypi.simple.v1+json":
+        return None if b'"projects"' in body or b'"meta"' in body else "its JSON has no project list"
+    if media not in ("text/html", "application/vnd.pypi.simple.v1+html", ""):
+        return f"it answers {media}, not a simple index page"
+    parser = _AnchorParser()
+    try:
+        parser.feed(body.decode("utf-8", errors="replace"))
+    except Exception:
+        return "its page cannot be read"
+    if parser.version or not parser.anchors:
+        return None
+    listed = 0
+    for href, text in parser.anchors:
+        segment = urlsplit(href).path.rstrip("/").rpartition("/")[2]
+        if href.split("#", 1)[0].split("?", 1)[0].endswith("/") and is_valid(text) and \
+                normalize(unquote(segment)) == normalize(text):
+            listed += 1
+    if listed * 2 < len(parser.anchors):
+        return "its page is not a list of projects"
+    return None

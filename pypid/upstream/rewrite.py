@@ -8,11 +8,12 @@ size, core-metadata) is passed through unchanged. Pure: no I/O, no Twisted.
 from __future__ import annotations
 
 from html import escape
-from typing import NamedTuple, Optional
+from typing import Mapping, NamedTuple, Optional
 from urllib.parse import quote
 
 from pypid.index import render
-from pypid.index.model import DistFile, Project
+from pypid.index.filenames import parse_filename
+from pypid.index.model import NO_YANKS, DistFile, Project
 from pypid.upstream.records import LINK_HASHES, UpstreamFile, UpstreamProject
 
 #: Path segment under the root where cached upstream files are served.
@@ -31,8 +32,11 @@ def upstream_href(key: str, filename: str, depth: int = 2) -> str:
     return "../" * depth + f"{MOUNT}/{quote(key)}/{quote(filename)}"
 
 
-def local_link(f: DistFile, hash_algo: Optional[str]) -> Link:
-    """A local file in the same shape as an upstream one (for merged pages)."""
+def local_link(f: DistFile, hash_algo: Optional[str], yanked: Optional[str] = None) -> Link:
+    """
+    A local file in the same shape as an upstream one (for merged pages);
+    C{yanked}: its yank reason (C{""} for none), L{None} when not yanked.
+    """
     record = UpstreamFile(
         filename=f.filename,
         url="",
@@ -41,24 +45,53 @@ def local_link(f: DistFile, hash_algo: Optional[str]) -> Link:
         upload_time=render.upload_time(f),
         size=f.size,
         core_metadata=(("sha256", f.metadata_sha256),) if f.metadata_sha256 else False,
+        yanked=False if yanked is None else (yanked or True),
     )
     return Link(render.file_href(f), record)
 
 
+def with_metadata(f: UpstreamFile, known: Mapping[str, str]) -> UpstreamFile:
+    """
+    An upstream file as pypid offers it: its core metadata (PEP 658) as the
+    upstream gave it; else, for a wheel, pypid's own (read from the wheel
+    when first asked for), with its sha256 once it is cached (C{known}:
+    file name to sha256), C{true} before.
+    """
+    if isinstance(f.core_metadata, tuple):
+        return f
+    digest = known.get(f.filename)
+    if digest is not None:
+        return f._replace(core_metadata=(("sha256", digest),))
+    if f.core_metadata is False and is_wheel_name(f.filename):
+        return f._replace(core_metadata=True)
+    return f
+
+
+def is_wheel_name(filename: str) -> bool:
+    parsed = parse_filename(filename)
+    return parsed is not None and parsed.kind == "wheel"
+
+
 def links(
     key: str, upstream: Optional[UpstreamProject], local: Optional[Project] = None,
-    hash_algo: Optional[str] = None,
+    hash_algo: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
+    yanked: Mapping[str, str] = NO_YANKS,
 ) -> list[Link]:
     """
     The links of a page: the local files first, then the upstream files
-    whose filenames are not local (only for names allowed to merge).
+    whose filenames are not local (only for names allowed to merge), with
+    pypid's core metadata (L{with_metadata}; C{metadata}: the sha256 of the
+    cached metadata files, by file name). C{yanked}: the local files
+    yanked (file name -> reason).
     """
-    out = [local_link(f, hash_algo) for f in local.files] if local is not None else []
+    out = [local_link(f, hash_algo, yanked.get(f.filename)) for f in local.files] if local is not None else []
     taken = {link.file.filename for link in out}
+    known = metadata or {}
     # PEP 792: a quarantined project offers no files.
     if upstream is not None and upstream.status != "quarantined":
         out.extend(
-            Link(upstream_href(key, f.filename), f) for f in upstream.files if f.filename not in taken
+            Link(upstream_href(key, f.filename), with_metadata(f, known))
+            for f in upstream.files if f.filename not in taken
         )
     return out
 
@@ -190,9 +223,10 @@ def index_json(names: list[tuple[str, str]]) -> bytes:
 
 
 def project_page(key: str, fmt: str, upstream: Optional[UpstreamProject], local: Optional[Project] = None,
-                 hash_algo: Optional[str] = None) -> bytes:
+                 hash_algo: Optional[str] = None, metadata: Optional[Mapping[str, str]] = None,
+                 yanked: Mapping[str, str] = NO_YANKS) -> bytes:
     """The body of C{/simple/<key>/} in C{fmt} (C{"json"} or C{"html"})."""
-    page_links = links(key, upstream, local, hash_algo)
+    page_links = links(key, upstream, local, hash_algo, metadata, yanked)
     # The upstream's status marker describes the upstream project only.
     status = (upstream.status, upstream.status_reason) if upstream is not None and local is None else (None, None)
     if fmt == "json":

@@ -9,8 +9,8 @@ from twisted.logger import Logger
 class UpstreamService(Service):
     """
     Builds the connection pool when the service starts (after twistd has
-    forked), takes stock of the cache, and closes the pool's connections
-    when it stops.
+    forked), takes stock of the cache, checks once that the upstream answers
+    as a simple index, and closes the pool's connections when it stops.
     """
 
     log = Logger()
@@ -25,6 +25,8 @@ class UpstreamService(Service):
         self.log.info("falling back to {url}, cache in {directory}",
                       url=self.fallback.url, directory=self.fallback.layout.directory)
         self.fallback.start().addErrback(lambda f: self.log.failure("reading the upstream cache failed", f))
+        # Checked in the background: a down upstream does not hold the start up.
+        self.fallback.probe().addErrback(lambda f: self.log.failure("checking the upstream failed", f))
 
     def stopService(self):
         super().stopService()

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from pypid.upstream.interfaces import IUpstream
-from pypid.upstream.client import Download, DownloadError, PageResponse
+from pypid.upstream.client import Download, DownloadError, Head, PageResponse, RangeResponse
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -25,6 +25,11 @@ class CannedUpstream:
         self.files: dict[str, Union[bytes, Exception]] = {}
         self.page_requests: list[tuple[str, dict]] = []
         self.downloads: list[str] = []
+        #: Every HEAD (url) and ranged GET (url, first, last).
+        self.heads: list[str] = []
+        self.ranges: list[tuple[str, int, int]] = []
+        #: Whether files are served in ranges (else a ranged GET answers 200).
+        self.range_support = True
         self.hold = False
         self.held: list[tuple[Deferred, str, Callable]] = []
 
@@ -32,7 +37,7 @@ class CannedUpstream:
              etag: Optional[str] = None, last_modified: Optional[str] = None) -> None:
         self.pages[url] = PageResponse(code, body, content_type, etag, last_modified, url)
 
-    def fetchPage(self, url: str, headers: dict) -> Deferred:
+    def fetchPage(self, url: str, headers: dict, limit: Optional[int] = None) -> Deferred:
         self.page_requests.append((url, dict(headers)))
         value = self.pages.get(url)
         if callable(value):
@@ -43,7 +48,31 @@ class CannedUpstream:
             return fail(value)
         if isinstance(value, Deferred):
             return value
+        if limit is not None and len(value.body) >= limit:
+            value = value._replace(body=value.body[:limit], truncated=True)
         return succeed(value)
+
+    def head(self, url: str) -> Deferred:
+        self.heads.append(url)
+        data = self.files.get(url)
+        if isinstance(data, Exception) and not isinstance(data, DownloadError):
+            return fail(data)
+        if not isinstance(data, bytes):
+            return succeed(Head(404, None, False, "text/plain", None, None))
+        return succeed(Head(200, len(data), self.range_support, "application/octet-stream", None, None))
+
+    def fetchRange(self, url: str, first: int, last: int) -> Deferred:
+        self.ranges.append((url, first, last))
+        data = self.files.get(url)
+        if isinstance(data, Exception) and not isinstance(data, DownloadError):
+            return fail(data)
+        if not isinstance(data, bytes):
+            return succeed(RangeResponse(404, b"", None))
+        if not self.range_support:
+            return succeed(RangeResponse(200, b"", len(data)))
+        if first >= len(data):
+            return succeed(RangeResponse(416, b"", len(data)))
+        return succeed(RangeResponse(206, data[first:last + 1], len(data)))
 
     def download(self, url: str, write: Callable[[bytes], None]) -> Deferred:
         self.downloads.append(url)

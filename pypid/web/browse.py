@@ -71,9 +71,11 @@ class ProjectsRoot(PlainResource):
 
     isLeaf = True
 
-    def __init__(self, cache: BrowseCache) -> None:
+    def __init__(self, cache: BrowseCache, forms: bool = False) -> None:
+        """@param forms: show the yank forms (the index takes uploads)."""
         super().__init__()
         self.cache = cache
+        self.forms = forms
 
     def render_GET(self, request) -> bytes:
         segments = request.postpath
@@ -98,8 +100,10 @@ class ProjectsRoot(PlainResource):
         if project is None:
             return self._missing(request, name)
         base = base_url(request)
+        yanked = index.snapshot.yanked(key)
         page = self.cache.page(
-            ("project", key, base), lambda: browse.project_page(project, index.by_key[key], base)
+            ("project", key, base),
+            lambda: browse.project_page(project, index.by_key[key], base, yanked, self.forms),
         )
         return _send(request, page)
 

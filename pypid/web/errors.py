@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
+from pypid.store.interfaces import StoreUnavailable
+
 log = Logger()
 
 #: The body of an unexpected failure (details go to the log only).
@@ -43,6 +45,14 @@ class HTTPError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class NotAnUpload(HTTPError):
+    """
+    An answer due from a request's head alone, to a body that is no upload
+    (the yank API's): the access log has it, the audit log and the upload
+    metrics do not.
+    """
 
 
 class ErrorResponse(NamedTuple):
@@ -206,6 +216,10 @@ def _deliver(request: Any, result: object, errors: Optional[dict[type, int]]) ->
 def _failure_page(request: Any, failure: Failure, errors: Optional[dict[type, int]]) -> bytes:
     if failure.check(HTTPError):
         return error_page(request, failure.value)
+    if failure.check(StoreUnavailable):
+        # What the store depends on is away for now (its message says what).
+        return error_page(request, HTTPError(http.SERVICE_UNAVAILABLE, str(failure.value),
+                                             [(b"retry-after", b"5")]))
     for kind, code in (errors or {}).items():
         if failure.check(kind):
             return error_page(request, HTTPError(code, str(failure.value)))

@@ -374,11 +374,13 @@ class FileSender:
 def redirect_elsewhere(request, url: str) -> bytes:
     """
     Send the client to C{url} for a file's bytes (a backend's
-    L{IBody.redirect}): a 302 that no cache keeps, since such URLs expire.
+    L{IBody.redirect}, such as a presigned URL of an object store): a 307
+    (the same method again: a HEAD stays a HEAD) that no cache keeps,
+    since such URLs expire.
     """
     request.setHeader(b"location", url.encode("ascii"))
     request.setHeader(b"cache-control", b"no-store")
-    return text_response(request, http.FOUND, "Found elsewhere")
+    return text_response(request, http.TEMPORARY_REDIRECT, "Temporary Redirect")
 
 
 class Packages(PlainResource):

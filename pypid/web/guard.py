@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from pypid.auth.htpasswd import Busy
 from pypid.auth.logins import Logins, TooManyFailures
+from pypid.auth.tokens import refusal_text
 from pypid.counts import counted
 from pypid.web.errors import HTTPError, respond
 
@@ -162,7 +163,7 @@ class Guard(Resource):
             return failure
         if not failure.check(UnauthorizedLogin, LoginFailed):
             self.log.failure("authentication failed", failure)
-        raise self.authenticator.challenge("Unauthorized: wrong user name or password.")
+        raise self.authenticator.challenge(refusal_text(failure.value, "Unauthorized: wrong user name or password."))
 
     def _through(self, request):
         request.render(getChildForRequest(self.wrapped, request))

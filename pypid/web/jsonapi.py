@@ -13,6 +13,7 @@ from pypid.index.names import is_valid, normalize
 from pypid.index.pages import Page, make_page
 from pypid.web.errors import not_found
 from pypid.web.resource import PlainResource
+from pypid.web.simple import set_serial
 from pypid.web.util import base_url, redirect, serve_page
 
 #: How many rendered documents to keep (they vary with the client's Host).
@@ -24,9 +25,15 @@ class PypiJSON(PlainResource):
 
     isLeaf = True
 
-    def __init__(self, store: IPackageStore) -> None:
+    def __init__(self, store: IPackageStore, upstream=None) -> None:
+        """
+        @param upstream: the upstream fallback's web side
+            (L{pypid.web.upstreamfiles.UpstreamWeb}), which answers for
+            names that are not local.
+        """
         super().__init__()
         self.store = store
+        self.upstream = upstream
         self._cache: dict[tuple[str, Optional[str], str], Page] = {}
         store.subscribe(self._changed)
 
@@ -49,26 +56,31 @@ class PypiJSON(PlainResource):
             return redirect(request, f"{up}{key}/{rest}")
         project = self.store.snapshot.get(key)
         if project is None:
+            if self.upstream is not None and self.upstream.fallback is not None:
+                return self.upstream.serve_json(request, key, version)
             raise not_found(f"Project {key!r} is not on this index.")
         if version is not None and not pypijson.release_files(project, version):
             raise not_found(f"{key} has no release {version!r}.")
         base = base_url(request)
+        # What bandersnatch checks against the serial it was told.
+        set_serial(request, project.serial)
         cache_key = (key, version, base)
         page = self._cache.get(cache_key)
         if page is not None:
             return serve_page(request, page, b"application/json")
-        shown = version if version is not None else pypijson.latest_version(project)
+        snapshot = self.store.snapshot
+        yanked = snapshot.yanked(key)
+        shown = version if version is not None else pypijson.latest_version(project, yanked)
         source = pypijson.metadata_source(pypijson.release_files(project, shown))
         if source is None:
             d = succeed(None)
         else:
             d = self.store.readMetadata(source).addErrback(lambda f: f.trap(MetadataError) and None)
-        snapshot = self.store.snapshot
 
         def render(raw: Optional[bytes]) -> bytes:
             message = parse_message(raw) if raw is not None else None
             body = pypijson.project_document(
-                project, version, message, base, self.store.hash_algo, snapshot.generation
+                project, version, message, base, self.store.hash_algo, project.serial, yanked
             )
             built = make_page(body)
             if self.store.snapshot is snapshot:

@@ -25,7 +25,7 @@ _HEALTH = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 #: The first path segments pypid serves: a health endpoint under one of
 #: them would hide what is there.
 SERVED = ("simple", "packages", "pypi", "project", "search", "RPC2", "legacy", "metrics", "+upstream",
-          "favicon.ico", "robots.txt")
+          "+api", "favicon.ico", "robots.txt")
 
 log = Logger(namespace="pypid")
 
@@ -247,15 +247,18 @@ def guard(actions: frozenset, authenticator) -> Optional[Callable]:
     if authenticator is None or not actions & {"download", "list"}:
         return None
     from pypid.web.guard import Guard, is_listing
+    from pypid.web.scopes import ReadScope
 
     def protect(name: bytes, child):
+        # Behind the guard, an API token reads only what its scope covers.
+        scoped = ReadScope(child, name)
         if name == b"+upstream":
-            return Guard(child, authenticator, lambda postpath: "download" in actions)
+            return Guard(scoped, authenticator, lambda postpath: "download" in actions)
         if name == b"packages":
-            return Guard(child, authenticator,
+            return Guard(scoped, authenticator,
                          lambda postpath: ("list" if is_listing(postpath) else "download") in actions)
         if "list" in actions:
-            return Guard(child, authenticator)
+            return Guard(scoped, authenticator)
         return child
 
     return protect

@@ -10,7 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from pypid import __version__
-from pypid.store.interfaces import IPackageStore
+from pypid.store.interfaces import IPackageStore, IStoreHealth
 from pypid.index.names import is_valid, normalize
 from pypid.index.pages import PageCache
 from pypid.index.render import dumps
@@ -69,7 +69,12 @@ class Welcome(PlainResource):
 
 
 class Health(PlainResource):
-    """The health endpoint: 200 and a small JSON status."""
+    """
+    The health endpoint: 200 and a small JSON status: C{ok}, C{starting}
+    (the first index is not in place), or C{degraded} with the C{problems}
+    of a store whose engines are partly away (the index still serves what
+    it can: a load balancer keeps it).
+    """
 
     isLeaf = True
 
@@ -80,14 +85,20 @@ class Health(PlainResource):
     def render_GET(self, request) -> bytes:
         snapshot = self.store.snapshot
         ready = self.store.ready
-        body = dumps(
-            {
-                "status": "ok" if ready else "starting",
-                "version": __version__,
-                "projects": len(snapshot.projects),
-                "files": snapshot.file_count,
-            }
-        ) + b"\n"
+        status = {
+            "status": "ok" if ready else "starting",
+            "version": __version__,
+            "projects": len(snapshot.projects),
+            "files": snapshot.file_count,
+        }
+        if IStoreHealth.providedBy(self.store):
+            problems = self.store.problems()
+            if problems:
+                if ready:
+                    status["status"] = "degraded"
+                status["problems"] = problems
+            status["serial"] = snapshot.serial
+        body = dumps(status) + b"\n"
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-length", b"%d" % len(body))
@@ -132,6 +143,7 @@ class Root(PlainResource):
         upload: Optional[Resource] = None,
         protect: Optional[Callable[[bytes, Resource], Resource]] = None,
         upstream=None,
+        api: Optional[Resource] = None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -142,6 +154,8 @@ class Root(PlainResource):
         @param upstream: the upstream fallback, a
             L{pypid.web.upstreamfiles.UpstreamWeb}; in cache mode, cached upstream
             files are served under C{+upstream/} (C{+} is in no project name).
+        @param api: C{+api/}: the yank API (L{pypid.web.yankapi.YankAPI}),
+            which checks credentials itself.
         """
         super().__init__()
         self.store = store
@@ -150,11 +164,11 @@ class Root(PlainResource):
         children = {
             b"simple": SimpleRoot(pages, upstream),
             b"packages": Packages(store, pages, config.cache_control),
-            b"pypi": PypiJSON(store),
+            b"pypi": PypiJSON(store, upstream),
         }
         # Pages for people and XML-RPC search, from one search index.
         browse = BrowseCache(store)
-        children[b"project"] = ProjectsRoot(browse)
+        children[b"project"] = ProjectsRoot(browse, forms=config.uploads)
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)
         if upstream is not None and upstream.fallback is not None:
@@ -163,6 +177,9 @@ class Root(PlainResource):
             children[b"+upstream"] = UpstreamFiles(upstream)
         for name, child in children.items():
             self.putChild(name, protect(name, child) if protect is not None else child)
+        self._api = api
+        if api is not None:
+            self.putChild(b"+api", api)
         self.putChild(b"", Welcome(store, config))
         self.putChild(b"favicon.ico", Favicon())
         self.putChild(b"robots.txt", Robots())
@@ -172,9 +189,18 @@ class Root(PlainResource):
         self._wait = WaitForIndex(store)
 
     def take_body(self, request, method: bytes, uri: bytes, length):
-        """Who takes a request's body, asked with its head (see L{PypidSite.take_body}): uploads' own."""
-        take = getattr(self._upload, "take_body", None)
-        return take(request, method, uri, length) if take is not None else None
+        """
+        Who takes a request's body, asked with its head (see
+        L{PypidSite.take_body}): uploads' own, or an answer due before the
+        body is read (uploads' or the yank API's).
+        """
+        for resource in (self._upload, self._api):
+            take = getattr(resource, "take_body", None)
+            if take is not None:
+                decision = take(request, method, uri, length)
+                if decision is not None:
+                    return decision
+        return None
 
     def getChildWithDefault(self, path: bytes, request) -> Resource:
         if request.path == self.config.health_endpoint:

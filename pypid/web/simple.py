@@ -31,13 +31,23 @@ def _negotiate(request) -> Optional[str]:
     )
 
 
+def set_serial(request, serial: int) -> None:
+    """The serial mirroring tools check a page against (C{X-PyPI-Last-Serial})."""
+    request.setHeader(b"x-pypi-last-serial", b"%d" % serial)
+
+
 def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes:
     content_type = _negotiate(request)
     if content_type is None:
         raise HTTPError(http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
     # For the access log: which clients read which API.
     request.representation = "json" if content_type.endswith("+json") else "html"
+    # Mirrors (bandersnatch, devpi) check that a page is as new as the
+    # serial they were told: the project's, or the index's for the list and
+    # for pages of upstream projects (it is never lower than a serial they saw).
+    snapshot = pages.snapshot
     if key is None:
+        set_serial(request, snapshot.serial)
         if fallback is not None and fallback.lists_upstream:
             return fallback.serve_index(request, content_type)
         page = pages.index(content_type)
@@ -46,9 +56,11 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
         # The upstream fallback (pypid.web.upstreamfiles) answers for names that
         # are not local, and for local names the operator allowed to merge.
         if fallback is not None and (found is None or fallback.merges(key)):
+            set_serial(request, snapshot.serial)
             return fallback.serve_project(request, key, content_type)
         if found is None:
             raise not_found(f"Project {key!r} is not on this index.")
+        set_serial(request, snapshot.projects[key].serial)
         page = found
     return serve_page(request, page, content_type.encode("ascii") + b"; charset=utf-8"
                       if content_type == "text/html" else content_type.encode("ascii"))

@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 from pypid.web.errors import (
     INTERNAL_ERROR,
     HTTPError,
+    NotAnUpload,
     error_page,
     internal_error,
     method_not_allowed,
@@ -170,7 +171,8 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         if isinstance(decision, HTTPError):
             # Known from the head alone (uploads off, no credentials): the
             # body is never read.
-            self._refuse_body(decision.message, decision.code, decision.headers)
+            self._refuse_body(decision.message, decision.code, decision.headers,
+                              upload=not isinstance(decision, NotAnUpload))
             return
         # An upload: nothing of it is read until its head is accepted (the
         # password checked in its pool, room made in the store).

@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.web import http
 
+from pypid.auth.tokens import refusal_text
 from pypid.counts import mib
 from pypid.feed import incoming
 from pypid.feed.audit import AuditEvent
@@ -285,8 +286,8 @@ class LegacyUpload(PlainResource):
             user = yield policy.authenticator.authenticate(request)
         except HTTPError:
             raise
-        except UnauthorizedLogin:
-            raise UploadError(http.UNAUTHORIZED, WRONG_CREDENTIALS)
+        except UnauthorizedLogin as e:
+            raise UploadError(http.UNAUTHORIZED, refusal_text(e, WRONG_CREDENTIALS))
         if user is None:
             raise UploadError(http.UNAUTHORIZED, NO_CREDENTIALS)
         return user

@@ -14,12 +14,15 @@ from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.web import http
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from pypid.store.interfaces import IPackageStore
+from pypid.index.model import NO_YANKS
 from pypid.index.names import is_normalized, is_valid
 from pypid.index.pages import Page, PageCache, make_page
 from pypid.upstream import rewrite
-from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamUnavailable
+from pypid.upstream.fallback import Fallback, NotOnUpstream, UpstreamDown, UpstreamUnavailable
 from pypid.lru import Recent
 from pypid.upstream.policy import reserved
 from pypid.upstream.records import safe_filename
@@ -27,13 +30,18 @@ from pypid.store.interfaces import IBody
 from pypid.web.files import content_type_for, etag_for, send_file
 from pypid.web.errors import error_page, not_found, respond
 from pypid.web.resource import PlainResource
-from pypid.web.util import redirect, serve_page
+from pypid.web.send import BytesSender
+from pypid.web.util import base_url, redirect, serve_page
 
 
 CACHE, REDIRECT = "cache", "redirect"
 
-#: How upstream failures are answered.
-UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamUnavailable: http.BAD_GATEWAY}
+#: How upstream failures are answered (in this order: the first that matches).
+UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamDown: http.GATEWAY_TIMEOUT,
+                   UpstreamUnavailable: http.BAD_GATEWAY}
+
+#: Pages of up to this many files are rendered on the reactor thread.
+INLINE_FILES = 50
 
 #: How many rendered upstream pages (per format) are kept in memory.
 RENDERED_PAGES = 512
@@ -102,7 +110,9 @@ class UpstreamWeb:
             return redirect(request, self.url + key + "/", code)
         assert self.fallback is not None
         ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
-        local = self.store.snapshot.get(key) if self.merges(key) else None
+        snapshot = self.store.snapshot
+        local = snapshot.get(key) if self.merges(key) else None
+        yanked = snapshot.yanked(key) if local is not None else NO_YANKS
 
         def found(page) -> object:
             if page is None:
@@ -113,8 +123,64 @@ class UpstreamWeb:
         if local is not None:
             # The local files are served even when the upstream is down.
             d.addErrback(lambda f: f.trap(UpstreamUnavailable) and None)
-        d.addCallback(lambda entry: self._page(key, content_type, entry.project if entry else None, local))
+        d.addCallback(lambda entry: self._page(key, content_type, entry.project if entry else None, local, yanked))
         return render_async(request, d, found)
+
+    def serve_json(self, request, key: str, version: Optional[str]) -> object:
+        """
+        C{/pypi/<key>/json} (and C{/pypi/<key>/<version>/json}) for a name
+        that is not local: the upstream's JSON API document with pypid's
+        URLs, or one built from the upstream page and the release's core
+        metadata when the upstream has none or is down.
+        """
+        if self.reserved(key) or self.fallback is None:
+            raise not_found(f"Project {key!r} is not on this index.")
+        fallback = self.fallback
+        base = base_url(request)
+
+        def found(entry):
+            if entry is None:
+                raise not_found(f"Project {key!r} is neither on this index nor upstream.")
+            project = entry.project
+            d = fallback.known_metadata(key)
+            d.addCallback(lambda known: fallback.upstream_json(key, version).addCallback(
+                lambda document: self._json_page(key, version, project, document, dict(known), base)))
+            return d
+
+        d = fallback.project(key).addCallback(found)
+        return render_async(request, d, lambda page: serve_page(request, page, b"application/json"))
+
+    def _json_page(self, key: str, version: Optional[str], project, document, known: dict, base: str):
+        from pypid.index.render import dumps
+        from pypid.upstream import jsondoc
+
+        if document is not None:
+            rewritten = jsondoc.rewrite(document, project, version, base, known)
+            if rewritten is not None:
+                return self.fallback.threads(lambda: make_page(dumps(rewritten)))
+        shown = version if version is not None else jsondoc.latest_version(project)
+        files = jsondoc.release_files(project, shown) if shown is not None else []
+        if not files:
+            raise not_found(f"{key} has no release {version!r}." if version else f"{key} has no releases.")
+        source = jsondoc.metadata_file(files)
+
+        def render(raw: Optional[bytes], known: dict):
+            from pypid.store.metadata import parse_message
+
+            message = parse_message(raw) if raw else None
+            built = jsondoc.build(project, version, message, base, known)
+            if built is None:
+                raise not_found(f"{key} has no release {version!r}.")
+            return self.fallback.threads(lambda: make_page(dumps(built)))
+
+        if source is None:
+            return render(None, known)
+        d = self.fallback.metadata(key, source.filename).addCallback(_read_all)
+        # Without its metadata the document still lists the files.
+        d.addErrback(lambda f: f.trap(NotOnUpstream, UpstreamUnavailable) and None)
+        # (With the hash of the metadata just read.)
+        return d.addCallback(lambda raw: self.fallback.known_metadata(key).addCallback(
+            lambda now: render(raw, dict(now))))
 
     def serve_index(self, request, content_type: str) -> object:
         """C{/simple/} with the upstream's projects beside the local ones (C{--list-upstream})."""
@@ -143,24 +209,40 @@ class UpstreamWeb:
         d = self.fallback.project_names().addCallback(rendered)
         return render_async(request, d, lambda page: serve_page(request, page, ctype))
 
-    def _page(self, key: str, content_type: str, upstream, local):
-        """The rendered page (or a Deferred of it; L{None} when there is nothing)."""
+    def _page(self, key: str, content_type: str, upstream, local, yanked=NO_YANKS):
+        """
+        The rendered page (or a Deferred of it; L{None} when there is
+        nothing), rendered once per fetch of the upstream page (and per
+        change to the local files, their yanks, and the metadata files cached).
+        """
         if upstream is None and local is None:
             return None
         fmt = PageCache.format_of(content_type)
+        generation = self.fallback.metadata_generation.get(key, 0)
         cached = self._rendered.get((key, fmt))
-        if cached is not None and cached[0] is upstream and cached[1] is local:
-            return cached[2]
+        # A yank replaces the project's yank mapping (never changed in place).
+        if (cached is not None and cached[0] is upstream and cached[1] is local and cached[2] == generation
+                and cached[4] is yanked):
+            return cached[3]
 
         def keep(page: Page) -> Page:
-            self._rendered[(key, fmt)] = (upstream, local, page)
+            self._rendered[(key, fmt)] = (upstream, local, generation, page, yanked)
             return page
 
-        # Upstream pages can list thousands of files: rendered and
-        # compressed in a thread.
-        return self.fallback.threads(
-            lambda: make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo))
-        ).addCallback(keep)
+        def render(metadata: dict):
+            def build() -> Page:
+                return make_page(rewrite.project_page(key, fmt, upstream, local, self.store.hash_algo,
+                                                      dict(metadata), yanked))
+
+            files = (len(upstream.files) if upstream is not None else 0) + (len(local.files) if local else 0)
+            if files <= INLINE_FILES:
+                # (A thread hop would cost more than rendering a small page.)
+                return keep(build())
+            # Upstream pages can list thousands of files: rendered and
+            # compressed in a thread.
+            return self.fallback.threads(build).addCallback(keep)
+
+        return self.fallback.known_metadata(key).addCallback(render)
 
 
 class UpstreamFiles(PlainResource):
@@ -191,7 +273,21 @@ class UpstreamFiles(PlainResource):
         body = fallback.cached_file(key, filename)
         if body is not None:
             return self._send(request, key, filename, body)
+        if request.method == b"HEAD" or request.getHeader(b"range") is not None:
+            # Answered without fetching the file whole: its size from the
+            # page (or a HEAD upstream), the bytes asked for from the upstream.
+            d = fallback.size(key, filename)
+            return render_async(request, d, lambda found: self._remote(request, key, filename, *found))
         return self._later(request, fallback.file(key, filename), key, filename)
+
+    def _remote(self, request, key: str, filename: str, record, size: Optional[int]):
+        if size is None:
+            # Neither the page nor the upstream says: fetched whole after all.
+            return self._later(request, self.web.fallback.file(key, filename), key, filename)
+        body = UpstreamBody(self.web.fallback, key, record, size)
+        etag = etag_for(record.sha256, size, body.mtime_ns)
+        served = send_file(request, body, content_type_for(filename), etag, self.web.cache_control)
+        return self._missing(request) if served is None else served
 
     @staticmethod
     def _missing(request) -> bytes:
@@ -217,8 +313,149 @@ class UpstreamFiles(PlainResource):
             return self._missing(request)
         entry = self.web.fallback.cached_project(key)
         record = entry.project.file(filename) if entry is not None else None
-        digest = (record.metadata_sha256 if metadata else record.sha256) if record is not None else None
+        if metadata:
+            digest = record.metadata_sha256 if record is not None else None
+            digest = digest or self.web.fallback.metadata_sha256(key, filename)
+        else:
+            digest = record.sha256 if record is not None else None
         etag = etag_for(digest, body.size, body.mtime_ns)
         content_type = "text/plain; charset=utf-8" if metadata else content_type_for(filename)
         served = send_file(request, body, content_type, etag, self.web.cache_control)
         return self._missing(request) if served is None else served
+
+
+#: Ranges of a file not cached up to this size are fetched from the upstream
+#: into memory and sent; longer ones are served once the file is cached whole.
+PASS_THROUGH = 4 * 1024 * 1024
+
+
+@implementer(IBody)
+class UpstreamBody:
+    """
+    An upstream file not cached yet, as a body for
+    L{pypid.web.files.send_file} (which answers C{HEAD}, conditions and
+    C{Range} from its size alone): a range of it is fetched from the
+    upstream (L{PASS_THROUGH} bytes at most; an upstream that serves no
+    ranges has the file fetched whole, into the cache), all of it is
+    fetched into the cache and sent from there.
+    """
+
+    redirect = None
+
+    def __init__(self, fallback: Fallback, key: str, record, size: int) -> None:
+        self.fallback = fallback
+        self.key = key
+        self.record = record
+        self.size = size
+        self.mtime_ns = _upload_time_ns(record.upload_time)
+
+    def _whole(self, offset: int, count: int) -> bool:
+        return (offset == 0 and count >= self.size) or count > PASS_THROUGH
+
+    def read(self, offset: int, count: int) -> Deferred:
+        if self._whole(offset, count):
+            d = self._from_cache(offset, count)
+        else:
+            d = self.fallback.fetch_range(self.record, offset, offset + count - 1)
+            d.addCallback(lambda data: data if data is not None else self._from_cache(offset, count))
+        return d.addErrback(_as_http_error)
+
+    def _from_cache(self, offset: int, count: int) -> Deferred:
+        def opened(body: Optional[IBody]):
+            if body is None:
+                return b""
+            try:
+                return body.read(offset, count)
+            finally:
+                body.close()
+
+        return self.fallback.file(self.key, self.record.filename).addCallback(opened)
+
+    def stream(self, request, offset: int, count: int) -> None:
+        if self._whole(offset, count):
+            d = self.fallback.file(self.key, self.record.filename)
+
+            def opened(body: Optional[IBody]) -> None:
+                if body is not None and (request.finished or getattr(request, "_disconnected", False)):
+                    body.close()
+                    return
+                if body is None or body.size != self.size:
+                    if body is not None:
+                        body.close()
+                    request.loseConnection()
+                    return
+                body.stream(request, offset, count)
+
+            d.addCallbacks(opened, lambda f: _unsent(request, f))
+            return
+        d = self.read(offset, count)
+
+        def arrived(data: bytes) -> None:
+            if len(data) != count:
+                request.loseConnection()
+                return
+            BytesSender(request, data).start()
+
+        d.addCallbacks(arrived, lambda f: _unsent(request, f))
+
+    def close(self) -> None:
+        pass
+
+
+def _upload_time_ns(stamp: Optional[str]) -> int:
+    """A PEP 700 upload time as nanoseconds since the epoch (0 when unknown)."""
+    from datetime import datetime
+
+    if not stamp:
+        return 0
+    try:
+        return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1_000_000_000)
+    except ValueError:
+        return 0
+
+
+def _read_all(body: Optional[IBody]):
+    """All the bytes of a small cached file (its core metadata), then let go."""
+    if body is None:
+        return None
+    try:
+        data = body.read(0, body.size)
+    except BaseException:
+        body.close()
+        raise
+    if isinstance(data, Deferred):
+        return data.addBoth(lambda result: (body.close(), result)[1])
+    body.close()
+    return data
+
+
+def _as_http_error(failure):
+    """An upstream failure as the L{HTTPError} it is answered with."""
+    from pypid.web.errors import HTTPError
+
+    for kind, code in UPSTREAM_ERRORS.items():
+        if failure.check(kind):
+            raise HTTPError(code, str(failure.value))
+    return failure
+
+
+def _unsent(request, failure) -> None:
+    """
+    A streamed answer that failed before anything was written (its status
+    and headers are set, not sent): answered with the error instead.
+    """
+    from pypid.web.errors import _failure_page
+
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    if request.startedWriting:
+        request.loseConnection()
+        return
+    for name in (b"content-range", b"etag", b"last-modified", b"accept-ranges", b"cache-control"):
+        request.responseHeaders.removeHeader(name)
+    body = _failure_page(request, failure, UPSTREAM_ERRORS)
+    if body is NOT_DONE_YET:
+        return
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()

@@ -1,7 +1,9 @@
 """
 XML-RPC at C{/RPC2} and C{POST /pypi}: C{search} (what C{pip search} calls)
 and C{list_packages}, answered from the same L{pypid.index.search.SearchIndex} as
-the search page.
+the search page; and what mirroring tools (bandersnatch) read of the serial:
+C{list_packages_with_serial}, C{changelog_last_serial} and
+C{changelog_since_serial}.
 
 Calls are parsed with expat under a guard equivalent to defusedxml's: a
 document type declaration, any entity declaration and external entity
@@ -17,6 +19,10 @@ import xml.parsers.expat
 from typing import Any
 from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
 
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from pypid.index.changes import ADD, REMOVE, REMOVE_PROJECT, ChangesSince
 from pypid.web.resource import PlainResource
 
 from pypid.index.search import SearchError
@@ -32,6 +38,8 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 APPLICATION_ERROR = -32500
+
+log = Logger()
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -96,12 +104,17 @@ class XmlRpc(PlainResource):
         super().__init__()
         self.cache = cache
 
-    def render_POST(self, request) -> bytes:
+    def render_POST(self, request):
+        def send(body: bytes) -> bytes:
+            request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.setHeader(b"cache-control", b"no-store")
+            return body
+
         body = self.answer(self._body(request))
-        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.setHeader(b"cache-control", b"no-store")
-        return body
+        if isinstance(body, Deferred):
+            return body.addCallback(send)
+        return send(body)
 
     @staticmethod
     def _body(request) -> bytes:
@@ -109,8 +122,11 @@ class XmlRpc(PlainResource):
         content.seek(0)
         return content.read(MAX_BODY + 1)
 
-    def answer(self, body: bytes) -> bytes:
-        """The XML-RPC response (always well-formed) to the call in C{body}."""
+    def answer(self, body: bytes):
+        """
+        The XML-RPC response (always well-formed) to the call in C{body}:
+        bytes, or a Deferred of them for calls answered later.
+        """
         if len(body) > MAX_BODY:
             return fault(INVALID_REQUEST, f"The request is larger than {MAX_BODY} bytes.")
         try:
@@ -122,14 +138,25 @@ class XmlRpc(PlainResource):
             return fault(PARSE_ERROR, f"Not a well-formed XML-RPC call: {e}.")
         handler = getattr(self, "xmlrpc_" + method, None) if method.isidentifier() else None
         if handler is None:
-            return fault(METHOD_NOT_FOUND, f"Method {method!r} is not supported; this index offers search and list_packages.")
+            return fault(METHOD_NOT_FOUND, f"Method {method!r} is not supported; this index offers "
+                                           f"{', '.join(self.methods())}.")
         try:
             result = handler(*params)
         except TypeError as e:
             return fault(INVALID_PARAMS, f"Invalid parameters for {method}: {e}.")
         except SearchError as e:
             return fault(APPLICATION_ERROR, f"RuntimeError: {e}")
-        return dumps((_clean(result),), methodresponse=True).encode("utf-8")
+        if isinstance(result, Deferred):
+            def failed(failure) -> bytes:
+                log.failure("XML-RPC {method} failed", failure, method=method)
+                return fault(APPLICATION_ERROR, f"{method} failed; see the server log.")
+
+            return result.addCallback(_response).addErrback(failed)
+        return _response(result)
+
+    @classmethod
+    def methods(cls) -> list[str]:
+        return sorted(name[len("xmlrpc_"):] for name in dir(cls) if name.startswith("xmlrpc_"))
 
     def xmlrpc_search(self, spec, operator="and"):
         """C{search(spec, operator)}; see L{pypid.index.search.SearchIndex.spec_search}."""
@@ -138,3 +165,49 @@ class XmlRpc(PlainResource):
     def xmlrpc_list_packages(self):
         """Every project's display name."""
         return [entry.name for entry in self.cache.index.entries]
+
+    # The serial, as mirroring tools read it (the public index's methods).
+
+    def xmlrpc_list_packages_with_serial(self):
+        """Every project's display name and the serial of its last change."""
+        return {project.name: project.serial for project in self.cache.store.snapshot.projects.values()}
+
+    def xmlrpc_changelog_last_serial(self):
+        """The serial of the last change to the index."""
+        return self.cache.store.snapshot.serial
+
+    def xmlrpc_changelog_since_serial(self, since=0):
+        """
+        The changes after serial C{since}, oldest first, as
+        C{[name, version, timestamp, action, serial]}. Beyond the change
+        log's horizon (or past the index's serial) every project is listed
+        with its serial instead, so that the mirror checks them all: a full
+        sync. (A project removed meanwhile is then not named.)
+        """
+        if not isinstance(since, int) or isinstance(since, bool):
+            raise TypeError("since_serial must be an integer")
+        store = self.cache.store
+
+        def entries(answer: ChangesSince) -> list:
+            if answer.complete:
+                return [[c.name, c.version, int(c.at), _action(c.action, c.filename), c.serial]
+                        for c in answer.changes]
+            return [[p.name, "", 0, f"sync: the change log does not reach back to serial {since}", p.serial]
+                    for p in store.snapshot.projects.values()]
+
+        return store.changelog(since).addCallback(entries)
+
+
+def _response(result) -> bytes:
+    return dumps((_clean(result),), methodresponse=True).encode("utf-8")
+
+
+def _action(action: str, filename: str) -> str:
+    """A change's action in the words of the public index's change log."""
+    if action == ADD:
+        return f"add file {filename}"
+    if action == REMOVE:
+        return f"remove file {filename}"
+    if action == REMOVE_PROJECT:
+        return "remove project"
+    return "files changed while the index was not running"

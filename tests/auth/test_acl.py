@@ -72,6 +72,42 @@ class AclFileTests(SynchronousTestCase):
         with open(self.owners) as f:
             self.assertIn("new = alice\n", f.read())
 
+    def test_shared_first_uploaders(self):
+        """With replicas, claims go to the shared owners (first claim wins); the owners file still wins."""
+        from pypid.store.interfaces import StoreUnavailable
+
+        class Shared:
+            def __init__(self):
+                self.owners = {"taken": "carol"}
+                self.away = False
+
+            def owner(self, project):
+                if self.away:
+                    raise StoreUnavailable("the catalog is unavailable")
+                return self.owners.get(project)
+
+            def claim(self, project, user):
+                return self.owners.setdefault(project, user)
+
+        self.write("unlisted-projects = first-uploader\n")
+        with open(self.owners, "w") as f:
+            f.write("pinned = bob\n")
+        shared = Shared()
+        acl = AclFile(self.path, self.owners, shared)
+        self.assertTrue(acl.authorize("alice", "new", exists=False).claimed)
+        self.assertEqual(shared.owners["new"], "alice")
+        self.assertEqual(acl.authorize("bob", "new", exists=True).reason, "new belongs to alice")
+        self.assertEqual(acl.authorize("alice", "taken", exists=False).reason, "taken belongs to carol")
+        self.assertEqual(acl.authorize("alice", "pinned", exists=False).reason, "pinned belongs to bob")
+        with open(self.owners) as f:
+            self.assertEqual(f.read(), "pinned = bob\n", "claims are not written to the file")
+        # Another replica claimed it between the look-up and the claim: its owner wins.
+        shared.owner = lambda project: None
+        self.assertEqual(acl.authorize("bob", "taken", exists=False).reason, "taken belongs to carol")
+        shared.away = True
+        del shared.owner
+        self.assertRaises(StoreUnavailable, acl.authorize, "alice", "other", exists=False)
+
     def test_owners_file_directive_and_anyone(self):
         self.write("unlisted-projects = first-uploader\nowners-file = own.txt\n")
         acl = AclFile(self.path, self.owners)

@@ -123,6 +123,29 @@ class PublisherTests(SynchronousTestCase):
             "file=taken-1.0-py3-none-any.whl status=403: Forbidden"), self.lines[-1])
         self.assertNotIn("taken", self.store.snapshot.projects)
 
+    def test_a_store_that_is_unavailable_is_503(self):
+        """A store whose engines are away (StoreUnavailable) refuses uploads and removals with 503 and why."""
+        from twisted.internet.defer import fail
+
+        from pypid.store.interfaces import StoreUnavailable
+
+        self.successResultOf(self.publish())
+        away = StoreUnavailable("the catalog is unavailable (down); uploads are refused until it is back")
+        self.store.publish = lambda *args, **kwargs: fail(away)
+        self.store.remove = lambda files: fail(away)
+        message = self.refusal(self.publish(wheel_bytes("demo", "2.0")), 503)
+        self.assertEqual(message, f"Service Unavailable: {away}")
+        message = self.refusal(self.publisher.remove(self.event("remove_pkg"), "demo", Version("1.0")), 503)
+        self.assertEqual(message, f"Service Unavailable: {away}")
+        self.assertTrue(self.lines[-1].endswith(f"status=503: Service Unavailable: {away}"), self.lines[-1])
+
+        class AwayAcl:
+            def authorize(self, user, project, exists):
+                raise away
+
+        self.publisher.acl = AwayAcl()
+        self.assertEqual(self.refusal(self.publish(wheel_bytes("demo", "3.0")), 503), f"Service Unavailable: {away}")
+
     def test_ftp_lines_have_the_same_shape(self):
         self.successResultOf(self.publish(action="ftp_upload", streamed=True))
         self.assertEqual(self.lines[-1],

@@ -61,6 +61,18 @@ class SnapshotTests(SynchronousTestCase):
         self.assertIsNone(new.get("foo"))
         self.assertEqual(len(new.get("bar").files), 1)
 
+    def test_serial(self):
+        """Each change numbers the snapshot and the projects it touched: one more, or the store's own number."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")])
+        self.assertEqual((snap.serial, snap.get("foo").serial), (1, 1))
+        new, _ = snap.apply([dist("foo-2.0.whl", version="2.0")], [])
+        self.assertEqual((new.serial, new.get("foo").serial, new.get("bar").serial), (2, 2, 1))
+        newer, _ = new.apply([], ["bar-1.whl"], serial=40)
+        self.assertEqual((newer.serial, newer.get("foo").serial), (40, 2))
+        self.assertIs(newer.apply([], ["missing.whl"], serial=41)[0], newer)
+        built, _ = IndexSnapshot.empty().apply([dist("foo-1.0.whl")], [], serial=7)
+        self.assertEqual((built.serial, built.get("foo").serial), (7, 7))
+
     def test_display_name_follows_newest(self):
         snap = IndexSnapshot.build([dist("a.whl", name="Old_Name"), dist("b.whl", version="2", name="New.Name")])
         self.assertEqual(snap.get("foo").name, "New.Name")
@@ -185,3 +197,64 @@ class OneFilePerReleaseTests(SynchronousTestCase):
         snap, _ = snap.apply([], ["sub/CASEP-1.0.0-PY3-NONE-ANY.WHL"])
         self.assertIn("Casep-1.0-py3-none-any.whl", [f.path for f in snap.get("casep").files])
         self.assertEqual((snap.file_count, snap.shadowed), (3, 0))
+class YankSnapshotTests(SynchronousTestCase):
+    def test_yanks_ride_along_file_changes(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")])
+        yanked, changed = snap.with_yanks({"foo": {"foo-1.0.whl": "r"}})
+        self.assertEqual((changed, yanked.generation), (frozenset({"foo"}), snap.generation + 1))
+        self.assertIs(yanked.files, snap.files)
+        self.assertEqual((yanked.serial, yanked.get("foo").serial), (snap.serial + 1, snap.serial + 1),
+                         "a yank is a change: numbered, and so is its project")
+        self.assertEqual(snap.yanks, {}, "the old snapshot is untouched")
+        later, _ = yanked.apply([dist("foo-2.0.whl", version="2.0")], ["foo-1.0.whl"])
+        self.assertEqual(dict(later.yanked("foo")), {"foo-1.0.whl": "r"})
+        self.assertEqual(later.yank_reason(dist("foo-1.0.whl")), "r")
+        self.assertIsNone(later.yank_reason(dist("foo-2.0.whl", version="2.0")))
+
+    def test_first_scan_keeps_yanks_read_before_it(self):
+        empty, _ = IndexSnapshot.empty().with_yanks({"foo": {"foo-1.0.whl": ""}})
+        scanned, _ = empty.apply([dist("foo-1.0.whl")], [])
+        self.assertEqual(scanned.yank_reason(dist("foo-1.0.whl")), "")
+
+    def test_no_change_no_snapshot(self):
+        snap, _ = IndexSnapshot.build([dist("foo-1.0.whl")]).with_yanks({"foo": {"foo-1.0.whl": "r"}})
+        self.assertEqual(snap.with_yanks({"foo": {"foo-1.0.whl": "r"}, "bar": {}}), (snap, frozenset()))
+        cleared, changed = snap.with_yanks({"foo": {}})
+        self.assertEqual((dict(cleared.yanks), changed), ({}, frozenset({"foo"})))
+
+
+class SerialTests(SynchronousTestCase):
+    """The index's serial: the number of the last change, and per project of the last change to it."""
+
+    def test_build_and_apply_number_changes(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")])
+        self.assertEqual((snap.serial, snap.get("foo").serial, snap.get("bar").serial), (1, 1, 1))
+        new, _ = snap.apply([dist("foo-2.0.whl", version="2.0")], [])
+        self.assertEqual((new.serial, new.get("foo").serial, new.get("bar").serial), (2, 2, 1))
+        self.assertIs(new.get("bar"), snap.get("bar"))
+        given, _ = new.apply([], ["bar-1.whl"], serial=40)
+        self.assertEqual((given.serial, given.get("foo").serial), (40, 2))
+        self.assertIsNone(given.get("bar"))
+
+    def test_serial_never_goes_back(self):
+        """A change numbered below the snapshot's serial (a replica replaying) leaves the snapshot's serial."""
+        snap, _ = IndexSnapshot.empty().apply([dist("foo-1.0.whl")], [], serial=10)
+        self.assertEqual(snap.serial, 10)
+        new, _ = snap.apply([dist("foo-2.0.whl", version="2.0")], [], serial=7)
+        self.assertEqual((new.serial, new.get("foo").serial), (10, 7))
+
+    def test_no_change_no_serial(self):
+        snap = IndexSnapshot.build([dist("foo-1.0.whl")], serial=5)
+        same, changed = snap.apply([dist("foo-1.0.whl")], [], serial=6)
+        self.assertIs(same, snap)
+        self.assertEqual(same.serial, 5)
+
+    def test_with_serials(self):
+        """Serials learnt after the files (a store's own records) are set per project, sharing the files."""
+        snap = IndexSnapshot.build([dist("foo-1.0.whl"), dist("bar-1.whl", project="bar", version="1")], serial=9)
+        tagged = snap.with_serials({"foo": 3, "gone": 8}, serial=12)
+        self.assertEqual((tagged.serial, tagged.get("foo").serial, tagged.get("bar").serial), (12, 3, 9))
+        self.assertIs(tagged.files, snap.files)
+        self.assertIs(tagged.get("bar"), snap.get("bar"))
+        self.assertNotIn("gone", tagged.projects)
+        self.assertEqual(tagged.with_serials({}, serial=2).serial, 12)

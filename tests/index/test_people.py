@@ -70,3 +70,14 @@ def test_pages_escape_and_link_relatively():
 def test_human_size():
     assert [browse.human_size(n) for n in (0, 1, 1023, 1536, 5 * 2**20, 3 * 2**30)] == [
         "0 bytes", "1 byte", "1023 bytes", "1.5 KiB", "5.0 MiB", "3.0 GiB"]
+
+
+def test_entries_follow_yanks():
+    """The newest release that is not yanked is the one lists and search show; a yank rebuilds the entry."""
+    first = SearchIndex(SNAPSHOT)
+    assert first.by_key["demo-app"].version == "1.1"
+    yanked, _ = SNAPSHOT.with_yanks({"demo-app": {"Demo_App-1.1.tar.gz": "broken"}})
+    second = SearchIndex(yanked, first)
+    assert second.by_key["demo-app"].version == "1.0"
+    assert second.by_key["demo-lib"] is first.by_key["demo-lib"]
+    assert SearchIndex(yanked, second).by_key["demo-app"] is second.by_key["demo-app"]

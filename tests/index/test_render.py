@@ -132,3 +132,86 @@ class PageCacheTests(SynchronousTestCase):
         self.assertNotEqual(html.etag, js.etag)
         self.assertNotEqual(html.etag, html.gzip_etag)
         self.assertTrue(html.etag.startswith(b'"') and html.etag.endswith(b'"'))
+
+
+class YankRenderTests(SynchronousTestCase):
+    """PEP 592 on every page: data-yanked, JSON yanked, /pypi json, /packages/."""
+
+    def snapshot(self):
+        snap = IndexSnapshot.build([
+            dist("sub/foo_bar-1.0-py3-none-any.whl", project="foo-bar", name="Foo_Bar"),
+            dist("foo_bar-1.0.tar.gz", project="foo-bar", kind="sdist"),
+            dist("foo_bar-0.9.tar.gz", project="foo-bar", kind="sdist", version="0.9"),
+        ])
+        snap, changed = snap.with_yanks({"foo-bar": {
+            "foo_bar-1.0-py3-none-any.whl": 'broken <"&> build', "foo_bar-1.0.tar.gz": ""}})
+        self.assertEqual(changed, frozenset({"foo-bar"}))
+        return snap
+
+    def test_html_always_has_a_value(self):
+        snap = self.snapshot()
+        body = render.project_html(snap.get("foo-bar"), "sha256", snap.yanked("foo-bar"))
+        page = parse(body)
+        self.assertEqual(page.by_text("foo_bar-1.0-py3-none-any.whl")["data-yanked"], 'broken <"&> build')
+        self.assertIn(b'data-yanked="broken &lt;&quot;&amp;&gt; build"', body)
+        self.assertEqual(page.by_text("foo_bar-1.0.tar.gz")["data-yanked"], "")
+        self.assertIn(b'data-yanked=""', body)
+        self.assertNotIn("data-yanked", page.by_text("foo_bar-0.9.tar.gz"))
+
+    def test_json_reason_or_true(self):
+        snap = self.snapshot()
+        doc = json.loads(render.project_json(snap.get("foo-bar"), "sha256", snap.yanked("foo-bar")))
+        yanked = {f["filename"]: f.get("yanked") for f in doc["files"]}
+        self.assertEqual(yanked, {"foo_bar-0.9.tar.gz": None, "foo_bar-1.0-py3-none-any.whl": 'broken <"&> build',
+                                  "foo_bar-1.0.tar.gz": True})
+
+    def test_flat_listing(self):
+        page = parse(render.files_html(self.snapshot(), "sha256"))
+        self.assertEqual(page.by_text("sub/foo_bar-1.0-py3-none-any.whl")["data-yanked"], 'broken <"&> build')
+        self.assertNotIn("data-yanked", page.by_text("foo_bar-0.9.tar.gz"))
+
+    def test_page_cache_renders_the_yanks_and_drops_on_a_change(self):
+        snap = IndexSnapshot.build([dist("a-1.whl", project="a")])
+        cache = PageCache(snap, "sha256")
+        before = cache.project("a", TEXT_HTML)
+        new, changed = snap.with_yanks({"a": {"a-1.whl": "r"}})
+        cache.update(new, changed)
+        after = cache.project("a", TEXT_HTML)
+        self.assertNotEqual(before.etag, after.etag)
+        self.assertIn(b'data-yanked="r"', after.body)
+        self.assertIn(b'"yanked":"r"', cache.project("a", JSON_V1).body)
+
+    def test_pypi_json(self):
+        from pypid.index import pypijson
+
+        snap = self.snapshot()
+        project = snap.get("foo-bar")
+        yanked = snap.yanked("foo-bar")
+        self.assertEqual(pypijson.latest_version(project, yanked), "0.9", "not yanked first")
+        self.assertEqual(pypijson.latest_version(project), "1.0")
+        doc = json.loads(pypijson.project_document(project, None, None, "http://h/", "sha256", 3, yanked))
+        self.assertEqual((doc["info"]["version"], doc["info"]["yanked"], doc["info"]["yanked_reason"]),
+                         ("0.9", False, None))
+        files = {f["filename"]: (f["yanked"], f["yanked_reason"]) for f in doc["releases"]["1.0"]}
+        self.assertEqual(files, {"foo_bar-1.0-py3-none-any.whl": (True, 'broken <"&> build'),
+                                 "foo_bar-1.0.tar.gz": (True, None)})
+        release = json.loads(pypijson.project_document(project, "1.0", None, "http://h/", "sha256", 3, yanked))
+        self.assertEqual((release["info"]["yanked"], release["info"]["yanked_reason"]), (True, 'broken <"&> build'))
+        # Every release yanked: the highest is still shown.
+        everything = {f.filename: "" for f in project.files}
+        self.assertEqual(pypijson.latest_version(project, everything), "1.0")
+
+    def test_people_page(self):
+        from pypid.index import people
+        from pypid.index.search import entry_of
+
+        snap = self.snapshot()
+        project = snap.get("foo-bar")
+        page = people.project_page(project, entry_of(project), "http://h/", snap.yanked("foo-bar"), forms=True).decode()
+        self.assertIn('<h1>foo-bar <span class="version">0.9</span></h1>', page)
+        self.assertIn("<s>1.0</s>", page)
+        self.assertIn("Yanked: broken &lt;&quot;&amp;&gt; build.", page)
+        self.assertIn('<tr class="yanked">', page)
+        self.assertIn('action="../../+api/unyank"', page)
+        self.assertIn('action="../../+api/yank"', page)
+        self.assertNotIn("+api", people.project_page(project, entry_of(project), "http://h/").decode())

@@ -489,3 +489,28 @@ async def test_unreachable_unknown_and_refused_catalogs_are_one_line(postgres, c
     with pytest.raises(CatalogUnavailable) as caught:
         await catalogs(wrong_inline).start()
     assert "wrong-inline-password" not in str(caught.value)
+
+
+def test_a_process_whose_reactor_stops_does_not_wait_for_the_pool(catalog_url, tmp_path):
+    """The catalog's threads are no daemons: the pool stops with the reactor, stop() called or not."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.server import ROOT
+
+    script = tmp_path / "forgetful.py"
+    script.write_text(
+        "import sys\n"
+        "from twisted.internet import task\n"
+        "from pypid.store.objectstore.catalog import Catalog\n"
+        "async def main(reactor):\n"
+        "    catalog = Catalog(sys.argv[1], reactor=reactor)\n"
+        "    await catalog.start()\n"
+        "    print('serial', await catalog.last_serial())\n"
+        "task.react(lambda reactor: __import__('twisted.internet.defer', fromlist=['x']).ensureDeferred(main(reactor)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, str(script), catalog_url], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (0, "serial 0\n"), result.stderr

@@ -137,9 +137,9 @@ def test_install_through_pypid_then_upstream_down_then_restart(start_server, env
     uv_install(server, env, tmp_path / "t6", "remote-app")
     assert installed(tmp_path / "t6") == ["remote_app-1.0.dist-info", "remote_lib-2.0.dist-info"]
     assert "serving the copy cached" in server.log()
-    # A project never seen: a clear 502.
+    # A project never seen: a clear 504 (the upstream is not there).
     status, _, body = server.get("/simple/never-seen/")
-    assert status == 502 and b"'never-seen'" in body
+    assert status == 504 and b"connection refused" in body and b"'never-seen'" in body
 
 
 def test_local_names_shadow_the_upstream(start_server, env, tmp_path):
@@ -316,7 +316,8 @@ def test_timeouts(start_server, fake_upstream, tmp_path, behaviour):
                           "--cache-dir", str(cache), str(local))
     started = time.monotonic()
     status, _, body = server.get(f"/+upstream/stuck/{name}")
-    assert status == 502, body
+    # Headers that never come: the upstream is taken for unreachable (504).
+    assert status == (502 if behaviour == "stall" else 504), body
     assert time.monotonic() - started < 5
     assert [p for p in cached_files(cache) if not p.startswith("pages/")] == []
 
@@ -369,3 +370,81 @@ def test_reserved_names_never_fall_back(start_server, tmp_path):
     assert server.get("/simple/public-thing/")[0] == 200
     status, _, body = server.get("/simple/")
     assert b"public-thing" in body and b"acme" not in body
+
+
+def reason_of(server, path: str) -> tuple[int, str, float]:
+    """(status, reason phrase, seconds taken) of a GET."""
+    import http.client
+
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status, response.reason, time.monotonic() - started
+
+
+def test_unreachable_upstream_fails_fast_with_the_cause(start_server, env, tmp_path):
+    """An upstream that never answers: the start is not held up, then every request fails at once, saying why."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections are made, never answered
+    try:
+        local = tmp_path / "local"
+        local.mkdir()
+        started = time.monotonic()
+        server = start_server("--fallback-url", f"http://127.0.0.1:{silent.getsockname()[1]}/simple/",
+                              "--upstream-timeout", "2", str(local))
+        assert time.monotonic() - started < 2, "the check of the upstream does not hold the start up"
+        deadline = time.monotonic() + 20
+        while "cannot be reached (no answer in time)" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        # The check at start failed, but makes no request fail: the first waits for its timeout...
+        status, reason, took = reason_of(server, "/simple/first/")
+        assert status == 504 and "no answer in time" in reason and took > 1.5, (reason, took)
+        # ... and for a while the next ones fail at once.
+        for name in ("never-seen", "other", "third"):
+            status, reason, took = reason_of(server, f"/simple/{name}/")
+            assert status == 504
+            assert reason == f"Upstream index failed (no answer in time): '{name}' is not in this index's cache."
+            assert took < 1, took
+        status, _, took = reason_of(server, "/+upstream/other/other-1.0.tar.gz")
+        assert status == 504 and took < 1
+        # pip does not retry a 504 (it does a 502, for seconds), and shows the reason with -v.
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "pip", "install", "-vv", "--retries", "5",
+                                 "--target", str(tmp_path / "t"), "--index-url", server.url + "simple/", "never-seen"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0
+        assert "504 Server Error: Upstream index failed (no answer in time)" in result.stdout + result.stderr
+        assert time.monotonic() - started < 5
+        # uv shows the reason phrase (after its own retries).
+        result = subprocess.run([tool("uv"), "pip", "install", "--python", sys.executable, "--target",
+                                 str(tmp_path / "t2"), "--index-url", server.url + "simple/", "never-seen"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0
+        assert "504 Upstream index failed (no answer in time): 'never-seen'" in result.stderr, result.stderr
+        assert server.log().count("cannot be reached") == 1
+    finally:
+        silent.close()
+
+
+def test_start_warns_when_the_url_is_not_a_simple_index(start_server, tmp_path):
+    upstream_dir = tmp_path / "upstream"
+    write_dist(str(upstream_dir), wheel_bytes("anything", "1.0"))
+    upstream = start_server(str(upstream_dir))
+    local = tmp_path / "local"
+    local.mkdir()
+    wrong = start_server("--fallback-url", upstream.url, str(local))
+    right = start_server("--fallback-url", upstream.url + "simple/", str(local))
+    deadline = time.monotonic() + 20
+    while "answers as a simple index" not in right.log() or "does not look like a simple index" not in wrong.log():
+        assert time.monotonic() < deadline, (wrong.log(), right.log())
+        time.sleep(0.05)
+    line = next(line for line in wrong.log().splitlines() if "does not look like a simple index" in line)
+    assert "its page is not a list of projects" in line and "/simple/" in line
+    assert "does not look like" not in right.log()

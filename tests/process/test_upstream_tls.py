@@ -7,6 +7,7 @@ import json
 import ssl
 import time
 import urllib.request
+from pathlib import Path
 
 from pypid.testing import wheel_bytes, write_dist
 from tests.server import PypidServer
@@ -87,17 +88,48 @@ def test_tls_upstream_verified(start_server, tmp_path):
         local = tmp_path / "local"
         local.mkdir()
         untrusting = start_server("--fallback-url", upstream.url + "simple/", str(local))
-        status, _, body = untrusting.get("/simple/tls-only/")
-        assert status == 502, body
+        for _ in range(2):
+            status, _, body = untrusting.get("/simple/tls-only/")
+            assert status == 504, body
+            assert b"(TLS: certificate verify failed)" in body and b"Failure" not in body, body
         assert "GET /simple/tls-only/" not in upstream.log()
-        assert "certificate" in untrusting.log(), untrusting.log()
+        log = untrusting.log()
+        lines = [line for line in log.splitlines() if "--upstream-ca FILE" in line]
+        assert len(lines) == 1, log
+        assert f"TLS with the upstream localhost:{upstream.port} failed (TLS: certificate verify failed)" in lines[0]
+        assert "Failure" not in log
         untrusting.stop()
-        trusting = start_server("--fallback-url", upstream.url + "simple/",
-                                "--upstream-ca", str(tmp_path / "ca.pem"), str(local))
-        status, _, body = trusting.get("/simple/tls-only/", {"Accept": JSON})
-        assert status == 200, body
-        (f,) = json.loads(body)["files"]
-        status, _, data = trusting.get(f["url"].replace("../../", "/"))
-        assert status == 200 and data == (upstream_dir / "tls_only-1.0-py3-none-any.whl").read_bytes()
+        # A bundle (the system's CAs and the private one, as an intercepting
+        # proxy's users have): every certificate in it is trusted.
+        bundle = tmp_path / "bundle.pem"
+        system = Path("/etc/ssl/certs/ca-certificates.crt")
+        bundle.write_bytes((system.read_bytes() if system.exists() else b"") + (tmp_path / "ca.pem").read_bytes())
+        for ca in (tmp_path / "ca.pem", bundle):
+            trusting = start_server("--fallback-url", upstream.url + "simple/", "--upstream-ca", str(ca), str(local))
+            status, _, body = trusting.get("/simple/tls-only/", {"Accept": JSON})
+            assert status == 200, body
+            (f,) = json.loads(body)["files"]
+            status, _, data = trusting.get(f["url"].replace("../../", "/"))
+            assert status == 200 and data == (upstream_dir / "tls_only-1.0-py3-none-any.whl").read_bytes()
+            trusting.stop()
     finally:
         upstream.stop()
+
+
+def test_unreadable_or_empty_ca_file_is_refused_at_start(tmp_path):
+    """One line, and no start."""
+    import subprocess
+
+    from tests.server import tool
+
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    local = tmp_path / "local"
+    local.mkdir()
+    for ca, words in ((empty, "holds no PEM certificate"), (tmp_path / "missing.pem", "cannot be read")):
+        result = subprocess.run([tool("twistd"), "-n", "--pidfile=", "pypid", "--port", "tcp:0:interface=127.0.0.1",
+                                 "--fallback-url", "https://127.0.0.1:9/simple/", "--upstream-ca", str(ca), str(local)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if "--upstream-ca" in line]
+        assert len(errors) == 1 and words in errors[0], result.stdout + result.stderr

@@ -9,7 +9,12 @@ provides:
 
     - C{makeStore()}: a new, empty store whose first scan has not finished;
     - C{startStore(store)}: finish it (the first scan, or what stands for it);
-    - C{makeFolder(store, name)}: a folder new files may be published into.
+    - C{makeFolder(store, name)}: a folder new files may be published into
+      (a backend without folders sets C{folders = False} instead: it must
+      refuse every name with a folder).
+
+A backend whose results come later (over the network) overrides
+C{successResultOf} and C{failureResultOf} to wait for them.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ class FakeRequest:
 
 class PackageStoreContract:
     """The behaviour every L{IPackageStore} shares."""
+
+    #: Whether the backend keeps files in folders (C{sub/x.whl}).
+    folders = True
 
     def store(self):
         store = self.makeStore()
@@ -203,6 +211,13 @@ class PackageStoreContract:
     def test_new_file_goes_where_it_is_named_an_existing_one_stays_put(self):
         """A name's folders say where a new file goes; a listed file of that file name is replaced where it is."""
         store = self.store()
+        if not self.folders:
+            staged = self.staged(store, WHEEL[1])
+            staged.finish()
+            self.failureResultOf(store.publish("team/" + WHEEL[0], staged, False), BadName)
+            staged.abort()
+            self.assertEqual(store.snapshot.file_count, 0)
+            return
         self.makeFolder(store, "team")
         self.assertEqual(self.publish(store, WHEEL, "team/" + WHEEL[0]), Placed("created", "team/" + WHEEL[0]))
         self.assertEqual(self.publish(store, OTHER_WHEEL, overwrite=True), Placed("replaced", "team/" + WHEEL[0]))
@@ -332,6 +347,7 @@ class PackageStoreContract:
         body = store.open(store.snapshot.files[WHEEL[0]])
         request = FakeRequest()
         body.stream(request, 7, body.size - 20)
+        self.successResultOf(request.notifyFinish())
         self.assertEqual(b"".join(request.written), WHEEL[1][7:-13])
         self.assertTrue(request.finished)
         self.assertIsNone(request.producer)
@@ -353,8 +369,141 @@ class PackageStoreContract:
         self.assertEqual(self.publish(store, WHEEL), Placed("created", WHEEL[0]))
         self.assertFalse(store.snapshot.files[WHEEL[0]].has_sig)
 
+    # Yanking (PEP 592)
+
+    def yanked(self, store) -> dict:
+        return {key: dict(entries) for key, entries in store.snapshot.yanks.items()}
+
+    def test_yank_shows_at_once_and_tells_subscribers(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        seen = []
+        store.subscribe(lambda snapshot, changed: seen.append((snapshot, changed)))
+        wheel = store.snapshot.files[WHEEL[0]]
+        self.assertEqual(self.successResultOf(store.setYanked([wheel], "broken on 3.13")), [WHEEL[0]])
+        self.assertEqual(self.yanked(store), {"demo-pkg": {WHEEL[0]: "broken on 3.13"}})
+        self.assertEqual(store.snapshot.yank_reason(store.snapshot.files[WHEEL[0]]), "broken on 3.13")
+        self.assertIsNone(store.snapshot.yank_reason(store.snapshot.files[SDIST[0]]))
+        self.assertEqual([changed for _, changed in seen], [frozenset({"demo-pkg"})])
+        self.assertIs(seen[-1][0], store.snapshot)
+        # The files themselves are untouched.
+        self.assertEqual(store.snapshot.files[WHEEL[0]], wheel)
+
+    def test_yank_is_idempotent_and_the_reason_can_change(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        wheel = store.snapshot.files[WHEEL[0]]
+        self.successResultOf(store.setYanked([wheel], ""))
+        generation = store.snapshot.generation
+        seen = []
+        store.subscribe(lambda snapshot, changed: seen.append(changed))
+        self.assertEqual(self.successResultOf(store.setYanked([wheel], "")), [])
+        self.assertEqual((store.snapshot.generation, seen), (generation, []))
+        self.assertEqual(store.snapshot.yank_reason(wheel), "", "no reason is an empty one")
+        self.assertEqual(self.successResultOf(store.setYanked([wheel], "a reason")), [WHEEL[0]])
+        self.assertEqual(store.snapshot.yank_reason(wheel), "a reason")
+        self.assertEqual(len(seen), 1)
+
+    def test_unyank(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        files = list(store.snapshot.get("demo-pkg").files)
+        self.assertEqual(sorted(self.successResultOf(store.setYanked(files, "x"))), sorted([WHEEL[0], SDIST[0]]))
+        seen = []
+        store.subscribe(lambda snapshot, changed: seen.append(changed))
+        self.assertEqual(self.successResultOf(store.setYanked(files[:1], None)), [files[0].filename])
+        self.assertEqual(self.yanked(store), {"demo-pkg": {files[1].filename: "x"}})
+        self.assertEqual(self.successResultOf(store.setYanked(files, None)), [files[1].filename])
+        self.assertEqual(self.yanked(store), {})
+        self.assertEqual(self.successResultOf(store.setYanked(files, None)), [])
+        self.assertEqual(seen, [frozenset({"demo-pkg"})] * 2)
+
+    def test_a_yank_outlives_a_replaced_file(self):
+        """Other bytes over a yanked file's name (--overwrite): still yanked."""
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.successResultOf(store.setYanked([store.snapshot.files[WHEEL[0]]], "old"))
+        self.publish(store, OTHER_WHEEL, overwrite=True)
+        self.assertEqual(store.snapshot.yank_reason(store.snapshot.files[WHEEL[0]]), "old")
+
+    def test_remove_forgets_the_yank(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        files = list(store.snapshot.get("demo-pkg").files)
+        self.successResultOf(store.setYanked(files, "gone soon"))
+        self.successResultOf(store.remove([store.snapshot.files[WHEEL[0]]]))
+        self.assertEqual(self.yanked(store), {"demo-pkg": {SDIST[0]: "gone soon"}})
+        self.publish(store, WHEEL)
+        self.assertIsNone(store.snapshot.yank_reason(store.snapshot.files[WHEEL[0]]))
+
+    def test_yanks_of_other_projects_stay(self):
+        store = self.store()
+        self.publish(store, WHEEL)
+        other = wheel_bytes("other", "2.0")
+        self.publish(store, other)
+        self.successResultOf(store.setYanked([store.snapshot.files[other[0]]], "o"))
+        self.successResultOf(store.setYanked([store.snapshot.files[WHEEL[0]]], "w"))
+        self.publish(store, wheel_bytes("other", "3.0"))
+        self.assertEqual(self.yanked(store), {"other": {other[0]: "o"}, "demo-pkg": {WHEEL[0]: "w"}})
+
 
 def describe(f: DistFile) -> tuple:
     """What a listing says of a file's bytes (not where or when it was written)."""
     return (f.project, f.name, f.version, f.kind, f.python_version, f.size, f.digest, f.requires_python,
             f.metadata_sha256, f.summary, f.has_sig)
+
+
+class SerialContract:
+    """The serial: every change numbered, never back, and logged for mirrors (mixed in with the contract)."""
+
+    def test_every_change_takes_the_next_serial(self):
+        store = self.store()
+        start = store.snapshot.serial
+        self.publish(store, WHEEL)
+        first = store.snapshot.serial
+        self.assertGreater(first, start)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, first)
+        self.publish(store, WHEEL)
+        self.assertEqual(store.snapshot.serial, first, "the same bytes again are no change")
+        self.publish(store, wheel_bytes("other", "2.0"))
+        second = store.snapshot.serial
+        self.assertEqual((second > first, store.snapshot.get("demo-pkg").serial), (True, first))
+        self.publish(store, OTHER_WHEEL, overwrite=True)
+        third = store.snapshot.serial
+        self.assertGreater(third, second)
+        self.successResultOf(store.remove([store.snapshot.files["other-2.0-py3-none-any.whl"]]))
+        self.assertGreater(store.snapshot.serial, third)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, third)
+
+    def test_changelog(self):
+        """What changed after a serial, file by file, oldest first; complete while the log holds it."""
+        from pypid.index.changes import ADD, REMOVE, REMOVE_PROJECT
+
+        store = self.store()
+        since = store.snapshot.serial
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        self.publish(store, wheel_bytes("other", "2.0"))
+        self.successResultOf(store.remove([store.snapshot.files["other-2.0-py3-none-any.whl"]]))
+        answer = self.successResultOf(store.changelog(since))
+        self.assertTrue(answer.complete)
+        self.assertEqual([(c.action, c.project, c.name, c.version, c.filename) for c in answer.changes], [
+            (ADD, "demo-pkg", "Demo_Pkg", "1.0", WHEEL[0]),
+            (ADD, "demo-pkg", "Demo_Pkg", "1.0", SDIST[0]),
+            (ADD, "other", "other", "2.0", "other-2.0-py3-none-any.whl"),
+            (REMOVE, "other", "other", "2.0", "other-2.0-py3-none-any.whl"),
+            (REMOVE_PROJECT, "other", "other", "", ""),
+        ])
+        serials = [c.serial for c in answer.changes]
+        self.assertEqual(serials, sorted(serials))
+        self.assertTrue(all(1e9 < c.at < 1e11 for c in answer.changes), "seconds since the epoch")
+        self.assertEqual(serials[-1], store.snapshot.serial)
+        self.assertEqual(len(set(serials)), 4, "one serial per change")
+        later = self.successResultOf(store.changelog(serials[1]))
+        self.assertEqual(later.changes, answer.changes[2:])
+        self.assertEqual(self.successResultOf(store.changelog(store.snapshot.serial)).changes, ())
+        ahead = self.successResultOf(store.changelog(store.snapshot.serial + 5))
+        self.assertFalse(ahead.complete, "a serial this index never had: the mirror must sync in full")

@@ -9,10 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from pypid.store.directory.store import DirectoryStore
 from pypid.store.memory import MemoryStore
 from pypid.threads import immediate
-from tests.store.contract import WHEEL, PackageStoreContract
+from tests.store.contract import WHEEL, PackageStoreContract, SerialContract
 
 
-class MemoryStoreTests(PackageStoreContract, SynchronousTestCase):
+class MemoryStoreTests(PackageStoreContract, SerialContract, SynchronousTestCase):
     def makeStore(self):
         return MemoryStore(ready=False)
 
@@ -23,7 +23,7 @@ class MemoryStoreTests(PackageStoreContract, SynchronousTestCase):
         store.folders.add(name)
 
 
-class DirectoryStoreTests(PackageStoreContract, SynchronousTestCase):
+class DirectoryStoreTests(PackageStoreContract, SerialContract, SynchronousTestCase):
     def makeStore(self):
         self.root = os.path.abspath(self.mktemp())
         os.makedirs(self.root)
@@ -73,3 +73,22 @@ class DirectoryStoreTests(PackageStoreContract, SynchronousTestCase):
         self.failureResultOf(store.publish(WHEEL[0], staged, True), BadName)
         staged.abort()
         self.assertEqual(os.listdir(outside), [])
+
+
+class DirectoryStoreWithSerialBookTests(PackageStoreContract, SerialContract, SynchronousTestCase):
+    """The directory store keeping its serial on disk (as the daemon does) passes the same contract."""
+
+    def makeStore(self):
+        from pypid.store.directory.serials import SerialBook
+
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        self.book = SerialBook([os.path.join(self.root, ".pypid")])
+        self.addCleanup(self.book.close)
+        return DirectoryStore([self.root], "sha256", immediate, serials=self.book)
+
+    def startStore(self, store):
+        self.successResultOf(store.rescan())
+
+    def makeFolder(self, store, name):
+        os.makedirs(os.path.join(self.root, name))

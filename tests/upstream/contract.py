@@ -5,10 +5,10 @@ canned upstream of the fallback's tests and the treq one over StubTreq
 the real client does.
 
 A test case mixes L{UpstreamContract} into a C{SynchronousTestCase} and
-provides C{makeUpstream(pages, files)} (pages: URL -> L{Page}, answered 304
-to a matching C{If-None-Match}; files: URL -> bytes), C{pageRequests()}
-(the URLs and headers the upstream side saw) and C{settle()} (let in-memory
-I/O run).
+provides C{makeUpstream(pages, files, ranges=True)} (pages: URL -> L{Page},
+answered 304 to a matching C{If-None-Match}; files: URL -> bytes, served in
+ranges unless C{ranges} is false), C{pageRequests()} (the URLs and headers
+the upstream side saw) and C{settle()} (let in-memory I/O run).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 from zope.interface.verify import verifyObject
 
-from pypid.upstream.client import Download, DownloadError, PageResponse
+from pypid.upstream.client import Download, DownloadError, Head, PageResponse, RangeResponse
 from pypid.upstream.interfaces import IUpstream
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -41,8 +41,8 @@ PAGES = {
 
 
 class UpstreamContract:
-    def upstream(self):
-        return self.makeUpstream(PAGES, {FILE_URL: FILE})
+    def upstream(self, ranges=True):
+        return self.makeUpstream(PAGES, {FILE_URL: FILE}, ranges)
 
     def result(self, d):
         self.settle()
@@ -92,3 +92,31 @@ class UpstreamContract:
             raise OSError("disk full")
 
         self.failure(self.upstream().download(FILE_URL, write), OSError)
+
+    def test_page_prefix(self):
+        """With a limit, only the first bytes are read, and the answer says it was cut."""
+        page = PAGES[PAGE_URL]
+        response = self.result(self.upstream().fetchPage(PAGE_URL, {}, limit=10))
+        self.assertEqual((response.code, response.body, response.truncated), (200, page.body[:10], True))
+        whole = self.result(self.upstream().fetchPage(PAGE_URL, {}, limit=10_000))
+        self.assertEqual((whole.body, whole.truncated), (page.body, False))
+
+    def test_head(self):
+        head = self.result(self.upstream().head(FILE_URL))
+        self.assertEqual((head.code, head.length, head.ranges), (200, len(FILE), True))
+        self.assertIsInstance(head, Head)
+        self.assertEqual(self.result(self.upstream().head(FILE_URL + ".missing")).code, 404)
+
+    def test_range(self):
+        upstream = self.upstream()
+        self.assertEqual(self.result(upstream.fetchRange(FILE_URL, 10, 19)), RangeResponse(206, FILE[10:20], len(FILE)))
+        tail = self.result(upstream.fetchRange(FILE_URL, len(FILE) - 5, len(FILE) + 100))
+        self.assertEqual(tail, RangeResponse(206, FILE[-5:], len(FILE)))
+        self.assertEqual(self.result(upstream.fetchRange(FILE_URL, len(FILE), len(FILE) + 9)).code, 416)
+        self.assertEqual(self.result(upstream.fetchRange(FILE_URL + ".missing", 0, 9)).code, 404)
+
+    def test_no_range_support(self):
+        """An upstream that ignores Range answers 200: nothing of the body is read."""
+        response = self.result(self.upstream(ranges=False).fetchRange(FILE_URL, 10, 19))
+        self.assertEqual(response, RangeResponse(200, b"", len(FILE)))
+        self.assertFalse(self.result(self.upstream(ranges=False).head(FILE_URL)).ranges)

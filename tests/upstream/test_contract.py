@@ -13,8 +13,9 @@ from tests.upstream.contract import UpstreamContract
 
 
 class CannedUpstreamTests(UpstreamContract, SynchronousTestCase):
-    def makeUpstream(self, pages, files):
+    def makeUpstream(self, pages, files, ranges=True):
         self.canned = CannedUpstream()
+        self.canned.range_support = ranges
         for url, page in pages.items():
             def answer(headers, url=url, page=page):
                 if page.etag is not None and headers.get("If-None-Match") == page.etag:
@@ -37,9 +38,9 @@ class Upstream(Resource):
 
     isLeaf = True
 
-    def __init__(self, pages, files):
+    def __init__(self, pages, files, ranges=True):
         super().__init__()
-        self.pages, self.files = pages, files
+        self.pages, self.files, self.ranges = pages, files, ranges
         self.seen = []
 
     def render_GET(self, request):
@@ -62,12 +63,28 @@ class Upstream(Resource):
             request.setResponseCode(404)
             return b"Not Found"
         request.setHeader(b"content-type", b"application/octet-stream")
-        return data
+        wanted = request.getHeader(b"range")
+        if self.ranges:
+            request.setHeader(b"accept-ranges", b"bytes")
+        if self.ranges and wanted:
+            first, _, last = wanted.partition(b"=")[2].partition(b"-")
+            first, last = int(first), min(int(last), len(data) - 1)
+            if first >= len(data):
+                request.setResponseCode(416)
+                request.setHeader(b"content-range", b"bytes */%d" % len(data))
+                return b""
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", b"bytes %d-%d/%d" % (first, last, len(data)))
+            data = data[first:last + 1]
+        request.setHeader(b"content-length", b"%d" % len(data))
+        return b"" if request.method == b"HEAD" else data
+
+    render_HEAD = render_GET
 
 
 class TreqUpstreamTests(UpstreamContract, SynchronousTestCase):
-    def makeUpstream(self, pages, files):
-        self.server = Upstream(pages, files)
+    def makeUpstream(self, pages, files, ranges=True):
+        self.server = Upstream(pages, files, ranges)
         self.stub = StubTreq(self.server)
         return TreqUpstream(Clock(), client=self.stub)
 

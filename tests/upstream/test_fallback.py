@@ -300,3 +300,100 @@ class MemoryBoundTests(SynchronousTestCase):
         entry = self.successResultOf(fallback.project("demo"))
         self.assertEqual(len(entry.project.files), 1)
         self.assertEqual(len(upstream.page_requests), 2, "read back from disk, fresh: no fetch")
+
+
+class UnreachableTests(SynchronousTestCase):
+    """An upstream that cannot be reached: one clear line in the log, and fast failures for a while."""
+
+    def setUp(self):
+        from twisted.logger import Logger
+
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.upstream = CannedUpstream()
+        self.upstream.page(UP + "demo/", page())
+        self.upstream.files[WHEEL_URL] = WHEEL
+        self.fallback = Fallback(self.upstream, UP, os.path.abspath(self.mktemp()), self.clock, immediate, ttl=60)
+        self.events = []
+        self.fallback.log = Logger(observer=self.events.append)
+
+    def lines(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(e) for e in self.events]
+
+    def test_fails_fast_for_a_while_then_tries_again(self):
+        """An upstream that took a timeout to fail is not asked again for a while: each request fails at once."""
+        from twisted.internet.defer import CancelledError as Cancelled
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseNeverReceived
+
+        from pypid.upstream import fallback as module
+
+        self.successResultOf(self.fallback.project("demo"))
+        for url in (UP + "other/", UP + "third/", UP + "demo/"):
+            self.upstream.pages[url] = ResponseNeverReceived([Failure(Cancelled())])
+        self.clock.advance(61)
+        failure = self.failureResultOf(self.fallback.project("other"), UpstreamUnavailable)
+        self.assertEqual(str(failure.value),
+                         "Upstream index failed (no answer in time): 'other' is not in this index's cache.")
+        asked = len(self.upstream.page_requests)
+        failure = self.failureResultOf(self.fallback.project("third"), UpstreamUnavailable)
+        self.assertIn("no answer in time", str(failure.value))
+        self.failureResultOf(self.fallback.file("third", "third-1.0.tar.gz"), UpstreamUnavailable)
+        # A stale page is served without asking.
+        self.successResultOf(self.fallback.project("demo"))
+        self.assertEqual(len(self.upstream.page_requests), asked, "not asked while known to be down")
+        self.assertEqual(sum("cannot be reached" in line for line in self.lines()), 1, self.lines())
+        self.clock.advance(module.DOWN_FOR + 1)
+        self.upstream.page(UP + "third/", page())
+        self.successResultOf(self.fallback.project("third"))
+        self.assertEqual(len(self.upstream.page_requests), asked + 1)
+        self.assertIn("the upstream up.test answers again", self.lines()[-2:][0] + self.lines()[-1])
+
+    def test_refused_is_asked_again_but_logged_once(self):
+        """A refused connection is quick to find again: every request asks, one line in the log."""
+        for url in (UP + "other/", UP + "third/"):
+            self.upstream.pages[url] = ConnectionRefusedError(111, "Connection refused")
+        failure = self.failureResultOf(self.fallback.project("other"), UpstreamUnavailable)
+        self.assertEqual(str(failure.value),
+                         "Upstream index failed (connection refused): 'other' is not in this index's cache.")
+        self.failureResultOf(self.fallback.project("third"), UpstreamUnavailable)
+        self.assertEqual(len(self.upstream.page_requests), 2)
+        self.assertIsNone(self.fallback.down())
+        self.assertEqual(sum("cannot be reached (connection refused)" in line for line in self.lines()), 1)
+
+    def test_the_check_at_start_makes_no_request_fail(self):
+        """Before the upstream is up (a compose file starting both), the check fails; requests still ask."""
+        from twisted.internet.defer import CancelledError as Cancelled
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseNeverReceived
+
+        self.upstream.pages[UP] = ResponseNeverReceived([Failure(Cancelled())])
+        self.successResultOf(self.fallback.probe())
+        self.assertIsNone(self.fallback.down())
+        self.successResultOf(self.fallback.project("demo"))
+        self.assertTrue(any("cannot be reached (no answer in time)" in line for line in self.lines()))
+        self.assertIn("answers again", self.lines()[-1] + self.lines()[-2])
+
+    def test_tls_failure_is_one_clear_line(self):
+        from OpenSSL import SSL
+        from twisted.python.failure import Failure
+        from twisted.web.client import ResponseNeverReceived
+
+        error = ResponseNeverReceived([Failure(SSL.Error([("SSL routines", "", "certificate verify failed")]))])
+        self.upstream.pages[UP + "other/"] = error
+        self.upstream.pages[UP + "third/"] = error
+        failure = self.failureResultOf(self.fallback.project("other"), UpstreamUnavailable)
+        self.assertIn("(TLS: certificate verify failed)", str(failure.value))
+        self.failureResultOf(self.fallback.project("third"), UpstreamUnavailable)
+        tls = [line for line in self.lines() if "TLS" in line and "--upstream-ca" in line]
+        self.assertEqual(len(tls), 1, self.lines())
+        self.assertIn("up.test", tls[0])
+        self.assertNotIn("Failure", " ".join(self.lines()))
+
+    def test_an_answer_is_not_an_outage(self):
+        self.upstream.page(UP + "other/", b"busy", "text/plain", code=503)
+        failure = self.failureResultOf(self.fallback.project("other"), UpstreamUnavailable)
+        self.assertIn("HTTP 503", str(failure.value))
+        self.assertIsNone(self.fallback.down())

@@ -99,3 +99,60 @@ class FallbackOptionsTests(SynchronousTestCase):
         self.assertIsInstance(service, UpstreamService)
         self.assertIsNone(service.client.pool, "the pool is built in startService")
         self.assertFalse(os.path.exists(os.path.join(self.dir, ".pypid", "upstream")))
+
+
+def write_ca(path, names):
+    """A PEM file of self-signed CA certificates, with text around them as bundles have."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    parts = []
+    for name in names:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                .public_key(key.public_key()).serial_number(1)
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        parts.append(f"# {name}\n".encode() + cert.public_bytes(serialization.Encoding.PEM))
+    with open(path, "wb") as f:
+        f.write(b"\n".join(parts))
+
+
+class CABundleTests(SynchronousTestCase):
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    def test_every_certificate_of_a_bundle(self):
+        from pypid.upstream.client import load_ca_bundle
+
+        bundle = os.path.join(self.dir, "bundle.pem")
+        write_ca(bundle, ["first CA", "second CA", "third CA"])
+        from cryptography import x509
+
+        names = [x509.load_pem_x509_certificate(c.dumpPEM()).subject.rfc4514_string()
+                 for c in load_ca_bundle(bundle)]
+        self.assertEqual(names, ["CN=first CA", "CN=second CA", "CN=third CA"])
+        self.assertEqual(fallback("--fallback-url", UP, "--upstream-ca", bundle, self.dir).ca_file, bundle)
+
+    def test_unreadable_or_empty_is_refused_in_one_line(self):
+        empty = os.path.join(self.dir, "empty.pem")
+        open(empty, "w").close()
+        junk = os.path.join(self.dir, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        for path, words in ((empty, "holds no PEM certificate"), (junk, "certificate 1 cannot be read"),
+                            (os.path.join(self.dir, "missing.pem"), "cannot be read: No such file"),
+                            (self.dir, "cannot be read: Is a directory")):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse("--fallback-url", UP, "--upstream-ca", path, self.dir)
+            message = str(caught.exception)
+            self.assertIn(words, message)
+            self.assertNotIn("\n", message)

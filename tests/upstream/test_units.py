@@ -317,3 +317,29 @@ class RecentTests(SynchronousTestCase):
         self.assertEqual((recent.get("a"), recent.get("c"), len(recent)), (1, 3, 2))
         self.assertEqual(recent.pop("a"), 1)
         self.assertIsNone(recent.get("a"))
+
+
+class IndexProblemTests(SynchronousTestCase):
+    """What the check at start calls a simple index, and what not."""
+
+    def test_indexes(self):
+        from pypid.upstream.records import index_problem
+
+        json_list = b'{"meta": {"api-version": "1.1"}, "projects": [{"name": "a"}]}'
+        self.assertIsNone(index_problem(200, "application/vnd.pypi.simple.v1+json", json_list))
+        html = b'<html><body><a href="foo-bar/">Foo.Bar</a><a href="/simple/baz/">baz</a></body></html>'
+        self.assertIsNone(index_problem(200, "text/html; charset=utf-8", html))
+        self.assertIsNone(index_problem(200, "text/html", b'<meta name="pypi:repository-version" content="1.0">'))
+        self.assertIsNone(index_problem(200, "text/html", b"<html><body></body></html>"), "an empty index")
+
+    def test_not_indexes(self):
+        from pypid.upstream.records import index_problem
+
+        welcome = (b'<p>Browse <a href="project/">all projects</a>, the <a href="simple/">simple index</a> '
+                   b'or the <a href="packages/">list of files</a>.</p>')
+        self.assertEqual(index_problem(200, "text/html", welcome), "its page is not a list of projects")
+        self.assertEqual(index_problem(404, "text/html", b""), "it answers HTTP 404")
+        self.assertEqual(index_problem(200, "application/json", b"{}"),
+                         "it answers application/json, not a simple index page")
+        self.assertEqual(index_problem(200, "application/vnd.pypi.simple.v1+json", b'{"files": []}'),
+                         "its JSON has no project list")

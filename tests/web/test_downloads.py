@@ -177,7 +177,7 @@ class DownloadTests:
         self.assertEqual(response.code, 404)
 
     def test_redirect(self):
-        """A body that names another URL for its bytes is answered with a 302 no cache keeps."""
+        """A body that names another URL for its bytes is answered with a 307 (the same method again) no cache keeps."""
         real_open = self.store.open
 
         def elsewhere(f, sidecar=""):
@@ -187,7 +187,7 @@ class DownloadTests:
 
         self.store.open = elsewhere
         response, _ = self.get("foo-1.0-py3-none-any.whl")
-        self.assertEqual(response.code, 302)
+        self.assertEqual(response.code, 307)
         self.assertEqual(self.header(response, "location"), "https://objects.example/bucket/foo?signature=abc")
         self.assertEqual(self.header(response, "cache-control"), "no-store")
 

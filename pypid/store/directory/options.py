@@ -125,18 +125,20 @@ class DirectoryParts(NamedTuple):
 
 def build(config: DirectoryConfig, reactor, threads) -> DirectoryParts:
     """
-    The directory store with its state cache, the rescans (C{index}) and the
+    The directory store with its state cache and serial book, the rescans (C{index}) and the
     watcher (C{watch}); nothing is read or created before they start.
     C{threads} (a L{pypid.threads.Threads}) runs their blocking work.
     """
     from pypid.store.directory.rescans import IndexService
+    from pypid.store.directory.serials import SerialBook
     from pypid.store.directory.statecache import StateCache, default_state_dirs
     from pypid.store.directory.store import DirectoryStore
     from pypid.store.directory.watch import FALLBACK_POLL, WatchService
 
     roots = list(config.roots)
     state_dirs = [config.state_dir] if config.state_dir else default_state_dirs(roots[0])
-    store = DirectoryStore(roots, config.hash_algo, threads, StateCache(state_dirs))
+    store = DirectoryStore(roots, config.hash_algo, threads, StateCache(state_dirs), SerialBook(state_dirs),
+                           clock=reactor)
     interval = config.rescan_interval
     watcher = None
     if config.watch:

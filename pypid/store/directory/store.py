@@ -14,11 +14,13 @@ import gc
 import os
 from typing import Mapping, NamedTuple, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.counts import counted
+from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, file_changes, yank_changes
+from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.directory import landing, scan
 from pypid.store.directory.body import FileBody, open_regular
@@ -26,7 +28,10 @@ from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStage
 from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
+from pypid.store.directory.serials import ProjectRow, SerialBook, Stored, differences, fingerprint
 from pypid.store.directory.statecache import StateCache
+from pypid.store.directory.yankfile import YANKS_FILE, YankFile
+from pypid.index.yanks import YankRead, by_project
 from pypid.threads import Threads
 
 #: Bytes of core metadata files to keep in memory (most are a few KiB; each
@@ -55,17 +60,31 @@ class DirectoryStore(SnapshotOwner):
     one more scan after it. New files are staged in C{.pypid-incoming} of
     the first directory, and land there (or over the listed file of their
     name).
+
+    Every change a scan finds takes the next serial. With a L{SerialBook}
+    (C{serials}) the serial, each project's serial and the change log are
+    kept on disk (each change durable before it is served), and files that
+    changed while pypid was not running take a new serial once the first
+    index is served; without one they are kept in memory.
     """
 
     log = Logger()
 
     def __init__(
-        self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None
+        self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None,
+        serials: Optional[SerialBook] = None, clock=None,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
         self.roots = [os.path.abspath(root) for root in roots]
         self.hash_algo = hash_algo
         self.cache = cache
+        self.serials = serials
+        #: What the serial book held at start (once read).
+        self._stored: Optional[Stored] = None
+        #: Changes are numbered, recorded and installed one at a time.
+        self._changing = DeferredLock()
+        #: Whether the snapshot has taken the serial the book left (the first scan's change).
+        self._numbered = False
         #: Scans run so far, full and of paths (what the watcher's bursts cost).
         self.scans = {"full": 0, "paths": 0}
         #: What the latest scan found (its counts show what it cost).
@@ -90,6 +109,11 @@ class DirectoryStore(SnapshotOwner):
         self._checked_for: Optional[IndexSnapshot] = None
         #: Where uploads are staged (there only while one is).
         self.spool = landing.Spool(self.roots[0])
+        #: The yanks, in the first directory; read with the scans that
+        #: cover it (every full one), written by L{setYanked} and L{remove}.
+        self.yankfile = YankFile(os.path.join(self.roots[0], YANKS_FILE))
+        #: The version of the last yank file read applied (older ones are stale).
+        self._yanks_version = 0
 
     # IPackageStore
 
@@ -107,6 +131,11 @@ class DirectoryStore(SnapshotOwner):
     def open(self, distfile: DistFile, sidecar: str = "") -> Optional[FileBody]:
         opened = self._open(distfile, sidecar)
         return None if opened is None else FileBody(opened[0], opened[1])
+
+    def changelog(self, since: int) -> Deferred:
+        if self.serials is None:
+            return super().changelog(since)
+        return self._threads(self.serials.since, since, self.snapshot.serial)
 
     def readMetadata(self, distfile: DistFile) -> Deferred:
         # Resolvers ask for the same few .metadata files over and over:
@@ -126,7 +155,8 @@ class DirectoryStore(SnapshotOwner):
     def stage(self, size: Optional[int] = None) -> IStaged:
         return landing.Staged(self.spool, size)
 
-    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None) -> Deferred:
+    def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
+                uploader: Optional[str] = None) -> Deferred:
         try:
             parts = check_name(name)
         except BadName:
@@ -169,14 +199,82 @@ class DirectoryStore(SnapshotOwner):
             lambda gone: self.refresh(gone or [target])).addCallback(removed)
 
     def remove(self, distfiles) -> Deferred:
+        distfiles = list(distfiles)
         # The link itself for a symlinked file.
         paths = {os.path.join(self.roots[f.root], *f.path.split("/")): f.path for f in distfiles}
 
         def removed(gone: list[str]) -> Deferred:
             deleted = [paths[p] for p in paths if p in set(gone)]
-            return self.refresh(gone or list(paths)).addCallback(lambda _: deleted)
+            return self.refresh(gone or list(paths)).addCallback(lambda _: self._forgetYanks(distfiles, deleted))
 
         return self._threads(landing.remove, list(paths)).addCallback(removed)
+
+    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+        changes = {f.filename: reason for f in distfiles}
+
+        def ready(_) -> Deferred:
+            return self._threads(self.yankfile.update, changes).addCallback(written)
+
+        def written(outcome: tuple[YankRead, list[str]]) -> Deferred:
+            read, changed = outcome
+            return self._applyYanks(read).addCallback(lambda _: changed)
+
+        return self.whenReady().addCallback(ready)
+
+    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred:
+        """After L{remove}: the yanks of the deleted files go too; fires with C{deleted}."""
+        deleted_paths = set(deleted)
+        changes = self.forget_yanks([f for f in distfiles if f.path in deleted_paths])
+        forget: dict[str, None] = {
+            name: None for key, kept in changes.items() for name in self.snapshot.yanked(key) if name not in kept
+        }
+        if not forget:
+            return succeed(deleted)
+
+        def failed(failure) -> None:
+            self.log.failure("could not forget the yanks of deleted files in {path}", failure,
+                             path=self.yankfile.path)
+
+        d = self._threads(self.yankfile.update, forget)
+        d.addCallbacks(lambda outcome: self._applyYanks(outcome[0]), failed)
+        return d.addCallback(lambda _: deleted)
+
+    def _applyYanks(self, read: Optional[YankRead]) -> Deferred:
+        """
+        Make the snapshot show what the yank file says (unless a later read
+        was applied): the next change, numbered, logged and recorded like
+        the changes scans find, in turn with them.
+        """
+        return self._changing.run(self._yankChange, read)
+
+    def _yankChange(self, read: Optional[YankRead]) -> Optional[Deferred]:
+        if read is None or read.version <= self._yanks_version:
+            return None
+        # The first read, at start: yanks that were there before, no change.
+        first, self._yanks_version = self._yanks_version == 0, read.version
+        if read.error is not None:
+            self.log.error("{error}; yanks stay as they were", error=read.error)
+            return None
+        for number, line in read.problems:
+            self.log.warn("{path} line {number}: {line!r} names no distribution file; ignored",
+                          path=self.yankfile.path, number=number, line=line)
+        wanted = by_project(read.entries)
+        old = self.snapshot
+        current = old.yanks
+        new, changed = old.with_yanks({key: wanted.get(key, {}) for key in set(current) | set(wanted)},
+                                      numbered=not first)
+        if not changed:
+            return None
+        if first:
+            self._install(new, changed)
+            return None
+        changes = yank_changes(old, new, changed, self._change_time())
+        listed = frozenset(key for key in changed if key in new.projects)
+        if self.serials is None or not listed:
+            self.changes.record(changes)
+            self._install(new, changed)
+            return None
+        return self._record(new, changed, changes, {key: _row(new, key) for key in listed})
 
     # The directory backend's own: what the watcher and the rescans service ask.
 
@@ -283,11 +381,29 @@ class DirectoryStore(SnapshotOwner):
         first = full and self._ready is not None
         job = ScanJob(tuple(self.roots), self.hash_algo, previous,
                       None if paths is None else tuple(paths), self._links, first, self.cache)
-        d = self._threads(run_scan, job)
-        d.addCallbacks(self._scanned, self._scanFailed)
+        if first and self.serials is not None and self._stored is None:
+            d = self._threads(self.serials.load)
+
+            def loaded(stored: Stored) -> Deferred:
+                self._stored = stored
+                self._bookMessages()
+                return self._threads(run_scan_and_yanks, job, self.yankfile)
+
+            d.addCallback(loaded)
+        else:
+            d = self._threads(run_scan_and_yanks, job, self.yankfile)
+        d.addCallbacks(self._scannedWithYanks, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
 
-    def _scanned(self, result: scan.ScanResult) -> None:
+    def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]]) -> Deferred:
+        """The scan's files are the next change, then the yank file's (when it changed)."""
+        result, yanks = outcome
+        d = self._scanned(result)
+        if yanks is None:
+            return d
+        return d.addCallback(lambda _: self._applyYanks(yanks))
+
+    def _scanned(self, result: scan.ScanResult) -> Deferred:
         if self.cache is not None:
             for level, text in self.cache.messages():
                 getattr(self.log, level)("{text}", text=text)
@@ -318,7 +434,10 @@ class DirectoryStore(SnapshotOwner):
                 self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
         self._noteLinks(result.links or {}, full=self._running_full)
-        changed = self.apply(result.added, result.removed)
+        return self._changing.run(self._change, result.added, result.removed)
+
+    def _install(self, snapshot: IndexSnapshot, changed: frozenset) -> None:
+        super()._install(snapshot, changed)
         self._noteShadowed(changed)
 
     def _noteShadowed(self, changed: frozenset) -> None:
@@ -336,6 +455,116 @@ class DirectoryStore(SnapshotOwner):
                 if reason not in reasons:
                     reasons.add(reason)
                     self.log.warn("not listing {path}: {reason}", path=f.path, reason=reason)
+
+    # The serial
+
+    def _bookMessages(self) -> None:
+        if self.serials is not None:
+            for level, text in self.serials.messages():
+                getattr(self.log, level)("{text}", text=text)
+
+    def _change(self, added, removed) -> Optional[Deferred]:
+        """
+        Apply what a scan found as the next change: numbered, logged and
+        recorded (durably, with a serial book) before it is installed.
+        """
+        old = self.snapshot
+        if not self._numbered:
+            self._numbered = True
+            return self._first(added, removed)
+        new, changed = old.apply(added, removed)
+        if not changed:
+            return None
+        changes = file_changes(old, new, changed, self._change_time())
+        if self.serials is None:
+            self.changes.record(changes)
+            self._install(new, changed)
+            return None
+        rows = {key: _row(new, key) for key in changed}
+        return self._record(new, changed, changes, rows)
+
+    def _first(self, added, removed) -> Optional[Deferred]:
+        """
+        The first scan's files: numbered as the book left them (a first
+        start takes serial 1); changes while pypid was not running are
+        found later (L{_reconcile}), not to hold up the first index.
+        """
+        old = self.snapshot
+        stored = self._stored
+        if stored is None or stored.fresh:
+            new, changed = old.apply(added, removed)
+            # What is listed at start is not logged file by file.
+            self.changes.horizon = new.serial
+            if not changed:
+                return None
+            if stored is None:
+                self._install(new, changed)
+                return None
+            return self._record(new, changed, (), {}, horizon=new.serial)
+        new, changed = old.apply(added, removed, stored.last)
+        new = new.with_serials(stored.projects, stored.last)
+        self._install(new, changed)
+        return None
+
+    def _record(self, new: IndexSnapshot, changed: frozenset, changes, rows, horizon=None) -> Deferred:
+        """Record a change in the serial book, then install its snapshot."""
+        assert self.serials is not None
+        d = self._threads(self.serials.record, new.serial, changes, rows, horizon)
+
+        def recorded(_) -> None:
+            self._bookMessages()
+            self._install(new, changed)
+
+        def failed(failure) -> None:
+            # The files are there: serve them, even if the serial could not be kept.
+            self.log.failure("recording serial {serial} failed", failure, serial=new.serial)
+            self._install(new, changed)
+
+        return d.addCallbacks(recorded, failed)
+
+    def _reconcile(self) -> Deferred:
+        """
+        Compare every project with the book's fingerprints (in a thread,
+        after the first index is served): projects whose files changed while
+        pypid was not running take the next serial, and projects gone are
+        logged as removed.
+        """
+        assert self.serials is not None and self._stored is not None
+        book, stored = self.serials, self._stored
+        snapshot = self.snapshot
+
+        def compare():
+            return differences(snapshot.projects, book.fingerprints())
+
+        def compared(found) -> Deferred:
+            return self._changing.run(self._reconciled, snapshot, found, stored.fresh)
+
+        d = self._threads(compare).addCallback(compared)
+        d.addErrback(lambda f: self.log.failure("checking the projects against the serial's records failed", f))
+        return d
+
+    def _reconciled(self, then: IndexSnapshot, found, fresh: bool) -> Optional[Deferred]:
+        fingerprints, gone = found
+        now = self.snapshot
+        # Projects changed since the comparison have their serials and fingerprints already.
+        fingerprints = {key: fp for key, fp in fingerprints.items() if now.projects.get(key) is then.projects.get(key)}
+        gone = [key for key in gone if key not in now.projects]
+        if not fingerprints and not gone:
+            return None
+        if fresh:
+            # A first start: nothing to compare with; only remember what the projects look like.
+            rows = {key: ProjectRow(now.projects[key].serial, fp) for key, fp in fingerprints.items()}
+            return self._threads(self.serials.record, now.serial, (), rows)
+        serial = now.serial + 1
+        at = self._change_time()
+        changes = [Change(serial, at, SYNC, key, now.projects[key].name) for key in sorted(fingerprints)]
+        changes += [Change(serial, at, REMOVE_PROJECT, key, key) for key in sorted(gone)]
+        new = now.with_serials({key: serial for key in fingerprints}, serial)
+        rows: dict = {key: ProjectRow(serial, fp) for key, fp in fingerprints.items()}
+        rows.update((key, None) for key in gone)
+        self.log.info("{count} changed while pypid was not running: serial {serial}",
+                      count=counted(len(fingerprints) + len(gone), "project"), serial=serial)
+        return self._record(new, frozenset(fingerprints), changes, rows)
 
     def _noteLinks(self, links: dict[str, str], full: bool) -> None:
         if not links and not full:
@@ -366,9 +595,17 @@ class DirectoryStore(SnapshotOwner):
             gc.freeze()
             for d in ready:
                 d.callback(None)
+            if self.serials is not None and self._stored is not None:
+                self._reconcile()
         for d in waiters:
             d.callback(None)
         self._next()
+
+
+def _row(snapshot: IndexSnapshot, key: str) -> Optional[ProjectRow]:
+    """A project's row in the serial book (L{None}: gone)."""
+    project = snapshot.projects.get(key)
+    return None if project is None else ProjectRow(project.serial, fingerprint(project))
 
 
 class ScanJob(NamedTuple):
@@ -403,6 +640,17 @@ def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]
         if parent in reals:
             found.extend(sources)
     return found
+
+
+def run_scan_and_yanks(job: ScanJob, yankfile: YankFile) -> tuple[scan.ScanResult, Optional[YankRead]]:
+    """
+    L{run_scan}, then the yank file when the scan covers it (every full
+    scan; a scan of paths that names it) and it changed. In a thread.
+    """
+    result = run_scan(job)
+    if job.paths is None or yankfile.path in job.paths:
+        return result, yankfile.read_if_changed()
+    return result, None
 
 
 def run_scan(job: ScanJob) -> scan.ScanResult:

@@ -39,6 +39,7 @@ from watchdog.events import FileSystemEventHandler
 from pypid.counts import counted
 from pypid.ops import metrics
 from pypid.store.directory.debounce import Debouncer
+from pypid.store.directory.yankfile import YANKS_FILE
 from pypid.index.filenames import SDIST_SUFFIXES, is_hidden_or_temporary
 from pypid.threads import Threads
 
@@ -69,10 +70,15 @@ _LIMITS = {
 
 
 def wanted(path: str, root: str, is_directory: bool) -> bool:
-    """Whether a change at C{path} (below C{root}) may change the listing."""
+    """
+    Whether a change at C{path} (below C{root}) may change the listing, or
+    the yanks (the yank file at the top of a directory).
+    """
     if not path.startswith(root.rstrip(os.sep) + os.sep):
         return False
     parts = path[len(root.rstrip(os.sep)) + 1 :].split(os.sep)
+    if parts == [YANKS_FILE] and not is_directory:
+        return True
     if any(not part or is_hidden_or_temporary(part) for part in parts):
         return False
     return is_directory or parts[-1].lower().endswith(SUFFIXES)

@@ -126,6 +126,8 @@ class FileRecord:
     #: sha256 of the core metadata (PEP 658), when the file has some.
     core_metadata_sha256: Optional[str] = None
     has_signature: bool = False
+    #: The size of the detached signature (C{<object_key>.asc}), when there is one.
+    signature_size: Optional[int] = None
     yanked: bool = False
     yanked_reason: Optional[str] = None
     id: Optional[int] = None
@@ -215,8 +217,8 @@ def check_url(url: str) -> None:
 
 _FIELDS = (
     "id", "project", "project_name", "version", "filename", "object_key", "size", "sha256", "uploaded_at", "md5",
-    "uploader", "requires_python", "summary", "core_metadata_sha256", "has_signature", "yanked", "yanked_reason",
-    "serial",
+    "uploader", "requires_python", "summary", "core_metadata_sha256", "has_signature", "signature_size", "yanked",
+    "yanked_reason", "serial",
 )
 
 
@@ -231,12 +233,14 @@ _COLUMNS = _select()
 
 def _record(row: Sequence[Any]) -> FileRecord:
     (id_, project, project_name, version, filename, object_key, size, sha256, uploaded_at, md5, uploader,
-     requires_python, summary, core_metadata_sha256, has_signature, yanked, yanked_reason, serial) = row
+     requires_python, summary, core_metadata_sha256, has_signature, signature_size, yanked, yanked_reason,
+     serial) = row
     return FileRecord(
         project=project, project_name=project_name, version=version, filename=filename, object_key=object_key,
         size=size, sha256=sha256, uploaded_at=uploaded_at, md5=md5, uploader=uploader,
         requires_python=requires_python, summary=summary, core_metadata_sha256=core_metadata_sha256,
-        has_signature=has_signature, yanked=yanked, yanked_reason=yanked_reason, id=id_, serial=serial,
+        has_signature=has_signature, signature_size=signature_size, yanked=yanked, yanked_reason=yanked_reason,
+        id=id_, serial=serial,
     )
 
 
@@ -283,13 +287,13 @@ def _q_publish(cursor: Any, record: FileRecord, core_metadata: Optional[bytes], 
     cursor.execute(
         "INSERT INTO pypid_files (project, project_name, version, filename, release_key, object_key, size, "
         "sha256, md5, uploaded_at, uploader, requires_python, summary, core_metadata, core_metadata_sha256, "
-        "has_signature, yanked, yanked_reason, serial) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, 0) "
+        "has_signature, signature_size, yanked, yanked_reason, serial) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, 0) "
         "ON CONFLICT DO NOTHING RETURNING id",
         (record.project, record.project_name, record.version, record.filename, key, record.object_key,
          record.size, record.sha256, record.md5, record.uploaded_at, record.uploader, record.requires_python,
-         record.summary, blob, record.core_metadata_sha256, record.has_signature, record.yanked,
-         record.yanked_reason),
+         record.summary, blob, record.core_metadata_sha256, record.has_signature, record.signature_size,
+         record.yanked, record.yanked_reason),
     )
     row = cursor.fetchone()
     if row is None:
@@ -327,7 +331,7 @@ class _NothingToDo(Exception):
     """Raised inside a transaction to roll it back (and hand back its serial)."""
 
 
-def _q_snapshot(cursor: Any) -> Snapshot:
+def _q_snapshot(cursor: Any, transform: Optional[Callable[[Any], Any]] = None) -> Snapshot:
     # One consistent view: the serial and the rows as of that serial.
     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     cursor.execute("SELECT last_serial FROM pypid_catalog")
@@ -335,7 +339,8 @@ def _q_snapshot(cursor: Any) -> Snapshot:
     named = cursor.connection.cursor(name="pypid_snapshot")
     named.itersize = 5000
     named.execute(f"SELECT {_COLUMNS} FROM pypid_files ORDER BY id")
-    files = tuple(_record(row) for row in named)
+    rows = (_record(row) for row in named)
+    files = tuple(rows) if transform is None else transform(rows)
     named.close()
     return Snapshot(serial, files)
 
@@ -380,6 +385,21 @@ def _q_owners(cursor: Any) -> dict[str, str]:
     return dict(cursor.fetchall())
 
 
+def _q_owner(cursor: Any, project: str) -> Optional[str]:
+    cursor.execute("SELECT owner FROM pypid_owners WHERE project = %s", (project,))
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _q_claim_owner(cursor: Any, project: str, user: str, at: float) -> str:
+    cursor.execute(
+        "INSERT INTO pypid_owners (project, owner, since) VALUES (%s, %s, to_timestamp(%s)) "
+        "ON CONFLICT (project) DO NOTHING", (project, user, at),
+    )
+    cursor.execute("SELECT owner FROM pypid_owners WHERE project = %s", (project,))
+    return cursor.fetchone()[0]
+
+
 # -- the catalog ------------------------------------------------------------
 
 
@@ -411,6 +431,7 @@ class Catalog:
         self._generation = 0
         self.health = Health(False, "not started", reactor.seconds())
         self.schema: tuple[int, int] = (0, 0)
+        self._at_shutdown: Any = None
 
     # -- connections (threads) --
 
@@ -515,7 +536,7 @@ class Catalog:
         (L{migrations.SchemaTooNew}, one line). Fires with
         C{(version before, version after)}.
         """
-        self._pool.start()
+        self._start_pool()
         d = self._run(migrations.check, create, upgrade, known)
 
         def checked(versions: tuple[int, int]) -> tuple[int, int]:
@@ -530,22 +551,40 @@ class Catalog:
 
     def migrate(self, known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred:
         """C{pypid catalog migrate}: bring the schema up to date. Fires with the versions before and after."""
+        self._start_pool()
+        return self._run(migrations.migrate, known)
+
+    def _start_pool(self) -> None:
         if not self._pool.started:
             self._pool.start()
-        return self._run(migrations.migrate, known)
+            # Its threads are not daemons: a reactor that stops without
+            # stop() being called must not leave the process waiting on them.
+            self._at_shutdown = self._reactor.addSystemEventTrigger("during", "shutdown", self._stop_at_shutdown)
+
+    def _stop_at_shutdown(self) -> None:
+        self._at_shutdown = None
+        if self._pool.started:
+            self._pool.stop()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def stop(self) -> defer.Deferred:
         """Stop the pool (waits for running queries, in a thread) and close the connections."""
         pool = self._pool
+        trigger, self._at_shutdown = self._at_shutdown, None
+        if trigger is not None:
+            self._reactor.removeSystemEventTrigger(trigger)
 
         def stopped(_: Any) -> None:
-            with self._lock:
-                connections, self._connections = self._connections, set()
-            for conn in connections:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
+            self._close_all()
             self._set_health(False, "stopped")
 
         d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(), pool.stop)
@@ -553,9 +592,15 @@ class Catalog:
 
     # -- queries --
 
-    def snapshot(self) -> defer.Deferred:
-        """Every listed file and the serial they are as of (a L{Snapshot}); core metadata left out."""
-        return self._run(_q_snapshot)
+    def snapshot(self, transform: Optional[Callable[[Any], Any]] = None) -> defer.Deferred:
+        """
+        Every listed file and the serial they are as of (a L{Snapshot});
+        core metadata left out. With C{transform}, the snapshot's C{files}
+        are what it makes of an iterator of the rows, in the catalog's
+        thread, as they arrive (so that a large catalog is never held as
+        rows all at once).
+        """
+        return self._run(_q_snapshot, transform)
 
     def changes_since(self, serial: int, limit: int = CATCH_UP_BATCH) -> defer.Deferred:
         """The changes after C{serial}, oldest first, at most C{limit} (L{Change}s)."""
@@ -575,6 +620,18 @@ class Catalog:
     def owners(self) -> defer.Deferred:
         """First uploaders: normalised project -> user."""
         return self._run(_q_owners)
+
+    def owner(self, project: str) -> defer.Deferred:
+        """The first uploader of C{project} (normalised), or L{None}."""
+        return self._run(_q_owner, project)
+
+    def claim_owner(self, project: str, user: str) -> defer.Deferred:
+        """
+        Record C{user} as the first uploader of C{project} (normalised)
+        unless it has one: fires with the owner, C{user} or the one who
+        claimed it first (on any replica).
+        """
+        return self._run(_q_claim_owner, project, user, self._reactor.seconds())
 
     def publish(self, record: FileRecord, core_metadata: Optional[bytes] = None, *, actor: Optional[str] = None,
                 replace_existing: bool = False, owner_claim: Optional[str] = None) -> defer.Deferred:
@@ -662,6 +719,7 @@ class ChangeFollower:
         #: How many times it has (re)connected; for tests and metrics.
         self.connections = 0
         self._caught_up: list[defer.Deferred] = []
+        self._serial_waiters: list[tuple[int, defer.Deferred]] = []
 
     # -- life --
 
@@ -686,6 +744,19 @@ class ChangeFollower:
             d.callback(self.serial)
         else:
             self._caught_up.append(d)
+        return d
+
+    def wait_for(self, serial: int) -> defer.Deferred:
+        """
+        Fires (with the serial applied) once every change up to C{serial}
+        is applied; reads the changes now rather than wait for their
+        notification (a replica that made the change itself).
+        """
+        if self.serial >= serial:
+            return defer.succeed(self.serial)
+        d: defer.Deferred = defer.Deferred()
+        self._serial_waiters.append((serial, d))
+        self._catch_up()
         return d
 
     # -- connecting --
@@ -816,6 +887,12 @@ class ChangeFollower:
                 log.failure("applying catalog changes {first}..{last}", first=changes[0].serial,
                             last=changes[-1].serial)
             self.serial = changes[-1].serial
+            if self._serial_waiters:
+                waiting = self._serial_waiters
+                self._serial_waiters = [(s, d) for s, d in waiting if s > self.serial]
+                for s, d in waiting:
+                    if s <= self.serial:
+                        d.callback(self.serial)
         self._catching_up = False
         if self._again or len(changes) >= CATCH_UP_BATCH:
             self._catch_up()

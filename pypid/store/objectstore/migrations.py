@@ -65,6 +65,7 @@ _V1 = (
         core_metadata bytea,
         core_metadata_sha256 text CHECK (core_metadata_sha256 ~ '^[0-9a-f]{64}$'),
         has_signature boolean NOT NULL DEFAULT false,
+        signature_size bigint CHECK (signature_size >= 0),
         yanked boolean NOT NULL DEFAULT false,
         yanked_reason text,
         serial bigint NOT NULL

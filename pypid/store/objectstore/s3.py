@@ -329,6 +329,57 @@ def _parse_xml(body: bytes) -> Optional[ElementTree.Element]:
         return None
 
 
+def _not_s3(location: S3Location, status: int, content_type: Optional[bytes]) -> S3Error:
+    kind = (content_type or b"no content type").decode("latin-1")
+    return S3Error(
+        f"{location.endpoint} answered HTTP {status} ({kind}), not like an S3 store: check --s3-endpoint",
+        "NotS3", status,
+    )
+
+
+def error_for(location: S3Location, origin_method: str, status: int, header: Callable[[bytes], Optional[bytes]],
+              body: bytes, key: Optional[str] = None) -> S3Error:
+    """
+    The L{S3Error} for a non-2xx answer (C{status}, its headers through
+    C{header(name)}, its C{body}), in one line; credentials are never
+    named, only where they came from (C{origin_method}).
+    """
+    root = _parse_xml(body) if body else None
+    code = message = ""
+    if root is not None and _local(root.tag) == "Error":
+        code = _child_text(root, "Code") or ""
+        message = _child_text(root, "Message") or ""
+    loc = location
+    origin = f"credentials from {origin_method}"
+    if not code and body:
+        # S3 answers every error with an XML body, but to HEAD.
+        return _not_s3(location, status, header(b"content-type"))
+    if code == "NoSuchBucket" or (not code and status == 404 and key is None):
+        return ObjectNotFound(f"bucket {loc.bucket!r} does not exist at {loc.endpoint}", "NoSuchBucket", status)
+    if code == "NoSuchKey" or (not code and status == 404):
+        return ObjectNotFound(f"no object {key!r} in {loc.describe()}", "NoSuchKey", status)
+    if code == "InvalidAccessKeyId":
+        return S3Error(f"{loc.endpoint} does not know the access key ({origin})", code, status)
+    if code == "SignatureDoesNotMatch":
+        return S3Error(f"the secret key does not match the access key at {loc.endpoint} ({origin})",
+                       code, status)
+    if code == "AccessDenied" or (not code and status == 403):
+        return S3Error(f"access denied to bucket {loc.bucket!r} at {loc.endpoint} ({origin})",
+                       code or "AccessDenied", status)
+    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException") \
+            or (not code and status == 301):
+        region = header(b"x-amz-bucket-region")
+        if region is None and root is not None:
+            region_text = _child_text(root, "Region")
+            region = region_text.encode() if region_text else None
+        hint = f": use --s3-region {region.decode()}" if region else ": check --s3-region"
+        return S3Error(f"bucket {loc.bucket!r} is not in region {loc.region}{hint}", code or "WrongRegion", status)
+    if code:
+        text = " ".join(message.split())[:200]
+        return S3Error(f"object store error {code} (HTTP {status}) for {loc.describe()}: {text}", code, status)
+    return _not_s3(location, status, header(b"content-type"))
+
+
 class _Collect(Protocol):
     """Collects a response body up to C{limit} bytes; beyond, drops the connection."""
 
@@ -491,6 +542,8 @@ class S3Client:
             # Shorter than any store's idle timeout, so a kept connection
             # is never one the store is closing.
             self._pool.cachedConnectionTimeout = 5
+            # No log line for every connection to the store.
+            self._pool._factory = type("QuietHTTP11ClientFactory", (self._pool._factory,), {"noisy": False})
             http = HTTPClient(Agent(reactor, connectTimeout=connect_timeout, pool=self._pool))
         else:
             self._pool = None
@@ -577,49 +630,11 @@ class S3Client:
 
     def _error(self, response: Any, body: bytes, key: Optional[str] = None) -> S3Error:
         """The L{S3Error} for a non-2xx answer, one line, credentials unnamed but their origin."""
-        status = response.code
-        root = _parse_xml(body) if body else None
-        code = message = ""
-        if root is not None and _local(root.tag) == "Error":
-            code = _child_text(root, "Code") or ""
-            message = _child_text(root, "Message") or ""
-        loc = self.location
-        origin = f"credentials from {self.credentials.method}"
-        if not code and body:
-            # S3 answers every error with an XML body, but to HEAD.
-            return self._not_s3(response)
-        if code == "NoSuchBucket" or (not code and status == 404 and key is None):
-            return ObjectNotFound(f"bucket {loc.bucket!r} does not exist at {loc.endpoint}", "NoSuchBucket", status)
-        if code == "NoSuchKey" or (not code and status == 404):
-            return ObjectNotFound(f"no object {key!r} in {loc.describe()}", "NoSuchKey", status)
-        if code == "InvalidAccessKeyId":
-            return S3Error(f"{loc.endpoint} does not know the access key ({origin})", code, status)
-        if code == "SignatureDoesNotMatch":
-            return S3Error(f"the secret key does not match the access key at {loc.endpoint} ({origin})",
-                           code, status)
-        if code == "AccessDenied" or (not code and status == 403):
-            return S3Error(f"access denied to bucket {loc.bucket!r} at {loc.endpoint} ({origin})",
-                           code or "AccessDenied", status)
-        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException") \
-                or (not code and status == 301):
-            region = _header(response, b"x-amz-bucket-region")
-            if region is None and root is not None:
-                region_text = _child_text(root, "Region")
-                region = region_text.encode() if region_text else None
-            hint = f": use --s3-region {region.decode()}" if region else ": check --s3-region"
-            return S3Error(f"bucket {loc.bucket!r} is not in region {loc.region}{hint}", code or "WrongRegion", status)
-        if code:
-            text = " ".join(message.split())[:200]
-            return S3Error(f"object store error {code} (HTTP {status}) for {loc.describe()}: {text}", code, status)
-        return self._not_s3(response)
+        return error_for(self.location, self.credentials.method, response.code,
+                         lambda name: _header(response, name), body, key)
 
     def _not_s3(self, response: Any) -> S3Error:
-        kind = (_header(response, b"content-type") or b"no content type").decode("latin-1")
-        return S3Error(
-            f"{self.location.endpoint} answered HTTP {response.code} ({kind}), not like an S3 store: "
-            "check --s3-endpoint",
-            "NotS3", response.code,
-        )
+        return _not_s3(self.location, response.code, _header(response, b"content-type"))
 
     def _fail(self, response: Any, key: Optional[str] = None) -> defer.Deferred:
         """Read an error answer's body (bounded) and fail with its L{S3Error}."""
@@ -868,3 +883,67 @@ def _default_threads(reactor: Any) -> Callable[..., defer.Deferred]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
 
     return run
+
+
+def check_blocking(location: S3Location, timeout: float = 10.0) -> tuple[S3Location, Any, Any]:
+    """
+    The start-up check, before the reactor runs (C{twistd} starts its
+    services first): resolve credentials and the region through botocore's
+    chain, then list one key of the prefix with a signed request. Returns
+    the location with its region resolved, and botocore's credentials with
+    a frozen copy (for a L{CredentialSource}); raises one clear L{S3Error}
+    (no credentials, no such bucket, unknown key, wrong secret, access
+    denied, wrong region, not an S3 store, unreachable). Blocking.
+    """
+    import http.client
+    import socket
+    import ssl
+
+    from botocore.awsrequest import AWSRequest
+
+    credentials, frozen, region = _resolve(location.region)
+    if credentials is None or frozen is None or not frozen.access_key:
+        raise S3Error(
+            "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a shared "
+            "credentials file (AWS_SHARED_CREDENTIALS_FILE, ~/.aws/credentials, AWS_PROFILE), or give "
+            "the machine an instance role",
+            "NoCredentials",
+        )
+    where = location if location.region else location.for_aws(region or "us-east-1")
+    url = where.bucket_url([("list-type", "2"), ("max-keys", "1"), ("prefix", where.prefix)])
+    request = AWSRequest(method="GET", url=url, headers={})
+    _signer_class()(frozen, "s3", where.region).add_auth(request)
+    parts = urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    place = f"the object store at {where.endpoint}"
+    try:
+        try:
+            connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                               headers={"User-Agent": "pypid", **dict(request.headers.items())})
+            response = connection.getresponse()
+            body = response.read(_BODY_LIMIT)
+        except ConnectionRefusedError:
+            raise StoreUnreachable(f"cannot reach {place}: connection refused", "Unreachable") from None
+        except socket.gaierror:
+            raise StoreUnreachable(f"cannot reach {place}: host name {parts.hostname!r} not found",
+                                   "Unreachable") from None
+        except (socket.timeout, TimeoutError):
+            raise StoreUnreachable(f"cannot reach {place}: no answer within {timeout:g} s", "Unreachable") from None
+        except ssl.SSLError as e:
+            raise StoreUnreachable(f"cannot reach {place}: TLS failure ({e})", "Unreachable") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise StoreUnreachable(f"cannot reach {place}: {e.__class__.__name__}: {e}", "Unreachable") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        def header(name: bytes) -> Optional[bytes]:
+            value = response.getheader(name.decode("ascii"))
+            return value.encode("latin-1") if value is not None else None
+
+        raise error_for(where, getattr(credentials, "method", None) or "unknown", response.status, header, body)
+    root = _parse_xml(body)
+    if root is None or _local(root.tag) != "ListBucketResult":
+        content_type = response.getheader("content-type")
+        raise _not_s3(where, response.status, content_type.encode("latin-1") if content_type else None)
+    return where, credentials, frozen
