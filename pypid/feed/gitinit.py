@@ -7,7 +7,7 @@ the new files within a fraction of a second; files deleted in the
 repository are deleted from the directory, and so from the index. Files in
 the directory that git does not track (HTTP or FTP uploads, pypid's hidden
 state) are left alone, and pypid's own (the upload spool, the state
-directory) are in the repository's C{info/exclude}: C{git status} of the
+directory, the yanks) are in the repository's C{info/exclude}: C{git status} of the
 checkout never shows them.
 
 The settings live in the repository's config (C{pypid.packages},
@@ -88,9 +88,10 @@ def _write_hook(path: str, force: bool) -> None:
 
 
 #: What pypid itself keeps in a package directory (the upload spool, while
-#: an upload is in flight; the default state directory): git status in the
-#: checkout never shows them.
-EXCLUDED = ("/.pypid-incoming/", "/.pypid/")
+#: an upload is in flight; the default state directory; the yanks and, with
+#: --no-filename-reuse, the removed names): git status in the checkout never
+#: shows them while git does not track them.
+EXCLUDED = ("/.pypid-incoming/", "/.pypid/", "/.pypid-yanked", "/.pypid-removed")
 
 
 def _exclude(repo: str) -> None:
