@@ -23,7 +23,8 @@ looks at the directory itself.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
@@ -34,8 +35,10 @@ from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
 
+from pypid.counts import counted, mib
 from pypid.feed.audit import AuditEvent
-from pypid.feed.checks import Declared, UploadError, declared_by_name
+from pypid.feed.checks import INSUFFICIENT_STORAGE, Declared, UploadError, declared_by_name
+from pypid.feed.incoming import SpoolBudget, StagedWriter, upload_error
 from pypid.feed.publish import Publisher
 from pypid.store.interfaces import IStaged
 from pypid.threads import Threads
@@ -47,8 +50,13 @@ class Refused(ftp.FTPCmdError):
     errorCode = ftp.REQ_ACTN_NOT_TAKEN
 
 
-class TooLarge(ftp.FTPCmdError):
+class NoRoom(ftp.FTPCmdError):
+    """552 and why: over --max-upload-size, or no room (a full disk, the spool budget)."""
+
     errorCode = ftp.EXCEEDED_STORAGE_ALLOC
+
+    def response(self) -> str:
+        return f"552 {self.errorMessage[0]}"
 
 
 @dataclass
@@ -62,15 +70,18 @@ class FTPUploads:
     #: Runs the blocking steps (L{pypid.threads.Threads}).
     threads: Threads
     max_size: int = 1024 ** 3
+    #: The bytes all uploads in flight may hold (C{--max-spool}), shared with HTTP.
+    budget: SpoolBudget = field(default_factory=lambda: SpoolBudget(None))
 
 
 @implementer(ftp.IWriteFile, IConsumer)
 class _Upload:
     """
     One C{STOR}: the L{IWriteFile} Twisted's FTP writes into, and the
-    consumer it writes with. Data goes into the store's staging area
-    (written and hashed as it comes); C{close} hands it to the publisher,
-    or throws it away.
+    consumer it writes with. Data goes into the store's staging area by a
+    L{StagedWriter} (written and hashed in threads, the data connection
+    paused while the disk catches up), within the size limit and the spool
+    budget; C{close} hands it to the publisher, or throws it away.
     """
 
     def __init__(self, shell: "UploadShell", name: str, declared: Declared, staged: IStaged,
@@ -82,8 +93,11 @@ class _Upload:
         self.staged = staged
         self.event = event
         self.state = "open"
-        self.too_large = False
+        #: Why the rest of the transfer is dropped: (code, message), or None.
+        self.refusal: Optional[tuple[int, str]] = None
+        self.received = 0
         self.producer = None
+        self.writer = StagedWriter(staged, shell.uploads.threads, self._pause, self._resume)
 
     # IWriteFile
 
@@ -101,15 +115,40 @@ class _Upload:
     def unregisterProducer(self) -> None:
         self.producer = None
 
+    def _pause(self) -> None:
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+    def _resume(self) -> None:
+        if self.producer is not None:
+            self.producer.resumeProducing()
+
     def write(self, data: bytes) -> None:
-        if self.state != "open" or self.too_large:
+        if self.state != "open" or self.refusal is not None:
             return
-        if self.staged.size + len(data) > self.shell.uploads.max_size:
-            self.too_large = True
-            if self.producer is not None:
-                self.producer.stopProducing()
+        uploads = self.shell.uploads
+        if self.received + len(data) > uploads.max_size:
+            self._refuse(http.REQUEST_ENTITY_TOO_LARGE,
+                         f"Request Entity Too Large: over this server's limit of "
+                         f"{counted(uploads.max_size, 'byte')} (--max-upload-size).")
             return
-        self.staged.write(data)
+        if not uploads.budget.reserve(len(data)):
+            self._refuse(INSUFFICIENT_STORAGE,
+                         f"Insufficient Storage: uploads in flight already hold {mib(uploads.budget.held)} of "
+                         f"this server's {mib(uploads.budget.total or 0)} for them (--max-spool); try again shortly.")
+            return
+        self.received += len(data)
+        self.writer.write(data)
+
+    def _refuse(self, code: int, message: str) -> None:
+        self.refusal = (code, message)
+        if self.producer is not None:
+            self.producer.stopProducing()
+
+    def release(self) -> None:
+        """Give back what this transfer held of the spool budget."""
+        received, self.received = self.received, 0
+        self.shell.uploads.budget.release(received)
 
 
 def _hidden(segments: list[str]) -> bool:
@@ -203,22 +242,33 @@ class UploadShell(ftp.FTPShell):
             return fail(Refused("the session ended before the transfer did"))
         upload.state = "closing"
         uploads = self.uploads
-        if upload.too_large:
-            uploads.publisher.refused(
-                upload.event, http.REQUEST_ENTITY_TOO_LARGE,
-                f"Request Entity Too Large: over this server's limit of {uploads.max_size} bytes.")
-            d = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
+        if upload.refusal is not None:
+            code, message = upload.refusal
+            uploads.publisher.refused(upload.event, code, message)
+            d = upload.writer.abort().addCallback(lambda _: fail(NoRoom(message)))
         else:
-            d = uploads.publisher.publish(upload.event, upload.name, upload.staged, declared=upload.declared,
-                                          streamed=True)
+            def written(_) -> Deferred:
+                return uploads.publisher.publish(upload.event, upload.name, upload.staged,
+                                                 declared=upload.declared, streamed=True)
+
+            def not_written(failure):
+                failure = upload_error(failure)
+                if failure.check(UploadError):
+                    uploads.publisher.refused(upload.event, failure.value.code, failure.value.message)
+                return upload.writer.abort().addBoth(lambda _: failure)
+
+            d = upload.writer.finish().addCallbacks(written, not_written)
 
         def refused(failure):
             if failure.check(UploadError):
+                if failure.value.code in (http.REQUEST_ENTITY_TOO_LARGE, INSUFFICIENT_STORAGE):
+                    raise NoRoom(failure.value.message)
                 raise Refused(failure.value.message)
             return failure
 
         def done(result):
             upload.state = "done"
+            upload.release()
             self._uploads.discard(upload)
             return result
 
@@ -229,7 +279,7 @@ class UploadShell(ftp.FTPShell):
         for upload in list(self._uploads):
             if upload.state == "open":
                 upload.state = "done"
-                self.uploads.threads(upload.staged.abort)
+                upload.writer.abort().addBoth(lambda _, upload=upload: upload.release())
         self._uploads.clear()
 
 
@@ -262,6 +312,8 @@ class UploadFTP(ftp.FTP):
     else; the shell learns the client's address at login (for the audit log).
     """
 
+    log = Logger()
+
     def ftp_PASS(self, password):
         # Logins go through pypid.auth.logins with this client's address:
         # failed logins are limited per address, as for HTTP.
@@ -271,7 +323,7 @@ class UploadFTP(ftp.FTP):
             del self._user
             self.state = self.UNAUTH
             return self.factory.logins.later(
-                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))
+                Throttled(f"Too many failed logins from your address; try again in {counted(retry, 'second')}."))
         self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
 
         def logged_in(reply):
@@ -281,6 +333,55 @@ class UploadFTP(ftp.FTP):
             return reply
 
         return super().ftp_PASS(password).addCallback(logged_in)
+
+    def ftp_STOR(self, path):
+        """
+        C{STOR}, as Twisted's FTP answers it, but for the log: a refused
+        upload is the publisher's one audit line (with the reason), not an
+        "Unexpected error" traceback; only what is unexpected is logged as
+        a failure.
+        """
+        if self.dtpInstance is None:
+            raise ftp.BadCmdSequenceError("PORT, PASV, EPRT, or EPSV required before STOR")
+        try:
+            segments = ftp.toSegments(self.workingDirectory, path)
+        except ftp.InvalidPath:
+            return fail(ftp.FileNotFoundError(path))
+        # No command timeout while the data connection works.
+        self.setTimeout(None)
+
+        def not_opened(failure):
+            if failure.check(ftp.FTPCmdError):
+                return (failure.value.errorCode, "/".join(segments))
+            self.log.failure("opening {path} for an FTP upload failed", failure, path="/".join(segments))
+            return (ftp.FILE_NOT_FOUND, "/".join(segments))
+
+        def opened(upload):
+            d = upload.receive().addCallback(self._transfer)
+            d.addCallback(lambda _: upload.close())
+            return d.addCallbacks(lambda _: (ftp.TXFR_COMPLETE_OK,), transfer_failed)
+
+        def transfer_failed(failure):
+            if failure.check(ftp.FTPCmdError):
+                return failure
+            self.log.failure("FTP upload of {path} failed", failure, path="/".join(segments))
+            return (ftp.CNX_CLOSED_TXFR_ABORTED,)
+
+        def timeout_again(result):
+            self.setTimeout(self.factory.timeOut)
+            return result
+
+        d = self.shell.openForWriting(segments).addCallbacks(opened, not_opened)
+        return d.addBoth(timeout_again)
+
+    def _transfer(self, consumer):
+        """Start the data connection's transfer into C{consumer}; fires when it is done."""
+        if not self.binary:
+            consumer = ftp.ASCIIConsumerWrapper(consumer)
+        d = self.dtpInstance.registerConsumer(consumer)
+        self.reply(ftp.DATA_CNX_ALREADY_OPEN_START_XFR if self.dtpInstance.isConnected
+                   else ftp.FILE_STATUS_OK_OPEN_DATA_CNX)
+        return d
 
     def listenFactory(self, port, factory, interface=""):
         factory.noisy = False  # one data connection per transfer: no log lines for each

@@ -16,7 +16,6 @@ its own least-recently-used cache on disk, in front of the store.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
@@ -137,21 +136,33 @@ class SharedUpstreamFiles:
                 os.unlink(aside)
             except OSError:
                 pass
+            self.store.spool.release()
             return result
 
         return d.addCallbacks(kept, failed).addBoth(cleanup)
 
     def _aside(self, path: str) -> str:
-        from pypid.store.directory.landing import incoming_dir
-
-        directory = incoming_dir(self.store.work_dir)
-        fd, aside = tempfile.mkstemp(dir=directory, prefix=".upload-upstream-")
-        os.close(fd)
-        os.unlink(aside)
+        """
+        A link to (or copy of) C{path} in the store's upload spool, which
+        is there while it is (the caller releases the spool once the link
+        is gone).
+        """
+        spool = self.store.spool
+        fd, aside = spool.create()
         try:
-            os.link(path, aside)
-        except OSError:
-            import shutil
+            os.close(fd)
+            os.unlink(aside)
+            try:
+                os.link(path, aside)
+            except OSError:
+                import shutil
 
-            shutil.copyfile(path, aside)
+                shutil.copyfile(path, aside)
+        except BaseException:
+            try:
+                os.unlink(aside)
+            except OSError:
+                pass
+            spool.release()
+            raise
         return aside
