@@ -58,12 +58,13 @@ def settle(pid: int, quiet: float = 2.0, limit: float = 60.0) -> int:
     return rss_kib(pid)
 
 
-def start(directory: str, pythonpath: str, extra: list[str]) -> tuple[subprocess.Popen, int]:
+def start(directory: str, pythonpath: str, extra: list[str],
+          port: str = "tcp:0:interface=127.0.0.1") -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=pythonpath)
     log = open(os.path.join(directory, "twistd.log"), "wb")
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     command = [twistd, "-n", "--pidfile=", "pypid", "--no-access-log", "--port",
-               "tcp:0:interface=127.0.0.1", *extra, os.path.join(directory, "packages")]
+               port, *extra, os.path.join(directory, "packages")]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=directory)

@@ -1,4 +1,4 @@
-"""Counted nouns for pages and logs: C{1 project}, C{2 projects}. Pure."""
+"""Counted nouns and sizes for pages and logs: C{1 project}, C{2 projects}, C{3.2 MiB}. Pure."""
 
 from __future__ import annotations
 
@@ -13,3 +13,8 @@ def plural(count: int, noun: str, nouns: Optional[str] = None) -> str:
 def counted(count: int, noun: str, nouns: Optional[str] = None) -> str:
     """C{"1 project"}, C{"0 projects"}, C{"2 entries"} (with C{nouns="entries"})."""
     return f"{count} {plural(count, noun, nouns)}"
+
+
+def mib(size: int) -> str:
+    """C{3.2 MiB}: a size in bytes for people."""
+    return f"{size / 1048576:.1f} MiB"

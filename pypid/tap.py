@@ -18,6 +18,7 @@ from twisted.python import usage
 from pypid import __version__
 from pypid.auth.options import AuthConfig, AuthOptions, acl_file
 from pypid.feed.audit import AuditLog
+from pypid.feed.incoming import SpoolBudget
 from pypid.feed.options import FeedConfig, FeedOptions, SpoolService, ftp_factory
 from pypid.feed.publish import Publisher
 from pypid.feed.yank import Yanker
@@ -130,8 +131,8 @@ def attach(parent: MultiService, name: str, service: IService) -> IService:
 
 def makeService(options: Options, reactor=None) -> IService:
     """
-    Build pypid's services from parsed options, named: C{index}, C{watch},
-    C{spool}, C{upstream}, C{web-0}, C{web-1}, ..., C{ftp}. Nothing listens,
+    Build pypid's services from parsed options, named: C{heap}, C{index},
+    C{watch}, C{spool}, C{upstream}, C{web-0}, C{web-1}, ..., C{ftp}. Nothing listens,
     reads the package directories or creates anything before they start.
     """
     if reactor is None:
@@ -153,6 +154,10 @@ def makeService(options: Options, reactor=None) -> IService:
     # Blocking work (scans, archive checks, landing files) runs in the
     # reactor's bounded pool, through this one callable.
     threads = pool_threads(reactor)
+    # The heap a burst of connections freed goes back to the system.
+    trimmer = malloc.heap_trimmer(reactor, threads)
+    if trimmer is not None:
+        attach(top, "heap", trimmer)
 
     if config.objectstore is not None:
         # The object store and its catalog (replicas); the extra is imported only here.
@@ -210,9 +215,12 @@ def makeService(options: Options, reactor=None) -> IService:
         rules = ReleaseRules(store, threads, no_filename_reuse=config.feed.no_filename_reuse,
                              one_sdist=config.feed.one_sdist, removed=removed_names(root))
     publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite, rules=rules)
+    # Uploads in flight, HTTP and FTP, share one budget of bytes.
+    budget = SpoolBudget(config.feed.max_spool)
     policy = UploadPolicy(
         enabled=config.feed.uploads,
         authenticator=authenticator if "update" in config.auth.actions else None,
+        budget=budget,
     )
     upload = LegacyUpload(publisher, policy, threads)
     # Yanks: the rights of uploads, the same audit log.
@@ -246,7 +254,6 @@ def makeService(options: Options, reactor=None) -> IService:
              upstream=upstream_web, api=yanks),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
-        spool_dir=config.feed.spool,
         max_connections=config.web.max_connections,
         header_timeout=config.web.header_timeout,
         idle_timeout=config.web.idle_timeout,
@@ -261,7 +268,7 @@ def makeService(options: Options, reactor=None) -> IService:
     # FTP uploads.
     if ftp_endpoint is not None:
         assert logins is not None
-        factory = ftp_factory(config.feed, root, logins, publisher, reactor, threads)
+        factory = ftp_factory(config.feed, root, logins, publisher, reactor, threads, budget)
         attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
 
     announce(store, listeners, config.web.ports)

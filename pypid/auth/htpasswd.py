@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.auth import hashes
+from pypid.counts import counted
 from pypid.auth.hashes import PLAIN, Hashes
 from pypid.threads import Threads, immediate
 
@@ -273,8 +274,7 @@ class HtpasswdChecker:
                 self.log.error("{error}; every login fails until it is fixed", error=outcome.error)
         elif outcome.reloaded:
             self._logged_error = None
-            self.log.info("read {count} {users} from {path}", count=outcome.users,
-                          users="user" if outcome.users == 1 else "users", path=self.path)
+            self.log.info("read {users} from {path}", users=counted(outcome.users, "user"), path=self.path)
             for user, why in outcome.notes:
                 if why == PLAIN:
                     self.log.warn(

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from pypid.auth.htpasswd import Busy, FileUnreadable, HtpasswdChecker
 from pypid.auth.limiter import FailureLimiter, client_key
 from pypid.auth.tokens import NOT_ENABLED, USER as TOKEN_USER, TokenRefused, Tokens
+from pypid.counts import counted
 from pypid.threads import Threads, pool_threads
 
 audit = Logger(namespace="pypid.audit")
@@ -47,7 +48,7 @@ class TooManyFailures(UnauthorizedLogin):
     """A client over its limit of failed logins: refused unchecked until C{retry_after} seconds pass."""
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed logins from this address; try again in {retry_after} seconds")
+        super().__init__(f"too many failed logins from this address; try again in {counted(retry_after, 'second')}")
         self.retry_after = retry_after
 
 

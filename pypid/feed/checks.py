@@ -37,6 +37,15 @@ def bad(message: str) -> UploadError:
     return UploadError(400, message)
 
 
+#: The status of an upload there is no room for (RFC 4918).
+INSUFFICIENT_STORAGE = 507
+
+
+def no_room(message: str) -> UploadError:
+    """507: no room for the upload (a full disk, the spool budget); C{message} says which."""
+    return UploadError(INSUFFICIENT_STORAGE, message)
+
+
 #: Metadata versions accepted in C{metadata_version} (2.0 was never
 #: standardised but old wheel builders wrote it).
 METADATA_VERSIONS = {"1.0", "1.1", "1.2", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6"}
@@ -98,14 +107,25 @@ class FileUpload(NamedTuple):
     digests: dict[str, str]
 
 
-def check_names(form: Form) -> tuple[str, Version]:
-    """The C{name} and C{version} fields, both required and valid."""
+def check_names(form: Form, filename: Optional[str] = None) -> tuple[str, Version]:
+    """
+    The C{name} and C{version} fields, both required and valid. With the
+    C{filename} of an uploaded file, a field that is missing is taken from
+    it (C{curl -F :action=file_upload -F content=@x-1.0.tar.gz}, as
+    pypiserver allows); the file's metadata is then checked against them
+    as against a form's.
+    """
     name = field(form, "name")
+    text = field(form, "version")
+    if (name is None or text is None) and filename is not None:
+        parsed = parse_filename(filename)
+        if parsed is not None:
+            name = name if name is not None else parsed.name
+            text = text if text is not None else str(parsed.version)
     if name is None:
         raise bad("Missing 'name' field.")
     if not is_valid(name):
         raise bad(f"'{name}' is an invalid value for Name.")
-    text = field(form, "version")
     if text is None:
         raise bad("Missing 'version' field.")
     try:
@@ -153,7 +173,8 @@ def check_file_upload(form: Form) -> FileUpload:
             raise bad(f"{key}: Should not be a tuple.")
         if len(parts) > 1:
             raise bad(f"Field '{key}' was sent more than once.")
-    name, version = check_names(form)
+    content = form.files.get("content")
+    name, version = check_names(form, content[0].filename if content else None)
     metadata_version = field(form, "metadata_version")
     if metadata_version is not None and metadata_version not in METADATA_VERSIONS:
         raise bad(f"'{metadata_version}' is an invalid value for Metadata-Version.")
@@ -168,7 +189,6 @@ def check_file_upload(form: Form) -> FileUpload:
         if len(value) != length or not _HEX.match(value):
             raise bad(f"Invalid {algorithm}_digest: expected {length} hex digits.")
         digests[algorithm] = value.lower()
-    content = form.files.get("content")
     if not content:
         raise bad("Upload payload does not have a file.")
     parsed = check_filename(content[0].filename, filetype, name, version)

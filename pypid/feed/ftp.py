@@ -23,12 +23,12 @@ looks at the directory itself.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, cast
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IConsumer, IListeningPort, IProducer
+from twisted.internet.interfaces import IConsumer, IListeningPort, IProducer, IPushProducer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import ftp
@@ -37,8 +37,10 @@ from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
 
+from pypid.counts import counted, mib
 from pypid.feed.audit import AuditEvent
-from pypid.feed.checks import Declared, UploadError, declared_by_name
+from pypid.feed.checks import INSUFFICIENT_STORAGE, Declared, UploadError, declared_by_name
+from pypid.feed.incoming import SpoolBudget, StagedWriter, upload_error
 from pypid.feed.publish import Published, Publisher
 from pypid.store.interfaces import IStaged
 from pypid.threads import Threads
@@ -58,11 +60,16 @@ class Refused(ftp.FTPCmdError):
         super().__init__(why)  # type: ignore[no-untyped-call]  # Twisted's ftp module is unannotated
 
 
-class TooLarge(ftp.FTPCmdError):
+class NoRoom(ftp.FTPCmdError):
+    """552 and why: over --max-upload-size, or no room (a full disk, the spool budget)."""
+
     errorCode = ftp.EXCEEDED_STORAGE_ALLOC
 
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # as above
+    def __init__(self, why: str) -> None:
+        super().__init__(why)  # type: ignore[no-untyped-call]  # as above
+
+    def response(self) -> str:
+        return f"552 {self.errorMessage[0]}"
 
 
 @dataclass
@@ -72,19 +79,22 @@ class FTPUploads:
     publisher: Publisher
     #: The first package directory, which sessions list and change into.
     root: str
-    reactor: object
+    reactor: Any
     #: Runs the blocking steps (L{pypid.threads.Threads}).
     threads: Threads
     max_size: int = 1024 ** 3
+    #: The bytes all uploads in flight may hold (C{--max-spool}), shared with HTTP.
+    budget: SpoolBudget = field(default_factory=lambda: SpoolBudget(None))
 
 
 @implementer(ftp.IWriteFile, IConsumer)
 class _Upload:
     """
     One C{STOR}: the L{IWriteFile} Twisted's FTP writes into, and the
-    consumer it writes with. Data goes into the store's staging area
-    (written and hashed as it comes); C{close} hands it to the publisher,
-    or throws it away.
+    consumer it writes with. Data goes into the store's staging area by a
+    L{StagedWriter} (written and hashed in threads, the data connection
+    paused while the disk catches up), within the size limit and the spool
+    budget; C{close} hands it to the publisher, or throws it away.
     """
 
     def __init__(self, shell: "UploadShell", name: str, declared: Declared, staged: IStaged,
@@ -96,8 +106,11 @@ class _Upload:
         self.staged = staged
         self.event = event
         self.state = "open"
-        self.too_large = False
-        self.producer: Optional[IProducer] = None
+        #: Why the rest of the transfer is dropped: (code, message), or None.
+        self.refusal: Optional[tuple[int, str]] = None
+        self.received = 0
+        self.producer: Optional[IPushProducer] = None
+        self.writer = StagedWriter(staged, shell.uploads.threads, self._pause, self._resume)
 
     # IWriteFile
 
@@ -110,20 +123,46 @@ class _Upload:
     # IConsumer
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        self.producer = producer
+        # Twisted's FTP data connection registers itself: a push producer (streaming).
+        self.producer = cast(IPushProducer, producer)
 
     def unregisterProducer(self) -> None:
         self.producer = None
 
+    def _pause(self) -> None:
+        if self.producer is not None:
+            self.producer.pauseProducing()
+
+    def _resume(self) -> None:
+        if self.producer is not None:
+            self.producer.resumeProducing()
+
     def write(self, data: bytes) -> None:
-        if self.state != "open" or self.too_large:
+        if self.state != "open" or self.refusal is not None:
             return
-        if self.staged.size + len(data) > self.shell.uploads.max_size:
-            self.too_large = True
-            if self.producer is not None:
-                self.producer.stopProducing()
+        uploads = self.shell.uploads
+        if self.received + len(data) > uploads.max_size:
+            self._refuse(http.REQUEST_ENTITY_TOO_LARGE,
+                         f"Request Entity Too Large: over this server's limit of "
+                         f"{counted(uploads.max_size, 'byte')} (--max-upload-size).")
             return
-        self.staged.write(data)
+        if not uploads.budget.reserve(len(data)):
+            self._refuse(INSUFFICIENT_STORAGE,
+                         f"Insufficient Storage: uploads in flight already hold {mib(uploads.budget.held)} of "
+                         f"this server's {mib(uploads.budget.total or 0)} for them (--max-spool); try again shortly.")
+            return
+        self.received += len(data)
+        self.writer.write(data)
+
+    def _refuse(self, code: int, message: str) -> None:
+        self.refusal = (code, message)
+        if self.producer is not None:
+            self.producer.stopProducing()
+
+    def release(self) -> None:
+        """Give back what this transfer held of the spool budget."""
+        received, self.received = self.received, 0
+        self.shell.uploads.budget.release(received)
 
 
 def _hidden(segments: list[str]) -> bool:
@@ -226,22 +265,33 @@ class UploadShell(ftp.FTPShell):
             return fail(Refused("the session ended before the transfer did"))
         upload.state = "closing"
         uploads = self.uploads
-        if upload.too_large:
-            uploads.publisher.refused(
-                upload.event, http.REQUEST_ENTITY_TOO_LARGE,
-                f"Request Entity Too Large: over this server's limit of {uploads.max_size} bytes.")
-            d: Deferred[Published] = uploads.threads(upload.staged.abort).addCallback(lambda _: fail(TooLarge()))
+        if upload.refusal is not None:
+            code, message = upload.refusal
+            uploads.publisher.refused(upload.event, code, message)
+            d: Deferred[Published] = upload.writer.abort().addCallback(lambda _: fail(NoRoom(message)))
         else:
-            d = uploads.publisher.publish(upload.event, upload.name, upload.staged, declared=upload.declared,
-                                          streamed=True)
+            def written(_: object) -> Deferred[Published]:
+                return uploads.publisher.publish(upload.event, upload.name, upload.staged,
+                                                 declared=upload.declared, streamed=True)
+
+            def not_written(failure: Failure) -> Deferred[Published]:
+                failure = upload_error(failure)
+                if failure.check(UploadError):
+                    uploads.publisher.refused(upload.event, failure.value.code, failure.value.message)
+                return upload.writer.abort().addBoth(lambda _: failure)
+
+            d = upload.writer.finish().addCallbacks(written, not_written)
 
         def refused(failure: Failure) -> None:
             if failure.check(UploadError):
+                if failure.value.code in (http.REQUEST_ENTITY_TOO_LARGE, INSUFFICIENT_STORAGE):
+                    raise NoRoom(failure.value.message)
                 raise Refused(failure.value.message)
             failure.raiseException()
 
         def done(result: _T) -> _T:
             upload.state = "done"
+            upload.release()
             self._uploads.discard(upload)
             return result
 
@@ -252,8 +302,12 @@ class UploadShell(ftp.FTPShell):
         for upload in list(self._uploads):
             if upload.state == "open":
                 upload.state = "done"
-                self.uploads.threads(upload.staged.abort)
+                upload.writer.abort().addBoth(_release, upload)
         self._uploads.clear()
+
+
+def _release(_: object, upload: _Upload) -> None:
+    upload.release()
 
 
 def _name(name: str | bytes) -> str:
@@ -291,6 +345,14 @@ class UploadFTP(ftp.FTP):
     else; the shell learns the client's address at login (for the audit log).
     """
 
+    log = Logger()
+    # Twisted's FTP declares these None: the shell is set at login (the
+    # realm's UploadShell), the data connection by PASV or PORT.
+    shell: UploadShell  # type: ignore[assignment]
+    dtpInstance: Optional[ftp.DTP]  # type: ignore[assignment]
+    #: The current directory, as segments (set at login).
+    workingDirectory: list[str]
+
     def ftp_PASS(self, password: bytes) -> Deferred[object]:
         # Logins go through pypid.auth.logins with this client's address:
         # failed logins are limited per address, as for HTTP.
@@ -300,10 +362,10 @@ class UploadFTP(ftp.FTP):
             del self._user
             self.state = self.UNAUTH
             later: Deferred[object] = self.factory.logins.later(
-                Throttled(f"Too many failed logins from your address; try again in {retry} seconds."))  # type: ignore[no-untyped-call]  # as above
+                Throttled(f"Too many failed logins from your address; try again in {counted(retry, 'second')}."))  # type: ignore[no-untyped-call]  # as above
             return later
         self.portal = Portal(  # type: ignore[assignment]  # FTP declares it None, set at login
-self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
+            self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
 
         def logged_in(reply: _T) -> _T:
             shell = getattr(self, "shell", None)
@@ -313,6 +375,59 @@ self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
 
         passed: Deferred[object] = super().ftp_PASS(password)  # type: ignore[no-untyped-call]  # as above
         return passed.addCallback(logged_in)
+
+    def ftp_STOR(self, path: str) -> Deferred[tuple[str, ...]]:
+        """
+        C{STOR}, as Twisted's FTP answers it, but for the log: a refused
+        upload is the publisher's one audit line (with the reason), not an
+        "Unexpected error" traceback; only what is unexpected is logged as
+        a failure.
+        """
+        if self.dtpInstance is None:
+            raise ftp.BadCmdSequenceError("PORT, PASV, EPRT, or EPSV required before STOR")
+        try:
+            segments = ftp.toSegments(self.workingDirectory, path)
+        except ftp.InvalidPath:
+            return fail(ftp.FileNotFoundError(path))
+        # No command timeout while the data connection works.
+        self.setTimeout(None)  # type: ignore[no-untyped-call]  # as above
+
+        def not_opened(failure: Failure) -> tuple[str, ...]:
+            if failure.check(ftp.FTPCmdError):
+                return (failure.value.errorCode, "/".join(segments))
+            self.log.failure("opening {path} for an FTP upload failed", failure, path="/".join(segments))
+            return (ftp.FILE_NOT_FOUND, "/".join(segments))
+
+        def opened(upload: _Upload) -> Deferred[tuple[str, ...]]:
+            d = upload.receive().addCallback(self._transfer)
+            d.addCallback(lambda _: upload.close())
+            return d.addCallbacks(lambda _: (ftp.TXFR_COMPLETE_OK,), transfer_failed)
+
+        def transfer_failed(failure: Failure) -> Failure | tuple[str, ...]:
+            if failure.check(ftp.FTPCmdError):
+                return failure
+            self.log.failure("FTP upload of {path} failed", failure, path="/".join(segments))
+            return (ftp.CNX_CLOSED_TXFR_ABORTED,)
+
+        def timeout_again(result: _T) -> _T:
+            self.setTimeout(self.factory.timeOut)  # type: ignore[no-untyped-call]  # as above
+            return result
+
+        d = self.shell.openForWriting(segments).addCallbacks(opened, not_opened)
+        return d.addBoth(timeout_again)
+
+    def _transfer(self, consumer: IConsumer) -> Deferred[None]:
+        """Start the data connection's transfer into C{consumer}; fires when it is done."""
+        dtp = self.dtpInstance
+        # ftp_STOR checked; should the data connection be gone since, the transfer fails.
+        assert dtp is not None
+        target: object = consumer
+        if not self.binary:
+            target = ftp.ASCIIConsumerWrapper(consumer)
+        d: Deferred[None] = dtp.registerConsumer(target)
+        self.reply(ftp.DATA_CNX_ALREADY_OPEN_START_XFR if dtp.isConnected  # type: ignore[no-untyped-call]  # as above
+                   else ftp.FILE_STATUS_OK_OPEN_DATA_CNX)
+        return d
 
     def listenFactory(self, port: int, factory: ServerFactory, interface: str = "") -> IListeningPort:  # type: ignore[override]  # FTP's is unannotated, with other names
         factory.noisy = False  # one data connection per transfer: no log lines for each

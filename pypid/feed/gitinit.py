@@ -6,7 +6,9 @@ the pushed branch out into the package directory. The watcher then lists
 the new files within a fraction of a second; files deleted in the
 repository are deleted from the directory, and so from the index. Files in
 the directory that git does not track (HTTP or FTP uploads, pypid's hidden
-state) are left alone.
+state) are left alone, and pypid's own (the upload spool, the state
+directory, the yanks) are in the repository's C{info/exclude}: C{git status} of the
+checkout never shows them.
 
 The settings live in the repository's config (C{pypid.packages},
 C{pypid.branch}): running the command again changes them.
@@ -85,6 +87,32 @@ def _write_hook(path: str, force: bool) -> None:
         f.write(HOOK)
 
 
+#: What pypid itself keeps in a package directory (the upload spool, while
+#: an upload is in flight; the default state directory; the yanks and, with
+#: --no-filename-reuse, the removed names): git status in the checkout never
+#: shows them while git does not track them.
+EXCLUDED = ("/.pypid-incoming/", "/.pypid/", "/.pypid-yanked", "/.pypid-removed")
+
+
+def _exclude(repo: str) -> None:
+    """Add L{EXCLUDED} to the repository's C{info/exclude} (what it lacks)."""
+    path = os.path.join(repo, "info", "exclude")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    missing = [line for line in EXCLUDED if line not in text.splitlines()]
+    if not missing:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += "# pypid's own files in the package directory (pypid git-init)\n" + "\n".join(missing) + "\n"
+    with replacing(path, prefix=".exclude-", suffix="", text=True) as f:
+        f.write(text)
+
+
 def git_init(repo: str, packages: str, branch: str = "main", force: bool = False) -> str:
     """
     Create or configure the bare repository C{repo} to check C{branch} out
@@ -102,6 +130,7 @@ def git_init(repo: str, packages: str, branch: str = "main", force: bool = False
     _git("config", "pypid.packages", packages, cwd=repo)
     _git("config", "pypid.branch", branch, cwd=repo)
     _write_hook(os.path.join(repo, "hooks", "post-receive"), force)
+    _exclude(repo)
     return repo
 
 

@@ -10,7 +10,7 @@ I/O of its own, no Twisted.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, NamedTuple, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol
 from urllib.parse import unquote
 
 #: Largest header block of one part.
@@ -286,6 +286,70 @@ class Limits(NamedTuple):
     text_bytes: int = 32 * 1024 * 1024
 
 
+class FormCollector:
+    """
+    A whole C{multipart/form-data} form, pushed in chunks (L{feed}, then
+    L{close}): text fields are decoded as UTF-8 and kept (within
+    C{limits}); file parts (those with a C{filename}) are streamed into the
+    writer C{open_file(headers)} returns, which may raise L{MultipartError}
+    to refuse a part.
+    """
+
+    def __init__(self, boundary: bytes, open_file: Callable[[PartHeaders], FileWriter],
+                 limits: Limits = Limits()) -> None:
+        self._open_file = open_file
+        self._limits = limits
+        self.fields: dict[str, list[str]] = {}
+        self.files: dict[str, list[FilePart]] = {}
+        self._text = 0
+        self._headers: Optional[PartHeaders] = None
+        self._size = 0
+        self._writer: Optional[FileWriter] = None
+        self._chunks: list[bytes] = []
+        self._parser = MultipartParser(boundary, self._begin, self._data, self._end)
+
+    def feed(self, data: bytes) -> None:
+        self._parser.feed(data)
+
+    def close(self) -> Form:
+        """The form; L{MultipartError} when the body ended before its closing boundary."""
+        self._parser.close()
+        return Form(self.fields, self.files)
+
+    def _begin(self, headers: PartHeaders) -> None:
+        if self._parser.parts > self._limits.parts:
+            raise MultipartError(f"more than {self._limits.parts} form parts")
+        self._headers = headers
+        self._size = 0
+        self._chunks = []
+        self._writer = self._open_file(headers) if headers.filename is not None else None
+
+    def _data(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._writer is not None:
+            self._writer.write(chunk)
+            return
+        self._text += len(chunk)
+        if self._text > self._limits.text_bytes:
+            raise MultipartError("the form's text fields are too large")
+        self._chunks.append(chunk)
+
+    def _end(self) -> None:
+        headers = self._headers
+        assert headers is not None
+        if self._writer is not None:
+            part = FilePart(headers.name, headers.filename or "", headers.content_type, self._writer, self._size)
+            self.files.setdefault(headers.name, []).append(part)
+            return
+        raw = b"".join(self._chunks)
+        self._chunks = []
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MultipartError(f"form field {headers.name!r} is not UTF-8")
+        self.fields.setdefault(headers.name, []).append(text)
+
+
 def read_form(
     read: Callable[[int], bytes],
     boundary: bytes,
@@ -295,56 +359,12 @@ def read_form(
 ) -> Form:
     """
     Parse a whole C{multipart/form-data} body from C{read} (a file's read
-    method). File parts (those with a C{filename}) are streamed into the
-    writer C{open_file(headers)} returns, which may raise L{MultipartError}
-    to refuse a part; text fields are decoded as UTF-8.
+    method) with a L{FormCollector}.
     """
-    fields: dict[str, list[str]] = {}
-    files: dict[str, list[FilePart]] = {}
-    state: dict[str, Any] = {"text": 0}
-
-    def begin(headers: PartHeaders) -> None:
-        if parser.parts > limits.parts:
-            raise MultipartError(f"more than {limits.parts} form parts")
-        state["headers"] = headers
-        state["size"] = 0
-        if headers.filename is not None:
-            state["writer"] = open_file(headers)
-            state["chunks"] = None
-        else:
-            state["writer"] = None
-            state["chunks"] = []
-
-    def data(chunk: bytes) -> None:
-        state["size"] += len(chunk)
-        writer = state["writer"]
-        if writer is not None:
-            writer.write(chunk)
-            return
-        state["text"] += len(chunk)
-        if state["text"] > limits.text_bytes:
-            raise MultipartError("the form's text fields are too large")
-        state["chunks"].append(chunk)
-
-    def end() -> None:
-        headers: PartHeaders = state["headers"]
-        if state["writer"] is not None:
-            part = FilePart(headers.name, headers.filename or "", headers.content_type,
-                            state["writer"], state["size"])
-            files.setdefault(headers.name, []).append(part)
-            return
-        raw = b"".join(state["chunks"])
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MultipartError(f"form field {headers.name!r} is not UTF-8")
-        fields.setdefault(headers.name, []).append(text)
-
-    parser = MultipartParser(boundary, begin, data, end)
+    collector = FormCollector(boundary, open_file, limits)
     while True:
         chunk = read(chunk_size)
         if not chunk:
             break
-        parser.feed(chunk)
-    parser.close()
-    return Form(fields, files)
+        collector.feed(chunk)
+    return collector.close()

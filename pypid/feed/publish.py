@@ -22,12 +22,13 @@ from twisted.python.failure import Failure
 from twisted.web import http
 
 from pypid.auth.tokens import scope_refusal
+from pypid.counts import counted
 from pypid.feed.audit import AuditEvent, AuditLog
-from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name
+from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name, no_room
 from pypid.index.names import normalize
 from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
 from pypid.store import complete
-from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, StoreUnavailable
+from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, StoreFull, StoreUnavailable
 from pypid.threads import Threads
 
 #: The answer to a failure that is no refusal (details in the server log).
@@ -62,7 +63,7 @@ def metric_result(code: int, message: str) -> str:
     if code == 400:
         return "exists" if message.startswith("File already exists") else "invalid"
     return {401: "unauthorized", 403: "forbidden", 404: "not_found", 410: "gone",
-            413: "too_large"}.get(code, "error")
+            413: "too_large", 507: "no_room"}.get(code, "error")
 
 
 #: Actions whose outcome counts in the upload metrics ("-": refused before
@@ -123,6 +124,14 @@ class Publisher:
         """Record a refusal decided before the pipeline (no login, a bad form, a file too large)."""
         event.result, event.status, event.message = "refused", code, message
         self.record(event)
+
+    def answered(self, event: AuditEvent, code: int, message: str) -> None:
+        """Record an answer decided outside the pipeline (a refusal, or a 200 for a register)."""
+        if code == http.OK:
+            event.result, event.status, event.message = "ok", code, message
+            self.record(event)
+        else:
+            self.refused(event, code, message)
 
     @inlineCallbacks
     def authorize(self, user: str, project: str, action: str = "upload") -> Generator[Deferred[Any], Any, None]:
@@ -185,7 +194,10 @@ class Publisher:
             declared = declared_by_name(name.rsplit("/", 1)[-1])
         event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
         yield self.authorize(event.user, declared.project)
-        digests = yield self.threads(staged.finish)
+        try:
+            digests = yield self.threads(staged.finish)
+        except StoreFull as e:
+            raise no_room(str(e))
         check_digests(declared.digests, digests)
         if self.rules is not None:
             yield self.rules.check(declared)
@@ -194,19 +206,33 @@ class Publisher:
         yield self.threads(_check_archive, staged, declared)
         try:
             placed = yield self.store.publish(name, staged, self.overwrite, signature, uploader=event.user)
-        except AlreadyStored:
+        except AlreadyStored as e:
+            if e.listed != declared.filename:
+                raise bad(
+                    f"File already exists ('{declared.filename}' is the same release file as the stored "
+                    f"'{e.listed}', with different content). Remove it first, or run the server with --overwrite."
+                )
             raise bad(
                 f"File already exists ('{declared.filename}' with different content). "
                 "Remove it first, or run the server with --overwrite."
             )
         except BadName as e:
             raise bad(str(e))
+        except NotListed as e:
+            raise bad(f"Invalid distribution file: {e}")
+        except StoreFull as e:
+            raise no_room(str(e))
         except StoreUnavailable as e:
             raise unavailable(e)
+        stored = placed.path.rsplit("/", 1)[-1]
         if placed.outcome == "identical":
             message = f"{declared.filename} is already stored with the same content."
+            if stored != declared.filename:
+                message = f"{declared.filename} is already stored with the same content (as {stored})."
         else:
             message = f"{declared.filename} {placed.outcome}."
+            if stored != declared.filename:
+                message = f"{declared.filename} {placed.outcome} (as {stored}, the same release file)."
         return Published(placed.outcome, placed.path, message)
 
     def _recorded(self, d: Deferred[_Outcome], event: AuditEvent, staged: Optional[IStaged]) -> Deferred[_Outcome]:
@@ -256,7 +282,7 @@ class Publisher:
             yield self.store.remove(files)
         except StoreUnavailable as e:
             raise unavailable(e)
-        return Removed(len(files), f"Removed {len(files)} files of {name} {version}.")
+        return Removed(len(files), f"Removed {counted(len(files), 'file')} of {name} {version}.")
 
 
 def unavailable(error: StoreUnavailable) -> UploadError:

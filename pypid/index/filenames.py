@@ -13,7 +13,7 @@ import functools
 import re
 from typing import NamedTuple, Optional
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_version, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from pypid.index.names import is_valid, normalize
@@ -48,6 +48,7 @@ _DIGIT_AFTER_DASH = re.compile(r"-(?=\d)")
 #: A wheel's name part: letters, digits, '_' and '.' (dashes are escaped).
 _WHEEL_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?$")
 _BUILD_TAG = re.compile(r"^(\d+)(.*)$")
+_ARCHIVE_SUFFIX = re.compile(r"(\.tar(\.[a-z0-9]+)?|\.[a-z0-9]+)$")
 
 
 #: A key of ints, strings and tuples of them, compared only with keys made
@@ -246,3 +247,43 @@ def parse_filename(filename: str) -> Optional[ParsedName]:
         if lower.endswith(suffix):
             return _parse_sdist(filename, filename[-len(suffix) :])
     return None
+
+
+def _sorted_tag(tag: str) -> str:
+    return ".".join(sorted(tag.split(".")))
+
+
+def release_key(project: str, version: str, filename: str) -> str:
+    """
+    The identity of a release file: two files with the same key are one
+    file of the index, however their names are spelled. It is made of the
+    normalised project, the canonical version (C{1.0 == 1.0.0}), and what
+    tells files of one release apart: for a wheel its build tag and its
+    tag set (each compressed tag set in sorted order), for an egg its
+    python and platform, for an sdist its archive kind. Lower-cased
+    throughout, so C{Demo-1.0-PY3-NONE-ANY.WHL} and
+    C{demo-1.0.0-py3-none-any.whl} are one file. C{project} and C{version}
+    are the ones the index lists the file under (L{parse_filename}'s);
+    C{filename} supplies the rest.
+
+    The stores refuse a second file of a listed file's key, the index lists
+    one file per key (L{pypid.index.model.make_project}), and the replicas'
+    catalog keeps the key unique. Pure.
+    """
+    try:
+        canonical = canonicalize_version(version)
+    except Exception:  # an unparseable version is compared as written
+        canonical = version
+    lower = filename.lower()
+    if lower.endswith(".whl"):
+        parts = lower[: -len(".whl")].split("-")
+        tags = "-".join(_sorted_tag(tag) for tag in parts[-3:])
+        build = parts[2] if len(parts) == 6 else ""
+        detail = f"wheel:{build}:{tags}"
+    elif lower.endswith(".egg"):
+        parts = lower[: -len(".egg")].split("-")
+        detail = "egg:" + "-".join(parts[2:])
+    else:
+        match = _ARCHIVE_SUFFIX.search(lower)
+        detail = "sdist:" + (match.group(1) if match else "")
+    return f"{normalize(project)}|{str(canonical).lower()}|{detail}"

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
 
-from pypid.index.filenames import BuildTag, SortKey, version_order
+from pypid.index.filenames import BuildTag, SortKey, release_key, version_order
 
 
 class _Stored(NamedTuple):
@@ -108,10 +108,15 @@ class Project(NamedTuple):
     key: str
     #: Display name.
     name: str
+    #: The files listed: one per release file (L{release_key}).
     files: tuple[DistFile, ...]
     #: The serial of the last change to the project (what mirrors read as
     #: its C{last_serial}); see L{IndexSnapshot}.
     serial: int = 0
+    #: Files on disk that are a listed file again under another spelling
+    #: of its name (C{casep-1.0-py3-none-any.whl} beside
+    #: C{Casep-1.0-py3-none-any.whl}): neither listed nor served.
+    shadowed: tuple[DistFile, ...] = ()
 
     @property
     def versions(self) -> list[str]:
@@ -151,8 +156,49 @@ def make_project(
         return (order, f[7], path[path.rfind("/") + 1 :])
 
     ordered = tuple(sorted(files, key=sort_key))
+    listed, shadowed = _one_per_release(ordered, orders)
     # The display name follows the newest file, as uploads rename projects.
-    return Project(key, ordered[-1].name, ordered, serial)
+    return Project(key, listed[-1].name, listed, serial=serial, shadowed=shadowed)
+
+
+def _one_per_release(
+    ordered: tuple[DistFile, ...], orders: dict[int, SortKey]
+) -> tuple[tuple[DistFile, ...], tuple[DistFile, ...]]:
+    """
+    The files of C{ordered} (sorted by L{make_project}) to list, one per
+    release file (L{release_key}), and the others. Of files that are one
+    release file, the one listed is the same whatever the order they were
+    found in: the oldest (modification time), then the one in the first
+    package directory, then the first path.
+    """
+    shadowed: list[DistFile] = []
+    i, n = 0, len(ordered)
+    while i < n:
+        # A run of files of one version and build: one release file must
+        # be in one run, and only two of one kind can be one file.
+        f = ordered[i]
+        order, build = orders[id(f[4])], f[7]
+        kinds = {f[5]}
+        twice = False
+        j = i + 1
+        while j < n and ordered[j][7] == build and orders[id(ordered[j][4])] == order:
+            kind = ordered[j][5]
+            twice = twice or kind in kinds
+            kinds.add(kind)
+            j += 1
+        if twice:
+            groups: dict[str, list[DistFile]] = {}
+            for g in ordered[i:j]:
+                groups.setdefault(release_key(g.project, str(g.version), g.filename), []).append(g)
+            for group in groups.values():
+                if len(group) > 1:
+                    keep = min(group, key=lambda g: (g.mtime_ns, g.root, g.path))
+                    shadowed.extend(g for g in group if g is not keep)
+        i = j
+    if not shadowed:
+        return ordered, ()
+    hidden = {id(g) for g in shadowed}
+    return tuple(f for f in ordered if id(f) not in hidden), tuple(sorted(shadowed, key=lambda g: (g.root, g.path)))
 
 
 #: Shards of a L{FileMap}: a power of two.
@@ -280,7 +326,7 @@ class IndexSnapshot:
         only by L{with_yanks}; L{apply} carries it over untouched.
     """
 
-    __slots__ = ("projects", "files", "generation", "file_count", "serial", "yanks")
+    __slots__ = ("projects", "files", "generation", "file_count", "serial", "yanks", "shadowed")
 
     def __init__(
         self,
@@ -290,13 +336,24 @@ class IndexSnapshot:
         serial: int = 0,
         *,
         yanks: Optional[Mapping[str, Mapping[str, str]]] = None,
+        shadowed: int = 0,
     ) -> None:
         self.projects = projects
+        #: Every file by path: the listed ones and the shadowed ones
+        #: (L{Project.shadowed}, which nothing serves).
         self.files: FileMap = files if isinstance(files, FileMap) else FileMap(files.values())
         self.generation = generation
-        self.file_count = len(files)
         self.serial = serial
         self.yanks: Mapping[str, Mapping[str, str]] = yanks if yanks is not None else {}
+        #: How many of L{files} are shadowed.
+        self.shadowed = shadowed
+        #: How many files are listed.
+        self.file_count = len(files) - shadowed
+
+    def listed(self, f: DistFile) -> bool:
+        """Whether C{f}, a file of L{files}, is listed (not shadowed by another spelling of its name)."""
+        project = self.projects.get(f[2])
+        return project is not None and (not project.shadowed or f not in project.shadowed)
 
     @classmethod
     def empty(cls) -> "IndexSnapshot":
@@ -326,7 +383,7 @@ class IndexSnapshot:
                 group.append(f)
         orders: dict[int, SortKey] = {}
         projects = {key: make_project(key, group, orders, serial) for key, group in groups.items()}
-        return cls(projects, by_path, 1, serial)
+        return cls(projects, by_path, 1, serial, shadowed=sum(len(p.shadowed) for p in projects.values() if p.shadowed))
 
     def get(self, key: str) -> Optional[Project]:
         """The project with normalised name C{key}, if listed."""
@@ -366,7 +423,8 @@ class IndexSnapshot:
         if not changed:
             return self, frozenset()
         if not numbered:
-            return IndexSnapshot(self.projects, self.files, self.generation + 1, self.serial, yanks=yanks), \
+            return IndexSnapshot(self.projects, self.files, self.generation + 1, self.serial, yanks=yanks,
+                                 shadowed=self.shadowed), \
                 frozenset(changed)
         # A yank is a change of the index like an upload: it has a serial,
         # and so have the projects it touches (mirrors fetch them again).
@@ -377,7 +435,8 @@ class IndexSnapshot:
             project = projects.get(key)
             if project is not None:
                 projects[key] = project._replace(serial=serial)
-        snapshot = IndexSnapshot(projects, self.files, self.generation + 1, max(self.serial, serial), yanks=yanks)
+        snapshot = IndexSnapshot(projects, self.files, self.generation + 1, max(self.serial, serial), yanks=yanks,
+                                 shadowed=self.shadowed)
         return snapshot, frozenset(changed)
 
     def apply(
@@ -426,20 +485,25 @@ class IndexSnapshot:
             current = self.projects.get(key)
             if current is not None:
                 by_project[key].extend(
-                    f for f in current.files if files.get(f.path) is f
+                    f for f in chain(current.files, current.shadowed) if files.get(f.path) is f
                 )
         placed = {f.path for group in by_project.values() for f in group}
         for new in added:
             if new.path not in placed and files.get(new.path) is new:
                 by_project[new.project].append(new)
                 placed.add(new.path)
+        shadowed = self.shadowed
         for key, group in by_project.items():
+            old_project = projects.get(key)
+            if old_project is not None:
+                shadowed -= len(old_project.shadowed)
             if group:
-                projects[key] = make_project(key, group, serial=serial)
+                projects[key] = new_project = make_project(key, group, serial=serial)
+                shadowed += len(new_project.shadowed)
             else:
                 projects.pop(key, None)
         snapshot = IndexSnapshot(projects, files.done(), self.generation + 1, max(self.serial, serial),
-                                 yanks=self.yanks)
+                                 yanks=self.yanks, shadowed=shadowed)
         return snapshot, frozenset(touched)
 
     def with_serials(self, serials: Mapping[str, int], serial: Optional[int] = None) -> "IndexSnapshot":
@@ -455,4 +519,4 @@ class IndexSnapshot:
             if project is not None and project.serial != number:
                 projects[key] = project._replace(serial=number)
         top = self.serial if serial is None else max(self.serial, serial)
-        return IndexSnapshot(projects, self.files, self.generation + 1, top, yanks=self.yanks)
+        return IndexSnapshot(projects, self.files, self.generation + 1, top, yanks=self.yanks, shadowed=self.shadowed)

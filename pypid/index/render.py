@@ -147,9 +147,12 @@ def project_json(project: Project, hash_algo: Optional[str], yanked: Mapping[str
 def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
     """The flat list of every file at C{/packages/}, for C{pip --find-links}."""
     parts = [_HEAD.format(title="Index of packages")]
+    shadowed = snapshot.shadowed
     yanks = snapshot.yanks
     for path in sorted(snapshot.files):
         f = snapshot.files[path]
+        if shadowed and not snapshot.listed(f):
+            continue
         href = escape(quote(f.path) + _fragment(f, hash_algo))
         attrs = f'href="{href}"'
         if f.requires_python:

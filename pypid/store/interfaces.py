@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, NamedTuple, Opti
 
 from zope.interface import Attribute, Interface
 
+from pypid.index.filenames import parse_filename, release_key
+
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.web.server import Request
@@ -40,13 +42,30 @@ class Placed(NamedTuple):
 
 class AlreadyStored(Exception):
     """
-    L{IPackageStore.publish} without C{overwrite}: a file of that name is
-    stored with other bytes.
+    L{IPackageStore.publish} without C{overwrite}: the same release file
+    (see L{pypid.index.filenames.release_key}: a file of that name, or of a
+    name that differs only in case or spelling) is stored with other bytes.
     """
 
-    def __init__(self, filename: str) -> None:
-        super().__init__(f"{filename} is already stored with other content")
+    def __init__(self, filename: str, listed: Optional[str] = None) -> None:
+        super().__init__(f"{listed or filename} is already stored with other content")
         self.filename = filename
+        #: The file name it is stored under.
+        self.listed = listed or filename
+
+
+class NotListed(ValueError):
+    """
+    L{IPackageStore.publish}: the bytes are not a file the index would list
+    (the rule that decides listing says why, in C{str()}); nothing is stored.
+    """
+
+
+class StoreFull(Exception):
+    """
+    There is no room for a new file (a full disk, a quota): C{str()} says so
+    in one line a client can be shown. Nothing of the file is kept.
+    """
 
 
 class StoreUnavailable(Exception):
@@ -75,6 +94,32 @@ def check_name(name: str) -> list[str]:
         if not part or part.startswith(".") or "\\" in part or "\0" in part:
             raise BadName(f"{name!r} is not a file name this index can store")
     return parts
+
+
+def listed_as(snapshot: IndexSnapshot, filename: str) -> Optional[DistFile]:
+    """
+    The file of C{snapshot} (an L{pypid.index.model.IndexSnapshot}) that a
+    new file named C{filename} would be: the listed file of that name, or
+    of the same release file spelled otherwise
+    (L{pypid.index.filenames.release_key}); L{None} when there is none.
+    Every store places a new file by this rule.
+    """
+    parsed = parse_filename(filename)
+    if parsed is None:
+        return None
+    project = snapshot.get(parsed.project)
+    if project is None:
+        return None
+    key = None
+    for f in project.files:
+        if f.filename == filename:
+            return f
+        if f.version == parsed.version:
+            if key is None:
+                key = release_key(parsed.project, str(parsed.version), filename)
+            if release_key(f.project, str(f.version), f.filename) == key:
+                return f
+    return None
 
 
 class IBody(Interface):
@@ -202,10 +247,13 @@ class IPackageStore(Interface):
         file, or failing with L{pypid.store.metadata.MetadataError}.
         """
 
-    def stage() -> IStaged:
+    def stage(size: Optional[int] = None) -> IStaged:
         """
         A new, empty L{IStaged} to write an upload into. Blocking (it may
         create a temporary file): call it through L{pypid.threads.Threads}.
+        With C{size} (the bytes expected, when known), L{StoreFull} at once
+        when there is no room for them; writes that find no room raise
+        L{StoreFull} too.
         """
 
     def publish(
@@ -224,11 +272,21 @@ class IPackageStore(Interface):
         file appears whole or not at all. C{uploader} (the user's name) is
         recorded by a store that keeps such records (the replicas' catalog).
 
+        Two files are the same release file when their identity
+        (L{pypid.index.filenames.release_key}: the normalised project and
+        version, a wheel's tags and build, an sdist's kind) is the same,
+        whatever the case or spelling of their names: a new file of a
+        listed file's identity is that file (C{casep-1.0-PY3-NONE-ANY.WHL}
+        over C{Casep-1.0-py3-none-any.whl}), never a second one.
+
         @return: a L{Deferred} firing with a L{Placed} once the snapshot
             lists the file (C{"identical"}, and nothing changed, when the
-            same bytes were already stored under that name). It fails with
-            L{AlreadyStored} when other bytes are, unless C{overwrite}; with
-            L{BadName} for a name the store cannot hold.
+            same bytes were already stored as that release file). It fails
+            with L{AlreadyStored} when other bytes are, unless C{overwrite};
+            with L{BadName} for a name the store cannot hold; with
+            L{NotListed} for bytes the index would not list (an archive
+            that is not complete), and nothing is stored; with
+            L{StoreFull} when there is no room.
         """
 
     def remove(distfiles: Iterable[DistFile]) -> Deferred[list[str]]:

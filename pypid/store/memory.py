@@ -26,7 +26,18 @@ from pypid.index.model import DistFile, IndexSnapshot
 from pypid.index.names import normalize
 from pypid.index.yanks import changed_yanks
 from pypid.store import complete
-from pypid.store.interfaces import AlreadyStored, BadName, IBody, IPackageStore, IStaged, Placed, check_name
+from pypid.store.interfaces import (
+    AlreadyStored,
+    BadName,
+    IBody,
+    IPackageStore,
+    IStaged,
+    NotListed,
+    Placed,
+    StoreFull,
+    check_name,
+    listed_as,
+)
 from pypid.store.metadata import CorruptArchive, MetadataError, parse_fields, read_metadata
 from pypid.store.snapshot import SnapshotOwner
 
@@ -42,24 +53,25 @@ class Blob(NamedTuple):
 
 
 def describe_bytes(path: str, data: bytes, mtime_ns: int, hash_algo: Optional[str],
-                   has_sig: bool = False) -> Optional[DistFile]:
+                   has_sig: bool = False) -> DistFile | str:
     """
     The L{DistFile} the index lists for C{data} stored at C{path}, as a scan
-    of the package directories would describe that file; L{None} when it
-    would not be listed (not a distribution name, not a complete archive).
+    of the package directories would describe that file; or why it would
+    not be listed (not a distribution name, not a complete archive).
     """
     filename = path[path.rfind("/") + 1:]
     parsed = parse_filename(filename)
     if parsed is None:
-        return None
-    if complete.check_tail(io.BytesIO(data), len(data), filename) is not None:
-        return None
+        return "not a distribution filename pypid can parse"
+    reason = complete.check_tail(io.BytesIO(data), len(data), filename)
+    if reason is not None:
+        return reason
     name = requires_python = summary = metadata_sha256 = None
     if parsed.kind in ("wheel", "sdist"):
         try:
             raw: Optional[bytes] = read_metadata(io.BytesIO(data), parsed.kind, filename)
-        except CorruptArchive:
-            return None
+        except CorruptArchive as e:
+            return f"corrupt or incomplete archive: {e}"
         except MetadataError:
             raw = None
         if raw is not None:
@@ -73,8 +85,9 @@ def describe_bytes(path: str, data: bytes, mtime_ns: int, hash_algo: Optional[st
     check = complete.stream_check(filename)
     if check is not None:
         check.update(data)
-        if check.result() is not None:
-            return None
+        reason = check.result()
+        if reason is not None:
+            return reason
     digest = hashlib.new(hash_algo, data).hexdigest() if hash_algo else None
     return DistFile(
         path, 0, filename, parsed.project, name or parsed.name, parsed.version, parsed.kind,
@@ -152,9 +165,10 @@ class MemoryBody:
 
 @implementer(IStaged)
 class MemoryStaged:
-    """An L{IStaged} in memory."""
+    """An L{IStaged} in memory (of C{store}: its C{room} bounds what may be written)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Optional["MemoryStore"] = None) -> None:
+        self._store = store
         self._buffer: Optional[io.BytesIO] = io.BytesIO()
         self._data: Optional[bytes] = None
         self._digests: Optional[dict[str, str]] = None
@@ -163,6 +177,9 @@ class MemoryStaged:
     def write(self, data: bytes) -> None:
         if self._buffer is None:
             raise ValueError("write to a finished or aborted upload")
+        store = self._store
+        if store is not None and store.room is not None and self.size + len(data) > store.room - store._used():
+            raise StoreFull("Insufficient Storage: the store is full.")
         self._buffer.write(data)
         self.size += len(data)
 
@@ -209,6 +226,8 @@ class MemoryStore(SnapshotOwner):
     @param clock: the modification time of published files (C{seconds()});
         the system clock by default.
     @param later: bodies answer C{read} with a Deferred.
+    @param room: bytes the store may hold (staged uploads, files and
+        signatures), as a disk of that size would; L{None}: no limit.
     """
 
     def __init__(
@@ -218,8 +237,10 @@ class MemoryStore(SnapshotOwner):
         ready: bool = True,
         clock: Optional[IReactorTime] = None,
         later: bool = False,
+        room: Optional[int] = None,
     ) -> None:
         super().__init__(clock)
+        self.room = room
         self.hash_algo = hash_algo
         self.snapshot = IndexSnapshot.build(files)
         self.changes.horizon = self.snapshot.serial
@@ -269,8 +290,14 @@ class MemoryStore(SnapshotOwner):
         except MetadataError as e:
             return fail(e)
 
-    def stage(self) -> MemoryStaged:
-        return MemoryStaged()
+    def stage(self, size: Optional[int] = None) -> MemoryStaged:
+        if size is not None and self.room is not None and size > self.room - self._used():
+            raise StoreFull(f"Insufficient Storage: the upload is {size} bytes, and the store has "
+                            f"{self.room - self._used()} free.")
+        return MemoryStaged(self)
+
+    def _used(self) -> int:
+        return sum(len(blob.data) for blob in self.contents.values())
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
                 uploader: Optional[str] = None) -> Deferred[Placed]:
@@ -294,25 +321,26 @@ class MemoryStore(SnapshotOwner):
         if old is not None and old.data == data:
             return Placed("identical", path)
         if old is not None and not overwrite:
-            raise AlreadyStored(filename)
+            raise AlreadyStored(filename, path[path.rfind("/") + 1:])
         now = self._now()
+        has_sig = signature is not None or (old is not None and path + ".asc" in self.contents)
+        described = describe_bytes(path, data, now, self.hash_algo, has_sig)
+        if isinstance(described, str):
+            # What the index would not list is not stored.
+            raise NotListed(described)
+        if self.room is not None:
+            size = len(data) + (len(signature) if signature is not None else 0)
+            if size > self.room - self._used() + (len(old.data) if old is not None else 0):
+                raise StoreFull("Insufficient Storage: the store is full.")
         self.contents[path] = Blob(data, now)
         if signature is not None:
             self.contents[path + ".asc"] = Blob(signature, now)
-        described = describe_bytes(path, data, now, self.hash_algo, path + ".asc" in self.contents)
-        if described is None:
-            self.apply([], [path])
-        else:
-            self.apply([described], [])
+        self.apply([described], [])
         return Placed("created" if old is None else "replaced", path)
 
     def _listed(self, filename: str) -> Optional[DistFile]:
-        parsed = parse_filename(filename)
-        project = self.snapshot.get(parsed.project) if parsed is not None else None
-        for f in project.files if project is not None else ():
-            if f.filename == filename:
-                return f
-        return None
+        """The listed file that C{filename} would be (the same release file, L{release_key})."""
+        return listed_as(self.snapshot, filename)
 
     def _folder(self, folder: str) -> bool:
         prefix = folder + "/"

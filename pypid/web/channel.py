@@ -12,7 +12,12 @@ A connection is in one of four phases:
     (a slowloris client sends a header line now and then to hold a
     connection for ever);
   - C{body}: a request body, with Twisted's own timeout (the idle timeout,
-    counted again from every byte);
+    counted again from every byte), and a minimum rate: after a grace of
+    one idle timeout, a body must keep coming at L{MIN_BODY_RATE} bytes a
+    second on average, or the connection is answered 408 and closed (a
+    trickle cannot hold a connection, or an upload's room, for ever). The
+    time pypid itself holds the body back (L{PypidChannel.pause_body}: a
+    password being checked, a disk catching up) does not count;
   - C{answer}: pypid is answering. No timeout while pypid works, but an
     answer the client stops reading (the connection cannot take more) for
     the whole idle timeout is cut, so a stalled reader gives its memory
@@ -55,6 +60,11 @@ IDLE_TIMEOUT = 60
 MAX_CONNECTIONS = 4096
 #: Seconds a client over the limit is told to wait before it retries.
 RETRY_AFTER = 5
+#: The slowest a request body may come, on average, in bytes a second
+#: (after a grace of one idle timeout).
+MIN_BODY_RATE = 4 * 1024
+#: Seconds between looks at a body's rate.
+RATE_CHECK = 5.0
 
 log = Logger()
 
@@ -143,6 +153,14 @@ class PypidChannel(http.HTTPChannel):
     _stalled = None
     _resumed = False
     _evicted = False
+    #: The body: when it began, its bytes, and the time it was held back.
+    _body_started = 0.0
+    _body_bytes = 0
+    _body_pauses = 0
+    _paused_at = 0.0
+    _paused_for = 0.0
+    _rate_check = None
+    _body_answered = False
 
     def _limit(self) -> Optional[ConnectionLimit]:
         return getattr(getattr(self, "site", None), "connection_limit", None)
@@ -167,7 +185,74 @@ class PypidChannel(http.HTTPChannel):
             # timeout, however slowly its bytes come.
             self._enter(HEAD)
             self.setTimeout(self.header_timeout)
+        elif self.phase == BODY:
+            self._body_bytes += len(data)
+            if self._rate_check is None and not self._body_answered:
+                # A body is coming: its rate is watched from its first
+                # byte (requests without one pay for no clock and no timer).
+                self._body_started = self._now()
+                self._rate_check = self.callLater(min(RATE_CHECK, self._idle()), self._check_rate)
         super().dataReceived(data)
+
+    def _now(self) -> float:
+        clock = getattr(getattr(self, "site", None), "reactor", None)
+        return clock.seconds() if clock is not None else time.monotonic()
+
+    def pause_body(self) -> None:
+        """
+        Read no more of the request body (until as many L{resume_body}):
+        pypid holds it back, and that time is not the client's.
+        """
+        self._body_pauses += 1
+        if self._body_pauses == 1:
+            self._paused_at = self._now()
+            if self.phase == BODY:
+                self._networkProducer.pauseProducing()
+
+    def resume_body(self) -> None:
+        if self._body_pauses <= 0:
+            return
+        self._body_pauses -= 1
+        if self._body_pauses == 0:
+            self._paused_for += self._now() - self._paused_at
+            if self.phase == BODY:
+                self._networkProducer.resumeProducing()
+                # Held back: the idle timeout starts again.
+                super().resetTimeout()
+
+    def _held_for(self, now: float) -> float:
+        """Seconds of the body pypid held back since it began."""
+        held = self._paused_for + (now - self._paused_at if self._body_pauses else 0.0)
+        return min(held, now - self._body_started)
+
+    def _check_rate(self) -> None:
+        self._rate_check = None
+        if self.phase != BODY or self._body_answered or getattr(self.transport, "disconnecting", False):
+            return
+        now = self._now()
+        grace = self._idle()
+        active = now - self._body_started - self._held_for(now)
+        if active > grace and self._body_bytes < MIN_BODY_RATE * (active - grace):
+            slow = getattr(self.site, "slow_bodies", None)
+            if slow is not None:
+                slow(rate=counted(MIN_BODY_RATE, "byte"))
+            message = (f"Request Timeout: the request body came at under {counted(MIN_BODY_RATE, 'byte')} "
+                       f"a second ({counted(self._body_bytes, 'byte')} in {active:.0f} seconds).")
+            self.setTimeout(None)
+            self.transport.write(raw_response(HTTPError(http.REQUEST_TIMEOUT, message)))
+            self._close_soon()
+            return
+        self._rate_check = self.callLater(min(RATE_CHECK, grace), self._check_rate)
+
+    def body_answered(self) -> None:
+        """The request was answered before its body was all here (a refusal): its rate no longer matters."""
+        self._body_answered = True
+        self._stop_rate_check()
+
+    def _stop_rate_check(self) -> None:
+        check, self._rate_check = self._rate_check, None
+        if check is not None and check.active():
+            check.cancel()
 
     def resetTimeout(self) -> None:
         # Bytes restart the clock only in a body (Twisted's own rule);
@@ -178,10 +263,17 @@ class PypidChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         self._enter(BODY)
         self.setTimeout(self._idle())
+        self._body_bytes = 0
+        self._paused_for = 0.0
+        self._body_answered = False
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
         self._enter(ANSWER)
+        self._stop_rate_check()
+        # Pauses of the body are over with it (Twisted resumes reading
+        # once the answer is done).
+        self._body_pauses = 0
         super().allContentReceived()
 
     def requestDone(self, request) -> None:
@@ -192,6 +284,11 @@ class PypidChannel(http.HTTPChannel):
         super().requestDone(request)
 
     def timeoutConnection(self) -> None:
+        if self.phase == BODY and self._body_pauses:
+            # pypid is holding the body back, not the client.
+            self.setTimeout(self._idle())
+            return
+        self._stop_rate_check()
         if self.phase == HEAD:
             timeouts = getattr(self.site, "head_timeouts", None)
             if timeouts is not None:
@@ -269,6 +366,7 @@ class PypidChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._not_stalled()
+        self._stop_rate_check()
         limit = self._limit()
         if limit is not None:
             limit.closed(self)

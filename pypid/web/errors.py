@@ -47,6 +47,14 @@ class HTTPError(Exception):
         return self.message
 
 
+class NotAnUpload(HTTPError):
+    """
+    An answer due from a request's head alone, to a body that is no upload
+    (the yank API's): the access log has it, the audit log and the upload
+    metrics do not.
+    """
+
+
 class ErrorResponse(NamedTuple):
     """What an error is answered with, before it is written anywhere."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
@@ -232,13 +232,24 @@ class FileSender:
     sent; then one chunk is handed to the transport, which writes it when
     the socket can take more and resumes the sender. The file is closed
     when all is sent or the connection is lost.
+
+    With C{unchanged} (C{unchanged(fd)}: whether the file is as it was
+    when opened), the last bytes are read apart (never by sendfile), and
+    sent only if the file was not written to meanwhile: a file rewritten in
+    place during the download (C{cp} over it) is never a whole answer of
+    old and new bytes; the connection is cut instead, and the client sees
+    the answer short.
     """
 
-    def __init__(self, request, fd: int, offset: int, count: int) -> None:
+    def __init__(self, request, fd: int, offset: int, count: int,
+                 unchanged: Optional[Callable[[int], bool]] = None) -> None:
         self.request = request
         self.fd: Optional[int] = fd
         self.offset = offset
         self.remaining = count
+        self.unchanged = unchanged
+        #: Bytes sendfile leaves for the checked last read.
+        self._tail = 1 if unchanged is not None else 0
         self.paused = False
         self._writing = False
         self._transport = None
@@ -279,7 +290,7 @@ class FileSender:
             return
         self._writing = True
         try:
-            if self._drained and self._socket is not None and self.fd is not None and self.remaining:
+            if self._drained and self._socket is not None and self.fd is not None and self.remaining > self._tail:
                 self._drained = False
                 if not self._sendfile():
                     return
@@ -293,6 +304,10 @@ class FileSender:
                     data = b""
                 if not data:
                     # The file shrank under us.
+                    self._cut()
+                    return
+                if len(data) == self.remaining and self.unchanged is not None and not self._unchanged():
+                    # The last bytes: only if every byte sent was of one file.
                     self._cut()
                     return
                 self.offset += len(data)
@@ -314,9 +329,10 @@ class FileSender:
         socket, fd = self._socket, self.fd
         assert socket is not None and fd is not None  # (only called with both)
         turn = 0
-        while self.remaining and turn < SENDFILE_TURN:
+        while self.remaining > self._tail and turn < SENDFILE_TURN:
             try:
-                sent = os.sendfile(socket, fd, self.offset, min(self.remaining, SENDFILE_TURN - turn))
+                sent = os.sendfile(socket, fd, self.offset,
+                                   min(self.remaining - self._tail, SENDFILE_TURN - turn))
             except (BlockingIOError, InterruptedError):
                 return True
             except OSError:
@@ -333,6 +349,14 @@ class FileSender:
             self.request.sentLength += sent
             turn += sent
         return True
+
+    def _unchanged(self) -> bool:
+        unchanged, fd = self.unchanged, self.fd
+        assert unchanged is not None and fd is not None  # (only called with both)
+        try:
+            return unchanged(fd)
+        except OSError:
+            return False
 
     def _cut(self) -> None:
         """The promised length cannot be kept: the client must see the answer cut off."""
@@ -386,12 +410,18 @@ class Packages(PlainResource):
             path = b"/".join(segments).decode("utf-8")
         except UnicodeDecodeError:
             return self._missing(request)
-        files = self.store.snapshot.files
+        snapshot = self.store.snapshot
+        files = snapshot.files
         f = files.get(path)
+        if f is not None and snapshot.shadowed and not snapshot.listed(f):
+            # Another spelling of a listed file's name: not served.
+            return self._missing(request)
         if f is not None:
             return self._file(request, f)
         base, _, suffix = path.rpartition(".")
         f = files.get(base)
+        if f is not None and snapshot.shadowed and not snapshot.listed(f):
+            return self._missing(request)
         if f is not None and suffix == "metadata" and f.metadata_sha256:
             return self._metadata(request, f)
         if f is not None and suffix == "asc" and f.has_sig:

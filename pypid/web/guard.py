@@ -27,8 +27,8 @@ from twisted.web.server import NOT_DONE_YET
 from pypid.auth.htpasswd import Busy
 from pypid.auth.logins import Logins, TooManyFailures
 from pypid.auth.tokens import refusal_text
-from pypid.web.errors import HTTPError, error_page
-from pypid.web.util import text_response
+from pypid.counts import counted
+from pypid.web.errors import HTTPError, respond
 
 REALM = b"pypid"
 
@@ -116,14 +116,13 @@ class Authenticator:
         d = self.logins.login(self.client(request), credentials.username, credentials.password, "http")
         return d.addErrback(unchecked)
 
-    def challenge(self, request, message: str = "Unauthorized: log in with your user name and password.") -> bytes:
-        """Answer 401 with a Basic challenge."""
-        request.setHeader(
-            b"www-authenticate", b'Basic realm="' + self.realm + b'", charset="UTF-8"'
-        )
-        body = text_response(request, http.UNAUTHORIZED, message)
-        request.setResponseCode(http.UNAUTHORIZED, message.split(":", 1)[0].encode("latin-1", "replace"))
-        return body
+    def challenge(self, message: str = "Unauthorized: log in with your user name and password.") -> HTTPError:
+        """401 with a Basic challenge and C{message}."""
+        return HTTPError(http.UNAUTHORIZED, message, ((b"www-authenticate", self.www_authenticate()),))
+
+    def www_authenticate(self) -> bytes:
+        """The C{WWW-Authenticate} value of this realm's Basic challenge."""
+        return b'Basic realm="' + self.realm + b'", charset="UTF-8"'
 
 
 class Guard(Resource):
@@ -146,47 +145,35 @@ class Guard(Resource):
     def render(self, request):
         if not self.needs(list(request.postpath)):
             return self._through(request)
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        return respond(request, lambda: self.authenticator.authenticate(request).addCallbacks(
+            lambda user: self._let_in(request, user), self._refused), cancel=False)
 
-        def ok(user: Optional[str]) -> None:
-            if gone:
-                return
-            if user is None:
-                self._finish(request, self.authenticator.challenge(request))
-                return
-            request.pypid_user = user
-            self._through(request)
+    def _let_in(self, request, user: Optional[str]):
+        if getattr(request, "_disconnected", False):
+            # The client left while its password was checked.
+            return NOT_DONE_YET
+        if user is None:
+            raise self.authenticator.challenge()
+        request.pypid_user = user
+        return self._through(request)
 
-        def refused(failure) -> None:
-            if gone:
-                return
-            if failure.check(HTTPError):
-                self._finish(request, error_page(request, failure.value))
-                return
-            if not failure.check(UnauthorizedLogin, LoginFailed):
-                self.log.failure("authentication failed", failure)
-            self._finish(request, self.authenticator.challenge(
-                request, refusal_text(failure.value, "Unauthorized: wrong user name or password.")))
-
-        self.authenticator.authenticate(request).addCallbacks(ok, refused)
-        return NOT_DONE_YET
+    def _refused(self, failure):
+        """A login refused: its own answer (429, 503), else the challenge."""
+        if failure.check(HTTPError):
+            return failure
+        if not failure.check(UnauthorizedLogin, LoginFailed):
+            self.log.failure("authentication failed", failure)
+        raise self.authenticator.challenge(refusal_text(failure.value, "Unauthorized: wrong user name or password."))
 
     def _through(self, request):
         request.render(getChildForRequest(self.wrapped, request))
         return NOT_DONE_YET
 
-    @staticmethod
-    def _finish(request, body: bytes) -> None:
-        if body and request.method != b"HEAD":
-            request.write(body)
-        request.finish()
-
 
 def _too_many(retry_after: int) -> LoginRefused:
     return LoginRefused(
         429,
-        f"Too Many Requests: too many failed logins from your address; try again in {retry_after} seconds.",
+        f"Too Many Requests: too many failed logins from your address; try again in {counted(retry_after, 'second')}.",
         retry_after,
     )
 

@@ -188,14 +188,18 @@ class Root(PlainResource):
         self._health = Health(store)
         self._wait = WaitForIndex(store)
 
-    def early_answer(self, method: bytes, uri: bytes, headers):
-        """An answer due before the body is read (see L{PypidSite.early_answer})."""
+    def take_body(self, request, method: bytes, uri: bytes, length):
+        """
+        Who takes a request's body, asked with its head (see
+        L{PypidSite.take_body}): uploads' own, or an answer due before the
+        body is read (uploads' or the yank API's).
+        """
         for resource in (self._upload, self._api):
-            answer = getattr(resource, "early_answer", None)
-            if answer is not None:
-                found = answer(method, uri, headers)
-                if found is not None:
-                    return found
+            take = getattr(resource, "take_body", None)
+            if take is not None:
+                decision = take(request, method, uri, length)
+                if decision is not None:
+                    return decision
         return None
 
     def getChildWithDefault(self, path: bytes, request) -> Resource:

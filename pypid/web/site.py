@@ -1,15 +1,17 @@
 """
 pypid's Site: access logging through twisted.logger, no tracebacks, and
-request bodies kept off the heap: spooled to a temporary file next to the
-package directory, never parsed by Twisted, and cut off past a size limit.
+request bodies never parsed by Twisted. A body is taken only as small as it
+must be: an upload (known from its head, by a user allowed to upload: see
+L{pypid.web.upload.LegacyUpload.take_body}) goes straight to the store's
+staging area as it arrives, up to C{--max-upload-size}; any other body is
+kept in memory, at most L{SMALL_BODY} bytes. Past either, 413.
 """
 
 from __future__ import annotations
 
 import io
-import tempfile
 import time
-from typing import IO, Optional
+from typing import IO, TYPE_CHECKING, Optional
 from urllib.parse import parse_qs
 
 from twisted.logger import Logger
@@ -20,7 +22,9 @@ from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 
 from pypid.web.errors import (
+    INTERNAL_ERROR,
     HTTPError,
+    NotAnUpload,
     error_page,
     internal_error,
     method_not_allowed,
@@ -46,10 +50,16 @@ from pypid.web.forwarded import ForwardedRequestMixin
 from pypid.ops.metrics import UPLOADS
 from pypid.web.metricspage import record_request
 
+if TYPE_CHECKING:
+    from pypid.web.upload import UploadBody
+
 _log = Logger()
 
-#: Bodies smaller than this stay in memory (Twisted's own threshold).
-MEMORY_BODY = 100_000
+#: The largest body of a request that is not an upload (XML-RPC, a
+#: urlencoded remove_pkg), kept in memory: twice what XML-RPC takes
+#: (L{pypid.web.xmlrpc.MAX_BODY}), so that it answers a body a little over
+#: its limit with its own fault.
+SMALL_BODY = 128 * 1024
 #: After refusing an over-large body, keep reading (and dropping) it this
 #: long so the client can see the 413 before the connection closes.
 LINGER_SECONDS = 5.0
@@ -91,6 +101,12 @@ class _Discard:
         pass
 
 
+def _small_only(size: int) -> str:
+    return (f"Request Entity Too Large: {counted(size, 'byte')}; a body over {counted(SMALL_BODY, 'byte')} "
+            "is taken only as an upload (a multipart/form-data POST to / or /legacy/ by a user allowed "
+            "to upload).")
+
+
 def _remembered(get):
     """C{get}, called once: its first answer is kept."""
     kept: list = []
@@ -107,21 +123,30 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
     """
     A request that remembers when it started, for the access log; whose
     body is never parsed into C{args} (Twisted would read a multipart body
-    whole into memory; the upload resource streams it instead); and whose
-    body is refused with 413 once it exceeds the Site's C{max_body_size}:
-    at once when Content-Length says so, else as soon as the chunks do.
+    whole into memory); and whose body is taken as the Site's rules say:
+    an upload's streamed to its L{pypid.web.upload.UploadBody} once its head
+    is accepted (the connection paused meanwhile), any other kept in
+    memory, at most L{SMALL_BODY}; refused with 413 past the Site's
+    C{max_body_size}, at once when Content-Length says so, else as soon as
+    the chunks do.
     """
 
     # Twisted's Request declares content and args None (set before use), and its channel an HTTPChannel.
     content: IO[bytes] | _Discard  # type: ignore[assignment]
     args: dict[bytes, list[bytes]]  # type: ignore[assignment]
     channel: PypidChannel
+    #: Where an upload's body goes (L{pypid.web.upload.UploadBody}).
+    upload_body: Optional[UploadBody] = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.started = time.monotonic()
         self._body_refused = False
         self._body_received = 0
+        #: An upload waits for its head to be accepted: what arrives meanwhile.
+        self._pending: Optional[list[bytes]] = None
+        self._held_request: Optional[tuple] = None
+        self._continue = False
 
     def _limit(self) -> Optional[int]:
         return getattr(getattr(self.channel, "site", None), "max_body_size", None)
@@ -138,18 +163,78 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
                 f"{counted(limit, 'byte')} (--max-upload-size)."
             )
             return
-        # An answer known from the headers alone (an upload without the
-        # credentials it needs) is given before the body is read.
-        early = getattr(getattr(self.channel, "site", None), "early_answer", None)
-        if early is not None:
-            answer = early(
-                getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b""), self.requestHeaders
-            )
-            if answer is not None:
-                # (code, message, headers[, whether the body was an upload's])
-                self._refuse_body(answer[1], answer[0], answer[2], *answer[3:4])
+        site = getattr(self.channel, "site", None)
+        take = getattr(site, "take_body", None)
+        decision = None
+        if take is not None:
+            decision = take(self, getattr(self.channel, "_command", b""), getattr(self.channel, "_path", b""),
+                            length)
+        if decision is None:
+            if length is not None and length > SMALL_BODY:
+                self._refuse_body(_small_only(length), upload=False)
                 return
-        super().gotLength(length)
+            super().gotLength(length)
+            return
+        if isinstance(decision, HTTPError):
+            # Known from the head alone (uploads off, no credentials): the
+            # body is never read.
+            self._refuse_body(decision.message, decision.code, decision.headers,
+                              upload=not isinstance(decision, NotAnUpload))
+            return
+        # An upload: nothing of it is read until its head is accepted (the
+        # password checked in its pool, room made in the store).
+        self.content = io.BytesIO()
+        self._pending = []
+        expect = self.requestHeaders.getRawHeaders(b"expect") or [b""]
+        self._continue = expect[0].lower() == b"100-continue"
+        # "100 Continue" only once the upload is accepted.
+        self.requestHeaders.removeHeader(b"expect")
+        self.pause_body()
+        decision.addCallbacks(self._admitted, self._not_admitted)
+
+    def pause_body(self) -> None:
+        """Read no more of the body until L{resume_body} (each pause needs its resume)."""
+        pause = getattr(self.channel, "pause_body", None)
+        if pause is not None:
+            pause()
+
+    def resume_body(self) -> None:
+        resume = getattr(self.channel, "resume_body", None)
+        if resume is not None:
+            resume()
+
+    def _admitted(self, body) -> None:
+        pending, self._pending = self._pending or [], None
+        if self._body_refused or self._disconnected:
+            body.abort()
+            body.release()
+            return
+        self.upload_body = body
+        self.notifyFinish().addBoth(lambda _: body.release())
+        if self._continue and self._held_request is None:
+            self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        for data in pending:
+            self._take(data)
+        self.resume_body()
+        self._go_on()
+
+    def _not_admitted(self, failure) -> None:
+        self._pending = None
+        if failure.check(HTTPError):
+            error = failure.value
+        else:
+            _log.failure("accepting an upload failed", failure)
+            error = HTTPError(http.INTERNAL_SERVER_ERROR, INTERNAL_ERROR)
+        if not self._disconnected and not self._body_refused:
+            self._refuse_body(error.message, error.code, error.headers)
+        self.resume_body()
+        self._go_on()
+
+    def _go_on(self) -> None:
+        """A request whose whole body came while its head was being accepted goes on now."""
+        held, self._held_request = self._held_request, None
+        if held is not None and not self._disconnected:
+            self.requestReceived(*held)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self._body_refused:
@@ -162,7 +247,33 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
                 f"{counted(limit, 'byte')} (--max-upload-size)."
             )
             return
+        if self._pending is not None:
+            self._pending.append(data)
+            return
+        if self.upload_body is not None:
+            self._take(data)
+            return
+        if self._body_received > SMALL_BODY:
+            self._refuse_body(_small_only(self._body_received), upload=False)
+            return
         self.content.write(data)
+
+    def _take(self, data: bytes) -> None:
+        body = self.upload_body
+        if body is None:
+            # Refused by a chunk before it (of those that came while the head
+            # was accepted): the rest of the body is dropped.
+            return
+        refused = body.feed(data)
+        if refused is not None:
+            self._refuse_body(refused.message, refused.code, refused.headers)
+
+    def connectionLost(self, reason) -> None:
+        body = self.upload_body
+        if body is not None and not self.finished:
+            # Cut short: nothing of it stays (a no-op once it was whole).
+            body.abort()
+        super().connectionLost(reason)
 
     def _refuse_body(self, message: str, code: int = 413, headers: tuple = (), upload: bool = True) -> None:
         """
@@ -176,6 +287,13 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         old, self.content = getattr(self, "content", None), _Discard()
         if old is not None:
             old.close()
+        body, self.upload_body = self.upload_body, None
+        if body is not None:
+            body.abort()
+            body.release()
+        answered = getattr(self.channel, "body_answered", None)
+        if answered is not None:
+            answered()
         transport = self.channel.transport
         head_only = getattr(self.channel, "_command", b"") == b"HEAD"
         transport.write(raw_response(HTTPError(code, message, headers), head_only))
@@ -262,6 +380,11 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         self.finish()
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._pending is not None:
+            # The whole body came while the upload's head was being
+            # accepted: it goes on once that is decided.
+            self._held_request = (command, path, version)
+            return
         if self._body_refused:
             # The 413 is out; the whole body has been dropped: close.
             if self._linger.active():
@@ -314,7 +437,6 @@ class PypidSite(server.Site):
         *args,
         reactor=None,
         max_body_size: Optional[int] = None,
-        spool_dir: Optional[str] = None,
         max_connections: Optional[int] = None,
         header_timeout: float = HEADER_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
@@ -331,10 +453,7 @@ class PypidSite(server.Site):
         self.stalled_answers = Throttled("cut a connection that read none of its answer for {seconds} s")
         #: Largest request body accepted (None: no limit).
         self.max_body_size = max_body_size
-        #: Where large bodies are spooled (None: the system's temp directory).
-        #: Uploads give a hidden directory next to the first package
-        #: directory, so the file lands there by rename.
-        self.spool_dir = spool_dir
+        self.slow_bodies = Throttled("cut a connection whose request body came at under {rate} per second")
 
     def startFactory(self) -> None:
         super().startFactory()
@@ -377,19 +496,18 @@ class PypidSite(server.Site):
         return Overflow(self.reactor, wait, gone)
 
     def getContentFile(self, length: Optional[int]):
-        """Small bodies in memory; others in an anonymous temporary file."""
-        if length is not None and length < MEMORY_BODY:
-            return io.BytesIO()
-        return tempfile.TemporaryFile(dir=self.spool_dir)
+        """Bodies that are not uploads: in memory (at most L{SMALL_BODY})."""
+        return io.BytesIO()
 
-    def early_answer(self, method: bytes, uri: bytes, headers):
+    def take_body(self, request, method: bytes, uri: bytes, length: Optional[int]):
         """
-        None, or (code, message, headers) to answer a request with before
-        its body is read: the root resource's C{early_answer} decides (an
-        upload without the credentials it needs).
+        Who takes a request's body, asked with its head: the root
+        resource's C{take_body} decides (see
+        L{pypid.web.upload.LegacyUpload.take_body}); L{None}: the Site, in
+        memory.
         """
-        answer = getattr(self.resource, "early_answer", None)
-        return answer(method, uri, headers) if answer is not None else None
+        take = getattr(self.resource, "take_body", None)
+        return take(request, method, uri, length) if take is not None else None
 
     def bodyRefused(self, request, message: str, code: int = 413, upload: bool = True) -> None:
         client = getattr(request.getClientAddress(), "host", "-")

@@ -29,7 +29,7 @@ from pypid.feed.checks import UploadError
 from pypid.feed.multipart import Limits, MultipartError, boundary_of, read_form
 from pypid.feed.yank import UNYANK, YANK, Yanker, yank_request
 from pypid.threads import Threads
-from pypid.web.errors import HTTPError
+from pypid.web.errors import HTTPError, NotAnUpload
 from pypid.web.resource import PlainResource
 from pypid.web.util import base_url, redirect
 
@@ -108,31 +108,27 @@ class YankAPI(PlainResource):
         self.policy = policy
         self._thread = threads
 
-    def early_answer(self, method: bytes, uri: bytes, headers):
+    def take_body(self, request, method: bytes, uri: bytes, length: Optional[int]):
         """
-        Before the body is read (see L{pypid.web.site.PypidSite.early_answer}):
+        Before the body is read (see L{pypid.web.site.PypidSite.take_body}):
         a body this API would never read (over L{MAX_BODY}, or of no
         announced length) and a request without the credentials it needs
-        are answered at once, so they never reach the disk (the access log
-        says so; they are no uploads).
+        are answered at once (a L{NotAnUpload}), so they never reach the
+        disk (the access log says so; they are no uploads). L{None}: the
+        body is the Site's, small and in memory.
         """
         if method != b"POST" or not uri.split(b"?", 1)[0].startswith(b"/+api/"):
             return None
-        length = (headers.getRawHeaders(b"content-length") or [None])[0]
         if length is None:
-            return (http.LENGTH_REQUIRED, "Length Required: send the form with a Content-Length.", (), False)
-        try:
-            size = int(length)
-        except ValueError:
-            return (http.BAD_REQUEST, "Bad Request: malformed Content-Length.", (), False)
-        if size > MAX_BODY:
-            return (http.REQUEST_ENTITY_TOO_LARGE, f"Request Entity Too Large: at most {MAX_BODY} bytes.", (), False)
+            return NotAnUpload(http.LENGTH_REQUIRED, "Length Required: send the form with a Content-Length.")
+        if length > MAX_BODY:
+            return NotAnUpload(http.REQUEST_ENTITY_TOO_LARGE, f"Request Entity Too Large: at most {MAX_BODY} bytes.")
         if not self.policy.enabled:
-            return (http.FORBIDDEN, DISABLED, (), False)
+            return NotAnUpload(http.FORBIDDEN, DISABLED)
         authenticator = self.policy.authenticator
-        if authenticator is not None and not headers.hasHeader(b"authorization"):
+        if authenticator is not None and not request.requestHeaders.hasHeader(b"authorization"):
             challenge = b'Basic realm="' + authenticator.realm + b'", charset="UTF-8"'
-            return (http.UNAUTHORIZED, NO_CREDENTIALS, ((b"WWW-Authenticate", challenge),), False)
+            return NotAnUpload(http.UNAUTHORIZED, NO_CREDENTIALS, ((b"WWW-Authenticate", challenge),))
         return None
 
     def render_POST(self, request):

@@ -56,6 +56,10 @@ class LoginsTests(SynchronousTestCase):
         self.clock.now += 10
         self.assertEqual(self.successResultOf(self.logins.login("192.0.2.1", b"alice", b"a-pass")), "alice")
 
+    def test_the_wait_is_counted(self):
+        self.assertEqual(str(TooManyFailures(1)), "too many failed logins from this address; try again in 1 second")
+        self.assertTrue(str(TooManyFailures(10)).endswith("try again in 10 seconds"))
+
     def test_refusals_of_blocked_clients_come_late(self):
         clock = Clock()
         reactor = TaskClock()

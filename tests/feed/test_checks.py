@@ -12,6 +12,7 @@ from packaging.version import Version
 from twisted.trial.unittest import SynchronousTestCase
 
 from pypid.feed import incoming
+from pypid.threads import immediate
 from pypid.store.directory import landing
 from pypid.feed.multipart import FilePart, Form
 from pypid.testing import sdist_bytes, wheel_bytes
@@ -58,8 +59,18 @@ class FormTests(SynchronousTestCase):
     def test_empty_strings_are_absent(self):
         check_file_upload(form(filetype="", metadata_version="", md5_digest="", pyversion=""))
 
+    def test_name_and_version_from_the_filename(self):
+        """A form of only :action and content (curl -F) takes them from the file name (pypiserver does)."""
+        for missing in ({"name": None}, {"version": None}, {"name": None, "version": None}):
+            upload = check_file_upload(form(**missing))
+            self.assertEqual((upload.name, upload.project, str(upload.version)), ("demo", "demo", "1.0"))
+        f = form(name=None, version=None)
+        del f.files["content"]
+        self.refused(f, "Missing 'name'")
+        # What the form says is still checked against the file name.
+        self.refused(form(version=None, name="other"), "not of the project 'other'")
+
     def test_refusals(self):
-        self.refused(form(name=None), "Missing 'name'")
         self.refused(form(name="-bad-"), "invalid value for Name")
         self.refused(form(version="one"), "invalid value for Version")
         self.refused(form(protocol_version="2"), "Unknown protocol version")
@@ -151,11 +162,13 @@ class ReceiveTests(SynchronousTestCase):
 
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
-        self.spool = landing.incoming_dir(self.dir)
+        os.makedirs(self.dir)
+        self.spool = landing.Spool(self.dir)
 
     def received(self, data, name="demo-1.0-py3-none-any.whl"):
         body, ctype = multipart(form_fields(name, data))
-        return incoming.receive(io.BytesIO(body), ctype.encode(), lambda: landing.Staged(self.spool))
+        return self.successResultOf(
+            incoming.receive(io.BytesIO(body), ctype.encode(), landing.Staged(self.spool), immediate))
 
     def test_receive_hashes_and_stages(self):
         data = os.urandom(300_000)
@@ -164,15 +177,15 @@ class ReceiveTests(SynchronousTestCase):
         self.assertEqual(got.digests["md5"], hashlib.md5(data).hexdigest())
         with got.content.reader() as f:
             self.assertEqual(f.read(), data)
-        self.assertEqual(os.path.dirname(got.content.path), self.spool)
+        self.assertEqual(os.path.dirname(got.content.path), self.spool.path)
         got.content.abort()
-        self.assertEqual(os.listdir(self.spool), [])
+        self.assertFalse(os.path.exists(self.spool.path), "the spool goes with the last upload")
 
     def test_malformed_body_leaves_nothing(self):
         body, ctype = multipart(form_fields("demo-1.0-py3-none-any.whl", b"x" * 1000))
-        self.assertRaises(UploadError, incoming.receive, io.BytesIO(body[:-20]), ctype.encode(),
-                          lambda: landing.Staged(self.spool))
-        self.assertEqual(os.listdir(self.spool), [])
+        self.failureResultOf(incoming.receive(io.BytesIO(body[:-20]), ctype.encode(), landing.Staged(self.spool),
+                                              immediate), UploadError)
+        self.assertFalse(os.path.exists(self.spool.path))
 
 
 class PlaceTests(SynchronousTestCase):
@@ -180,7 +193,8 @@ class PlaceTests(SynchronousTestCase):
 
     def setUp(self):
         self.dir = os.path.abspath(self.mktemp())
-        self.spool = landing.incoming_dir(self.dir)
+        os.makedirs(self.dir)
+        self.spool = landing.Spool(self.dir)
 
     def staged(self, data):
         staged = landing.Staged(self.spool)
@@ -193,8 +207,8 @@ class PlaceTests(SynchronousTestCase):
         self.assertEqual(landing.place(first.path, sha, target, False), "created")
         again, sha = self.staged(b"one")
         self.assertEqual(landing.place(again.path, sha, target, False), "identical")
-        other, sha = self.staged(b"two")
-        e = self.assertRaises(AlreadyStored, landing.place, other.path, sha, target, False)
+        refused, sha = self.staged(b"two")
+        e = self.assertRaises(AlreadyStored, landing.place, refused.path, sha, target, False)
         self.assertEqual(e.filename, "demo-1.0-py3-none-any.whl")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"one")
@@ -202,7 +216,11 @@ class PlaceTests(SynchronousTestCase):
         self.assertEqual(landing.place(other.path, sha, target, True), "replaced")
         with open(target, "rb") as f:
             self.assertEqual(f.read(), b"two")
-        self.assertEqual(os.listdir(self.spool), [])
+        # The temporary files are gone: each staged file still counts until it is let go.
+        self.assertEqual(os.listdir(self.spool.path), [])
+        for staged in (first, again, refused, other):
+            staged.abort()
+        self.assertFalse(os.path.exists(self.spool.path))
 
     def test_land_refuses_a_folder_outside(self):
         """A target whose folder is not (or no longer) inside the root is refused, and nothing lands."""
@@ -215,11 +233,32 @@ class PlaceTests(SynchronousTestCase):
                               os.path.join(self.dir, folder, "demo-1.0.tar.gz"), False)
         self.assertEqual(os.listdir(outside), [])
         staged.abort()
-        self.assertEqual(os.listdir(self.spool), [])
+        self.assertFalse(os.path.exists(self.spool.path))
 
-    def test_clean_stale(self):
-        path = os.path.join(self.spool, landing.PREFIX + "old.part")
-        open(path, "w").close()
-        os.utime(path, (1, 1))
-        open(os.path.join(self.spool, landing.PREFIX + "new.part"), "w").close()
-        self.assertEqual(landing.clean_stale(self.spool), 1)
+    def test_clean_spool(self):
+        """At start, every leftover of a crashed upload goes (pypid is the spool's only writer), then the spool."""
+        os.makedirs(self.spool.path)
+        for name, size in (("old", 1000), ("new", 5000)):
+            with open(os.path.join(self.spool.path, landing.PREFIX + name + landing.SUFFIX), "wb") as f:
+                f.write(b"x" * size)
+        os.utime(os.path.join(self.spool.path, landing.PREFIX + "old.part"), (1, 1))
+        removed, freed = landing.clean_spool(self.dir)
+        self.assertEqual(removed, 2)
+        self.assertGreaterEqual(freed, 6000)
+        self.assertFalse(os.path.exists(self.spool.path))
+        self.assertEqual(landing.clean_spool(self.dir), (0, 0))
+        self.assertEqual(landing.cleaned_line(1, 3 * 1048576, "/p/.pypid-incoming"),
+                         "removed 1 leftover upload file of uploads cut short by a crash from "
+                         "/p/.pypid-incoming (3.0 MiB freed)")
+
+    def test_spool_is_kept_while_used_and_something_else_in_it(self):
+        one, two = landing.Staged(self.spool), landing.Staged(self.spool)
+        one.abort()
+        self.assertTrue(os.path.isdir(self.spool.path))
+        two.abort()
+        two.abort()
+        self.assertFalse(os.path.exists(self.spool.path))
+        staged = landing.Staged(self.spool)
+        open(os.path.join(self.spool.path, "someone-elses"), "w").close()
+        staged.abort()
+        self.assertEqual(os.listdir(self.spool.path), ["someone-elses"])

@@ -152,6 +152,51 @@ class FileMapTests(SynchronousTestCase):
         self.assertEqual(len(third.files), 1000)
 
 
+class OneFilePerReleaseTests(SynchronousTestCase):
+    """Names that differ only in case or spelling are one release file: one is listed, the same every time."""
+
+    def files(self):
+        return [
+            dist("Casep-1.0-py3-none-any.whl", project="casep", mtime=5),
+            dist("casep-1.0-py3-none-any.whl", project="casep", mtime=3),
+            dist("sub/CASEP-1.0.0-PY3-NONE-ANY.WHL", project="casep", version="1.0.0", mtime=3),
+            dist("casep-1.0.tar.gz", project="casep", kind="sdist"),
+            dist("casep-1.0-py2-none-any.whl", project="casep"),
+        ]
+
+    def test_one_listed_whatever_the_order(self):
+        """The oldest is listed, then by path; the others are shadowed, counted out, and stay in files."""
+        import itertools
+
+        seen = set()
+        for order in itertools.permutations(self.files()):
+            snap = IndexSnapshot.build(order)
+            project = snap.get("casep")
+            seen.add(tuple(f.path for f in project.files))
+            self.assertEqual([f.path for f in project.shadowed],
+                             ["Casep-1.0-py3-none-any.whl", "sub/CASEP-1.0.0-PY3-NONE-ANY.WHL"])
+            self.assertEqual((snap.file_count, len(snap.files), snap.shadowed), (3, 5, 2))
+            self.assertFalse(snap.listed(snap.files["Casep-1.0-py3-none-any.whl"]))
+            self.assertTrue(snap.listed(snap.files["casep-1.0-py3-none-any.whl"]))
+        self.assertEqual(seen, {("casep-1.0-py2-none-any.whl", "casep-1.0-py3-none-any.whl", "casep-1.0.tar.gz")})
+
+    def test_apply_keeps_the_rule(self):
+        """Files come and go one by one: the listing is what a build of the same files gives."""
+        files = self.files()
+        snap = IndexSnapshot.build([files[3]])
+        for f in files:
+            snap, _ = snap.apply([f], [])
+        self.assertEqual([f.path for f in snap.get("casep").files],
+                         [f.path for f in IndexSnapshot.build(files).get("casep").files])
+        self.assertEqual((snap.file_count, snap.shadowed), (3, 2))
+        # The listed one goes: the next in line is listed.
+        snap, changed = snap.apply([], ["casep-1.0-py3-none-any.whl"])
+        self.assertEqual(changed, frozenset({"casep"}))
+        self.assertIn("sub/CASEP-1.0.0-PY3-NONE-ANY.WHL", [f.path for f in snap.get("casep").files])
+        self.assertEqual((snap.file_count, snap.shadowed), (3, 1))
+        snap, _ = snap.apply([], ["sub/CASEP-1.0.0-PY3-NONE-ANY.WHL"])
+        self.assertIn("Casep-1.0-py3-none-any.whl", [f.path for f in snap.get("casep").files])
+        self.assertEqual((snap.file_count, snap.shadowed), (3, 0))
 class YankSnapshotTests(SynchronousTestCase):
     def test_yanks_ride_along_file_changes(self):
         snap = IndexSnapshot.build([dist("foo-1.0.whl")])

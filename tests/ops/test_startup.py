@@ -54,10 +54,25 @@ class ListenerTests(SynchronousTestCase):
 
 
 class SpoolTests(SynchronousTestCase):
-    def test_spool_that_cannot_be_made(self):
-        blocker = os.path.abspath(self.mktemp())
-        with open(blocker, "w") as f:
-            f.write("a file where the package directory should be")
-        spool = SpoolService(os.path.join(blocker, ".pypid-incoming"))
-        e = self.assertRaises(StartError, spool.startService)
-        self.assertIn("cannot create the upload spool", str(e))
+    def test_leftovers_removed_and_told(self):
+        """What a crash left in the spool goes at start, with how much it was; then the spool itself."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        root = os.path.abspath(self.mktemp())
+        spool = os.path.join(root, ".pypid-incoming")
+        os.makedirs(spool)
+        with open(os.path.join(spool, ".upload-abc.part"), "wb") as f:
+            f.write(b"x" * 2 * 1048576)
+        lines: list[str] = []
+        globalLogPublisher.addObserver(lines.append)
+        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        SpoolService(spool).startService()
+        self.assertFalse(os.path.exists(spool))
+        texts = [formatEvent(e) for e in lines]
+        self.assertIn(f"removed 1 leftover upload file of uploads cut short by a crash from {spool} "
+                      f"(2.0 MiB freed)", texts)
+        # Nothing to clean: nothing said, nothing made.
+        del lines[:]
+        SpoolService(spool).startService()
+        self.assertEqual([formatEvent(e) for e in lines], [])
+        self.assertFalse(os.path.exists(spool))

@@ -112,7 +112,7 @@ def test_aborted_uploads_leave_nothing(ftp_server, packages):
     time.sleep(1.0)
     assert listed(ftp_server, "aborted") == ""
     assert leftovers(packages) == []
-    assert not os.listdir(packages / ".pypid-incoming")
+    assert not (packages / ".pypid-incoming").exists(), "the spool goes with the last upload"
 
 
 def test_overwrite_rule(ftp_server, packages):
@@ -126,6 +126,10 @@ def test_overwrite_rule(ftp_server, packages):
         client.storbinary(f"STOR {name}", io.BytesIO(other))
     client.quit()
     assert (packages / name).read_bytes() == data
+    # A refusal is one audit line with its reason, never an "Unexpected error" traceback.
+    log = ftp_server.log()
+    assert "ftp_upload refused user=alice" in log and "File already exists" in log
+    assert "Unexpected error" not in log and "Traceback" not in log
 
 
 def test_ftp_needs_a_password_file(packages, start_server):

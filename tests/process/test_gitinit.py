@@ -100,6 +100,25 @@ def test_git_init_reconfigures_and_refuses_foreign_hooks(tmp_path):
     assert result.returncode == 1
 
 
+def test_pypid_files_are_excluded(tmp_path, packages):
+    """What pypid writes in a git-fed package directory never shows in git status (issue 19 item 7)."""
+    from pypid.feed.rules import REMOVED_FILE
+    from pypid.store.directory.landing import INCOMING
+    from pypid.store.directory.yankfile import YANKS_FILE
+
+    bare = tmp_path / "index.git"
+    pypid("git-init", str(bare), str(packages))
+    for name in (YANKS_FILE, REMOVED_FILE, f"{INCOMING}/.upload-x.part", ".pypid/cache.sqlite3"):
+        (packages / name).parent.mkdir(parents=True, exist_ok=True)
+        (packages / name).write_text("x")
+    status = git("--git-dir", str(bare), "--work-tree", str(packages), "status", "--porcelain",
+                 "--untracked-files=all", cwd=tmp_path)
+    assert status == ""
+    (packages / "new-1.0.tar.gz").write_text("x")
+    assert git("--git-dir", str(bare), "--work-tree", str(packages), "status", "--porcelain",
+               cwd=tmp_path) == "?? new-1.0.tar.gz\n"
+
+
 def test_other_branches_are_not_checked_out(tmp_path, packages):
     bare = tmp_path / "index.git"
     pypid("git-init", str(bare), str(packages))

@@ -177,5 +177,5 @@ def test_restart_reads_nothing_again(packages, start_server):
     os.unlink(packages / "d00" / "warm0-1.0-py3-none-any.whl")
     (packages / "d00" / "warm1-1.0-py3-none-any.whl").write_bytes(wheel_bytes("warm1", "2.0")[1])
     second = start_server("--rescan-interval", "0", str(packages))
-    assert "9999 files (1 files read, 9998 from the state cache)" in second.log()
+    assert "9999 files (1 file read, 9998 from the state cache)" in second.log()
     assert (packages / ".pypid" / "cache.sqlite3").exists()

@@ -117,12 +117,14 @@ def test_ftp_wrong_passwords_are_limited(server):
     assert "login refused user=alice client=127.0.0.1 service=ftp" in server.log()
 
 
-@pytest.mark.xfail(strict=True, reason="pypid/web/upload.py's _login answers every refused login 401; "
-                                       "it must let the Authenticator's HTTPError (429 + Retry-After) through")
-def test_upload_from_a_flooding_address_is_429(server):
+def test_upload_from_a_flooding_address_is_429(server, packages):
+    """An upload from an address over its limit is refused 429 from its head: no password checked, no byte written."""
     for i in range(FAILURES):
         assert request(server.port, "/simple/", "alice", f"guess-{i}")[0] == 401
     name, data = wheel_bytes("later", "1.0")
     status, reason, _ = upload(server, name, data, {"Authorization": "Basic " + base64.b64encode(
         b"alice:wonderland").decode()})
     assert status == 429, (status, reason)
+    assert reason.startswith("Too Many Requests: too many failed logins from your address; try again in ")
+    assert not (packages / name).exists() and not (packages / ".pypid-incoming").exists()
+    assert "upload refused user=- client=127.0.0.1" in server.log() and "status=429" in server.log()

@@ -106,31 +106,3 @@ class ObjectStoreTests(PackageStoreContract, SynchronousTestCase):
         self.assertEqual(self.seaweedfs.object_sha256(prefix + key), f.digest)
         self.successResultOf(store.remove([f]))
         self.assertEqual(self.successResultOf(store.s3.list_all("")), [])
-
-    def test_case_and_spelling_variants_are_the_same_file(self):
-        """
-        A file whose name differs from a listed one's only in case or
-        spelling is that file: other bytes conflict (naming the listed one),
-        the same bytes are identical, an overwrite replaces it under its
-        listed name (the rule the other stores follow).
-        """
-        from pypid.store.interfaces import AlreadyStored, Placed
-        from pypid.testing import wheel_bytes
-
-        store = self.store()
-        original = ("Casep-1.0-py2.py3-none-any.whl", wheel_bytes("Casep", "1.0")[1])
-        other = wheel_bytes("Casep", "1.0", summary="Other bytes")[1]
-        self.assertEqual(self.publish(store, original), Placed("created", original[0]))
-        for variant in ("casep-1.0-py2.py3-none-any.whl", "CASEP-1.0-PY2.PY3-NONE-ANY.WHL",
-                        "casep-1.0.0-py3.py2-none-any.whl"):
-            staged = self.staged(store, other)
-            staged.finish()
-            failure = self.failureResultOf(store.publish(variant, staged, False), AlreadyStored)
-            self.assertEqual(failure.value.filename, original[0])
-            staged.abort()
-            self.assertEqual(self.publish(store, (variant, original[1])), Placed("identical", original[0]))
-        self.assertEqual(self.publish(store, ("casep-1.0-py2.py3-none-any.whl", other), overwrite=True),
-                         Placed("replaced", original[0]))
-        f = store.snapshot.files[original[0]]
-        self.assertEqual((f.summary, sorted(store.snapshot.files)), ("Other bytes", [original[0]]))
-        self.assertEqual(self.read(store.open(f)), other)

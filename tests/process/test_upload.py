@@ -224,7 +224,7 @@ def test_actions(packages, passwords, start_server):
     server = start_server("-P", str(passwords), str(packages))
     def form(*pairs):
         return multipart([(k, None, v.encode()) for k, v in pairs])
-    for action, code in (("doc_upload", 410), ("submit", 410), ("frobnicate", 400)):
+    for action, code in (("doc_upload", 410), ("submit", 200), ("verify", 200), ("frobnicate", 400)):
         status, reason, _ = post(server, *form((":action", action)), headers=ALICE)
         assert status == code, (action, status, reason)
     status, reason, _ = post(server, *form(("name", "x")), headers=ALICE)
@@ -297,3 +297,26 @@ def test_pdm_and_uv_shaped_fields(packages, passwords, start_server):
                                description="", requires_python="", metadata_version="", provides_extras="",
                                import_names="", pyversion="py2.py3", attestations="")
     assert status == 200, reason
+
+
+def test_what_would_not_be_listed_is_refused(packages, passwords, start_server):
+    """
+    Issue 18 item 8: an upload is checked by the rule that decides listing.
+    A wheel with bytes before or after its zip (which the index would never
+    list) is refused 400, nothing stays; the right file is then accepted,
+    listed, and removable.
+    """
+    server = start_server("-P", str(passwords), str(packages))
+    name, data = wheel_bytes("framed", "1.0")
+    for bad in (b"#!/bin/sh\nexit 0\n" + data, data + b"trailing bytes"):
+        status, reason, _ = upload(server, name, bad, ALICE)
+        assert status == 400, reason
+        assert reason.startswith("Invalid distribution file: "), reason
+        _clean(packages)
+    assert upload(server, name, data, ALICE)[0] == 200
+    status, _, body = server.get("simple/framed/")
+    assert status == 200 and name.encode() in body
+    status, reason, _ = post(server, *multipart([(":action", None, b"remove_pkg"), ("name", None, b"framed"),
+                                                 ("version", None, b"1.0")]), headers=ALICE)
+    assert status == 200, reason
+    _clean(packages)

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred
 from zope.interface.verify import verifyObject
 
 from pypid.index.model import DistFile
-from pypid.store.interfaces import AlreadyStored, BadName, IBody, IPackageStore, IStaged, Placed
+from pypid.store.interfaces import AlreadyStored, BadName, IBody, IPackageStore, IStaged, NotListed, Placed
 from pypid.store.metadata import MetadataError
 from pypid.testing import metadata_text, sdist_bytes, wheel_bytes
 
@@ -232,12 +232,63 @@ class PackageStoreContract:
             staged.abort()
         self.assertEqual(store.snapshot.file_count, 0)
 
-    def test_incomplete_archive_is_not_listed(self):
-        """Bytes the index cannot list (an archive cut short) are never listed."""
+    def test_what_would_not_be_listed_is_refused(self):
+        """
+        Bytes the index would not list (an archive cut short, a wheel with
+        bytes before or after its zip) are refused with the reason, and
+        nothing is stored: what publish accepts is listed.
+        """
         store = self.store()
         filename, data = SDIST
-        self.publish(store, (filename, data[: len(data) // 2]))
-        self.assertIsNone(store.snapshot.files.get(filename))
+        wheel, zipped = WHEEL
+        for name, bad in ((filename, data[: len(data) // 2]), (wheel, b"junk" + zipped), (wheel, zipped + b"junk")):
+            staged = self.staged(store, bad)
+            staged.finish()
+            failure = self.failureResultOf(store.publish(name, staged, False), NotListed)
+            self.assertIn("archive", str(failure.value))
+            staged.abort()
+            self.assertEqual(store.snapshot.files.get(name), None)
+            self.assertIsNone(store.snapshot.get("demo-pkg"))
+        # Nothing is in the way of the right file.
+        self.assertEqual(self.publish(store, WHEEL), Placed("created", wheel))
+
+    # One release file, however its name is spelled
+
+    def test_case_and_spelling_variants_are_the_same_file(self):
+        """
+        A file whose name differs from a listed one's only in case or
+        spelling (its project and version normalised, its tags in another
+        order) is that file: other bytes conflict, the same bytes are
+        identical, and an overwrite replaces it where it is.
+        """
+        store = self.store()
+        original = ("Casep-1.0-py2.py3-none-any.whl", wheel_bytes("Casep", "1.0")[1])
+        other = wheel_bytes("Casep", "1.0", summary="Other bytes")[1]
+        self.assertEqual(self.publish(store, original), Placed("created", original[0]))
+        for variant in ("casep-1.0-py2.py3-none-any.whl", "CASEP-1.0-PY2.PY3-NONE-ANY.WHL",
+                        "casep-1.0.0-py3.py2-none-any.whl"):
+            staged = self.staged(store, other)
+            staged.finish()
+            failure = self.failureResultOf(store.publish(variant, staged, False), AlreadyStored)
+            self.assertEqual((failure.value.filename, failure.value.listed), (variant, original[0]))
+            staged.abort()
+            self.assertEqual(self.publish(store, (variant, original[1])), Placed("identical", original[0]))
+            self.assertEqual([f.filename for f in store.snapshot.get("casep").files], [original[0]])
+        self.assertEqual(self.publish(store, ("casep-1.0-py2.py3-none-any.whl", other), overwrite=True),
+                         Placed("replaced", original[0]))
+        f = store.snapshot.files[original[0]]
+        self.assertEqual((f.summary, sorted(store.snapshot.files)), ("Other bytes", [original[0]]))
+        self.assertEqual(self.read(store.open(f)), other)
+
+    def test_other_files_of_a_release_are_other_files(self):
+        """Another build, tag set or archive kind is another file."""
+        store = self.store()
+        sdist = sdist_bytes("Demo_Pkg", "1.0")[1]
+        wheel = WHEEL[1]
+        for name, data in (("Demo_Pkg-1.0-py3-none-any.whl", wheel), ("Demo_Pkg-1.0-1-py3-none-any.whl", wheel),
+                           ("Demo_Pkg-1.0-py2-none-any.whl", wheel), ("Demo_Pkg-1.0.tar.gz", sdist)):
+            self.assertEqual(self.publish(store, (name, data)).outcome, "created", name)
+        self.assertEqual(len(store.snapshot.get("demo-pkg").files), 4)
 
     def test_publish_waits_for_the_first_snapshot(self):
         """A file is placed knowing what is listed: publish waits for readiness."""

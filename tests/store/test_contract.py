@@ -50,7 +50,12 @@ class DirectoryStoreTests(PackageStoreContract, SerialContract, SynchronousTestC
         staged.abort()
         self.staged(store, b"never finished").abort()
         self.assertEqual(self.spool(), [])
-        self.assertEqual(sorted(os.listdir(self.root)), [".pypid-incoming", WHEEL[0]])
+        # The spool is there only while an upload is.
+        self.assertEqual(sorted(os.listdir(self.root)), [WHEEL[0]])
+        staged = store.stage()
+        self.assertEqual(len(self.spool()), 1)
+        staged.abort()
+        self.assertEqual(sorted(os.listdir(self.root)), [WHEEL[0]])
 
     def test_a_folder_that_became_a_link_out_is_refused(self):
         """A listed file's folder swapped for a symlink out after the scan: nothing lands outside."""

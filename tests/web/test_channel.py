@@ -11,7 +11,17 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 
-from pypid.web.channel import ANSWER, IDLE, ConnectionLimit, Overflow, Throttled, connections_for, files_needed, raise_open_files
+from pypid.web.channel import (
+    ANSWER,
+    IDLE,
+    MIN_BODY_RATE,
+    ConnectionLimit,
+    Overflow,
+    Throttled,
+    connections_for,
+    files_needed,
+    raise_open_files,
+)
 from pypid.web.resource import PlainResource
 from pypid.web.site import PypidSite
 
@@ -36,6 +46,22 @@ class Answer(PlainResource):
 
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class _Sink:
+    """A body taken as an upload's and dropped (what the channel's rules see is the same)."""
+
+    def addCallbacks(self, ok, failed):
+        ok(self)
+
+    def feed(self, data):
+        return None
+
+    def release(self):
+        pass
+
+    def abort(self):
+        pass
 
 
 class ChannelTests(SynchronousTestCase):
@@ -95,15 +121,59 @@ class ChannelTests(SynchronousTestCase):
         request.finish()
         self.assertIn(b"late", transport.value())
 
-    def test_body_time_restarts_with_each_byte(self) -> None:
+    def test_a_body_that_does_not_come_is_cut_after_the_idle_timeout(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+
+    def test_a_trickled_body_is_cut_past_the_grace(self) -> None:
+        """
+        A body that keeps trickling (a byte every 50 s restarts the idle
+        timeout each time) is answered 408 once it has come at under the
+        minimum rate for longer than the grace of one idle timeout.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(2):
+            self.clock.advance(50)
+            protocol.dataReceived(b"a")
+        # The rate is measured from the body's first byte (t=50), after a grace of 60 s.
+        self.assertFalse(transport.disconnecting)
         self.clock.advance(50)
         protocol.dataReceived(b"a")
-        self.clock.advance(50)
-        protocol.dataReceived(b"b")
-        self.clock.advance(50)
+        self.assertTrue(transport.disconnecting)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout: the request body came at under "),
+                        transport.value())
+
+    def test_a_body_at_the_minimum_rate_is_not_cut(self) -> None:
+        """(The body held here is an upload's, which may be large: none of it stays in memory.)"""
+        self.site.take_body = lambda request, method, uri, length: _Sink()
+        size = MIN_BODY_RATE * 400
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        for _ in range(399):
+            self.clock.advance(1)
+            protocol.dataReceived(b"x" * MIN_BODY_RATE)
         self.assertFalse(transport.disconnecting)
+
+    def test_time_held_back_by_pypid_is_not_the_clients(self) -> None:
+        """While pypid holds the body back (a password check, a slow disk), neither clock runs against the client."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        channel = protocol._channel
+        protocol.dataReceived(b"x" * 1000)
+        channel.pause_body()
+        self.assertEqual(transport.producerState, "paused")
+        self.clock.advance(500)
+        self.assertFalse(transport.disconnecting)
+        channel.resume_body()
+        self.assertEqual(transport.producerState, "producing")
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        # Then the client's own clock runs again.
         self.clock.advance(10)
         self.assertTrue(transport.disconnecting)
 

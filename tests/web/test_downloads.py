@@ -2,13 +2,14 @@
 
 import hashlib
 import os
+import time
 
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
 
 from pypid.index.pages import PageCache
-from pypid.store.directory.body import FileBody
+from pypid.store.directory.body import FileBody, unchanged
 from pypid.store.directory.store import DirectoryStore
 from pypid.testing import MemoryStore
 from pypid.threads import immediate
@@ -310,6 +311,34 @@ class FileSenderTests(SynchronousTestCase):
         self.assertTrue(self.request.finished)
         self.assertIsNone(self.request.producer)
         self.assertTrue(self.fd_closed())
+
+    def test_a_file_written_to_meanwhile_is_cut_before_its_last_bytes(self):
+        """
+        The last bytes go only if the file is still as opened: rewritten in
+        place mid-answer (same size, other bytes), the answer is cut short.
+        """
+        self.request.pause_after = 0
+        identity = FileBody(os.dup(self.fd), os.fstat(self.fd)).identity
+        sender = FileSender(self.request, self.fd, 0, len(self.data), lambda fd: unchanged(fd, identity))
+        sender.start()
+        time.sleep(0.01)
+        with open(self.path, "r+b") as f:
+            f.write(os.urandom(len(self.data)))
+        while self.request.producer is not None:
+            sender.resumeProducing()
+        self.assertTrue(self.request.lost)
+        self.assertFalse(self.request.finished)
+        self.assertLess(sum(map(len, self.request.written)), len(self.data))
+        self.assertTrue(self.fd_closed())
+
+    def test_an_untouched_file_is_sent_whole_with_the_check(self):
+        self.request.pause_after = 0
+        identity = FileBody(os.dup(self.fd), os.fstat(self.fd)).identity
+        sender = FileSender(self.request, self.fd, 7, len(self.data) - 7, lambda fd: unchanged(fd, identity))
+        sender.start()
+        while not self.request.finished:
+            sender.resumeProducing()
+        self.assertEqual(b"".join(self.request.written), self.data[7:])
 
     def test_one_chunk_in_flight(self):
         """

@@ -94,3 +94,23 @@ class ServedLineTests(SynchronousTestCase):
         self.assertEqual((listener.url(), listener.everywhere), ("http://10.1.2.3:80/", False))
         listener.port = Port(IPv6Address("TCP", "::", 8443))
         self.assertEqual(listener.url("https"), "https://[::1]:8443/")
+
+
+class BacklogTests(SynchronousTestCase):
+    def test_a_backlog_for_sockets_that_name_none(self):
+        from pypid.web.options import BACKLOG, with_backlog
+
+        self.assertEqual(with_backlog("tcp:3141"), f"tcp:3141:backlog={BACKLOG}")
+        self.assertEqual(with_backlog("tcp:3141:interface=127.0.0.1"),
+                         f"tcp:3141:interface=127.0.0.1:backlog={BACKLOG}")
+        self.assertEqual(with_backlog("unix:/run/pypid.sock"), f"unix:/run/pypid.sock:backlog={BACKLOG}")
+        for kept in ("tcp:3141:backlog=10", "systemd:domain=INET:index=0", "tcp:3141:interface=::1:backlog=5"):
+            self.assertEqual(with_backlog(kept), kept)
+
+    def test_the_endpoint_takes_it(self):
+        from twisted.internet.testing import MemoryReactor
+
+        from pypid.web.options import BACKLOG, endpoint
+
+        self.assertEqual(endpoint(MemoryReactor(), "--port", "tcp:3141")._backlog, BACKLOG)
+        self.assertEqual(endpoint(MemoryReactor(), "--port", "tcp:3141:backlog=7")._backlog, 7)

@@ -60,6 +60,6 @@ class UploadGlueTests(SynchronousTestCase):
         name, data = wheel_bytes("glue", "1.0")
         self.post(form_fields(name, data))
         code, text = self.post([(":action", None, b"remove_pkg"), ("name", None, b"glue"), ("version", None, b"1.0")])
-        self.assertEqual((code, text), (200, "Removed 1 files of glue 1.0.\n"))
+        self.assertEqual((code, text), (200, "Removed 1 file of glue 1.0.\n"))
         self.assertEqual(self.store.snapshot.file_count, 0)
         self.assertTrue(self.lines[-1].startswith("remove_pkg ok user=anonymous"), self.lines[-1])

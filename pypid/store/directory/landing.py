@@ -6,7 +6,13 @@ chose (L{land}), and removed (L{remove}).
 
 Nothing half-written is ever visible under a listed name: temporary files
 live in C{<first root>/.pypid-incoming/}, which the scanner never lists
-(hidden), on the same filesystem as their destination.
+(hidden), on the same filesystem as their destination, so that an upload's
+bytes are written once and renamed into place. That directory (the
+L{Spool}) is there only while an upload is: the first one in flight makes
+it, the last one out removes it; at start, what a crash left in it is
+removed (L{clean_spool}).
+
+A full disk (or quota) is L{StoreFull}, with what there was room for.
 
 Everything here blocks: call it in a thread.
 """
@@ -17,18 +23,24 @@ import errno
 import hashlib
 import os
 import tempfile
-import time
-from typing import BinaryIO, Optional, Protocol
+import threading
+from typing import BinaryIO, Callable, Optional, Protocol, TypeVar
 
 from zope.interface import implementer
 
 from pypid.atomic import fsync_dir, replacing
+from pypid.counts import counted, mib
 from pypid.store.directory.scan import resolve_inside
-from pypid.store.interfaces import AlreadyStored, BadName, IStaged
+from pypid.store.interfaces import AlreadyStored, BadName, IStaged, StoreFull
 
 INCOMING = ".pypid-incoming"
 PREFIX = ".upload-"
+SUFFIX = ".part"
 _CHUNK = 1024 * 1024
+#: The errors of a disk with no room left.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+
+T = TypeVar("T")
 
 
 def _umask() -> int:
@@ -46,31 +58,111 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
-def incoming_dir(root: str) -> str:
-    """C{<root>/.pypid-incoming}, created if missing."""
-    path = os.path.join(root, INCOMING)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
-def clean_stale(directory: str, older_than: float = 3600.0) -> int:
-    """Remove upload temp files left by a crash; how many were removed."""
-    removed = 0
-    now = time.time()
+def free_bytes(path: str) -> Optional[int]:
+    """Bytes an unprivileged writer may still write on C{path}'s filesystem (None: unknown)."""
     try:
-        entries = list(os.scandir(directory))
+        st = os.statvfs(path)
     except OSError:
-        return 0
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def no_room(where: str, free: Optional[int] = None, needed: Optional[int] = None) -> StoreFull:
+    """The L{StoreFull} of a full disk under C{where}, with what is known of the room."""
+    text = f"Insufficient Storage: the disk of the package directory {where} is full"
+    if needed is not None and free is not None:
+        text = (f"Insufficient Storage: the upload is {mib(needed)}, and the disk of the package "
+                f"directory {where} has {mib(free)} free")
+    return StoreFull(text + "; the index's operator must make room.")
+
+
+def room_checked(where: str, call: Callable[..., T], *args: object) -> T:
+    """C{call(*args)}, with a full disk raised as L{StoreFull}."""
+    try:
+        return call(*args)
+    except OSError as e:
+        if e.errno in NO_ROOM:
+            raise no_room(where) from e
+        raise
+
+
+class Spool:
+    """
+    The directory of staged uploads, C{<root>/.pypid-incoming}: made by the
+    first upload in flight, removed (when empty) by the last one out, so
+    that no tool listing or tracking the package directory (C{ls}, C{git
+    status}) sees it while the index is idle. Thread-safe.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.path = os.path.join(root, INCOMING)
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def create(self) -> tuple[int, str]:
+        """A new temporary file in the spool (made if missing): its descriptor and path."""
+        with self._lock:
+            self._users += 1
+            try:
+                try:
+                    os.mkdir(self.path, 0o700)
+                except FileExistsError:
+                    pass
+                return tempfile.mkstemp(dir=self.path, prefix=PREFIX, suffix=SUFFIX)
+            except BaseException:
+                self._release()
+                raise
+
+    def release(self) -> None:
+        """A temporary file of L{create} is gone: the spool goes with the last one."""
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                # Gone already, or something else was put in it: left alone.
+                pass
+
+
+def clean_spool(root: str) -> tuple[int, int]:
+    """
+    At start (pypid is the only writer of its spool): remove what uploads
+    cut short by a crash left in C{<root>/.pypid-incoming}, and the
+    directory itself when nothing else is in it. The files removed and
+    their bytes.
+    """
+    path = os.path.join(root, INCOMING)
+    removed = freed = 0
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return 0, 0
     for entry in entries:
         if not entry.name.startswith(PREFIX):
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > older_than:
-                os.unlink(entry.path)
-                removed += 1
+            st = entry.stat(follow_symlinks=False)
+            os.unlink(entry.path)
         except OSError:
-            pass
-    return removed
+            continue
+        removed += 1
+        freed += st.st_blocks * 512 if st.st_blocks else st.st_size
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+    return removed, freed
+
+
+def cleaned_line(removed: int, freed: int, path: str) -> str:
+    """The log line of L{clean_spool}'s work."""
+    return (f"removed {counted(removed, 'leftover upload file')} of uploads cut short by a crash "
+            f"from {path} ({mib(freed)} freed)")
 
 
 class _Hasher(Protocol):
@@ -83,11 +175,22 @@ class _Hasher(Protocol):
 class Staged:
     """
     An upload's bytes in a temporary file of the spool directory, hashed as
-    they are written (L{pypid.store.interfaces.IStaged}).
+    they are written (L{pypid.store.interfaces.IStaged}). With C{size}, the
+    bytes expected: L{StoreFull} at once when the disk has no room for them.
     """
 
-    def __init__(self, directory: str) -> None:
-        fd, self.path = tempfile.mkstemp(dir=directory, prefix=PREFIX, suffix=".part")
+    def __init__(self, spool: Spool, size: Optional[int] = None) -> None:
+        self._spool: Optional[Spool] = spool
+        if size is not None:
+            free = free_bytes(spool.root)
+            if free is not None and size > free:
+                self._spool = None
+                raise no_room(spool.root, free, size)
+        try:
+            fd, self.path = room_checked(spool.root, spool.create)
+        except BaseException:
+            self._spool = None
+            raise
         self._file: Optional[BinaryIO] = os.fdopen(fd, "wb")
         self.size = 0
         self._hashes: dict[str, _Hasher] = {
@@ -100,10 +203,13 @@ class Staged:
     def write(self, data: bytes) -> None:
         if self._file is None:
             raise ValueError("write to a finished or aborted upload")
-        self._file.write(data)
+        room_checked(self._where(), self._file.write, data)
         self.size += len(data)
         for h in self._hashes.values():
             h.update(data)
+
+    def _where(self) -> str:
+        return self._spool.root if self._spool is not None else os.path.dirname(os.path.dirname(self.path))
 
     def finish(self) -> dict[str, str]:
         if self._digests is None:
@@ -111,13 +217,18 @@ class Staged:
                 raise ValueError("finish of an aborted upload")
             f, self._file = self._file, None
             try:
-                f.flush()
-                os.fsync(f.fileno())
-                os.fchmod(f.fileno(), FILE_MODE)
+                # Delayed allocation: a full disk may show only now.
+                room_checked(self._where(), self._durable, f)
             finally:
                 f.close()
             self._digests = {name: h.hexdigest() for name, h in self._hashes.items()}
         return dict(self._digests)
+
+    @staticmethod
+    def _durable(f: BinaryIO) -> None:
+        f.flush()
+        os.fsync(f.fileno())
+        os.fchmod(f.fileno(), FILE_MODE)
 
     def reader(self) -> BinaryIO:
         return open(self.path, "rb")
@@ -126,12 +237,19 @@ class Staged:
         f, self._file = self._file, None
         try:
             if f is not None:
-                f.close()
+                try:
+                    f.close()
+                except OSError:
+                    # The buffer's last bytes found no room: they go anyway.
+                    pass
         finally:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            spool, self._spool = self._spool, None
+            if spool is not None:
+                spool.release()
 
 
 def sha256_of(path: str) -> str:
@@ -155,10 +273,10 @@ def land(
     if not os.path.isdir(folder) or resolve_inside(folder, root) is None:
         raise BadName(f"no folder {os.path.relpath(folder, root)!r} in the package directory")
     digests = staged.finish()
-    outcome = place(staged.path, digests["sha256"], target, overwrite)
+    outcome = room_checked(root, place, staged.path, digests["sha256"], target, overwrite)
     changed = [target]
     if signature is not None and outcome != "identical":
-        changed.append(write_signature(target, signature))
+        changed.append(room_checked(root, write_signature, target, signature))
     return outcome, changed
 
 

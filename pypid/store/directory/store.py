@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Iterable, Mapping, NamedTuple, Optional, cast
+from typing import Iterable, Mapping, NamedTuple, NoReturn, Optional, cast
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -20,12 +20,13 @@ from twisted.python.failure import Failure
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pypid.counts import counted
 from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, ChangesSince, file_changes, yank_changes
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.directory import landing, scan
 from pypid.store.directory.body import FileBody, open_regular
-from pypid.store.interfaces import BadName, IPackageStore, IStaged, Placed, check_name
+from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, Placed, check_name, listed_as
 from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
@@ -108,6 +109,8 @@ class DirectoryStore(SnapshotOwner):
         #: Files that passed the guard under C{_checked_for}, by path.
         self._checked_files: dict[str, tuple[int, int, int]] = {}
         self._checked_for: Optional[IndexSnapshot] = None
+        #: Where uploads are staged (there only while one is).
+        self.spool = landing.Spool(self.roots[0])
         #: The yanks, in the first directory; read with the scans that
         #: cover it (every full one), written by L{setYanked} and L{remove}.
         self.yankfile = YankFile(os.path.join(self.roots[0], YANKS_FILE))
@@ -151,8 +154,8 @@ class DirectoryStore(SnapshotOwner):
 
         return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
 
-    def stage(self) -> IStaged:
-        return landing.Staged(landing.incoming_dir(self.roots[0]))
+    def stage(self, size: Optional[int] = None) -> IStaged:
+        return landing.Staged(self.spool, size)
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
                 uploader: Optional[str] = None) -> Deferred[Placed]:
@@ -166,10 +169,38 @@ class DirectoryStore(SnapshotOwner):
         def ready(_: None) -> Deferred[Placed]:
             root, target, path = self._target(parts)
             d = self._threads(landing.land, mine, root, target, overwrite, signature)
+
+            def stored(failure: Failure) -> NoReturn:
+                failure.trap(AlreadyStored)
+                raise AlreadyStored(parts[-1], os.path.basename(target))
+
+            d.addErrback(stored)
             return d.addCallback(lambda landed: self.refresh(landed[1]).addCallback(
-                lambda _: Placed(landed[0], path)))
+                lambda _: self._listed(landed[0], path, target)))
 
         return self.whenReady().addCallback(ready)
+
+    def _listed(self, outcome: str, path: str, target: str) -> Placed | Deferred[Placed]:
+        """
+        The L{Placed} of a file landed at C{path}, once the index has looked
+        at it: the scan that decides listing has the last word, and what it
+        does not list is removed again (L{NotListed}).
+        """
+        f = self.snapshot.files.get(path)
+        if f is not None and self.snapshot.listed(f):
+            return Placed(outcome, path)
+        if outcome == "identical":
+            return Placed(outcome, path)
+        result = self.last_result
+        reasons = [item.reason for item in (result.skipped if result is not None else ()) if item.path == path]
+        reason = reasons[0] if reasons else "not a file the index lists"
+        self.log.warn("removed the new file {path}: {reason}", path=path, reason=reason)
+
+        def removed(_: object) -> Placed:
+            raise NotListed(reason)
+
+        return self._threads(landing.remove, [target]).addCallback(
+            lambda gone: self.refresh(gone or [target])).addCallback(removed)
 
     def remove(self, distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         distfiles = list(distfiles)
@@ -321,16 +352,14 @@ class DirectoryStore(SnapshotOwner):
     def _target(self, parts: list[str]) -> tuple[str, str, str]:
         """
         Where a new file C{parts} goes: its root, its path on disk, and its
-        path as listed. Over the listed file of its file name (the link
+        path as listed. Over the listed file it would be (of its file name,
+        or the same release file spelled otherwise: L{listed_as}; the link
         itself for a symlink), else at C{parts} in the first directory.
         """
-        filename = parts[-1]
-        parsed = parse_filename(filename)
-        project = self.snapshot.get(parsed.project) if parsed is not None else None
-        for f in project.files if project is not None else ():
-            if f.filename == filename:
-                root = self.roots[f.root]
-                return root, os.path.join(root, *f.path.split("/")), f.path
+        f = listed_as(self.snapshot, parts[-1])
+        if f is not None:
+            root = self.roots[f.root]
+            return root, os.path.join(root, *f.path.split("/")), f.path
         root = self.roots[0]
         return root, os.path.join(root, *parts), "/".join(parts)
 
@@ -408,6 +437,26 @@ class DirectoryStore(SnapshotOwner):
         self.last_result = result
         self._noteLinks(result.links or {}, full=self._running_full)
         return _locked(self._changing.run(self._change, result.added, result.removed))
+
+    def _install(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
+        super()._install(snapshot, changed)
+        self._noteShadowed(changed)
+
+    def _noteShadowed(self, changed: frozenset[str]) -> None:
+        """Say once of each file that is another spelling of a listed one's name that it is not listed."""
+        snapshot = self.snapshot
+        for key in changed:
+            project = snapshot.get(key)
+            for f in project.shadowed if project is not None else ():
+                twin = listed_as(snapshot, f.filename)
+                if twin is None:
+                    continue
+                reason = (f"the same release file as {twin.path} (their names differ only in case or "
+                          f"spelling), which is listed; delete one of them")
+                reasons = self._warned.setdefault(f.path, set())
+                if reason not in reasons:
+                    reasons.add(reason)
+                    self.log.warn("not listing {path}: {reason}", path=f.path, reason=reason)
 
     # The serial
 
@@ -524,8 +573,8 @@ class DirectoryStore(SnapshotOwner):
         new = now.with_serials({key: serial for key in fingerprints}, serial)
         rows = {key: ProjectRow(serial, fp) for key, fp in fingerprints.items()}
         rows.update((key, None) for key in gone)
-        self.log.info("{count} projects changed while pypid was not running: serial {serial}",
-                      count=len(fingerprints) + len(gone), serial=serial)
+        self.log.info("{count} changed while pypid was not running: serial {serial}",
+                      count=counted(len(fingerprints) + len(gone), "project"), serial=serial)
         return self._record(new, frozenset(fingerprints), changes, rows)
 
     def _noteLinks(self, links: dict[str, str], full: bool) -> None:
@@ -545,11 +594,10 @@ class DirectoryStore(SnapshotOwner):
             ready, self._ready = self._ready, None
             result = self.last_result
             self.log.info(
-                "index ready: {projects} projects, {files} files"
-                " ({read} files read, {cached} from the state cache)",
-                projects=len(self.snapshot.projects),
-                files=self.snapshot.file_count,
-                read=result.read if result else 0,
+                "index ready: {projects}, {files} ({read} read, {cached} from the state cache)",
+                projects=counted(len(self.snapshot.projects), "project"),
+                files=counted(self.snapshot.file_count, "file"),
+                read=counted(result.read if result else 0, "file"),
                 cached=result.cached if result else 0,
             )
             # The first index is hundreds of thousands of long-lived objects:

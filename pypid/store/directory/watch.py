@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from watchdog import events
 from watchdog.events import FileSystemEventHandler
 
+from pypid.counts import counted
 from pypid.ops import metrics
 from pypid.store.directory.debounce import Debouncer
 from pypid.store.directory.yankfile import YANKS_FILE
@@ -437,8 +438,9 @@ class WatchService(Service):
         if problems:
             self._startPolling()
         if len(problems) < len(self.roots):
-            self.log.info("watching {count} package directories for changes",
-                          count=len(self.roots) - len(problems))
+            self.log.info("watching {directories} for changes",
+                          directories=counted(len(self.roots) - len(problems), "package directory",
+                                              "package directories"))
         self._nowWatching()
 
     def _startFailed(self, failure: Failure) -> None:

@@ -38,7 +38,6 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from packaging.utils import canonicalize_version
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.threads import deferToThreadPool
@@ -47,6 +46,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from pypid.index import filenames
 from pypid.store.objectstore import migrations
 
 log = Logger()
@@ -95,38 +95,14 @@ def normalize_project(name: str) -> str:
     return _RUNS.sub("-", name).lower()
 
 
-def _sorted_tag(tag: str) -> str:
-    return ".".join(sorted(tag.split(".")))
-
-
 def release_key(project: str, version: str, filename: str) -> str:
     """
     The identity of a release file, as the unique index compares them: the
-    normalised project, the canonical version (C{1.0 == 1.0.0}), and what
-    tells files of one release apart: for a wheel its build tag and its tag
-    set (each compressed tag set in sorted order), for an egg its python
-    and platform, for an sdist its archive kind. Lower-cased throughout, so
-    C{Demo-1.0-PY3-NONE-ANY.WHL} and C{demo-1.0.0-py3-none-any.whl} are one
-    file. C{project} and C{version} are the ones the index lists the file
-    under (its filename parser's); C{filename} supplies the rest. Pure.
+    one rule of the index and the stores, L{pypid.index.filenames.release_key}
+    (the normalised project, the canonical version, a wheel's build and tag
+    set, an sdist's kind, lower-cased). Pure.
     """
-    try:
-        canonical = canonicalize_version(version)
-    except Exception:  # an unparseable version is compared as written
-        canonical = version
-    lower = filename.lower()
-    if lower.endswith(".whl"):
-        parts = lower[: -len(".whl")].split("-")
-        tags = "-".join(_sorted_tag(tag) for tag in parts[-3:])
-        build = parts[2] if len(parts) == 6 else ""
-        detail = f"wheel:{build}:{tags}"
-    elif lower.endswith(".egg"):
-        parts = lower[: -len(".egg")].split("-")
-        detail = "egg:" + "-".join(parts[2:])
-    else:
-        match = re.search(r"(\.tar(\.[a-z0-9]+)?|\.[a-z0-9]+)$", lower)
-        detail = "sdist:" + (match.group(1) if match else "")
-    return f"{normalize_project(project)}|{str(canonical).lower()}|{detail}"
+    return filenames.release_key(project, version, filename)
 
 
 @dataclass(frozen=True, slots=True)

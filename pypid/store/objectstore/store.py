@@ -61,9 +61,11 @@ from pypid.store.interfaces import (
     IPackageStore,
     IStaged,
     IStoreHealth,
+    NotListed,
     Placed,
     StoreUnavailable,
     check_name,
+    listed_as,
 )
 from pypid.store.metadata import (
     MAX_METADATA_SIZE,
@@ -201,34 +203,6 @@ def distfiles_of(records: Iterable[Any], shared: Optional[dict[object, object]] 
     return Listing(files, signatures, keys)
 
 
-def listed_as(snapshot: IndexSnapshot, filename: str) -> Optional[DistFile]:
-    """
-    The listed file a new file named C{filename} would be: the file of that
-    name, or of the same release identity spelled otherwise (the catalog's
-    L{pypid.store.objectstore.catalog.release_key}: case, normalised project
-    and version, the tags in any order); L{None} when there is none.
-    """
-    from pypid.store.objectstore.catalog import release_key
-
-    listed = snapshot.files.get(filename)
-    if listed is not None:
-        return listed
-    parsed = parse_filename(filename)
-    if parsed is None:
-        return None
-    project = snapshot.get(parsed.project)
-    if project is None:
-        return None
-    key = None
-    for f in project.files:
-        if f.version == parsed.version:
-            if key is None:
-                key = release_key(parsed.project, str(parsed.version), filename)
-            if release_key(f.project, str(f.version), f.filename) == key:
-                return f
-    return None
-
-
 def _catalog_errors() -> tuple[type[Exception], ...]:
     from pypid.store.objectstore.catalog import CatalogUnavailable
 
@@ -256,6 +230,8 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
         self.s3 = s3
         self.catalog = catalog
         self.work_dir = work_dir
+        #: Where uploads are staged (there only while one is).
+        self.spool = landing.Spool(work_dir)
         self.redirect = redirect
         self.presign_seconds = presign_seconds
         self._threads = threads
@@ -428,8 +404,8 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
 
         return d.addCallback(opened).addCallback(self._s3_ok)
 
-    def stage(self) -> IStaged:
-        return landing.Staged(landing.incoming_dir(self.work_dir))
+    def stage(self, size: Optional[int] = None) -> IStaged:
+        return landing.Staged(self.spool, size)
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
                 uploader: Optional[str] = None) -> Deferred[Placed]:
@@ -456,14 +432,13 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
             if listed.digest == sha256:
                 return Placed("identical", listed.path)
             if not overwrite:
-                raise AlreadyStored(listed.filename)
+                raise AlreadyStored(filename, listed.filename)
             filename = listed.filename
         self._refuse_writes_while_down()
         described = await self._threads(describe_file, staged.path, filename)
         if isinstance(described, str):
-            # (The publisher checks archives first: only a caller that did not meets this.)
-            self.log.warn("not storing {filename}: {reason}", filename=filename, reason=described)
-            return Placed("created", filename)
+            # What the index would not list is not stored: what publish accepts is listed.
+            raise NotListed(described)
         key = object_key(sha256, filename)
         await self._put_objects(key, staged, filename, digests, described.metadata, signature)
         record = FileRecord(
@@ -489,7 +464,7 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
             if existing.sha256 == sha256:
                 await self._caught_up(existing.serial)
                 return Placed("identical", existing.filename)
-            raise AlreadyStored(existing.filename) from None
+            raise AlreadyStored(filename, existing.filename) from None
         except _catalog_errors() as e:
             await self._delete_objects(key)
             raise StoreUnavailable(f"the catalog is unavailable ({e}); the upload was not stored") from None

@@ -16,7 +16,6 @@ its own least-recently-used cache on disk, in front of the store.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,18 +23,21 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pypid.upstream.fallback import _check_hash
-from pypid.upstream.records import Hashes
 
 if TYPE_CHECKING:
+    from pypid.store.directory.landing import Spool
     from pypid.upstream.client import Download
 
 #: Where shared upstream files go below the store's prefix (fsck leaves them alone).
 UPSTREAM = "upstream/"
 
 _T = TypeVar("_T")
+#: An upstream file's digests, (algorithm, hex) pairs: L{pypid.upstream.records.Hashes}, named
+#: here rather than imported from a higher layer.
+_Hashes = tuple[tuple[str, str], ...]
 
 
-def shared_key(url: str, hashes: Hashes) -> Optional[str]:
+def shared_key(url: str, hashes: _Hashes) -> Optional[str]:
     """The object key of an upstream file, or L{None} when the upstream gives no digest to name it by."""
     check = _check_hash(hashes)
     if check is None:
@@ -75,7 +77,7 @@ class SharedUpstreamFiles:
         self.taken = 0
         self.kept = 0
 
-    def download(self, url: str, hashes: Hashes, write: Callable[[bytes], None]) -> Deferred[Optional[Download]]:
+    def download(self, url: str, hashes: _Hashes, write: Callable[[bytes], None]) -> Deferred[Optional[Download]]:
         """
         Deliver the shared copy of C{url} into C{write}: fires with a
         L{pypid.upstream.client.Download}, or L{None} when the store has
@@ -113,7 +115,7 @@ class SharedUpstreamFiles:
 
         return d.addCallback(opened).addErrback(failed).addCallback(taken)
 
-    def keep(self, url: str, hashes: Hashes, path: str) -> Deferred[None]:
+    def keep(self, url: str, hashes: _Hashes, path: str) -> Deferred[None]:
         """
         Put the file just fetched (and checked) at C{path} in the store for
         the other replicas. In the background: a failure is logged, nothing
@@ -144,21 +146,33 @@ class SharedUpstreamFiles:
                 os.unlink(aside)
             except OSError:
                 pass
+            self.store.spool.release()
             return result
 
         return d.addCallbacks(kept, failed).addBoth(cleanup)
 
     def _aside(self, path: str) -> str:
-        from pypid.store.directory.landing import incoming_dir
-
-        directory = incoming_dir(self.store.work_dir)
-        fd, aside = tempfile.mkstemp(dir=directory, prefix=".upload-upstream-")
-        os.close(fd)
-        os.unlink(aside)
+        """
+        A link to (or copy of) C{path} in the store's upload spool, which
+        is there while it is (the caller releases the spool once the link
+        is gone).
+        """
+        spool: Spool = self.store.spool
+        fd, aside = spool.create()
         try:
-            os.link(path, aside)
-        except OSError:
-            import shutil
+            os.close(fd)
+            os.unlink(aside)
+            try:
+                os.link(path, aside)
+            except OSError:
+                import shutil
 
-            shutil.copyfile(path, aside)
+                shutil.copyfile(path, aside)
+        except BaseException:
+            try:
+                os.unlink(aside)
+            except OSError:
+                pass
+            spool.release()
+            raise
         return aside
