@@ -148,7 +148,11 @@ def upload_to_visible(a: Pypid, b: Pypid, count: int) -> dict:
 
 
 def fill_catalog(cluster: PostgresCluster, database: str, files: int) -> None:
-    """C{files} rows (five a project, wheels and sdists) written straight into a new catalog."""
+    """
+    C{files} rows (five a project, wheels and sdists) written straight into
+    a new catalog, with the change that added each (a replica reads each
+    project's serial from the changes at start).
+    """
     import psycopg2
 
     from pypid.store.objectstore import migrations
@@ -160,6 +164,7 @@ def fill_catalog(cluster: PostgresCluster, database: str, files: int) -> None:
     with connection.cursor() as cursor:
         migrations.migrate(cursor)
         rows = io.StringIO()
+        changes = io.StringIO()
         for n in range(files):
             i, k = divmod(n, 5)
             name = tree.project_name(i)
@@ -173,10 +178,15 @@ def fill_catalog(cluster: PostgresCluster, database: str, files: int) -> None:
                 project, name, version, filename, release_key(project, version, filename),
                 object_key(sha256, filename), str(2000 + n % 5000), sha256, "2024-01-01 00:00:00+00",
                 ">=3.8", f"The {name} package", metadata, "f", str(n + 1)]) + "\n")
+            changes.write("\t".join([str(n + 1), "2024-01-01 00:00:00+00", "add", project, version, filename,
+                                     str(n + 1), name]) + "\n")
         rows.seek(0)
+        changes.seek(0)
         cursor.copy_from(rows, "pypid_files", columns=(
             "project", "project_name", "version", "filename", "release_key", "object_key", "size", "sha256",
             "uploaded_at", "requires_python", "summary", "core_metadata_sha256", "has_signature", "serial"))
+        cursor.copy_from(changes, "pypid_changes", columns=(
+            "serial", "at", "action", "project", "version", "filename", "file_id", "name"))
         cursor.execute("UPDATE pypid_catalog SET last_serial = %s", (files,))
     connection.commit()
     connection.close()

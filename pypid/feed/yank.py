@@ -27,13 +27,13 @@ from twisted.web import http
 
 from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.feed.checks import UploadError, bad
-from pypid.feed.publish import INTERNAL
+from pypid.feed.publish import INTERNAL, unavailable
 from pypid.index.filenames import parse_filename
 from pypid.index.model import IndexSnapshot
 from pypid.index.names import is_valid, normalize
 from pypid.index.pypijson import release_files
 from pypid.index.yanks import BadReason, check_reason
-from pypid.store.interfaces import IPackageStore
+from pypid.store.interfaces import IPackageStore, StoreUnavailable
 
 #: The two actions, as the audit log names them.
 YANK = "yank"
@@ -197,6 +197,9 @@ class Yanker:
             self._expected[(f.project, f.filename)] = reason
         try:
             changed = yield self.store.setYanked(files, reason)
+        except StoreUnavailable as e:
+            # The replicas' catalog is away: 503, nothing changed.
+            raise unavailable(e)
         finally:
             for f in files:
                 self._expected.pop((f.project, f.filename), None)

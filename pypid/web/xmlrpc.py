@@ -22,7 +22,7 @@ from xmlrpc.client import Fault, ResponseError, Unmarshaller, dumps
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from pypid.index.changes import ADD, REMOVE, REMOVE_PROJECT, ChangesSince
+from pypid.index.changes import ADD, REMOVE, REMOVE_PROJECT, UNYANK, YANK, ChangesSince
 from pypid.web.resource import PlainResource
 
 from pypid.index.search import SearchError
@@ -210,4 +210,8 @@ def _action(action: str, filename: str) -> str:
         return f"remove file {filename}"
     if action == REMOVE_PROJECT:
         return "remove project"
+    if action == YANK:
+        return f"yank file {filename}"
+    if action == UNYANK:
+        return f"unyank file {filename}"
     return "files changed while the index was not running"

@@ -108,3 +108,18 @@ class YankerTests(SynchronousTestCase):
         # A yank forgotten with its removed file is the removal's business.
         self.successResultOf(self.store.remove([wheel]))
         self.assertEqual(len(self.lines), 2)
+
+    def test_a_store_that_cannot_store_it_now_is_a_503(self):
+        """The replicas' catalog away: 503 with the store's reason, audited, nothing changed."""
+        from twisted.internet.defer import fail
+
+        from pypid.store.interfaces import StoreUnavailable
+
+        self.store.setYanked = lambda files, reason: fail(StoreUnavailable("the catalog is unavailable (down)"))
+        error = self.failureResultOf(self.ask(YANK, project="demo", version="1.0"), UploadError).value
+        self.assertEqual((error.code, error.message),
+                         (503, "Service Unavailable: the catalog is unavailable (down)"))
+        self.assertEqual(dict(self.store.snapshot.yanks), {})
+        self.assertEqual(len(self.lines), 1)
+        self.assertIn("yank refused user=alice", self.lines[0])
+        self.assertIn("status=503", self.lines[0])

@@ -118,7 +118,8 @@ async def test_an_empty_database_gets_the_schema_once(catalog_url, catalogs):
 @pytest_twisted.ensureDeferred
 async def test_replicas_starting_together_create_the_schema_once(catalog_url, catalogs):
     results = await defer.gatherResults([catalogs(catalog_url).start() for _ in range(4)])
-    assert sorted(results) == [(0, 1), (1, 1), (1, 1), (1, 1)]
+    latest = migrations.LATEST
+    assert sorted(results) == [(0, latest), (latest, latest), (latest, latest), (latest, latest)]
 
 
 @pytest_twisted.ensureDeferred
@@ -138,27 +139,42 @@ async def test_a_schema_newer_than_known_is_refused_with_one_line(catalog_url, c
 @pytest_twisted.ensureDeferred
 async def test_an_older_schema_is_migrated_when_asked(catalog_url, catalogs, postgres):
     await catalogs(catalog_url).start()
-    v2 = migrations.MIGRATIONS + (
-        migrations.Migration(2, "a test column", ("ALTER TABLE pypid_files ADD COLUMN test_note text",)),
+    known = migrations.LATEST
+    newer = migrations.MIGRATIONS + (
+        migrations.Migration(known + 1, "a test column", ("ALTER TABLE pypid_files ADD COLUMN test_note text",)),
     )
     with pytest.raises(migrations.SchemaTooOld) as caught:
-        await catalogs(catalog_url).start(known=v2)
-    assert str(caught.value) == ("the catalog's schema is version 1; this pypid needs version 2: "
+        await catalogs(catalog_url).start(known=newer)
+    assert str(caught.value) == (f"the catalog's schema is version {known}; this pypid needs version {known + 1}: "
                                  "run 'pypid catalog migrate' once the other replicas run this version")
-    assert await catalogs(catalog_url).migrate(known=v2) == (1, 2)
+    assert await catalogs(catalog_url).migrate(known=newer) == (known, known + 1)
     database = catalog_url.rsplit("/", 1)[1]
     assert postgres.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'test_note'",
                          database).strip() == "1"
-    assert await catalogs(catalog_url).start(known=v2) == (2, 2)
+    assert await catalogs(catalog_url).start(known=newer) == (known + 1, known + 1)
     # A migration that fails leaves the schema as it was.
-    broken = v2 + (migrations.Migration(3, "broken", ("ALTER TABLE pypid_files ADD COLUMN x int",
-                                                     "ALTER TABLE no_such_table ADD COLUMN y int")),)
+    broken = newer + (migrations.Migration(known + 2, "broken", ("ALTER TABLE pypid_files ADD COLUMN x int",
+                                                                "ALTER TABLE no_such_table ADD COLUMN y int")),)
     with pytest.raises(Exception):
         await catalogs(catalog_url).migrate(known=broken)
-    assert postgres.psql("SELECT schema_version FROM pypid_catalog", database).strip() == "2"
-    # And this pypid, knowing version 1, refuses version 2.
+    assert postgres.psql("SELECT schema_version FROM pypid_catalog", database).strip() == str(known + 1)
+    # And this pypid refuses the newer version.
     with pytest.raises(migrations.SchemaTooNew):
         await catalogs(catalog_url).start()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_version_1_schema_migrates_in_place(catalog_url, catalogs, postgres):
+    """Version 1 (the first replicas) to this one: rows kept, the change log's new columns added."""
+    assert await catalogs(catalog_url).start(known=migrations.MIGRATIONS[:1]) == (0, 1)
+    database = catalog_url.rsplit("/", 1)[1]
+    postgres.psql("INSERT INTO pypid_changes (serial, at, action, project, version, filename) "
+                  "VALUES (1, now(), 'add', 'demo', '1.0', 'demo-1.0.tar.gz')", database)
+    with pytest.raises(migrations.SchemaTooOld):
+        await catalogs(catalog_url).start()
+    assert await catalogs(catalog_url).migrate() == (1, migrations.LATEST)
+    assert postgres.psql("SELECT filename, name IS NULL, reason IS NULL, project_removed FROM pypid_changes",
+                         database).strip() == "demo-1.0.tar.gz|t|t|f"
 
 
 # -- files, serials, changes ---------------------------------------------------

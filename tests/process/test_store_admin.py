@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from pypid.store.objectstore.migrations import LATEST
 from pypid.testing import sdist_bytes, wheel_bytes, write_dist
 from tests.process.conftest import need_module
 from tests.replicas import Replicas, health, subprocess_env
@@ -208,9 +209,9 @@ def test_fsck_finds_a_planted_orphan_and_a_missing_object(replicas, tmp_path):
 def test_catalog_migrate(replicas):
     result = pypid(replicas, "catalog", "migrate", "--catalog", replicas.catalog_url)
     where = replicas.catalog_url
-    assert result.stdout == f"catalog {where}: schema version 0 -> 1\n"
+    assert result.stdout == f"catalog {where}: schema version 0 -> {LATEST}\n"
     result = pypid(replicas, "catalog", "migrate", "--catalog", replicas.catalog_url)
-    assert result.stdout == f"catalog {where}: schema version 1, up to date\n"
+    assert result.stdout == f"catalog {where}: schema version {LATEST}, up to date\n"
     result = pypid(replicas, "catalog", "migrate", "--catalog", "postgresql://pypid@127.0.0.1:1/x", check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("pypid catalog: catalog postgresql://pypid@127.0.0.1:1/x: cannot connect")

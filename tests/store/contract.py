@@ -507,3 +507,57 @@ class SerialContract:
         self.assertEqual(self.successResultOf(store.changelog(store.snapshot.serial)).changes, ())
         ahead = self.successResultOf(store.changelog(store.snapshot.serial + 5))
         self.assertFalse(ahead.complete, "a serial this index never had: the mirror must sync in full")
+
+    def test_a_yank_is_a_numbered_change(self):
+        """
+        A yank and an unyank are changes of the index: they take serials
+        (the project's too; other projects keep theirs) and the change log
+        names them file by file; a yank that changes nothing takes none.
+        """
+        from pypid.index.changes import UNYANK, YANK
+
+        store = self.store()
+        self.publish(store, WHEEL)
+        self.publish(store, SDIST)
+        other = wheel_bytes("other", "2.0")
+        self.publish(store, other)
+        since = store.snapshot.serial
+        other_serial = store.snapshot.get("other").serial
+        files = list(store.snapshot.get("demo-pkg").files)
+        self.assertEqual([f.filename for f in files], [WHEEL[0], SDIST[0]])
+        self.successResultOf(store.setYanked(files, "broken"))
+        yanked = store.snapshot.serial
+        self.assertGreater(yanked, since)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, yanked)
+        self.assertEqual(store.snapshot.get("other").serial, other_serial)
+        self.successResultOf(store.setYanked(files, "broken"))
+        self.assertEqual(store.snapshot.serial, yanked, "no change, no serial")
+        self.successResultOf(store.setYanked(files[:1], None))
+        unyanked = store.snapshot.serial
+        self.assertGreater(unyanked, yanked)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, unyanked)
+        answer = self.successResultOf(store.changelog(since))
+        self.assertTrue(answer.complete)
+        self.assertEqual([(c.action, c.project, c.name, c.version, c.filename) for c in answer.changes], [
+            (YANK, "demo-pkg", "Demo_Pkg", "1.0", WHEEL[0]),
+            (YANK, "demo-pkg", "Demo_Pkg", "1.0", SDIST[0]),
+            (UNYANK, "demo-pkg", "Demo_Pkg", "1.0", WHEEL[0]),
+        ])
+        serials = [c.serial for c in answer.changes]
+        self.assertEqual(serials, sorted(serials))
+        self.assertEqual((serials[0] > since, serials[1] <= yanked, serials[-1]), (True, True, unyanked))
+        self.assertEqual(self.successResultOf(store.changelog(yanked)).changes, answer.changes[-1:])
+
+    def test_changelog_of_a_replaced_file(self):
+        """Other bytes over a file (overwrite) are logged as a change to that file, at the serial shown."""
+        from pypid.index.changes import ADD
+
+        store = self.store()
+        self.publish(store, WHEEL)
+        since = store.snapshot.serial
+        self.publish(store, OTHER_WHEEL, overwrite=True)
+        answer = self.successResultOf(store.changelog(since))
+        self.assertTrue(answer.complete)
+        self.assertEqual(answer.changes[-1][2:], (ADD, "demo-pkg", "Demo_Pkg", "1.0", WHEEL[0]))
+        self.assertEqual(answer.changes[-1].serial, store.snapshot.serial)
+        self.assertEqual(store.snapshot.get("demo-pkg").serial, store.snapshot.serial)

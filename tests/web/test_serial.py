@@ -66,6 +66,18 @@ class SerialWebTests(SynchronousTestCase):
         self.assertIsInstance(at, int)
         self.assertEqual(self.call("changelog_since_serial", 2), [])
 
+    def test_xmlrpc_names_yanks(self):
+        """A yank and an unyank are changes a mirror fetches the project again for."""
+        foo = self.store.snapshot.files["foo-2.0-py3-none-any.whl"]
+        self.successResultOf(self.store.setYanked([foo], "broken"))
+        self.successResultOf(self.store.setYanked([foo], None))
+        entries = self.call("changelog_since_serial", 2)
+        self.assertEqual([(name, version, action, serial) for name, version, _, action, serial in entries], [
+            ("Foo", "2.0", "yank file foo-2.0-py3-none-any.whl", 3),
+            ("Foo", "2.0", "unyank file foo-2.0-py3-none-any.whl", 4),
+        ])
+        self.assertEqual(self.call("list_packages_with_serial"), {"Foo": 4, "bar": 1})
+
     def test_beyond_the_horizon_every_project_is_listed(self):
         """A mirror further behind than the log (or ahead of the index) is sent every project: a full sync."""
         entries = self.call("changelog_since_serial", 0)

@@ -35,8 +35,8 @@ import os
 import re
 import threading
 import zlib
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
@@ -48,6 +48,9 @@ from zope.interface import implementer
 
 from pypid.index import filenames
 from pypid.store.objectstore import migrations
+
+if TYPE_CHECKING:
+    from pypid.index.changes import Change as LogChange
 
 log = Logger()
 
@@ -160,10 +163,15 @@ class Change:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Every listed file, as of C{serial}: a replica starts from this alone."""
+    """
+    Every listed file, as of C{serial}: a replica starts from this alone.
+    C{projects}: the serial of the last change to each project (by
+    normalised name; also of projects no longer listed).
+    """
 
     serial: int
     files: tuple[FileRecord, ...]
+    projects: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,19 @@ class Published:
 class Removed:
     serial: int
     record: FileRecord
+
+
+@dataclass(frozen=True)
+class YanksSet:
+    """
+    L{Catalog.set_yanked} changed the yanks of C{records} (the rows as they
+    are now), one serial each, the last of them C{serial}; C{changes} are
+    those changes, as the follower reads them.
+    """
+
+    serial: int
+    records: tuple[FileRecord, ...]
+    changes: tuple["Change", ...]
 
 
 @dataclass
@@ -257,11 +278,12 @@ def _next_serial(cursor: Any) -> int:
 
 
 def _change(cursor: Any, serial: int, at: float, action: str, record: FileRecord, actor: Optional[str],
-            file_id: Optional[int]) -> None:
+            file_id: Optional[int], reason: Optional[str] = None, project_removed: bool = False) -> None:
     cursor.execute(
-        "INSERT INTO pypid_changes (serial, at, action, project, version, filename, file_id, actor) "
-        "VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s)",
-        (serial, at, action, record.project, record.version, record.filename, file_id, actor),
+        "INSERT INTO pypid_changes (serial, at, action, project, version, filename, file_id, actor, name, reason, "
+        "project_removed) VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (serial, at, action, record.project, record.version, record.filename, file_id, actor, record.project_name,
+         reason, project_removed),
     )
 
 
@@ -285,6 +307,10 @@ def _q_publish(cursor: Any, record: FileRecord, core_metadata: Optional[bytes], 
             (record.filename, key),
         )
         replaced = [_record(row) for row in cursor.fetchall()]
+        # A yank is of a file name: other bytes under the name stay yanked.
+        for old in replaced:
+            if old.yanked and old.filename.lower() == record.filename.lower():
+                record = replace(record, yanked=True, yanked_reason=old.yanked_reason)
     blob = zlib.compress(core_metadata, 6) if core_metadata is not None else None
     cursor.execute(
         "INSERT INTO pypid_files (project, project_name, version, filename, release_key, object_key, size, "
@@ -324,9 +350,43 @@ def _q_remove(cursor: Any, filename: str, actor: Optional[str], at: float) -> Op
     if row is None:
         raise _NothingToDo()
     record = _record(row)
-    _change(cursor, serial, at, "remove", record, actor, None)
+    cursor.execute("SELECT EXISTS (SELECT 1 FROM pypid_files WHERE project = %s)", (record.project,))
+    _change(cursor, serial, at, "remove", record, actor, None, project_removed=not cursor.fetchone()[0])
     cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(serial)))
     return Removed(serial, record)
+
+
+def _q_set_yanked(cursor: Any, filenames: Sequence[str], reason: Optional[str], actor: Optional[str],
+                  at: float) -> YanksSet:
+    # The catalog row's lock first, as every writer takes it: serials are
+    # handed out and committed in order, and none is taken for a file
+    # whose yank is already as asked (nothing changes, nothing is told).
+    cursor.execute("SELECT last_serial FROM pypid_catalog FOR UPDATE")
+    last = int(cursor.fetchone()[0])
+    yanked = reason is not None
+    action = "yank" if yanked else "unyank"
+    records: list[FileRecord] = []
+    changes: list[Change] = []
+    for filename in filenames:
+        cursor.execute(
+            "UPDATE pypid_files SET yanked = %s, yanked_reason = %s, serial = %s "
+            "WHERE lower(filename) = lower(%s) AND (yanked, yanked_reason) IS DISTINCT FROM (%s::boolean, %s::text) "
+            f"RETURNING {_COLUMNS}",
+            (yanked, reason, last + 1, filename, yanked, reason),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            continue
+        last += 1
+        record = _record(row)
+        _change(cursor, last, at, action, record, actor, record.id, reason=reason)
+        records.append(record)
+        changes.append(Change(last, at, action, record.project, record.version, record.filename, actor, record))
+    if not records:
+        raise _NothingToDo()
+    cursor.execute("UPDATE pypid_catalog SET last_serial = %s", (last,))
+    cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(last)))
+    return YanksSet(last, tuple(records), tuple(changes))
 
 
 class _NothingToDo(Exception):
@@ -344,7 +404,9 @@ def _q_snapshot(cursor: Any, transform: Optional[Callable[[Any], Any]] = None) -
     rows = (_record(row) for row in named)
     files = tuple(rows) if transform is None else transform(rows)
     named.close()
-    return Snapshot(serial, files)
+    cursor.execute("SELECT project, max(serial) FROM pypid_changes WHERE serial <= %s GROUP BY project", (serial,))
+    projects = {project: int(number) for project, number in cursor.fetchall()}
+    return Snapshot(serial, files, projects)
 
 
 def _q_changes(cursor: Any, after: int, limit: int) -> list[Change]:
@@ -361,6 +423,33 @@ def _q_changes(cursor: Any, after: int, limit: int) -> list[Change]:
         changes.append(Change(serial, at, action, project, version, filename, actor,
                               _record(row[8:]) if present else None))
     return changes
+
+
+def _q_changelog(cursor: Any, after: int, upto: int, limit: int) -> tuple[int, list[LogChange], bool]:
+    """
+    The catalog's last serial, the change log after serial C{after} up to
+    C{upto} (L{pypid.index.changes.Change}s, a "remove project" after the
+    removal of a project's last file) of at most C{limit} changes, and
+    whether more changes were left out.
+    """
+    from pypid.index.changes import REMOVE_PROJECT
+    from pypid.index.changes import Change as LogChange
+
+    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    cursor.execute("SELECT last_serial FROM pypid_catalog")
+    last = int(cursor.fetchone()[0])
+    cursor.execute(
+        "SELECT serial, EXTRACT(EPOCH FROM at)::float8, action, project, COALESCE(name, project), version, "
+        "filename, project_removed FROM pypid_changes WHERE serial > %s AND serial <= %s ORDER BY serial LIMIT %s",
+        (after, upto, limit + 1),
+    )
+    rows = cursor.fetchall()
+    log: list[LogChange] = []
+    for serial, at, action, project, name, version, filename, project_removed in rows[:limit]:
+        log.append(LogChange(int(serial), at, action, project, name, version, filename))
+        if project_removed:
+            log.append(LogChange(int(serial), at, REMOVE_PROJECT, project, name))
+    return last, log, len(rows) > limit
 
 
 def _q_last_serial(cursor: Any) -> int:
@@ -661,6 +750,30 @@ class Catalog:
             return None
 
         return d.addErrback(not_listed)
+
+    def set_yanked(self, filenames: Sequence[str], reason: Optional[str], *,
+                   actor: Optional[str] = None) -> defer.Deferred[Optional[YanksSet]]:
+        """
+        Yank the listed files C{filenames} (any case) with C{reason} (C{""}
+        for none), or unyank them (L{None}): one serial per file whose yank
+        changed. Fires with L{YanksSet}, or L{None} when none changed.
+        """
+        d = self._run(_q_set_yanked, list(filenames), reason, actor, self._reactor.seconds())
+
+        def unchanged(failure: Failure) -> None:
+            failure.trap(_NothingToDo)
+            return None
+
+        return d.addErrback(unchanged)
+
+    def changelog(self, after: int, upto: int, limit: int) -> defer.Deferred[tuple[int, list[LogChange], bool]]:
+        """
+        The change log as mirrors read it: fires with the catalog's last
+        serial, the changes after C{after} up to C{upto}, oldest first (at
+        most C{limit} of them, and a "remove project" after the removal of
+        a project's last file), and whether more were left out.
+        """
+        return self._run(_q_changelog, after, upto, limit)
 
     def follow(self, after: int, apply: Callable[[list[Change]], Any], **kwargs: Any) -> "ChangeFollower":
         """Start a L{ChangeFollower} applying every change after serial C{after}."""

@@ -102,9 +102,23 @@ _V1 = (
     """,
 )
 
+_V2 = (
+    # What the change log (XML-RPC changelog_since_serial) says of each
+    # change, the same on every replica: the project's display name, a
+    # yank's reason, and whether a removal took the project's last file
+    # (the log's "remove project"). Yanks themselves live in the file rows
+    # (pypid_files.yanked, yanked_reason, there since version 1), their
+    # changes here as actions 'yank' and 'unyank'. Older rows keep NULL
+    # names (the project key stands in) and no "remove project".
+    "ALTER TABLE pypid_changes ADD COLUMN name text",
+    "ALTER TABLE pypid_changes ADD COLUMN reason text",
+    "ALTER TABLE pypid_changes ADD COLUMN project_removed boolean NOT NULL DEFAULT false",
+)
+
 #: Every migration, oldest first; the last one's version is what this pypid knows.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "files, changes, owners and the serial", _V1),
+    Migration(2, "the change log's names, yank reasons and project removals", _V2),
 )
 LATEST = MIGRATIONS[-1].version
 

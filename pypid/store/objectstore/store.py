@@ -48,12 +48,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pypid.index.changes import ChangesSince
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.index.names import normalize
 from pypid.lru import Recent
 from pypid.store import complete
 from pypid.store.directory import landing
+from pypid.store.directory.serials import MAX_ANSWER
 from pypid.store.interfaces import (
     AlreadyStored,
     BadName,
@@ -91,6 +93,9 @@ PRESIGNED_KEPT = 8192
 #: How long a publish waits for its own change to come back from the catalog
 #: before it applies it itself.
 APPLY_WAIT = 10.0
+#: How long a change log answer waits for this replica to catch up to a
+#: serial another one showed already (else: a full sync).
+CHANGELOG_WAIT = 2.0
 
 _new_tuple = tuple.__new__
 
@@ -166,6 +171,8 @@ class Listing(NamedTuple):
     signatures: dict[str, int]
     #: Object keys that are not where L{object_key} says, by path.
     keys: dict[str, str]
+    #: The yanked files, by project key: file name -> reason (C{""} for none).
+    yanks: dict[str, dict[str, str]]
 
 
 def distfiles_of(records: Iterable[Any], shared: Optional[dict[object, object]] = None) -> Listing:
@@ -178,6 +185,7 @@ def distfiles_of(records: Iterable[Any], shared: Optional[dict[object, object]] 
     files: list[DistFile] = []
     signatures: dict[str, int] = {}
     keys: dict[str, str] = {}
+    yanks: dict[str, dict[str, str]] = {}
     for record in records:
         filename = record.filename
         parsed = parse_filename(filename)
@@ -200,7 +208,9 @@ def distfiles_of(records: Iterable[Any], shared: Optional[dict[object, object]] 
             signatures[filename] = record.signature_size
         if record.object_key != object_key(record.sha256, filename):
             keys[filename] = record.object_key
-    return Listing(files, signatures, keys)
+        if record.yanked:
+            yanks.setdefault(project, {})[filename] = record.yanked_reason or ""
+    return Listing(files, signatures, keys, yanks)
 
 
 def _catalog_errors() -> tuple[type[Exception], ...]:
@@ -210,7 +220,7 @@ def _catalog_errors() -> tuple[type[Exception], ...]:
 
 
 @implementer(IPackageStore, IStoreHealth)
-class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the objyank branch, not merged yet
+class ObjectStore(SnapshotOwner):
     """
     An L{IPackageStore} over an S3 client (L{pypid.store.objectstore.s3.S3Client})
     and a catalog (L{pypid.store.objectstore.catalog.Catalog}).
@@ -277,10 +287,10 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
                 delay = min(delay * 2, 10.0)
                 if self._stopped:
                     return
-        serial, listing = snapshot.serial, snapshot.files
+        serial, listing, projects = snapshot.serial, snapshot.files, snapshot.projects
         del snapshot
         self._signatures, self._keys = listing.signatures, listing.keys
-        self.apply(listing.files, [], serial)
+        self._load(listing, serial, projects)
         count = len(listing.files)
         del listing
         if self._stopped:
@@ -294,6 +304,17 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
         gc.freeze()
         for d in ready or ():
             d.callback(None)
+
+    def _load(self, listing: Listing, serial: int, projects: dict[str, int]) -> None:
+        """
+        The first snapshot: the catalog's files and yanks as of C{serial},
+        each project at the serial of its last change (C{projects}), as
+        every replica numbers them.
+        """
+        snapshot, changed = self.snapshot.apply(listing.files, [], serial)
+        snapshot, yanked = snapshot.with_yanks(listing.yanks, numbered=False)
+        snapshot = snapshot.with_serials(projects, serial)
+        self._install(snapshot, changed | yanked)
 
     def stop(self) -> Deferred[object]:
         """Stop following the catalog, and let the connections go."""
@@ -553,12 +574,78 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
         # Rows another replica removed already: gone here too once caught up.
         return deleted
 
+    def setYanked(self, distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
+        files = list(distfiles)
+        return self.whenReady().addCallback(lambda _: defer.ensureDeferred(self._setYanked(files, reason)))
+
+    async def _setYanked(self, files: list[DistFile], reason: Optional[str]) -> list[str]:
+        # In the file rows (yanked, yanked_reason), one numbered change per
+        # file whose yank changed, NOTIFYed like any other: every replica
+        # shows it within its usual propagation time.
+        self._refuse_writes_while_down()
+        try:
+            done = await self.catalog.set_yanked([f.filename for f in files], reason)
+        except _catalog_errors() as e:
+            raise StoreUnavailable(f"the catalog is unavailable ({e}); no yank was changed") from None
+        if done is None:
+            return []
+        follower = self._follower
+        if follower is not None and follower.serial < done.serial:
+            d = follower.wait_for(done.serial)
+            timeout = self._clock.callLater(APPLY_WAIT, d.cancel)
+            try:
+                await d
+            except defer.CancelledError:
+                self._changes(list(done.changes))
+            finally:
+                if timeout.active():
+                    timeout.cancel()
+        return [record.filename for record in done.records]
+
+    def changelog(self, since: int) -> Deferred[ChangesSince]:
+        return defer.ensureDeferred(self._changelog(since))
+
+    async def _changelog(self, since: int) -> ChangesSince:
+        # From the catalog's change table: every replica gives the same
+        # serials for the same changes, up to the serial it shows.
+        await self.whenReady()
+        for attempt in (1, 2):
+            upto = self.snapshot.serial
+            try:
+                last, log, more = await self.catalog.changelog(since, upto, MAX_ANSWER)
+            except _catalog_errors() as e:
+                raise StoreUnavailable(f"the catalog is unavailable ({e})") from None
+            follower = self._follower
+            if not (attempt == 1 and upto < since <= last and follower is not None):
+                break
+            # Another replica showed a serial this one has yet to apply: catch up (briefly) first.
+            d = follower.wait_for(since)
+            timeout = self._clock.callLater(CHANGELOG_WAIT, d.cancel)
+            try:
+                await d
+            except defer.CancelledError:
+                break
+            finally:
+                if timeout.active():
+                    timeout.cancel()
+        return ChangesSince(tuple(log), 0 <= since <= upto and not more)
+
     # Following the catalog
 
+    def _log(self, old: IndexSnapshot, new: IndexSnapshot, changed: frozenset[str]) -> None:
+        """The catalog keeps the change log (L{changelog}): none in memory."""
+
     def _changes(self, changes: list[Any]) -> None:
-        """Apply changes read from the catalog, in serial order (on the reactor thread)."""
+        """
+        Apply changes read from the catalog, in serial order (on the reactor
+        thread): the files and yanks as their rows say, each project touched
+        at the serial of its last change (as every replica numbers it), the
+        snapshot at the last change's.
+        """
         state: dict[str, Any] = {}
+        serials: dict[str, int] = {}
         for change in changes:
+            serials[change.project] = change.serial
             if change.action == "remove":
                 state[change.filename] = None
             elif change.file is not None:
@@ -574,7 +661,33 @@ class ObjectStore(SnapshotOwner):  # type: ignore[misc]  # setYanked: on the obj
             self._keys.pop(record.filename, None)
         self._signatures.update(listing.signatures)
         self._keys.update(listing.keys)
-        self.apply(listing.files, removed, changes[-1].serial)
+        last = changes[-1].serial
+        old = self.snapshot
+        new, changed = old.apply(listing.files, removed, last)
+        # A yank is as the file's row says now; a removed file's yank goes with it.
+        yanks: dict[str, dict[str, str]] = {}
+        for filename, record in state.items():
+            parsed = parse_filename(filename)
+            if parsed is None:
+                continue
+            current = yanks.get(parsed.project)
+            if current is None:
+                current = yanks[parsed.project] = dict(new.yanked(parsed.project))
+            if record is not None and record.yanked:
+                current[filename] = record.yanked_reason or ""
+            else:
+                current.pop(filename, None)
+        new, yanked = new.with_yanks(yanks, numbered=False)
+        numbers = {}
+        for key, serial in serials.items():
+            project, before = new.projects.get(key), old.projects.get(key)
+            number = max(serial, before.serial) if before is not None else serial
+            if project is not None and project.serial != number:
+                numbers[key] = number
+        if numbers or new.serial < last:
+            new = new.with_serials(numbers, last)
+        if new is not old:
+            self._install(new, changed | yanked | frozenset(numbers))
 
     # Health
 
