@@ -149,7 +149,7 @@ def makeService(options: Options, reactor=None) -> IService:
     if parts.watch is not None:
         attach(top, "watch", parts.watch)
     attach(top, "index", parts.index)
-    pages = PageCache(store.snapshot, store.hash_algo)
+    pages = PageCache(store.snapshot, store.hash_algo, threads)
     store.subscribe(pages.update)
     wire_metrics(store)
 
@@ -199,7 +199,7 @@ def makeService(options: Options, reactor=None) -> IService:
     )
     site = PypidSite(
         Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
-             upstream=upstream_web),
+             upstream=upstream_web, threads=threads),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
         spool_dir=config.feed.spool,

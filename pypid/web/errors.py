@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
+from pypid.web.send import PAGE_CHUNK, BytesSender
+
 log = Logger()
 
 #: The body of an unexpected failure (details go to the log only).
@@ -197,6 +199,10 @@ def _deliver(request: Any, result: object, errors: Optional[dict[type, int]]) ->
             if body is NOT_DONE_YET:
                 return
         if body and request.method != b"HEAD":
+            if len(body) > PAGE_CHUNK:
+                # Written as the client takes it (it finishes the request).
+                BytesSender(request, body).start()
+                return
             request.write(body)
         request.finish()
     except Exception:

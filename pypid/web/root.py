@@ -132,6 +132,7 @@ class Root(PlainResource):
         upload: Optional[Resource] = None,
         protect: Optional[Callable[[bytes, Resource], Resource]] = None,
         upstream=None,
+        threads=None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -142,6 +143,8 @@ class Root(PlainResource):
         @param upstream: the upstream fallback, a
             L{pypid.web.upstreamfiles.UpstreamWeb}; in cache mode, cached upstream
             files are served under C{+upstream/} (C{+} is in no project name).
+        @param threads: where work that grows with the index runs (a
+            L{pypid.threads.Threads}; L{None}: at once, in tests).
         """
         super().__init__()
         self.store = store
@@ -153,7 +156,7 @@ class Root(PlainResource):
             b"pypi": PypiJSON(store),
         }
         # Pages for people and XML-RPC search, from one search index.
-        browse = BrowseCache(store)
+        browse = BrowseCache(store, threads)
         children[b"project"] = ProjectsRoot(browse)
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)

@@ -96,12 +96,18 @@ class XmlRpc(PlainResource):
         super().__init__()
         self.cache = cache
 
-    def render_POST(self, request) -> bytes:
-        body = self.answer(self._body(request))
-        request.setHeader(b"content-type", b"text/xml; charset=utf-8")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.setHeader(b"cache-control", b"no-store")
-        return body
+    def render_POST(self, request):
+        call = self._body(request)
+
+        def answered(body: bytes) -> bytes:
+            request.setHeader(b"content-type", b"text/xml; charset=utf-8")
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.setHeader(b"cache-control", b"no-store")
+            return body
+
+        # A search or a list of every project takes a time that grows with
+        # the index: answered in a thread, from the search index prepared.
+        return self.cache.in_thread(lambda index: self.answer(call)).addCallback(answered)
 
     @staticmethod
     def _body(request) -> bytes:

@@ -132,3 +132,72 @@ class PageCacheTests(SynchronousTestCase):
         self.assertNotEqual(html.etag, js.etag)
         self.assertNotEqual(html.etag, html.gzip_etag)
         self.assertTrue(html.etag.startswith(b'"') and html.etag.endswith(b'"'))
+
+
+class ListsInThreadsTests(SynchronousTestCase):
+    """The pages that grow with the index are rendered in threads, once per change."""
+
+    def setUp(self):
+        from tests.test_threads import FakeThreads
+
+        self.threads = FakeThreads()
+        self.snap = IndexSnapshot.build([dist(f"p{i}-1.whl", project=f"p{i}") for i in range(3)])
+        self.cache = PageCache(self.snap, "sha256", self.threads)
+
+    def test_index_waits_for_its_render(self):
+        d = self.cache.index(TEXT_HTML)
+        self.assertNoResult(d)
+        self.assertEqual(len(self.threads.jobs), 1, "rendered in a thread")
+        self.threads.run()
+        page = self.successResultOf(d)
+        self.assertIn(b'href="p2/"', page.body)
+        self.assertIs(self.cache.index(TEXT_HTML), page, "served from memory until a change")
+
+    def test_a_new_project_renders_again(self):
+        d = self.cache.index(JSON_V1)
+        self.threads.run()
+        old = self.successResultOf(d)
+        new, changed = self.snap.apply([dist("a-2.whl", project="p0", version="2")], [])
+        self.cache.update(new, changed)
+        self.assertIs(self.cache.index(JSON_V1), old, "a new file of a listed project keeps the list")
+        newer, changed = new.apply([dist("q-1.whl", project="q")], [])
+        self.cache.update(newer, changed)
+        d = self.cache.index(JSON_V1)
+        self.threads.run()
+        self.assertIn("q", [p["name"] for p in json.loads(self.successResultOf(d).body)["projects"]])
+
+    def test_project_keys(self):
+        d = self.cache.project_keys()
+        self.threads.run()
+        self.assertEqual(self.successResultOf(d), ["p0", "p1", "p2"])
+
+    def test_project_pages_are_bounded(self):
+        """Project pages are kept up to a number of bytes, the most recent ones."""
+        snap = IndexSnapshot.build([dist(f"p{i}-1.whl", project=f"p{i}") for i in range(50)])
+        one = len(render.project_html(snap.get("p0"), "sha256"))
+        cache = PageCache(snap, "sha256", project_bytes=10 * (one + 1000))
+        first = cache.project("p0", TEXT_HTML)
+        for i in range(1, 50):
+            cache.project(f"p{i}", TEXT_HTML)
+        self.assertIsNot(cache.project("p0", TEXT_HTML), first, "evicted, then rendered again")
+        self.assertEqual(cache.project("p0", TEXT_HTML).body, first.body)
+
+
+class ListingChunksTests(SynchronousTestCase):
+    def test_chunks(self):
+        """/packages/ is rendered a chunk at a time, every file once, projects in order."""
+        snap = IndexSnapshot.build(
+            [dist(f"d{i % 7}/p{i}-{v}.whl", project=f"p{i}", version=str(v)) for i in range(300) for v in (1, 2)])
+        keys = sorted(snap.projects)
+        chunks = list(render.files_html_chunks(snap, keys, "sha256", size=1000))
+        self.assertGreater(len(chunks), 20)
+        self.assertTrue(all(len(c) < 1000 + 600 for c in chunks))
+        whole = b"".join(chunks)
+        self.assertEqual(whole, render.files_html(snap, "sha256"))
+        page = parse(whole)
+        self.assertEqual(len(page.anchors), 600)
+        self.assertEqual([a[1] for a in page.anchors[:2]], ["d0/p0-1.whl", "d0/p0-2.whl"])
+
+    def test_gone_projects_are_skipped(self):
+        snap = IndexSnapshot.build([dist("a-1.whl", project="a")])
+        self.assertEqual(len(parse(b"".join(render.files_html_chunks(snap, ["a", "gone"], None))).anchors), 1)
