@@ -50,12 +50,12 @@ def project(**overrides):
 class RenderTests(SynchronousTestCase):
     def test_project_html(self):
         """Links are relative, carry sha256, escaped requires-python and both core-metadata attributes."""
-        page = parse(render.project_html(project(requires_python=">=3.8,<4", metadata_sha256="m" * 64), "sha256"))
+        page = parse(render.project_html(project(requires_python=">=3.8,<4", metadata_sha256="e" * 64), "sha256"))
         self.assertEqual(page.meta["pypi:repository-version"], "1.4")
         attrs = page.by_text("foo_bar-1.0-py3-none-any.whl")
         self.assertEqual(attrs["href"], "../../packages/sub/foo_bar-1.0-py3-none-any.whl#sha256=" + "d" * 64)
         self.assertEqual(attrs["data-requires-python"], ">=3.8,<4")
-        self.assertEqual(attrs["data-core-metadata"], "sha256=" + "m" * 64)
+        self.assertEqual(attrs["data-core-metadata"], "sha256=" + "e" * 64)
         self.assertEqual(attrs["data-dist-info-metadata"], attrs["data-core-metadata"])
         sdist_attrs = page.by_text("foo_bar-1.0.tar.gz")
         self.assertNotIn("data-core-metadata", sdist_attrs)
@@ -76,7 +76,7 @@ class RenderTests(SynchronousTestCase):
 
     def test_project_json(self):
         """PEP 691 + 700: normalised name, versions, size, upload-time, core-metadata, never dist-info-metadata."""
-        doc = json.loads(render.project_json(project(metadata_sha256="m" * 64, requires_python=">=3.8"), "sha256"))
+        doc = json.loads(render.project_json(project(metadata_sha256="e" * 64, requires_python=">=3.8"), "sha256"))
         self.assertEqual(doc["meta"], {"api-version": "1.4"})
         self.assertEqual(doc["name"], "foo-bar")
         self.assertEqual(doc["versions"], ["1.0"])
@@ -85,7 +85,7 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(wheel["hashes"], {"sha256": "d" * 64})
         self.assertEqual(wheel["size"], 10)
         self.assertRegex(wheel["upload-time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-        self.assertEqual(wheel["core-metadata"], {"sha256": "m" * 64})
+        self.assertEqual(wheel["core-metadata"], {"sha256": "e" * 64})
         self.assertEqual(wheel["requires-python"], ">=3.8")
         self.assertNotIn("dist-info-metadata", json.dumps(doc))
         self.assertEqual(sdist["filename"], "foo_bar-1.0.tar.gz")

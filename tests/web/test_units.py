@@ -24,7 +24,7 @@ class InterfaceTests(SynchronousTestCase):
 
 class ResourceTests(SynchronousTestCase):
     def setUp(self):
-        wheel = dist("foo-1.0-py3-none-any.whl")._replace(metadata_sha256="m" * 64)
+        wheel = dist("foo-1.0-py3-none-any.whl")._replace(metadata_sha256="e" * 64)
         self.store = MemoryStore([wheel])
         self.store.metadata["foo-1.0-py3-none-any.whl"] = b"Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n"
         pages = PageCache(self.store.snapshot, "sha256")

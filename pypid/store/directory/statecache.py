@@ -206,6 +206,12 @@ class StateCache:
         self._db = None
         self._pending = []
 
+    def directory(self) -> Optional[str]:
+        """The state directory in use (chosen and opened on first use), or L{None}."""
+        with self._lock:
+            self._connection()
+            return os.path.dirname(self.path) if self.path is not None else None
+
     # DetailsCache
 
     def _note(self, directory: str, files: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from typing import Mapping, NamedTuple, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -20,7 +21,7 @@ from zope.interface import implementer
 
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
-from pypid.store.directory import landing, scan
+from pypid.store.directory import image, landing, scan
 from pypid.store.directory.body import FileBody, open_regular
 from pypid.store.interfaces import BadName, IPackageStore, IStaged, Placed, check_name
 from pypid.store.snapshot import SnapshotOwner
@@ -60,8 +61,14 @@ class DirectoryStore(SnapshotOwner):
     log = Logger()
 
     def __init__(
-        self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None
+        self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None,
+        write_image: bool = True,
     ) -> None:
+        """
+        @param write_image: whether this process writes the index image to
+            the state directory (L{save_image}); every process reads it at
+            start. With several worker processes, one writes it.
+        """
         super().__init__()
         self.roots = [os.path.abspath(root) for root in roots]
         self.hash_algo = hash_algo
@@ -85,6 +92,12 @@ class DirectoryStore(SnapshotOwner):
         self._paths: set[str] = set()
         self._path_waiters: list[Deferred] = []
         self._warned: dict[str, set[str]] = {}
+        #: How far the first scan has got (for its progress lines).
+        self.progress = scan.Progress()
+        self.write_image = write_image
+        #: The snapshot last written to the index image (or read from it).
+        self._imaged: Optional[IndexSnapshot] = None
+        self._saving: Optional[Deferred] = None
         #: Files that passed the guard under C{_checked_for}, by path.
         self._checked_files: dict[str, tuple[int, int, int]] = {}
         self._checked_for: Optional[IndexSnapshot] = None
@@ -254,7 +267,8 @@ class DirectoryStore(SnapshotOwner):
         self._running_full = full
         first = full and self._ready is not None
         job = ScanJob(tuple(self.roots), self.hash_algo, previous,
-                      None if paths is None else tuple(paths), self._links, first, self.cache)
+                      None if paths is None else tuple(paths), self._links, first, self.cache,
+                      self.progress if first else None)
         d = self._threads(run_scan, job)
         d.addCallbacks(self._scanned, self._scanFailed)
         d.addBoth(self._scanDone, waiters, full)
@@ -290,7 +304,64 @@ class DirectoryStore(SnapshotOwner):
                 self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
         self._noteLinks(result.links or {}, full=self._running_full)
+        if result.base is not None:
+            # A first scan: the whole index, built in the scan's thread.
+            self._install(result.base)
+            if result.imaged and not result.added and not result.removed:
+                self._imaged = result.base
+            return
         self.apply(result.added, result.removed)
+
+    def _install(self, snapshot: IndexSnapshot) -> None:
+        """Put C{snapshot} in place of the (empty) current one, and tell the listeners."""
+        if not snapshot.files and not self.snapshot.files:
+            return
+        changed = frozenset(snapshot.projects) | frozenset(self.snapshot.projects)
+        self.snapshot = snapshot
+        for listener in self._listeners:
+            listener(snapshot, changed)
+
+    # The index image.
+
+    def save_image(self) -> Deferred:
+        """
+        Write the index to the index image (in a thread), unless it holds
+        this very index already; fires when done (never fails: a failure is
+        logged).
+        """
+        if not self.write_image or self.cache is None or self._ready is not None:
+            return succeed(None)
+        if self._saving is not None:
+            # One at a time: the next one covers what changed meanwhile.
+            return self._saving.addCallback(lambda _: self.save_image())
+        snapshot = self.snapshot
+        if snapshot is self._imaged:
+            return succeed(None)
+        started = time.monotonic()
+
+        def write() -> Optional[tuple[str, int]]:
+            directory = self.cache.directory()
+            if directory is None:
+                return None
+            path = os.path.join(directory, image.FILENAME)
+            return path, image.save(path, snapshot, self.roots, self.hash_algo)
+
+        def saved(written) -> None:
+            self._imaged = snapshot
+            if written is not None:
+                self.log.info("index image {path} written: {files} files, {mib:.1f} MiB in {seconds:.1f} s",
+                              path=written[0], files=snapshot.file_count, mib=written[1] / 2**20,
+                              seconds=time.monotonic() - started)
+
+        def failed(failure) -> None:
+            self.log.warn("could not write the index image: {error}", error=failure.getErrorMessage())
+
+        def done(_) -> None:
+            self._saving = None
+
+        saving = self._saving = self._threads(write).addCallbacks(saved, failed)
+        saving.addBoth(done)
+        return saving
 
     def _noteLinks(self, links: dict[str, str], full: bool) -> None:
         if not links and not full:
@@ -310,11 +381,12 @@ class DirectoryStore(SnapshotOwner):
             result = self.last_result
             self.log.info(
                 "index ready: {projects} projects, {files} files"
-                " ({read} files read, {cached} from the state cache)",
+                " ({read} files read, {cached} from the state cache, {imaged} from the index image)",
                 projects=len(self.snapshot.projects),
                 files=self.snapshot.file_count,
                 read=result.read if result else 0,
                 cached=result.cached if result else 0,
+                imaged=result.imaged if result else 0,
             )
             # The first index is hundreds of thousands of long-lived objects:
             # out of the collector's sight, they no longer make every full
@@ -341,9 +413,13 @@ class ScanJob(NamedTuple):
     paths: Optional[tuple[str, ...]]
     #: Symlinked files by the real path of their target (never changed in place).
     links: Mapping[str, frozenset[str]]
-    #: Whether this is the first full scan (the state cache is pruned after it).
+    #: Whether this is the first full scan: it starts from the index image
+    #: when there is one, builds the whole index in its thread, and prunes
+    #: the state cache when there was no image.
     first: bool
     cache: Optional[StateCache]
+    #: Where a first scan says how far it has got.
+    progress: Optional[scan.Progress] = None
 
 
 def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]:
@@ -361,8 +437,61 @@ def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]
     return found
 
 
+def first_scan(job: ScanJob) -> scan.ScanResult:
+    """
+    The first full scan: read the index image (when there is one, written
+    for these directories), check every file against it and read those
+    that changed (from the state cache, or the files), and build the whole
+    index (L{scan.ScanResult.base}). In a thread.
+    """
+    roots = list(job.roots)
+    cache = job.cache
+    progress = job.progress if job.progress is not None else scan.Progress()
+    base: Optional[IndexSnapshot] = None
+    notes: list[scan.Note] = []
+    directory = cache.directory() if cache is not None else None
+    if directory is not None:
+        path = os.path.join(directory, image.FILENAME)
+
+        def loaded(files: int) -> None:
+            progress.loaded = files
+
+        try:
+            base = image.load(path, roots, job.hash_algo, loaded)
+        except FileNotFoundError:
+            pass
+        except (image.ImageError, OSError, ValueError, MemoryError) as e:
+            notes.append(scan.Note(path, f"index image not used ({e}); every file is looked up instead"))
+    progress.total = base.file_count if base is not None else scan.count_files(roots)
+    if cache is None:
+        result = scan.scan(roots, job.hash_algo, {}, None, progress)
+    else:
+        if base is None:
+            cache.track()
+        try:
+            result = scan.scan(roots, job.hash_algo, base.files if base is not None else {}, cache, progress)
+        finally:
+            cache.flush()
+        if base is not None:
+            relisted = {f.path for f in result.added}
+            cache.forget(os.path.join(roots[base.files[p].root], *p.split("/"))
+                         for p in result.removed if p not in relisted)
+        else:
+            # Every file was looked up: entries no file used are of files gone.
+            cache.prune()
+    if base is None:
+        snapshot = IndexSnapshot.build(result.added)
+        imaged = 0
+    else:
+        imaged = base.file_count - len(result.removed)
+        snapshot = base.apply(result.added, result.removed)[0] if result.added or result.removed else base
+    return result._replace(base=snapshot, imaged=imaged, notes=(result.notes or []) + notes)
+
+
 def run_scan(job: ScanJob) -> scan.ScanResult:
     """A full scan (C{job.paths} is None) or one of C{job.paths}. In a thread."""
+    if job.first:
+        return first_scan(job)
     roots = list(job.roots)
     paths = None if job.paths is None else list(job.paths) + links_to(job.links, list(job.paths))
     cache = job.cache
@@ -370,8 +499,6 @@ def run_scan(job: ScanJob) -> scan.ScanResult:
         if paths is None:
             return scan.scan(roots, job.hash_algo, job.previous)
         return scan.scan_paths(roots, job.hash_algo, job.previous, paths)
-    if job.first:
-        cache.track()
     try:
         if paths is None:
             result = scan.scan(roots, job.hash_algo, job.previous, cache)
@@ -385,7 +512,4 @@ def run_scan(job: ScanJob) -> scan.ScanResult:
         for p in result.removed
         if p not in relisted
     )
-    if job.first:
-        # Every file was looked up: entries no file used are of files gone.
-        cache.prune()
     return result
