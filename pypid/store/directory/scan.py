@@ -367,7 +367,8 @@ _WRITING = "still being written; listed once it is left alone for a moment"
 
 
 def read_details(
-    found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None
+    found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None,
+    keep_metadata: Optional[Callable[[bytes, bytes], None]] = None,
 ) -> Details | Skipped:
     """
     Read a file's bytes: check that the archive is complete (the rule of
@@ -379,6 +380,8 @@ def read_details(
     @param notes: where to add what is worth saying about a file listed
         all the same (its core metadata over the size limit: no
         C{.metadata} file is offered for it).
+    @param keep_metadata: told a wheel's core metadata (its sha256 and
+        bytes), to serve it later without reading the wheel again.
     """
     filename = os.path.basename(found.path)
     try:
@@ -410,7 +413,10 @@ def read_details(
                 requires_python = fields.requires_python
                 summary = fields.summary
                 if parsed.kind == "wheel":
-                    metadata_sha256 = hashlib.sha256(raw).hexdigest()
+                    sha = hashlib.sha256(raw)
+                    metadata_sha256 = sha.hexdigest()
+                    if keep_metadata is not None:
+                        keep_metadata(sha.digest(), raw)
         if _changed_since(os.stat(found.abspath), found):
             return Skipped(found.path, _CHANGING, transient=True)
     except OSError as e:
@@ -448,7 +454,7 @@ def describe(
     if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
-        details = read_details(found, parsed, hash_algo, notes)
+        details = read_details(found, parsed, hash_algo, notes, getattr(cache, "put_metadata", None))
         if isinstance(details, Skipped):
             return details
         if cache is not None:

@@ -11,6 +11,7 @@ its own L{DirectoryStore.refresh} and L{DirectoryStore.rescan}.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import time
 from typing import Mapping, NamedTuple, Optional
@@ -126,13 +127,30 @@ class DirectoryStore(SnapshotOwner):
         cached = self._metadata.get(key)
         if cached is not None:
             return succeed(cached)
+        sha256 = distfile.raw_metadata_sha256
+        if sha256 is not None and self.cache is not None:
+            # Kept compressed in the state cache by the scan that read the
+            # wheel: read at once, without a thread (a resolver's first run
+            # after a start asks for hundreds).
+            raw = self.cache.read_metadata(sha256)
+            if raw is not None:
+                self._metadata[key] = raw
+                return succeed(raw)
         path = os.path.join(self.roots[distfile.root], distfile.path)
+        cache = self.cache
+
+        def read() -> bytes:
+            raw = read_metadata(path, distfile.kind)
+            if cache is not None and sha256 is not None and hashlib.sha256(raw).digest() == sha256:
+                cache.put_metadata(sha256, raw)
+                cache.flush()
+            return raw
 
         def keep(raw: bytes) -> bytes:
             self._metadata[key] = raw
             return raw
 
-        return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
+        return self._threads(read).addCallback(keep)
 
     def stage(self) -> IStaged:
         return landing.Staged(landing.incoming_dir(self.roots[0]))
