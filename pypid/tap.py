@@ -197,8 +197,9 @@ def makeService(options: Options, reactor=None) -> IService:
         metrics=config.web.metrics,
         metrics_allow=config.web.metrics_allow,
     )
+    protect = guard(config.auth.actions, authenticator)
     site = PypidSite(
-        Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
+        Root(store, pages, web, upload=upload, protect=protect,
              upstream=upstream_web, threads=threads),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
@@ -207,6 +208,11 @@ def makeService(options: Options, reactor=None) -> IService:
         header_timeout=config.web.header_timeout,
         idle_timeout=config.web.idle_timeout,
     )
+    if protect is None:
+        # Reads are open: the commonest requests skip twisted.web's machinery.
+        from pypid.web.fast import FastPath
+
+        site.fast = FastPath(store, pages, cache_control, pages_too=upstream_web is None)
     site.trusted_proxies = TrustedProxies.parse(config.web.trusted_proxies)
     site.record_metrics = config.web.metrics
     site.access_log = config.ops.access_log
