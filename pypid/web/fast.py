@@ -13,14 +13,15 @@ about half that, so a core serves twice as many.
 It answers only what it fully understands, and hands anything else to
 twisted.web untouched (L{FastPath.answer} returns False): one whole request
 head in the bytes received and nothing after it; C{GET} or C{HEAD} over
-HTTP/1.1; C{/packages/<listed file>} of at most L{CHUNK} bytes, or
-C{/simple/<normalised name>/} of a listed project; no query; only the
+HTTP/1.1; C{/packages/<listed file>} of at most L{CHUNK} bytes, its
+C{.metadata} when the store has it at hand, or C{/simple/<normalised
+name>/} of a listed project; no query; only the
 headers L{PLAIN} (one C{Host}); the index ready, reads open (no
 C{-a download} or C{-a list}) and, for pages, no upstream fallback. The
 answer is what twisted.web would have sent, header for header; the access
 line and the metrics are the same too. Everything else (conditional and
-range requests, redirects, errors, the .metadata and .asc files, large
-files) takes the usual way.
+range requests, redirects, errors, .asc files, large files) takes the
+usual way.
 """
 
 from __future__ import annotations
@@ -190,6 +191,8 @@ class FastPath:
             return None
         f = self.store.snapshot.files.get(path)
         if f is None:
+            if path.endswith(".metadata"):
+                return self._metadata(path[:-9], method)
             return None
         body = self.store.open(f, "")
         if body is None:
@@ -212,6 +215,22 @@ class FastPath:
             b"\r\nContent-Length: %d\r\n\r\n" % size,
         ))
         return head, data
+
+    def _metadata(self, path: str, method: bytes) -> Optional[tuple[bytes, bytes]]:
+        """A wheel's core metadata, when the store has it at hand (see L{DirectoryStore.metadata_now})."""
+        f = self.store.snapshot.files.get(path)
+        now = getattr(self.store, "metadata_now", None)
+        if f is None or not f.metadata_sha256 or now is None:
+            return None
+        raw = now(f)
+        if raw is None:
+            return None
+        head = b"".join((
+            b"HTTP/1.1 200 OK\r\n", _SERVER, _date(), self.cache_control,
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nETag: \"" % len(raw),
+            f.metadata_sha256.encode("ascii"), b"\"\r\n\r\n",
+        ))
+        return head, raw
 
     def _page(self, target: bytes, method: bytes, headers: dict) -> Optional[tuple[bytes, bytes, str]]:
         segments = target[len(b"/simple/"):].split(b"/")

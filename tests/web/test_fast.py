@@ -75,6 +75,14 @@ class FastPathTests(SynchronousTestCase):
             self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
             self.same(self.get(path, method="HEAD"))
 
+    def test_metadata(self):
+        """A wheel's .metadata, from the state cache or the recent ones (the first read takes a thread)."""
+        self.site.fast = self.fast
+        self.assertFalse(self.fast.answer(None, self.get(WHEEL + ".metadata")), "not at hand yet")
+        # (Read through the usual way first by same(): at hand after it.)
+        self.same(self.get(WHEEL + ".metadata"))
+        self.same(self.get(WHEEL + ".metadata", method="HEAD"))
+
     def test_download_cache_control(self):
         self.fast = FastPath(self.store, self.pages, b"public, max-age=600")
         self.site.resource = Root(self.store, self.pages, WebConfig(cache_control=b"public, max-age=600"))
@@ -100,7 +108,8 @@ class FastPathTests(SynchronousTestCase):
             self.get(WHEEL + "?x=1"),
             self.get(WHEEL, version="HTTP/1.0"),
             self.get(WHEEL, method="POST"),
-            self.get(WHEEL + ".metadata"),
+            self.get(SDIST + ".metadata"),
+            self.get(WHEEL + ".asc"),
             self.get("/packages/"),
             self.get("/packages/nothing.whl"),
             self.get("/packages/big/big-1.0-py3-none-any.whl"),

@@ -120,22 +120,34 @@ class DirectoryStore(SnapshotOwner):
         opened = self._open(distfile, sidecar)
         return None if opened is None else FileBody(opened[0], opened[1])
 
-    def readMetadata(self, distfile: DistFile) -> Deferred:
-        # Resolvers ask for the same few .metadata files over and over:
-        # keep the most recent ones rather than reopen the archive each time.
+    def metadata_now(self, distfile: DistFile) -> Optional[bytes]:
+        """
+        A wheel's core metadata if it can be had at once (recently served,
+        or kept in the state cache), else L{None}: no thread, no archive read.
+        """
         key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
         cached = self._metadata.get(key)
         if cached is not None:
-            return succeed(cached)
+            return cached
         sha256 = distfile.raw_metadata_sha256
         if sha256 is not None and self.cache is not None:
-            # Kept compressed in the state cache by the scan that read the
-            # wheel: read at once, without a thread (a resolver's first run
-            # after a start asks for hundreds).
             raw = self.cache.read_metadata(sha256)
             if raw is not None:
                 self._metadata[key] = raw
-                return succeed(raw)
+                return raw
+        return None
+
+    def readMetadata(self, distfile: DistFile) -> Deferred:
+        # Resolvers ask for the same few .metadata files over and over:
+        # keep the most recent ones rather than reopen the archive each time.
+        # Kept compressed in the state cache by the scan that read the
+        # wheel: read at once, without a thread (a resolver's first run
+        # after a start asks for hundreds).
+        raw = self.metadata_now(distfile)
+        if raw is not None:
+            return succeed(raw)
+        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
+        sha256 = distfile.raw_metadata_sha256
         path = os.path.join(self.roots[distfile.root], distfile.path)
         cache = self.cache
 
