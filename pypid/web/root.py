@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -40,6 +41,10 @@ class WebConfig:
     #: only when that is not empty (C{--metrics-allow}).
     metrics: bool = False
     metrics_allow: tuple = ()
+    #: Renders /metrics instead of this process's registry (C{--workers}: every worker's).
+    metrics_source: Optional[Callable[[], bytes]] = None
+    #: Which worker of C{--workers} this is (the health endpoint says, with its pid).
+    worker: Optional[int] = None
 
 
 class Welcome(PlainResource):
@@ -73,21 +78,23 @@ class Health(PlainResource):
 
     isLeaf = True
 
-    def __init__(self, store: IPackageStore) -> None:
+    def __init__(self, store: IPackageStore, worker: Optional[int] = None) -> None:
         super().__init__()
         self.store = store
+        self.worker = worker
 
     def render_GET(self, request) -> bytes:
         snapshot = self.store.snapshot
         ready = self.store.ready
-        body = dumps(
-            {
-                "status": "ok" if ready else "starting",
-                "version": __version__,
-                "projects": len(snapshot.projects),
-                "files": snapshot.file_count,
-            }
-        ) + b"\n"
+        status = {
+            "status": "ok" if ready else "starting",
+            "version": __version__,
+            "projects": len(snapshot.projects),
+            "files": snapshot.file_count,
+        }
+        if self.worker is not None:
+            status.update(worker=self.worker, pid=os.getpid())
+        body = dumps(status) + b"\n"
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-length", b"%d" % len(body))
@@ -170,8 +177,8 @@ class Root(PlainResource):
         self.putChild(b"favicon.ico", Favicon())
         self.putChild(b"robots.txt", Robots())
         # Without --metrics, /metrics is no project shortcut either.
-        self.putChild(b"metrics", MetricsPage(config.metrics_allow) if config.metrics else NotFound())
-        self._health = Health(store)
+        self.putChild(b"metrics", MetricsPage(config.metrics_allow, source=config.metrics_source) if config.metrics else NotFound())
+        self._health = Health(store, config.worker)
         self._wait = WaitForIndex(store)
 
     def early_answer(self, method: bytes, uri: bytes, headers):

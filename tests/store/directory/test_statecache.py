@@ -303,3 +303,43 @@ class MetadataTests(SynchronousTestCase):
         store = self.store()
         (count,) = store.cache._connection().execute("SELECT count(*) FROM metadata").fetchone()
         self.assertEqual(count, 0)
+
+
+_WRITER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[3])
+from pypid.store.directory import scan
+from pypid.store.directory.statecache import StateCache
+state, which = sys.argv[1], sys.argv[2]
+cache = StateCache([state])
+details = scan.Details("ab" * 32, "W", ">=3", "summary", "cd" * 32)
+for round_ in range(40):
+    for i in range(50):
+        found = scan.Found(0, f"{which}{i}.whl", f"/tree/{which}/{which}{i}-{round_}.whl", 10, 1, 1, 1)
+        cache.put(found, "sha256", details)
+        cache.put_metadata(bytes([i]) * 32, b"Name: %d\n" % i)
+    cache.flush()
+    found = scan.Found(0, "x", f"/tree/{which}/{which}0-{round_}.whl", 10, 1, 1, 1)
+    assert cache.get(found, "sha256") == details, "lost a write"
+    cache.forget([f"/tree/{which}/{which}1-{round_}.whl"])
+problems = [text for level, text in cache.messages() if level == "warn"]
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+"""
+
+
+def test_several_processes_share_the_state_cache(tmp_path):
+    """Workers write one state cache at once: SQLite's locking keeps every write, none fails."""
+    import subprocess
+    import sys
+
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    state = str(tmp_path / "state")
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, state, which, top], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for which in "abc"]
+    for writer in writers:
+        out, _ = writer.communicate(timeout=120)
+        assert writer.returncode == 0, out
+    cache = StateCache([state])
+    (count,) = cache._connection().execute("SELECT count(*) FROM files").fetchone()
+    assert count == 3 * 40 * 49
