@@ -623,7 +623,7 @@ class _Changes:
                     continue
                 # Changed, perhaps into something that is no longer listed.
                 self.removed.append(path)
-            todo.append(item)
+            todo.append(item if item.__class__ is Found else _new_tuple(Found, item))
         progress = self.progress
         if progress is not None:
             progress.scanned += len(items) - len(todo)
@@ -724,11 +724,25 @@ def scan(
     previous: Mapping[str, DistFile],
     cache: Optional[DetailsCache] = None,
     progress: Optional[Progress] = None,
+    walked: Optional[Iterable[tuple[list, set]]] = None,
 ) -> ScanResult:
     """
     Walk the roots and work out what changed since C{previous} (the files of
     the current snapshot). Only new or changed files are hashed and read.
+
+    @param walked: the walk of the one root, done elsewhere (a child
+        process, L{pypid.store.directory.walk.ChildWalk}): (files as
+        L{Found} tuples, signatures) a directory at a time.
     """
+    if walked is not None:
+        changes = _Changes(hash_algo, previous, cache, progress=progress)
+        gone = set(previous)
+        for files, signatures in walked:
+            gone.difference_update(map(_PATH, files))
+            changes.take(files, signatures)
+        changes.skipped.extend(getattr(walked, "skipped", ()))
+        changes.removed.extend(gone)
+        return changes.result()
     if len(roots) != 1:
         # A signature in one root may be for a file of another: walk them all first.
         found, signatures, skipped = walk(roots)

@@ -29,6 +29,7 @@ from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.statecache import StateCache
+from pypid.store.directory.walk import ChildWalk, WalkFailed
 from pypid.threads import Threads
 
 #: Bytes of core metadata files to keep in memory (most are a few KiB; each
@@ -480,8 +481,16 @@ def first_scan(job: ScanJob) -> scan.ScanResult:
     base: Optional[IndexSnapshot] = None
     notes: list[scan.Note] = []
     directory = cache.directory() if cache is not None else None
+    walker: Optional[ChildWalk] = None
     if directory is not None:
         path = os.path.join(directory, image.FILENAME)
+        size = _size(path)
+        if len(roots) == 1 and size and size >= CHILD_WALK_FROM:
+            # A large tree: walked on another core while the image is read.
+            try:
+                walker = ChildWalk(roots[0])
+            except OSError:
+                walker = None
 
         def loaded(files: int) -> None:
             progress.loaded = files
@@ -493,13 +502,26 @@ def first_scan(job: ScanJob) -> scan.ScanResult:
         except (image.ImageError, OSError, ValueError, MemoryError) as e:
             notes.append(scan.Note(path, f"index image not used ({e}); every file is looked up instead"))
     progress.total = base.file_count if base is not None else scan.count_files(roots)
+    if walker is not None and base is None:
+        walker.close()
+        walker = None
     if cache is None:
         result = scan.scan(roots, job.hash_algo, {}, None, progress)
     else:
         if base is None:
             cache.track()
         try:
-            result = scan.scan(roots, job.hash_algo, base.files if base is not None else {}, cache, progress)
+            result = None
+            if walker is not None:
+                try:
+                    result = scan.scan(roots, job.hash_algo, base.files, cache, progress, walked=walker)
+                except WalkFailed as e:
+                    notes.append(scan.Note(roots[0], f"walking in a child process failed ({e}); walked here"))
+                    progress.scanned = 0
+                finally:
+                    walker.close()
+            if result is None:
+                result = scan.scan(roots, job.hash_algo, base.files if base is not None else {}, cache, progress)
         finally:
             cache.flush()
         if base is not None:
@@ -516,6 +538,18 @@ def first_scan(job: ScanJob) -> scan.ScanResult:
         imaged = base.file_count - len(result.removed)
         snapshot = base.apply(result.added, result.removed)[0] if result.added or result.removed else base
     return result._replace(base=snapshot, imaged=imaged, notes=(result.notes or []) + notes)
+
+
+#: From what size of index image on a start walks the tree in a child
+#: process (L{pypid.store.directory.walk}): some 20,000 files.
+CHILD_WALK_FROM = 4 * 1024 * 1024
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def run_scan(job: ScanJob) -> scan.ScanResult:

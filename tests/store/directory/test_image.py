@@ -184,3 +184,37 @@ class ProgressTests(SynchronousTestCase):
         clock.advance(5)
         self.assertEqual(len([line for line in lines if "scanned" in line and "files" in line]), 1)
         service.stopService()
+
+
+class ChildWalkTests(StartFromImageTests):
+    """The same starts, the tree walked in a child process (as for a large tree)."""
+
+    def setUp(self):
+        super().setUp()
+        from pypid.store.directory import store
+
+        self.patch(store, "CHILD_WALK_FROM", 0)
+        self.walks = []
+        real = store.ChildWalk
+
+        def counted(*args):
+            walk = real(*args)
+            self.walks.append(walk)
+            return walk
+
+        self.patch(store, "ChildWalk", counted)
+
+    def test_restart_from_the_image(self):
+        super().test_restart_from_the_image()
+        self.assertEqual(len(self.walks), 1)
+        self.assertEqual(self.walks[0].process.returncode, 0)
+
+    def test_failed_child_walks_here(self):
+        """A walker that dies: the start walks in its own process, and lists all the same."""
+        from pypid.store.directory import walk
+
+        self.start()
+        self.patch(walk.sys, "executable", "/bin/false")
+        store = self.start()
+        self.assertEqual(store.snapshot.file_count, 40)
+        self.assertEqual(self.counts(store), (0, 0, 40))
