@@ -186,13 +186,20 @@ class Server:
         """Start; return seconds until /simple/ is complete."""
         log = open(os.path.join(self.work, f"{self.name}.log"), "ab")
         started = time.monotonic()
-        self.process = subprocess.Popen(["taskset", "-c", SERVER_CPUS, *self.command()], stdout=log, stderr=log,
+        # A start may use every CPU (a warm start of a large tree walks it
+        # on another core); serving is measured on SERVER_CPUS.
+        cpus = SERVER_CPUS if not self.args.start_on_all_cpus else ",".join(map(str, sorted(os.sched_getaffinity(0))))
+        self.process = subprocess.Popen(["taskset", "-c", cpus, *self.command()], stdout=log, stderr=log,
                                         env=self.env())
         needle = f'href="{last_project}/"'.encode()
         while time.monotonic() - started < self.args.start_timeout:
             status, body = get(self.simple_url)
             if status == 200 and needle in body:
-                return time.monotonic() - started
+                took = time.monotonic() - started
+                if cpus != SERVER_CPUS:
+                    for pid in self.pids():
+                        subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPUS, str(pid)], capture_output=True)
+                return took
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {log.name}")
             time.sleep(0.02)
@@ -809,6 +816,8 @@ def main() -> None:
                         help="keep pypid's state directory from earlier runs: only warm starts are measured "
                              "(a cold start of a million files takes minutes)")
     parser.add_argument("--start-timeout", type=float, default=300, help="seconds a server may take to start")
+    parser.add_argument("--start-on-all-cpus", action="store_true",
+                        help="let servers start on every CPU (they serve on theirs once started)")
     args = parser.parse_args()
     cores = [int(c) for c in args.cores.split(",")]
     kinds = {"pypid": Pypid, "pypiserver": PypiServer, "devpi": Devpi, "nginx": Nginx}

@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import zlib
 from functools import partial
-from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 from pypid.index import render
 from pypid.index.model import IndexSnapshot
@@ -28,27 +28,54 @@ if TYPE_CHECKING:
 GZIP_MIN_SIZE = 512
 
 
-class Page(NamedTuple):
-    """A rendered body with its validators and an optional gzip variant."""
+class Page:
+    """
+    A rendered body with its validators and an optional gzip variant.
 
-    body: bytes
-    etag: bytes
-    gzipped: Optional[bytes]
-    gzip_etag: Optional[bytes]
-    #: Newest file time on the page, in seconds, for C{Last-Modified}.
-    last_modified: Optional[float]
+    The gzip variant of a small page (a project's) is made when a client
+    first asks for it, not with the page: at 200,000 projects most pages
+    are made for one request, often by a client that takes no gzip, and
+    compressing was most of what making one cost. Pages rendered in
+    threads are compressed there (C{gzip_now}).
+    """
+
+    __slots__ = ("body", "etag", "last_modified", "_digest", "_gzipped")
+
+    def __init__(self, body: bytes, digest: str, last_modified: Optional[float] = None,
+                 gzip_now: bool = False) -> None:
+        self.body = body
+        self._digest = digest
+        self.etag = f'"{digest}"'.encode("ascii")
+        #: Newest file time on the page, in seconds, for C{Last-Modified}.
+        self.last_modified = last_modified
+        self._gzipped: Optional[bytes] = None
+        if gzip_now:
+            self._gzip()
+
+    def _gzip(self) -> Optional[bytes]:
+        if self._gzipped is None and len(self.body) >= GZIP_MIN_SIZE:
+            self._gzipped = gzip.compress(self.body, compresslevel=6, mtime=0)
+        return self._gzipped
+
+    @property
+    def gzipped(self) -> Optional[bytes]:
+        """The gzip variant, L{None} for a page too small to be worth it."""
+        return self._gzipped if self._gzipped is not None else self._gzip()
+
+    @property
+    def gzip_etag(self) -> Optional[bytes]:
+        return f'"{self._digest}-gz"'.encode("ascii") if len(self.body) >= GZIP_MIN_SIZE else None
+
+    @property
+    def has_gzip(self) -> bool:
+        """Whether there is a gzip variant (made or not yet)."""
+        return len(self.body) >= GZIP_MIN_SIZE
 
 
-def make_page(body: bytes, last_modified: Optional[float] = None) -> Page:
-    """Wrap C{body} with a strong ETag and, when useful, a gzip variant."""
+def make_page(body: bytes, last_modified: Optional[float] = None, gzip_now: bool = False) -> Page:
+    """Wrap C{body} with a strong ETag and, when useful, a gzip variant (made now, or when asked for)."""
     digest = hashlib.blake2b(body, digest_size=16).hexdigest()
-    etag = f'"{digest}"'.encode("ascii")
-    if len(body) >= GZIP_MIN_SIZE:
-        gzipped = gzip.compress(body, compresslevel=6, mtime=0)
-        gzip_etag: Optional[bytes] = f'"{digest}-gz"'.encode("ascii")
-    else:
-        gzipped, gzip_etag = None, None
-    return Page(body, etag, gzipped, gzip_etag, last_modified)
+    return Page(body, digest, last_modified, gzip_now)
 
 
 #: Bytes of project pages kept (with their gzip copies): the most recently
@@ -58,12 +85,12 @@ PROJECT_PAGE_BYTES = 64 * 1024 * 1024
 
 
 def _index_page(fmt: str, snapshot: IndexSnapshot) -> Page:
-    return make_page(render.index_json(snapshot) if fmt == "json" else render.index_html(snapshot))
+    return make_page(render.index_json(snapshot) if fmt == "json" else render.index_html(snapshot), gzip_now=True)
 
 
 def page_bytes(page: Page) -> int:
-    """The bytes a page holds."""
-    return len(page.body) + (len(page.gzipped) if page.gzipped is not None else 0)
+    """The bytes a page holds, its gzip variant counted (made or to be) as a third of the body."""
+    return len(page.body) + (len(page.body) // 3 if page.has_gzip else 0)
 
 
 def _sorted_keys(snapshot: IndexSnapshot) -> list[str]:

@@ -169,14 +169,14 @@ class ProjectsRoot(PlainResource):
             return _send(request, page)
 
         def render(index: SearchIndex) -> tuple:
-            return index.snapshot, make_page(browse.projects_page(index.entries, number, PROJECTS_PER_PAGE))
+            return index.snapshot, make_page(browse.projects_page(index.entries, number, PROJECTS_PER_PAGE), gzip_now=True)
 
         return self.cache.in_thread(render).addCallback(
             lambda made: _send(request, self.cache.keep(key, *made)))
 
     def _missing(self, request, name: str):
         def render(index: SearchIndex) -> Page:
-            return make_page(browse.not_found_page(name, index.search(name, limit=10) if name else []))
+            return make_page(browse.not_found_page(name, index.search(name, limit=10) if name else []), gzip_now=True)
 
         return self.cache.in_thread(render).addCallback(lambda page: _send(request, page, http.NOT_FOUND))
 
@@ -204,6 +204,6 @@ class SearchPage(PlainResource):
 
         def render(index: SearchIndex) -> tuple:
             found = index.search(query)
-            return index.snapshot, make_page(browse.search_page(query, found[:RESULTS], len(found)))
+            return index.snapshot, make_page(browse.search_page(query, found[:RESULTS], len(found)), gzip_now=True)
 
         return self.cache.in_thread(render).addCallback(lambda made: _send(request, self.cache.keep(key, *made)))

@@ -250,7 +250,7 @@ class FastPath:
         if page is None:
             return None
         encoding = headers.get(b"accept-encoding")
-        gz = page.gzipped is not None and accepts_gzip(encoding.decode("latin-1") if encoding else "")
+        gz = page.has_gzip and accepts_gzip(encoding.decode("latin-1") if encoding else "")
         body = page.gzipped if gz else page.body
         if len(body) > PAGE_CHUNK:
             return None

@@ -14,6 +14,8 @@ import gc
 import hashlib
 import os
 import time
+from collections import OrderedDict
+from stat import S_ISDIR, S_ISREG
 from typing import Mapping, NamedTuple, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -23,7 +25,7 @@ from zope.interface import implementer
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.directory import image, landing, scan
-from pypid.store.directory.body import FileBody, open_regular
+from pypid.store.directory.body import OPEN_FLAGS, FileBody, open_regular
 from pypid.store.interfaces import BadName, IPackageStore, IStaged, Placed, check_name
 from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
@@ -36,8 +38,8 @@ from pypid.threads import Threads
 #: at most L{pypid.store.metadata.MAX_METADATA_SIZE}), whatever their sizes.
 METADATA_CACHE_BYTES = 16 * 1024 * 1024
 
-#: How many served files to remember as checked (a few hundred bytes each).
-CHECKED_FILES = 16384
+#: How many checked directories to keep open for downloads.
+CHECKED_DIRECTORIES = 256
 
 _STUCK = (
     "still incomplete since the previous rescan (a copy or upload that died?); "
@@ -100,8 +102,9 @@ class DirectoryStore(SnapshotOwner):
         #: The snapshot last written to the index image (or read from it).
         self._imaged: Optional[IndexSnapshot] = None
         self._saving: Optional[Deferred] = None
-        #: Files that passed the guard under C{_checked_for}, by path.
-        self._checked_files: dict[str, tuple[int, int, int]] = {}
+        #: Open descriptors of the directories checked under C{_checked_for},
+        #: by (root, relative path), the most recently used last.
+        self._dirs: OrderedDict = OrderedDict()
         self._checked_for: Optional[IndexSnapshot] = None
 
     # IPackageStore
@@ -227,26 +230,47 @@ class DirectoryStore(SnapshotOwner):
         return scan.resolve_inside(os.path.join(root, path), root)
 
     def _open(self, distfile: DistFile, sidecar: str):
-        # Every download comes here. The guard (L{_checked}) costs an lstat
-        # per path component, so a file that passed it is remembered by its
-        # identity (device, inode, ctime) until the snapshot changes: the
-        # file opened by its plain path is then served only if it is that
-        # very file, whatever happened to the directories on the way.
-        # Symlinked files (O_NOFOLLOW fails on them) always take the guard.
+        # Every download comes here, and must open only a file inside its
+        # package directory (no symlinked directory on the way out). The
+        # file is opened relative to an open descriptor of its directory,
+        # checked once (an lstat per path component) and kept until the
+        # snapshot changes: one openat() and an fstat per download, however
+        # many files there are. A symlinked file (O_NOFOLLOW refuses it)
+        # takes the whole check.
         path = distfile.path + sidecar
-        abspath = os.path.join(self.roots[distfile.root], path)
-        if self._checked_for is not self.snapshot or len(self._checked_files) >= CHECKED_FILES:
+        if self._checked_for is not self.snapshot:
+            self._forget_directories()
             self._checked_for = self.snapshot
-            self._checked_files = {}
-        opened = open_regular(abspath, os.O_NOFOLLOW)
-        if opened is not None and self._checked_files.get(path) == _identity(opened[1]):
-            return opened
-        checked = self._checked(distfile.root, path)
-        if checked is not None and opened is None:
-            opened = open_regular(checked, os.O_NOFOLLOW)
-        if checked is None or opened is None:
-            if opened is not None:
-                os.close(opened[0])
+        directory, _, name = path.rpartition("/")
+        known = self._directory(distfile.root, directory)
+        if known is not None and name not in ("", ".", ".."):
+            dirfd, where, identity = known
+            try:
+                fd = os.open(name, OPEN_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    st = os.fstat(fd)
+                    # Still the directory that was checked, at its path (not
+                    # moved away, nor a directory on the way swapped for a
+                    # symlink since): one lstat, not one per component.
+                    there = os.stat(where) if not directory else os.lstat(where)
+                    if S_ISREG(st.st_mode) and (there.st_dev, there.st_ino) == identity:
+                        return fd, st
+                except OSError:
+                    pass
+                os.close(fd)
+                self._forget_directory((distfile.root, directory))
+        return self._open_checked(distfile.root, path)
+
+    def _open_checked(self, root: int, path: str):
+        """Open C{path} of root C{root} after checking every component, symlinks resolved."""
+        checked = self._checked(root, path)
+        if checked is None:
+            return None
+        opened = open_regular(checked, os.O_NOFOLLOW)
+        if opened is None:
             return None
         fd, st = opened
         try:
@@ -257,9 +281,62 @@ class DirectoryStore(SnapshotOwner):
             # Changed between the open and the check: not proven inside.
             os.close(fd)
             return None
-        if checked == abspath:
-            self._checked_files[path] = _identity(st)
         return opened
+
+    def _directory(self, root: int, directory: str) -> Optional[tuple[int, str, tuple[int, int]]]:
+        """
+        An open descriptor of C{directory} (relative, C{/}-separated) of root
+        C{root}, checked to be a directory reached without a symlink, its
+        path and its (device, inode); L{None} when it is not one.
+        """
+        key = (root, directory)
+        dirs = self._dirs
+        known = dirs.get(key)
+        if known is not None:
+            dirs.move_to_end(key)
+            return known
+        current = self.roots[root]
+        st = None
+        for part in directory.split("/") if directory else ():
+            if part in ("", ".", ".."):
+                return None
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except OSError:
+                return None
+            if not S_ISDIR(st.st_mode):
+                return None
+        try:
+            fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            opened = os.fstat(fd)
+        except OSError:
+            opened = None
+        if opened is None or (st is not None and (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino)):
+            # Replaced between the check and the open: not proven inside.
+            os.close(fd)
+            return None
+        known = dirs[key] = (fd, current, (opened.st_dev, opened.st_ino))
+        if len(dirs) > CHECKED_DIRECTORIES:
+            _, oldest = dirs.popitem(last=False)
+            os.close(oldest[0])
+        return known
+
+    def _forget_directory(self, key: tuple[int, str]) -> None:
+        known = self._dirs.pop(key, None)
+        if known is not None:
+            os.close(known[0])
+
+    def _forget_directories(self) -> None:
+        dirs, self._dirs = self._dirs, OrderedDict()
+        for fd, _, _ in dirs.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _target(self, parts: list[str]) -> tuple[str, str, str]:
         """

@@ -194,7 +194,7 @@ class StoreTests(SynchronousTestCase):
             body.close()
 
     def test_open_file(self):
-        """open() opens a listed file and its .asc; the check is remembered per file."""
+        """open() opens a listed file and its .asc; the check is remembered per directory."""
         path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("o", "1.0"))
         with open(path + ".asc", "wb") as sig:
             sig.write(b"signature")
@@ -202,7 +202,7 @@ class StoreTests(SynchronousTestCase):
         f = self.store.snapshot.files["x/y/o-1.0-py3-none-any.whl"]
         self.assertEqual(self.read(self.store.open(f)), open(path, "rb").read())
         self.assertEqual(self.read(self.store.open(f, ".asc")), b"signature")
-        self.assertEqual(set(self.store._checked_files), {"x/y/o-1.0-py3-none-any.whl", "x/y/o-1.0-py3-none-any.whl.asc"})
+        self.assertEqual(list(self.store._dirs), [(0, "x/y")])
         self.assertEqual(self.read(self.store.open(f)), open(path, "rb").read())
         os.unlink(path)
         self.assertIsNone(self.store.open(f))
@@ -255,11 +255,12 @@ class StoreTests(SynchronousTestCase):
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["c-1.0-py3-none-any.whl"]
         self.read(self.store.open(f))
-        self.assertEqual(len(self.store._checked_files), 1)
+        checked = self.store._dirs[(0, "")]
         write_dist(self.root, wheel_bytes("d", "1.0"))
         self.successResultOf(self.store.rescan())
         self.read(self.store.open(self.store.snapshot.files["d-1.0-py3-none-any.whl"]))
-        self.assertEqual(list(self.store._checked_files), ["d-1.0-py3-none-any.whl"])
+        self.assertEqual(list(self.store._dirs), [(0, "")])
+        self.assertIsNot(self.store._dirs[(0, "")], checked)
 
     def test_metadata_read_once(self):
         """A wheel's METADATA is read from the archive once, then kept."""
