@@ -56,10 +56,11 @@ class DirectoryStore(SnapshotOwner):
     """
     An L{IPackageStore} over one or more package directories.
 
-    Scans never overlap: a rescan asked for while one runs is coalesced into
-    one more scan after it. New files are staged in C{.pypid-incoming} of
-    the first directory, and land there (or over the listed file of their
-    name).
+    Scans of one kind never overlap: a rescan asked for while one runs is
+    coalesced into one more after it, and so are refreshes. Once the index
+    is ready, a refresh runs beside a full rescan (see L{_next}). New files
+    are staged in C{.pypid-incoming} of the first directory, and land there
+    (or over the listed file of their name).
     """
 
     log = Logger()
@@ -90,8 +91,16 @@ class DirectoryStore(SnapshotOwner):
         self._threads = threads
         self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
         self._ready: Optional[list[Deferred]] = []
-        self._running = False
         self._running_full = False
+        self._running_paths = False
+        #: While a full scan runs: the listed paths that refreshes changed
+        #: since it started (its result, from an older snapshot, leaves them
+        #: alone), and the paths those refreshes were asked for.
+        self._changed_during_full: set[str] = set()
+        self._refreshed_during_full: set[str] = set()
+        #: Full scans applied so far: a refresh that saw one applied while
+        #: it ran is done again.
+        self._full_applied = 0
         self._full_waiters: Optional[list[Deferred]] = None
         self._paths: set[str] = set()
         self._path_waiters: list[Deferred] = []
@@ -355,33 +364,65 @@ class DirectoryStore(SnapshotOwner):
         return root, os.path.join(root, *parts), "/".join(parts)
 
     def _next(self) -> None:
-        """Start the next scan, one at a time; a full scan covers pending paths."""
-        if self._running:
-            return
-        # Snapshots are never changed in place: the thread may read this one.
-        previous = self.snapshot.files
-        if self._full_waiters is not None:
-            waiters = self._full_waiters + self._path_waiters
-            self._full_waiters, self._path_waiters, self._paths = None, [], set()
-            paths = None
-        elif self._path_waiters:
+        """
+        Start the next scans. Until the index is ready, one at a time, a
+        full scan covering the paths asked for meanwhile. Then a full scan
+        (a periodic rescan: many seconds at a million files) and a refresh
+        of paths may run together, so that a file dropped, uploaded or
+        removed meanwhile is listed at once.
+
+        Each works out a change from the snapshot it started from, and the
+        other may have changed that snapshot before it ends:
+
+          - a full scan's result leaves out the paths that refreshes changed
+            while it ran (it may have seen an older state of them), and
+            those refreshes are done again after it;
+          - a refresh that ends after a full scan was applied is done again
+            (it may have seen an older state than the full scan did).
+
+        A refresh done again reads what is on disk after both: the listing
+        ends as the directory is, never older than either scan saw.
+        """
+        ready = self._ready is None
+        if self._full_waiters is not None and not self._running_full and (ready or not self._running_paths):
+            waiters = self._full_waiters
+            self._full_waiters = None
+            if not ready:
+                # The first scan covers whatever was asked for before it.
+                waiters += self._path_waiters
+                self._path_waiters, self._paths = [], set()
+            self._start(None, waiters)
+        if self._path_waiters and not self._running_paths and (ready or not self._running_full):
             paths, waiters = sorted(self._paths), self._path_waiters
             self._path_waiters, self._paths = [], set()
-        else:
-            return
+            self._start(paths, waiters)
+
+    def _again(self, paths) -> None:
+        """Refresh C{paths} once more (nobody waits for it)."""
+        if paths:
+            self._paths.update(paths)
+            self._path_waiters.append(Deferred())
+
+    def _start(self, paths: Optional[list[str]], waiters: list[Deferred]) -> None:
         full = paths is None
         self.scans["full" if full else "paths"] += 1
-        self._running = True
-        self._running_full = full
+        if full:
+            self._running_full = True
+            self._changed_during_full = set()
+            self._refreshed_during_full = set()
+        else:
+            self._running_paths = True
         first = full and self._ready is not None
-        job = ScanJob(tuple(self.roots), self.hash_algo, previous,
+        # Snapshots are never changed in place: the thread may read this one.
+        job = ScanJob(tuple(self.roots), self.hash_algo, self.snapshot.files,
                       None if paths is None else tuple(paths), self._links, first, self.cache,
                       self.progress if first else None)
         d = self._threads(run_scan, job)
-        d.addCallbacks(self._scanned, self._scanFailed)
+        d.addCallbacks(self._scanned, self._scanFailed, callbackArgs=(paths, self._full_applied))
         d.addBoth(self._scanDone, waiters, full)
 
-    def _scanned(self, result: scan.ScanResult) -> None:
+    def _scanned(self, result: scan.ScanResult, paths: Optional[list[str]] = None, full_applied: int = 0) -> None:
+        full = paths is None
         if self.cache is not None:
             for level, text in self.cache.messages():
                 getattr(self.log, level)("{text}", text=text)
@@ -393,7 +434,7 @@ class DirectoryStore(SnapshotOwner):
                     self.log.info("not listing {path} yet: {reason}", path=item.path, reason=item.reason)
                 else:
                     self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
-        if self._running_full:
+        if full:
             # Still incomplete a whole rescan interval later: a copy that died.
             waiting = {item.path for item in result.skipped if item.transient}
             for path in sorted(waiting & self._waiting):
@@ -411,14 +452,29 @@ class DirectoryStore(SnapshotOwner):
                 reasons.add(note.reason)
                 self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
-        self._noteLinks(result.links or {}, full=self._running_full)
+        self._noteLinks(result.links or {}, full=full)
         if result.base is not None:
             # A first scan: the whole index, built in the scan's thread.
             self._install(result.base)
             if result.imaged and not result.added and not result.removed:
                 self._imaged = result.base
+            self._full_applied += 1
             return
-        self.apply(result.added, result.removed)
+        added, removed = result.added, result.removed
+        if full:
+            self._full_applied += 1
+            changed = self._changed_during_full
+            if changed:
+                added = [f for f in added if f.path not in changed]
+                removed = [p for p in removed if p not in changed]
+        else:
+            if self._running_full:
+                self._changed_during_full.update(f.path for f in added)
+                self._changed_during_full.update(removed)
+                self._refreshed_during_full.update(paths)
+            if full_applied != self._full_applied:
+                self._again(paths)
+        self.apply(added, removed)
 
     def _install(self, snapshot: IndexSnapshot) -> None:
         """Put C{snapshot} in place of the (empty) current one, and tell the listeners."""
@@ -483,7 +539,13 @@ class DirectoryStore(SnapshotOwner):
         self.log.failure("scanning the package directories failed", failure)
 
     def _scanDone(self, _, waiters: list[Deferred], full: bool) -> None:
-        self._running = False
+        if full:
+            self._running_full = False
+            again = self._refreshed_during_full
+            self._changed_during_full, self._refreshed_during_full = set(), set()
+            self._again(again)
+        else:
+            self._running_paths = False
         if full and self._ready is not None:
             ready, self._ready = self._ready, None
             result = self.last_result
