@@ -380,8 +380,9 @@ class DirectoryStore(SnapshotOwner):
           - a refresh that ends after a full scan was applied is done again
             (it may have seen an older state than the full scan did).
 
-        A refresh done again reads what is on disk after both: the listing
-        ends as the directory is, never older than either scan saw.
+        A refresh done again reads what is on disk after both have read it:
+        the listing ends as the directory is. (Until it is done, a file
+        that changed while both ran may show the refresh's older state.)
         """
         ready = self._ready is None
         if self._full_waiters is not None and not self._running_full and (ready or not self._running_paths):
