@@ -71,8 +71,9 @@ class Recent:
     """
     A mapping holding the most recently used entries: at most C{size} of
     them, and, when C{max_bytes} is given (the values are then C{bytes}),
-    at most that many bytes of values, each counted with
-    L{ENTRY_OVERHEAD} for its key and bookkeeping. A value over
+    at most that many bytes of values (C{weigh(value)} bytes each, by
+    default its length), each counted with L{ENTRY_OVERHEAD} for its key
+    and bookkeeping. A value over
     C{max_bytes} by itself is not kept. C{on_evict(key)} is told about each
     entry that had to go.
     """
@@ -81,10 +82,11 @@ class Recent:
     #: list node, the bytes object's header), roughly.
     ENTRY_OVERHEAD = 400
 
-    def __init__(self, size: Optional[int], on_evict=None, max_bytes: Optional[int] = None) -> None:
+    def __init__(self, size: Optional[int], on_evict=None, max_bytes: Optional[int] = None, weigh=len) -> None:
         self.size = size
         self.on_evict = on_evict
         self.max_bytes = max_bytes
+        self.weigh = weigh
         #: Bytes held (when C{max_bytes} is given).
         self.total = 0
         self._items: "OrderedDict" = OrderedDict()
@@ -102,7 +104,7 @@ class Recent:
         return self._items[key]
 
     def _weight(self, value) -> int:
-        return len(value) + self.ENTRY_OVERHEAD if self.max_bytes is not None else 0
+        return self.weigh(value) + self.ENTRY_OVERHEAD if self.max_bytes is not None else 0
 
     def __setitem__(self, key, value) -> None:
         if self.max_bytes is not None and self._weight(value) > self.max_bytes:

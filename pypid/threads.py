@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.python.failure import Failure
 from twisted.internet.threads import deferToThreadPool
 
 #: Runs a blocking callable away from the reactor thread: C{threads(f, *args)}.
@@ -37,3 +38,89 @@ def pool_threads(reactor: Any, pool: Any = None) -> Threads:
 def immediate(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
     """A L{Threads} for synchronous tests: runs C{f} at once, in the calling thread."""
     return maybeDeferred(f, *args, **kwargs)
+
+
+class Prepared:
+    """
+    A value worth preparing once per version of some state, in a thread:
+    a page whose size grows with the index (the project list, the search
+    index of every project), built from the state's current version when
+    first asked for after a change, and kept until the next change.
+
+    L{get} answers at once with the value of the current version, or with
+    a L{Deferred} that fires once a build of that version (or a newer one)
+    is done: requests wait for it without holding the reactor. One build
+    runs at a time; changes meanwhile are covered by one more build after
+    it, of whatever is then current, for those who asked since.
+
+    @param state: returns the current state (an immutable snapshot), read
+        on the reactor thread when a build starts.
+    @param build: makes the value from a state; runs in C{threads}, or at
+        once in the caller's thread when C{threads} is L{None} (synchronous
+        tests, small tools).
+    """
+
+    def __init__(self, state: Callable[[], Any], build: Callable[[Any], Any], threads: "Threads | None" = None) -> None:
+        self._state = state
+        self._build = build
+        self._threads = threads
+        #: Goes up by one with every change (L{invalidate}).
+        self.version = 0
+        self._value: Any = None
+        self._value_version = -1
+        self._running = False
+        self._waiters: list[tuple[int, Deferred]] = []
+        #: Builds done so far (what the tests count).
+        self.builds = 0
+
+    def invalidate(self) -> None:
+        """The state has changed: the next L{get} needs a new build."""
+        self.version += 1
+
+    def peek(self) -> Any:
+        """The value of the current version if it is built, else L{None}."""
+        return self._value if self._value_version == self.version else None
+
+    def latest(self) -> Any:
+        """The value built last, whatever its version (L{None} before the first)."""
+        return self._value
+
+    def get(self) -> Any:
+        """The value of the current version, or a L{Deferred} of it."""
+        if self._value_version == self.version:
+            return self._value
+        if self._threads is None:
+            version = self.version
+            self._value = self._build(self._state())
+            self._value_version = version
+            self.builds += 1
+            return self._value
+        d: Deferred = Deferred()
+        self._waiters.append((self.version, d))
+        if not self._running:
+            self._start()
+        return d
+
+    def _start(self) -> None:
+        self._running = True
+        version = self.version
+        built = self._threads(self._build, self._state())  # type: ignore[misc]
+        built.addBoth(self._done, version)
+
+    def _done(self, result: Any, version: int) -> None:
+        self._running = False
+        self.builds += 1
+        failed = isinstance(result, Failure)
+        if not failed and version >= self._value_version:
+            # (The old value goes now, not when the next one is asked for.)
+            self._value, self._value_version = result, version
+        served = [d for wanted, d in self._waiters if wanted <= version]
+        self._waiters = [(wanted, d) for wanted, d in self._waiters if wanted > version]
+        for d in served:
+            if not d.called:
+                if failed:
+                    d.errback(result)
+                else:
+                    d.callback(result)
+        if self._waiters:
+            self._start()

@@ -38,6 +38,7 @@ from collections import OrderedDict
 from typing import Callable, Optional
 
 from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import TimeoutMixin
 from twisted.logger import Logger
 from twisted.web import http
 
@@ -173,6 +174,12 @@ class PypidChannel(http.HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         if self.phase == IDLE and data and not self._handlingRequest:
+            fast = getattr(self.site, "fast", None)
+            if fast is not None and not self._buffer and fast.answer(self, data):
+                # Answered whole by the fast path (pypid.web.fast): idle
+                # again, for a whole idle timeout from now.
+                TimeoutMixin.resetTimeout(self)
+                return
             # A request begins: its whole head is due within the header
             # timeout, however slowly its bytes come.
             self._enter(HEAD)

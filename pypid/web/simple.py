@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from twisted.internet.defer import Deferred
 from twisted.web import http
 from twisted.web.resource import Resource
 
@@ -51,6 +52,9 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
         if fallback is not None and fallback.lists_upstream:
             return fallback.serve_index(request, content_type)
         page = pages.index(content_type)
+        if isinstance(page, Deferred):
+            # The list is being rendered (in a thread): answered once it is.
+            return page.addCallback(lambda page: serve_page(request, page, _media(content_type)))
     else:
         found = pages.project(key, content_type)
         # The upstream fallback (pypid.web.upstreamfiles) answers for names that
@@ -62,8 +66,12 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
             raise not_found(f"Project {key!r} is not on this index.")
         set_serial(request, snapshot.projects[key].serial)
         page = found
-    return serve_page(request, page, content_type.encode("ascii") + b"; charset=utf-8"
-                      if content_type == "text/html" else content_type.encode("ascii"))
+    return serve_page(request, page, _media(content_type))
+
+
+def _media(content_type: str) -> bytes:
+    """The Content-Type header of a page of C{content_type}."""
+    return content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
 
 
 class SimpleRoot(PlainResource):
