@@ -48,7 +48,7 @@ DEVPI = "devpi-server>=6,<7"
 DEVPI_USER, DEVPI_PASSWORD, DEVPI_INDEX = "bench", "bench", "dev"
 #: Files copied into the tree at once by the burst measurement.
 BURST_FILES = 10_000
-NGINX_CONF = """worker_processes 1;
+NGINX_CONF = """worker_processes {cores};
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/error.log;
@@ -71,6 +71,33 @@ http {{
 """
 
 
+#: Where servers run and where the load generators (wrk, uv) run; set by --cores.
+SERVER_CPUS = "0"
+CLIENT_CPUS = "1"
+
+
+def cpu_sets(cores: int) -> tuple[str, str]:
+    """The CPUs of a server given C{cores}, and of the clients: the next one, or the last one."""
+    available = sorted(os.sched_getaffinity(0))
+    server = available[:cores]
+    client = available[cores] if len(available) > cores else available[-1]
+    return ",".join(map(str, server)), str(client)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds used so far by C{pids} (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
 def free_port() -> int:
     import socket
 
@@ -89,13 +116,14 @@ def get(url: str, timeout: float = 60) -> tuple[int, bytes]:
         return 0, b""
 
 
-def rss_kib(pids: list[int]) -> int:
+def rss_kib(pids: list[int], field: str = "VmRSS") -> int:
+    """Resident memory of C{pids}, summed: C{VmRSS} now, or C{VmHWM} at its peak."""
     total = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
         except OSError:
             pass
@@ -118,13 +146,19 @@ class Server:
     #: Whether it lists files dropped into the tree (drop-to-listed).
     watches_tree = False
 
-    def __init__(self, args, work: str) -> None:
+    def __init__(self, args, work: str, cores: int = 1) -> None:
         self.args = args
         self.work = work
+        self.cores = cores
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         # This run's log only (a start appends to it).
         open(os.path.join(self.work, f"{self.name}.log"), "wb").close()
+
+    @property
+    def label(self) -> str:
+        """The column of the report: the name, and the cores when more than one."""
+        return self.name if self.cores == 1 else f"{self.name} x{self.cores}"
 
     @property
     def url(self) -> str:
@@ -152,13 +186,20 @@ class Server:
         """Start; return seconds until /simple/ is complete."""
         log = open(os.path.join(self.work, f"{self.name}.log"), "ab")
         started = time.monotonic()
-        self.process = subprocess.Popen(["taskset", "-c", "0", *self.command()], stdout=log, stderr=log,
+        # A start may use every CPU (a warm start of a large tree walks it
+        # on another core); serving is measured on SERVER_CPUS.
+        cpus = SERVER_CPUS if not self.args.start_on_all_cpus else ",".join(map(str, sorted(os.sched_getaffinity(0))))
+        self.process = subprocess.Popen(["taskset", "-c", cpus, *self.command()], stdout=log, stderr=log,
                                         env=self.env())
         needle = f'href="{last_project}/"'.encode()
-        while time.monotonic() - started < 300:
+        while time.monotonic() - started < self.args.start_timeout:
             status, body = get(self.simple_url)
             if status == 200 and needle in body:
-                return time.monotonic() - started
+                took = time.monotonic() - started
+                if cpus != SERVER_CPUS:
+                    for pid in self.pids():
+                        subprocess.run(["taskset", "-a", "-p", "-c", SERVER_CPUS, str(pid)], capture_output=True)
+                return took
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {log.name}")
             time.sleep(0.02)
@@ -189,6 +230,8 @@ class Pypid(Server):
         extra = []
         if self.args.state_dir_supported:
             extra = ["--state-dir", os.path.join(self.work, "pypid-state")]
+        if self.cores > 1:
+            extra += ["--workers", str(self.cores)]
         return [twistd, "-n", "--pidfile=", "pypid", "--port", f"tcp:{self.port}:interface=127.0.0.1",
                 "-P", ".", "-a", ".", *extra, self.args.packages]
 
@@ -301,7 +344,7 @@ class Devpi(Server):
               file=sys.stderr)
         log = open(os.path.join(self.work, f"{self.name}.log"), "ab")
         started = time.monotonic()
-        self.process = subprocess.Popen(["taskset", "-c", "0", *self.command()], stdout=log, stderr=log)
+        self.process = subprocess.Popen(["taskset", "-c", SERVER_CPUS, *self.command()], stdout=log, stderr=log)
         try:
             while get(self.url + "+api")[0] != 200:
                 if self.process.poll() is not None or time.monotonic() - started > 120:
@@ -369,7 +412,7 @@ class Nginx(Server):
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(d=d, port=self.port, static=self.args.static))
+            f.write(NGINX_CONF.format(d=d, port=self.port, static=self.args.static, cores=self.cores))
         return ["nginx", "-c", conf, "-e", os.path.join(d, "error.log")]
 
 
@@ -442,7 +485,7 @@ def upload_file(port: int, path: str, filename: str, headers: dict) -> int:
 
 
 def wrk(url: str, script: str | None, duration: int, connections: int = 32) -> dict:
-    args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    args = ["taskset", "-c", CLIENT_CPUS, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         args += ["-s", script]
     out = subprocess.run(args + [url], capture_output=True, text=True).stdout
@@ -452,8 +495,19 @@ def wrk(url: str, script: str | None, duration: int, connections: int = 32) -> d
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
     mb = float(transfer.group(1)) * {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[transfer.group(2)] if transfer else 0
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     return {"rps": rps, "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
-            "mb_s": mb, "non2xx": int(errors.group(1)) if errors else 0}
+            "mb_s": mb, "non2xx": int(errors.group(1)) if errors else 0, "requests": int(done.group(1)) if done else 0}
+
+
+def wrk_cpu(server: "Server", url: str, script: str | None, duration: int, connections: int = 32) -> dict:
+    """L{wrk}, and the server's CPU time per request meanwhile (every process of it, from /proc)."""
+    pids = server.pids()
+    before = cpu_seconds(pids)
+    result = wrk(url, script, duration, connections)
+    used = cpu_seconds(pids) - before
+    result["cpu_us"] = used / result["requests"] * 1e6 if result["requests"] else float("nan")
+    return result
 
 
 def lua_paths(path: str, paths: list[str]) -> str:
@@ -642,7 +696,7 @@ def uv_compile(server: Server, projects: list[str], runs: int = 6) -> tuple[floa
             cache = os.path.join(folder, f"cache-{i}")
             env = dict(os.environ, UV_NO_CONFIG="1", UV_CACHE_DIR=cache, UV_PYTHON_DOWNLOADS="never")
             started = time.monotonic()
-            result = subprocess.run(["taskset", "-c", "1", uv, "pip", "compile", "-q", "--python", sys.executable,
+            result = subprocess.run(["taskset", "-c", CLIENT_CPUS, uv, "pip", "compile", "-q", "--python", sys.executable,
                                      "--index-url", server.simple_url, req], env=env, capture_output=True, text=True)
             if result.returncode != 0:
                 print(f"uv pip compile through {server.name} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
@@ -655,8 +709,10 @@ def uv_compile(server: Server, projects: list[str], runs: int = 6) -> tuple[floa
 
 
 def measure(server: Server, args, cold: bool, common: dict, last: str, sample_projects: list[str]) -> dict:
-    if cold and server.name == "pypid":
-        shutil.rmtree(os.path.join(server.work, "pypid-state"), ignore_errors=True)
+    state = os.path.join(server.work, "pypid-state")
+    warm_only = server.name == "pypid" and args.keep_state and os.path.isdir(state)
+    if cold and server.name == "pypid" and not warm_only:
+        shutil.rmtree(state, ignore_errors=True)
     server.prepare()
     scripts = server.scripts(common)
     result = {}
@@ -665,23 +721,33 @@ def measure(server: Server, args, cold: bool, common: dict, last: str, sample_pr
         if isinstance(server, Devpi):
             # Cold, devpi has only the tree's upload; warm, a start with its loaded server directory.
             result.update({"startup_s": server.loaded["load_s"], "startup_warm_s": started})
-        else:
+        elif not warm_only:
             result["startup_s"] = started
         d = args.duration
         if server.name == "pypid":
             # The same server again, with the state its first start left.
-            server.stop()
-            result["startup_warm_s"] = server.start(last)
+            if not warm_only:
+                server.stop()
+                started = server.start(last)
+            result["startup_warm_s"] = started
+            time.sleep(1)
+            result["rss_start_mib"] = rss_kib(server.pids()) / 1024
+            result["rss_peak_mib"] = rss_kib(server.pids(), "VmHWM") / 1024
         index = wrk(server.simple_url, None, d)
         result.update({"index_rps": index["rps"], "index_p99_ms": index["p99_ms"]})
-        project = wrk(server.url, scripts["projects"], d)
+        project = wrk_cpu(server, server.url, scripts["projects"], d)
         result.update({"project_rps": project["rps"], "project_p99_ms": project["p99_ms"],
-                       "project_non2xx": project["non2xx"]})
-        small = wrk(server.url, scripts["files"], d)
-        result.update({"download_rps": small["rps"], "download_non2xx": small["non2xx"]})
+                       "project_non2xx": project["non2xx"], "project_cpu_us": project["cpu_us"]})
+        small = wrk_cpu(server, server.url, scripts["files"], d)
+        result.update({"download_rps": small["rps"], "download_non2xx": small["non2xx"],
+                       "download_cpu_us": small["cpu_us"]})
         large = wrk(server.url + scripts["large"].lstrip("/"), None, d, connections=4)
         result.update({"large_mb_s": large["mb_s"], "large_non2xx": large["non2xx"]})
+        if server.name == "pypid" and args.listing:
+            result.update(listing_probe(server, scripts, d))
         result["rss_mib"] = rss_kib(server.pids()) / 1024
+        if server.name == "pypid":
+            result["rss_peak_mib"] = rss_kib(server.pids(), "VmHWM") / 1024
         compiled = uv_compile(server, sample_projects)
         if compiled:
             result["uv_compile_s"], result["uv_compile_again_s"] = compiled
@@ -697,6 +763,37 @@ def measure(server: Server, args, cold: bool, common: dict, last: str, sample_pr
     return result
 
 
+def listing_probe(server: Server, scripts: dict, duration: int) -> dict:
+    """
+    Project pages under load while a client reads the whole /packages/
+    listing (every file of the tree: 180 MB at a million files): their
+    requests/s and p99 meanwhile, and how long the listing took.
+    """
+    done: dict = {}
+
+    def read_listing() -> None:
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+        conn.request("GET", "/packages/")
+        response = conn.getresponse()
+        size = 0
+        while True:
+            chunk = response.read(1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+        conn.close()
+        done.update(listing_s=time.monotonic() - started, listing_mb=size / 1e6)
+
+    reader = threading.Thread(target=read_listing)
+    reader.start()
+    time.sleep(0.2)
+    during = wrk(server.url, scripts["projects"], duration)
+    reader.join()
+    return {"listing_s": done.get("listing_s"), "listing_mb": done.get("listing_mb"),
+            "project_during_listing_rps": during["rps"], "project_during_listing_p99_ms": during["p99_ms"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--projects", type=int, default=2000)
@@ -709,7 +806,20 @@ def main() -> None:
     parser.add_argument("--no-burst", dest="burst", action="store_false",
                         help=f"skip drop-to-listed during a {BURST_FILES:,}-file burst (pypid)")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--cores", default="1",
+                        help="CPU cores per server, comma-separated (pypid: --workers N, nginx: N worker "
+                             "processes); each count is measured as its own column. The clients run on the next "
+                             "CPU (on the last one when there is none left)")
+    parser.add_argument("--listing", action="store_true",
+                        help="also time project pages while a client reads the whole /packages/ listing (pypid)")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="keep pypid's state directory from earlier runs: only warm starts are measured "
+                             "(a cold start of a million files takes minutes)")
+    parser.add_argument("--start-timeout", type=float, default=300, help="seconds a server may take to start")
+    parser.add_argument("--start-on-all-cpus", action="store_true",
+                        help="let servers start on every CPU (they serve on theirs once started)")
     args = parser.parse_args()
+    cores = [int(c) for c in args.cores.split(",")]
     kinds = {"pypid": Pypid, "pypiserver": PypiServer, "devpi": Devpi, "nginx": Nginx}
     servers = args.servers.split(",")
     unknown = [name for name in servers if name not in kinds]
@@ -718,7 +828,8 @@ def main() -> None:
     root = os.path.join(args.out, f"tree-{args.projects}x{args.files}")
     print(f"generating {args.projects} x {args.files} tree in {root}", file=sys.stderr)
     tree.generate(root, args.projects, args.files)
-    args.static = tree.prerender(root)
+    # nginx's pre-rendered pages (read the whole tree once: minutes at a million files).
+    args.static = tree.prerender(root) if "nginx" in servers else None
     args.packages = os.path.join(root, "packages")
     removed = remove_leftovers(args.packages)
     if removed:
@@ -730,9 +841,14 @@ def main() -> None:
     last = sorted(names)[-1]
     scripts_dir = tempfile.mkdtemp(prefix="bench-lua-")
     files = []
-    for key in names:
-        page = open(os.path.join(args.static, "simple", key, "index.html")).read()
-        files.extend(m for m in re.findall(r'href="\.\./\.\./(packages/[^"#]+)', page))
+    if args.static is not None:
+        for key in names:
+            page = open(os.path.join(args.static, "simple", key, "index.html")).read()
+            files.extend(m for m in re.findall(r'href="\.\./\.\./(packages/[^"#]+)', page))
+    else:
+        for path in dist_files(args.packages):
+            if not path.endswith("large_wheel-1.0-py3-none-any.whl"):
+                files.append("packages/" + urllib.parse.quote(os.path.relpath(path, args.packages)))
     common = {
         "names": names,
         "projects": lua_paths(os.path.join(scripts_dir, "projects.lua"), [f"/simple/{k}/" for k in names]),
@@ -740,24 +856,31 @@ def main() -> None:
         "large": "/packages/large/large_wheel-1.0-py3-none-any.whl",
     }
     sample = [tree.project_name(i) for i in range(args.projects - 20, args.projects)]
-    results: dict[str, list[dict]] = {name: [] for name in servers}
+    # pypiserver and devpi have no worker processes: one core each.
+    runs = [(name, n) for n in cores for name in servers if n == 1 or name in ("pypid", "nginx")]
+    labels = {(name, n): kinds[name].name if n == 1 else f"{kinds[name].name} x{n}" for name, n in runs}
+    results: dict[str, list[dict]] = {labels[run]: [] for run in runs}
     unavailable: dict[str, str] = {}
     work = os.path.join(args.out, "work")
     os.makedirs(work, exist_ok=True)
+    global SERVER_CPUS, CLIENT_CPUS
     for round_ in range(args.rounds):
-        for name in servers:
+        for name, n in runs:
             if name in unavailable:
                 continue
-            print(f"round {round_ + 1}: {name}", file=sys.stderr)
+            SERVER_CPUS, CLIENT_CPUS = cpu_sets(n)
+            label = labels[(name, n)]
+            print(f"round {round_ + 1}: {label} (server on CPU {SERVER_CPUS}, clients on CPU {CLIENT_CPUS})",
+                  file=sys.stderr)
             try:
-                results[name].append(measure(kinds[name](args, work), args, round_ == 0, common, last, sample))
+                results[label].append(measure(kinds[name](args, work, n), args, round_ == 0, common, last, sample))
             except Unavailable as e:
                 lines = str(e).splitlines() or ["?"]
                 unavailable[name] = lines[0] + (f" {lines[-1][:200]}" if len(lines) > 1 else "")
                 print(f"{name} is not measured: {e}", file=sys.stderr)
             except Exception:
                 # One server failing must not cost the others' figures.
-                print(f"{name} failed in round {round_ + 1}:", file=sys.stderr)
+                print(f"{label} failed in round {round_ + 1}:", file=sys.stderr)
                 traceback.print_exc()
     shutil.rmtree(scripts_dir, ignore_errors=True)
     report(results, args, unavailable)
@@ -775,7 +898,15 @@ ROWS = [
     ("project_p99_ms", "/simple/<project>/ p99 (ms)", "{:.1f}"),
     ("download_rps", "small downloads/s", "{:,.0f}"),
     ("large_mb_s", "large file MB/s", "{:,.0f}"),
+    ("project_cpu_us", "/simple/<project>/ server CPU per request (us)", "{:,.0f}"),
+    ("download_cpu_us", "small download server CPU per request (us)", "{:,.0f}"),
+    ("rss_start_mib", "RSS after a warm start (MiB)", "{:.0f}"),
     ("rss_mib", "RSS after load (MiB)", "{:.0f}"),
+    ("rss_peak_mib", "RSS peak (MiB)", "{:.0f}"),
+    ("listing_s", "/packages/ read whole by one client (s)", "{:.1f}"),
+    ("listing_mb", "/packages/ size (MB)", "{:,.1f}"),
+    ("project_during_listing_rps", "/simple/<project>/ requests/s while /packages/ is read", "{:,.0f}"),
+    ("project_during_listing_p99_ms", "/simple/<project>/ p99 while /packages/ is read (ms)", "{:.1f}"),
     ("drop_to_listed_s", "drop-to-listed, median (s)", "{:.3f}"),
     ("burst_drop_median_s", f"drop-to-listed during a {BURST_FILES:,}-file burst, median (s)", "{:.3f}"),
     ("burst_drop_max_s", "drop-to-listed during the burst, max (s)", "{:.3f}"),
@@ -791,27 +922,52 @@ def ratio(r: float) -> str:
     return f"{r:,.0f}" if r >= 100 else f"{r:.2f}" if r >= 0.1 else f"{r:.3f}"
 
 
+def _pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The (pypid, other) columns compared: each pypid against the others on as many cores, and more cores against one."""
+    pairs = []
+    for name in names:
+        if not name.startswith("pypid"):
+            continue
+        suffix = name[len("pypid"):]
+        pairs += [(name, other) for other in names if not other.startswith("pypid") and other.endswith(suffix)
+                  and (suffix or " x" not in other)]
+        if suffix and "pypid" in names:
+            pairs.append((name, "pypid"))
+    return pairs
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    """The median, and the range when there are several rounds."""
+    middle = fmt.format(statistics.median(values))
+    if len(values) < 2:
+        return middle
+    return f"{middle} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
 def report(results: dict, args, unavailable: dict | None = None) -> None:
     names = list(results)
-    others = [name for name in names if name != "pypid"] if "pypid" in names else []
-    print(f"\n{args.projects} projects x {args.files} files, {args.rounds} round(s), wrk -t1 -c32 -d{args.duration}s\n")
-    print("| metric | " + " | ".join(names) + " | " + "".join(f"pypid / {o} | " for o in others))
-    print("|---|" + "---|" * (len(names) + len(others)))
+    pairs = _pairs(names)
+    print(f"\n{args.projects} projects x {args.files} files, {args.rounds} round(s), wrk -t1 -c32 -d{args.duration}s"
+          " (medians, and ranges over the rounds; ratios of the same round)\n")
+    print("| metric | " + " | ".join(names) + " | " + "".join(f"{a} / {b} | " for a, b in pairs))
+    print("|---|" + "---|" * (len(names) + len(pairs)))
     for key, label, fmt in ROWS:
-        cells, values = [], {}
+        cells = []
         for name in names:
             vals = [r[key] for r in results[name] if r.get(key) is not None]
-            if vals:
-                values[name] = statistics.median(vals)
-                cells.append(fmt.format(values[name]))
-            else:
-                cells.append("—")
+            cells.append(_cell(vals, fmt) if vals else "—")
         ratios = []
-        for other in others:
-            if "pypid" in values and other in values and values[other]:
-                ratios.append(ratio(values["pypid"] / values[other]))
+        for a, b in pairs:
+            # Round by round: the two servers measured minutes apart, under the same load.
+            rounds = [(x.get(key), y.get(key)) for x, y in zip(results[a], results[b])]
+            each = [x / y for x, y in rounds if x is not None and y]
+            if each:
+                middle = ratio(statistics.median(each))
+                ratios.append(middle if len(each) < 2 else f"{middle} ({ratio(min(each))}-{ratio(max(each))})")
             else:
                 ratios.append("—")
+        if all(cell == "—" for cell in cells):
+            continue
         print(f"| {label} | " + " | ".join(cells) + " | " + "".join(f"{r} | " for r in ratios))
     notes = []
     if "devpi" in names and results["devpi"]:

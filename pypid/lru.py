@@ -8,7 +8,7 @@ mapping of the most recently used entries. Pure.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Generic, Hashable, Optional, Sized, TypeVar, cast
+from typing import Callable, Generic, Hashable, Optional, TypeVar, cast
 
 
 class LRU:
@@ -75,8 +75,9 @@ class Recent(Generic[_K, _V]):
     """
     A mapping holding the most recently used entries: at most C{size} of
     them, and, when C{max_bytes} is given (the values are then C{bytes}),
-    at most that many bytes of values, each counted with
-    L{ENTRY_OVERHEAD} for its key and bookkeeping. A value over
+    at most that many bytes of values (C{weigh(value)} bytes each, by
+    default its length), each counted with L{ENTRY_OVERHEAD} for its key
+    and bookkeeping. A value over
     C{max_bytes} by itself is not kept. C{on_evict(key)} is told about each
     entry that had to go.
     """
@@ -86,11 +87,16 @@ class Recent(Generic[_K, _V]):
     ENTRY_OVERHEAD = 400
 
     def __init__(
-        self, size: Optional[int], on_evict: Optional[Callable[[_K], object]] = None, max_bytes: Optional[int] = None
+        self,
+        size: Optional[int],
+        on_evict: Optional[Callable[[_K], object]] = None,
+        max_bytes: Optional[int] = None,
+        weigh: Callable[[_V], int] = cast(Callable[[_V], int], len),
     ) -> None:
         self.size = size
         self.on_evict = on_evict
         self.max_bytes = max_bytes
+        self.weigh = weigh
         #: Bytes held (when C{max_bytes} is given).
         self.total = 0
         self._items: OrderedDict[_K, _V] = OrderedDict()
@@ -108,8 +114,7 @@ class Recent(Generic[_K, _V]):
         return self._items[key]
 
     def _weight(self, value: _V) -> int:
-        # With max_bytes the values are bytes (see the class's docstring).
-        return len(cast(Sized, value)) + self.ENTRY_OVERHEAD if self.max_bytes is not None else 0
+        return self.weigh(value) + self.ENTRY_OVERHEAD if self.max_bytes is not None else 0
 
     def __setitem__(self, key: _K, value: _V) -> None:
         if self.max_bytes is not None and self._weight(value) > self.max_bytes:

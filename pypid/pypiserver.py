@@ -115,6 +115,9 @@ class RunOptions(tap.Options):
         return super().getUsage(width) + "\n" + MAPPING
 
     def parseOptions(self, options=None) -> None:
+        if not hasattr(self, "raw_args"):
+            # As given (what --workers gives its workers, which translate them again).
+            self.raw_args = list(sys.argv[1:] if options is None else options)
         # pypiserver's argparse takes options after the directories too.
         try:
             argv = self._options_first(list(sys.argv[1:] if options is None else options))

@@ -9,8 +9,9 @@ L{makeService} builds the parts from that config, top to bottom.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import NoReturn, Optional
+from typing import Any, NamedTuple, NoReturn, Optional
 
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
@@ -24,6 +25,7 @@ from pypid.feed.publish import Publisher
 from pypid.feed.yank import Yanker
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
+from pypid.ops.logs import LoggingService
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
 from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
@@ -91,6 +93,9 @@ class Options(DirectoryOptions, ObjectStoreOptions, AuthOptions, FeedOptions, Up
         raise SystemExit(0)
 
     def parseOptions(self, options=None) -> None:
+        if not hasattr(self, "raw_args"):
+            #: The command line as given (what --workers gives its workers).
+            self.raw_args = list(sys.argv[1:] if options is None else options)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -134,17 +139,61 @@ def makeService(options: Options, reactor=None) -> IService:
     Build pypid's services from parsed options, named: C{heap}, C{index},
     C{watch}, C{spool}, C{upstream}, C{web-0}, C{web-1}, ..., C{ftp}. Nothing listens,
     reads the package directories or creates anything before they start.
+    With C{--workers N} (N > 1), the supervisor of N worker processes
+    instead (L{pypid.ops.workers}), each of which builds the above.
     """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
+    if options.config.ops.workers > 1:
+        return supervise(options, reactor)
+    return build(options, reactor).top
+
+
+def supervise(options: Options, reactor) -> IService:
+    """The supervisor of C{--workers}: the sockets, the workers, their logs."""
+    from pypid.ops.workers import LogRelay, WorkerPool
+
+    config = options.config
+    try:
+        sockets = [(endpoint(reactor, "--port", d), d, "--port") for d in config.web.ports]
+        if config.feed.ftp:
+            sockets.append((endpoint(reactor, "--ftp", config.feed.ftp), config.feed.ftp, "--ftp"))
+    except usage.UsageError as e:
+        options.usage_error(e)
+    top = top_service(config.ops, options.parent, reactor)
+    spec = {
+        "options": f"{type(options).__module__}:{type(options).__qualname__}",
+        "args": list(getattr(options, "raw_args", ())),
+        "log_format": config.ops.log_format,
+    }
+    pool = WorkerPool(config.ops.workers, sockets, spec, reactor, LogRelay(lambda: top.observer))
+    attach(top, "workers", pool)
+    return top
+
+
+class Built(NamedTuple):
+    """What L{build} made: the top service, and the parts a worker needs to reach."""
+
+    top: LoggingService
+    store: Any
+    site: PypidSite
+
+
+def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
+    """
+    pypid's services (see L{makeService}); in a worker of C{--workers}
+    (C{worker}: what its supervisor said, L{pypid.worker}), listening on
+    the sockets it was given.
+    """
     config = options.config
 
     # What can still be refused: every endpoint is built once, now.
     try:
-        web_endpoints = [endpoint(reactor, "--port", description) for description in config.web.ports]
-        ftp_endpoint = endpoint(reactor, "--ftp", config.feed.ftp) if config.feed.ftp else None
+        if worker is None:
+            web_endpoints = [endpoint(reactor, "--port", description) for description in config.web.ports]
+            ftp_endpoint = endpoint(reactor, "--ftp", config.feed.ftp) if config.feed.ftp else None
         acl = acl_file(config.auth.acl, config.auth.owners) if config.auth.acl and config.auth.owners else None
     except usage.UsageError as e:
         options.usage_error(e)
@@ -167,13 +216,15 @@ def makeService(options: Options, reactor=None) -> IService:
         store: IPackageStore = replica.store
         attach(top, "index", replica.service)
     else:
-        # The package directories: the store, its rescans and its watcher.
-        parts = directory.build(config.directory, reactor, threads)
+        # The package directories: the store, its rescans and its watcher
+        # (one worker writes the index image).
+        parts = directory.build(config.directory, reactor, threads,
+                                write_image=worker is None or worker["index"] == 0)
         store = parts.store
         if parts.watch is not None:
             attach(top, "watch", parts.watch)
         attach(top, "index", parts.index)
-    pages = PageCache(store.snapshot, store.hash_algo)
+    pages = PageCache(store.snapshot, store.hash_algo, threads)
     store.subscribe(pages.update)
     wire_metrics(store)
 
@@ -241,6 +292,13 @@ def makeService(options: Options, reactor=None) -> IService:
             upstream_web.fallback.shared = SharedUpstreamFiles(store)
 
     # The web site, on every --port.
+    metrics_files = None
+    if worker is not None and config.web.metrics:
+        # Every worker's metrics on /metrics, labelled.
+        from pypid.ops import metrics as metrics_module
+        from pypid.ops.workers import MetricsFiles
+
+        metrics_files = MetricsFiles(worker["run_dir"], worker["index"], metrics_module.REGISTRY, reactor)
     web = WebConfig(
         cache_control=cache_control,
         welcome_template=config.web.welcome_template,
@@ -248,28 +306,51 @@ def makeService(options: Options, reactor=None) -> IService:
         uploads=config.feed.uploads,
         metrics=config.web.metrics,
         metrics_allow=config.web.metrics_allow,
+        metrics_source=metrics_files.render if metrics_files is not None else None,
+        worker=worker["index"] if worker is not None else None,
     )
+    protect = guard(config.auth.actions, authenticator)
     site = PypidSite(
-        Root(store, pages, web, upload=upload, protect=guard(config.auth.actions, authenticator),
-             upstream=upstream_web, api=yanks),
+        Root(store, pages, web, upload=upload, protect=protect,
+             upstream=upstream_web, api=yanks, threads=threads),
         reactor=reactor,
         max_body_size=config.feed.max_upload_size,
         max_connections=config.web.max_connections,
         header_timeout=config.web.header_timeout,
         idle_timeout=config.web.idle_timeout,
     )
+    if protect is None:
+        # Reads are open: the commonest requests skip twisted.web's machinery.
+        from pypid.web.fast import FastPath
+
+        site.fast = FastPath(store, pages, cache_control, pages_too=upstream_web is None)
     site.trusted_proxies = TrustedProxies.parse(config.web.trusted_proxies)
     site.record_metrics = config.web.metrics
     site.access_log = config.ops.access_log
     site.access_sink = top.access
     site.audit = audit
-    listeners = [attach(top, f"web-{i}", Listener(e, site)) for i, e in enumerate(web_endpoints)]
+    if worker is None:
+        listeners = [attach(top, f"web-{i}", Listener(e, site)) for i, e in enumerate(web_endpoints)]
+    else:
+        from pypid.ops.workers import AdoptedListener
 
-    # FTP uploads.
-    if ftp_endpoint is not None:
+        listeners = [attach(top, f"web-{i}", AdoptedListener(reactor, fd, family, site, description))
+                     for i, (fd, family, description) in enumerate(worker["ports"])]
+        if metrics_files is not None:
+            store.whenReady().addCallback(lambda _: metrics_files.start())
+
+    # FTP uploads (with --workers, in worker 0).
+    if worker is None and ftp_endpoint is not None or worker is not None and worker.get("ftp"):
         assert logins is not None
         factory = ftp_factory(config.feed, root, logins, publisher, reactor, threads, budget)
-        attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
+        if worker is None:
+            attach(top, "ftp", Listener(ftp_endpoint, factory, "--ftp"))
+        else:
+            from pypid.ops.workers import AdoptedListener
 
-    announce(store, listeners, config.web.ports)
-    return top
+            fd, family = worker["ftp"]
+            attach(top, "ftp", AdoptedListener(reactor, fd, family, factory, config.feed.ftp or "", "--ftp"))
+
+    if worker is None or worker["index"] == 0:
+        announce(store, listeners, config.web.ports)
+    return Built(top, store, site)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from itertools import chain
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
 
@@ -21,7 +21,8 @@ from pypid.index.filenames import BuildTag, SortKey, release_key, version_order
 
 class _Stored(NamedTuple):
     # What a DistFile holds. The filename is not stored: it is the last
-    # segment of the path (one string less per file).
+    # segment of the path (one string less per file); the digests are kept
+    # as bytes, half the size of their hex text (a hundred bytes a file).
 
     #: Path below C{/packages/}, C{/}-separated, relative to its root.
     path: str
@@ -39,15 +40,24 @@ class _Stored(NamedTuple):
     build: BuildTag
     size: int
     mtime_ns: int
-    #: Hex digest with the index's hash algorithm, L{None} when hashing is off.
-    digest: Optional[str]
+    #: Digest with the index's hash algorithm, L{None} when hashing is off.
+    raw_digest: Optional[bytes]
     requires_python: Optional[str]
     #: sha256 of the core metadata file served at C{<url>.metadata}; only
     #: wheels have one.
-    metadata_sha256: Optional[str]
+    raw_metadata_sha256: Optional[bytes]
     summary: Optional[str]
     #: Whether a detached signature C{<path>.asc} sits next to the file.
     has_sig: bool
+    #: Inode number and status-change time of the file that was read (0
+    #: when unknown): with size and mtime, what tells a file rewritten in
+    #: place, even with its mtime put back, from the one that was read.
+    ino: int
+    ctime_ns: int
+
+
+def _raw(hexdigest: Optional[str]) -> Optional[bytes]:
+    return None if hexdigest is None else bytes.fromhex(hexdigest)
 
 
 class DistFile(_Stored):
@@ -55,11 +65,12 @@ class DistFile(_Stored):
     One distribution file as the index lists it.
 
     An index holds one per file, so it is kept small: a tuple without the
-    filename (derived from the path), and with the strings and versions
-    that files share (project, name, tags, summary, L{Version}) shared
-    rather than copied by whoever builds them (L{pypid.store.directory.scan}).
-    L{DistFile._make} builds one from the stored fields, in their order,
-    without the checks of the constructor.
+    filename (derived from the path), with the digests as bytes (L{digest}
+    and L{metadata_sha256} give their hex text), and with the strings and
+    versions that files share (project, name, tags, summary, L{Version})
+    shared rather than copied by whoever builds them
+    (L{pypid.store.directory.scan}). C{DistFile._make} builds one from the
+    stored fields, in their order, without the checks of the constructor.
     """
 
     __slots__ = ()
@@ -82,19 +93,41 @@ class DistFile(_Stored):
         metadata_sha256: Optional[str],
         summary: Optional[str],
         has_sig: bool = False,
+        ino: int = 0,
+        ctime_ns: int = 0,
     ) -> "DistFile":
         if filename != path[path.rfind("/") + 1 :]:
             raise ValueError(f"filename {filename!r} is not the last segment of path {path!r}")
         return tuple.__new__(
             cls,
             (path, root, project, name, version, kind, python_version, build, size, mtime_ns,
-             digest, requires_python, metadata_sha256, summary, has_sig),
+             _raw(digest), requires_python, _raw(metadata_sha256), summary, has_sig, ino, ctime_ns),
         )
 
     @property
     def filename(self) -> str:
         path = self.path
         return path[path.rfind("/") + 1 :]
+
+    @property
+    def digest(self) -> Optional[str]:
+        """The hex digest with the index's hash algorithm, L{None} when hashing is off."""
+        raw = self[10]
+        return None if raw is None else raw.hex()
+
+    @property
+    def metadata_sha256(self) -> Optional[str]:
+        """The hex sha256 of the core metadata file, for wheels that have one."""
+        raw = self[12]
+        return None if raw is None else raw.hex()
+
+    def _replace(self, **changes: Any) -> "DistFile":
+        # The hex digests are given as the constructor takes them.
+        if "digest" in changes:
+            changes["raw_digest"] = _raw(changes.pop("digest"))
+        if "metadata_sha256" in changes:
+            changes["raw_metadata_sha256"] = _raw(changes.pop("metadata_sha256"))
+        return _Stored._replace(self, **changes)
 
     @property
     def sort_key(self) -> tuple[Version, BuildTag, str]:
@@ -204,6 +237,8 @@ def _one_per_release(
 #: Shards of a L{FileMap}: a power of two.
 _SHARDS = 256
 _MASK = _SHARDS - 1
+#: From how many files on a L{FileMap} is built in shards.
+SHARD_FROM = 65536
 
 
 class FileMap(Mapping[str, DistFile]):
@@ -212,17 +247,31 @@ class FileMap(Mapping[str, DistFile]):
     is kept in shards (by the path's hash), so that each change copies the
     few shards it touches instead of every entry (at 100,000 files a copy
     took 4 ms per change). Built from scratch it is one dict, the quickest
-    to build: it is cut into shards by its first change. Its order is not
-    the order in which files were put in.
+    to build and to read, cut into shards by its first change; a large one
+    (L{SHARD_FROM} files) is built in shards. Its order is not the order
+    in which files were put in.
     """
 
     __slots__ = ("_whole", "_shards", "_length")
 
     def __init__(self, files: Iterable[DistFile] = ()) -> None:
+        if not isinstance(files, (list, tuple)):
+            files = list(files)
         #: One dict of every file, until the first change; then L{None}.
-        self._whole: Optional[dict[str, DistFile]] = {f[0]: f for f in files}
+        self._whole: Optional[dict[str, DistFile]] = None
         self._shards: list[dict[str, DistFile]] = []
-        self._length = len(self._whole)
+        if len(files) < SHARD_FROM:
+            self._whole = {f[0]: f for f in files}
+            self._length = len(self._whole)
+            return
+        # Cut now (in the thread that builds it), not on the reactor thread
+        # at the first change (half a second at a million files).
+        shards: list[dict[str, DistFile]] = [{} for _ in range(_SHARDS)]
+        for f in files:
+            path = f[0]
+            shards[hash(path) & _MASK][path] = f
+        self._shards = shards
+        self._length = sum(map(len, shards))
 
     def __getitem__(self, path: str) -> DistFile:
         whole = self._whole

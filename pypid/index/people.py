@@ -100,11 +100,30 @@ def _rows(entries: Iterable[Entry], up: str) -> list[str]:
     return rows
 
 
-def projects_page(entries: list[Entry]) -> bytes:
-    """C{/project/}: every project, by name."""
+def projects_page(entries: list[Entry], page: int = 1, per_page: Optional[int] = None) -> bytes:
+    """
+    C{/project/}: every project, by name; C{per_page} of them on page
+    C{page} (from 1) when given, with links to the pages before and after.
+    """
     body = [f"<h1>All projects</h1>\n<p>{counted(len(entries), 'project')}.</p>\n"]
-    if entries:
-        body.extend(_rows(entries, "../"))
+    shown = entries
+    if per_page is not None and len(entries) > per_page:
+        pages = -(-len(entries) // per_page)
+        page = min(page, pages)
+        first = (page - 1) * per_page
+        shown = entries[first : first + per_page]
+        links = []
+        if page > 1:
+            links.append(f'<a href="?page={page - 1}" rel="prev">previous</a>')
+        if page < pages:
+            links.append(f'<a href="?page={page + 1}" rel="next">next</a>')
+        nav = (f'<p class="muted">Projects {first + 1:,} to {first + len(shown):,} (page {page} of {pages}). '
+               + " · ".join(links) + "</p>\n")
+        body.append(nav)
+    if shown:
+        body.extend(_rows(shown, "../"))
+    if shown is not entries:
+        body.append(nav)
     return layout("All projects - pypid", "../", "", body)
 
 

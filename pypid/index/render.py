@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from html import escape
-from typing import Mapping, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote
 
 from pypid.index.model import NO_YANKS, DistFile, IndexSnapshot, Project
@@ -144,24 +144,47 @@ def project_json(project: Project, hash_algo: Optional[str], yanked: Mapping[str
     )
 
 
-def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
-    """The flat list of every file at C{/packages/}, for C{pip --find-links}."""
+#: Bytes of the C{/packages/} listing rendered at a time.
+LISTING_CHUNK = 64 * 1024
+
+
+def files_html_chunks(
+    snapshot: IndexSnapshot, keys: Iterable[str], hash_algo: Optional[str], size: int = LISTING_CHUNK
+) -> Iterator[bytes]:
+    """
+    The flat list of every file at C{/packages/}, for C{pip --find-links},
+    rendered as it is read, about C{size} bytes at a time: the files of the
+    projects C{keys} (sorted) of C{snapshot}, each project's in version
+    order.
+    """
     parts = [_HEAD.format(title="Index of packages")]
-    shadowed = snapshot.shadowed
+    length = 0
+    projects = snapshot.projects
     yanks = snapshot.yanks
-    for path in sorted(snapshot.files):
-        f = snapshot.files[path]
-        if shadowed and not snapshot.listed(f):
+    for key in keys:
+        project = projects.get(key)
+        if project is None:
             continue
-        href = escape(quote(f.path) + _fragment(f, hash_algo))
-        attrs = f'href="{href}"'
-        if f.requires_python:
-            attrs += f' data-requires-python="{escape(f.requires_python)}"'
-        if yanks:
-            # One lookup a file, and a second only in projects with yanks.
-            yanked = yanks.get(f.project)
+        # One lookup a project, and one a file only in projects with yanks.
+        yanked = yanks.get(key) if yanks else None
+        # A project's files are its listed ones (shadowed ones apart).
+        for f in project.files:
+            path = f.path
+            line = f'<a href="{escape(quote(path) + _fragment(f, hash_algo))}"'
+            if f.requires_python:
+                line += f' data-requires-python="{escape(f.requires_python)}"'
             if yanked:
-                attrs += yanked_attribute(yanked.get(f.filename))
-        parts.append(f"<a {attrs}>{escape(f.path)}</a><br>\n")
+                line += yanked_attribute(yanked.get(f.filename))
+            line += f">{escape(path)}</a><br>\n"
+            parts.append(line)
+            length += len(line)
+        if length >= size:
+            yield "".join(parts).encode("utf-8")
+            parts, length = [], 0
     parts.append(_TAIL)
-    return "".join(parts).encode("utf-8")
+    yield "".join(parts).encode("utf-8")
+
+
+def files_html(snapshot: IndexSnapshot, hash_algo: Optional[str]) -> bytes:
+    """The whole of L{files_html_chunks}, at once."""
+    return b"".join(files_html_chunks(snapshot, sorted(snapshot.projects), hash_algo))

@@ -238,6 +238,12 @@ class StreamLogObserver:
         if self._pending is None:
             self._pending = self._clock.callLater(0, self.flush)
 
+    def raw(self, text: str) -> None:
+        """Write lines already made (a worker's, L{pypid.ops.workers}), in order with the rest."""
+        with self._lock:
+            self._queue.append(text)
+            self._write()
+
     def flush(self) -> None:
         """Write what is queued."""
         self._pending = None
@@ -293,6 +299,20 @@ class LoggingService(MultiService):
     def access(self, entry: AccessEntry) -> None:
         """Log one finished request."""
         self._access(entry)
+
+    def write_to(self, stream: IO[str], clock) -> StreamLogObserver:
+        """
+        Write every log line to C{stream} from now on, in this service's
+        format, through an observer of its own (a worker's log, which its
+        supervisor relays): no twistd there to ask.
+        """
+        from twisted.logger import globalLogBeginner
+
+        formats = json_format() if self.log_format == "json" else text_format()
+        self.observer = StreamLogObserver(stream, *formats, clock)
+        self._access = self.observer.access
+        globalLogBeginner.beginLoggingTo([self.observer], redirectStandardIO=False)
+        return self.observer
 
     def privilegedStartService(self) -> None:
         try:

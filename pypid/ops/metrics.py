@@ -71,6 +71,11 @@ class _Metric:
         ]
 
     def samples(self) -> list[str]:
+        return [f"{self.name}{suffix}{_labels([k for k, _ in pairs], [v for _, v in pairs])} {format_value(value)}"
+                for suffix, pairs, value in self.values()]
+
+    def values(self) -> list[tuple[str, list[tuple[str, str]], float]]:
+        """Every sample as (name suffix, label pairs, value)."""
         raise NotImplementedError
 
     def render(self) -> str:
@@ -97,11 +102,8 @@ class Counter(_Metric):
     def value(self, **labels: str) -> float:
         return self._values.get(self._key(labels), 0.0)
 
-    def samples(self) -> list[str]:
-        return [
-            f"{self.name}{_labels(self.labelnames, key)} {format_value(value)}"
-            for key, value in sorted(self._values.items())
-        ]
+    def values(self) -> list[tuple[str, list[tuple[str, str]], float]]:
+        return [("", list(zip(self.labelnames, key)), value) for key, value in sorted(self._values.items())]
 
 
 class Gauge(_Metric):
@@ -126,13 +128,10 @@ class Gauge(_Metric):
             return float(self._function())
         return self._values.get(self._key(labels), 0.0)
 
-    def samples(self) -> list[str]:
+    def values(self) -> list[tuple[str, list[tuple[str, str]], float]]:
         if self._function is not None:
-            return [f"{self.name} {format_value(float(self._function()))}"]
-        return [
-            f"{self.name}{_labels(self.labelnames, key)} {format_value(value)}"
-            for key, value in sorted(self._values.items())
-        ]
+            return [("", [], float(self._function()))]
+        return [("", list(zip(self.labelnames, key)), value) for key, value in sorted(self._values.items())]
 
 
 class Histogram(_Metric):
@@ -167,15 +166,15 @@ class Histogram(_Metric):
         series = self._series.get(self._key(labels))
         return series[-2] if series else 0.0
 
-    def samples(self) -> list[str]:
-        lines = []
+    def values(self) -> list[tuple[str, list[tuple[str, str]], float]]:
+        out: list[tuple[str, list[tuple[str, str]], float]] = []
         for key, series in sorted(self._series.items()):
+            pairs = list(zip(self.labelnames, key))
             for bound, count in zip(self.buckets + (math.inf,), series):
-                le = 'le="+Inf"' if math.isinf(bound) else f'le="{bound!r}"'
-                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {format_value(count)}")
-            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {format_value(series[-1])}")
-            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {format_value(series[-2])}")
-        return lines
+                out.append(("_bucket", pairs + [("le", "+Inf" if math.isinf(bound) else repr(bound))], count))
+            out.append(("_sum", pairs, series[-1]))
+            out.append(("_count", pairs, series[-2]))
+        return out
 
 
 class Registry:
@@ -208,6 +207,33 @@ class Registry:
     def render(self) -> bytes:
         """Every metric in the Prometheus text format."""
         return "".join(m.render() for _, m in sorted(self._metrics.items())).encode("utf-8")
+
+    def snapshot(self) -> dict:
+        """Every metric's kind, help and samples, as plain data (JSON can carry it)."""
+        return {
+            name: {"kind": m.kind, "doc": m.documentation, "values": [[s, [list(p) for p in pairs], v]
+                                                                     for s, pairs, v in m.values()]}
+            for name, m in sorted(self._metrics.items())
+        }
+
+    @staticmethod
+    def render_merged(snapshots: Sequence[tuple[str, dict]], label: str) -> bytes:
+        """
+        Several processes' L{snapshot}s as one exposition: each metric once,
+        with every process's samples, labelled C{label="<name>"}.
+        """
+        names = sorted({name for _, snapshot in snapshots for name in snapshot})
+        lines: list[str] = []
+        for name in names:
+            first = next(snapshot[name] for _, snapshot in snapshots if name in snapshot)
+            lines.append(f"# HELP {name} {_escape_help(first['doc'])}")
+            lines.append(f"# TYPE {name} {first['kind']}")
+            for who, snapshot in snapshots:
+                for suffix, pairs, value in snapshot.get(name, {}).get("values", ()):
+                    pairs = [(k, v) for k, v in pairs if k != label] + [(label, who)]
+                    lines.append(f"{name}{suffix}{_labels([k for k, _ in pairs], [v for _, v in pairs])}"
+                                 f" {format_value(float(value))}")
+        return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 #: The content type of L{Registry.render}'s output.

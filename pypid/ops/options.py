@@ -1,6 +1,7 @@
 """
-Logging on the command line: C{--log-format} and C{--no-access-log}; and
-pypid's top service, which decides where logs go, and the index gauges.
+Logging on the command line: C{--log-format} and C{--no-access-log}; the
+process model, C{--workers}; and pypid's top service, which decides where
+logs go, and the index gauges.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class OpsConfig:
     log_format: str = "text"
     #: A line per request (C{--no-access-log} turns it off).
     access_log: bool = True
+    #: Processes serving (C{--workers}; 1: this one).
+    workers: int = 1
 
 
 class OpsOptions(usage.Options):
@@ -30,6 +33,9 @@ class OpsOptions(usage.Options):
 
     optParameters = [
         ["log-format", None, "text", "Log format: text (twistd's) or json (one JSON object per line)."],
+        ["workers", None, "1",
+         "Serve with N worker processes (or auto: one per CPU) on the same sockets, each with its "
+         "own index of the same package directories; a worker that exits is started again."],
     ]
     optFlags = [
         ["no-access-log", None,
@@ -41,7 +47,9 @@ class OpsOptions(usage.Options):
         fmt = (self["log-format"] or "text").strip().lower()
         if fmt not in FORMATS:
             raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}, not {fmt!r}.")
-        return OpsConfig(log_format=fmt, access_log=not self["no-access-log"])
+        from pypid.ops.workers import parse_workers
+
+        return OpsConfig(log_format=fmt, access_log=not self["no-access-log"], workers=parse_workers(self["workers"]))
 
 
 def top_service(config: OpsConfig, twistd=None, clock=None) -> LoggingService:

@@ -178,3 +178,8 @@ class Listener(Service):
         if ":" in host:
             host = f"[{host}]"
         return f"{scheme}://{host}:{number}/"
+
+
+def is_tls(description: str) -> bool:
+    """Whether the endpoint C{description} serves TLS."""
+    return description.split(":", 1)[0].lower() in ("ssl", "tls", "le", "lets")

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.protocols.policies import TimeoutMixin
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -181,6 +182,12 @@ class PypidChannel(http.HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         if self.phase == IDLE and data and not self._handlingRequest:
+            fast = getattr(self.site, "fast", None)
+            if fast is not None and not self._buffer and fast.answer(self, data):
+                # Answered whole by the fast path (pypid.web.fast): idle
+                # again, for a whole idle timeout from now.
+                TimeoutMixin.resetTimeout(self)
+                return
             # A request begins: its whole head is due within the header
             # timeout, however slowly its bytes come.
             self._enter(HEAD)

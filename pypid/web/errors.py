@@ -25,6 +25,7 @@ from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
 from pypid.store.interfaces import StoreUnavailable
+from pypid.web.send import PAGE_CHUNK, BytesSender
 
 log = Logger()
 
@@ -207,6 +208,10 @@ def _deliver(request: Any, result: object, errors: Optional[dict[type, int]]) ->
             if body is NOT_DONE_YET:
                 return
         if body and request.method != b"HEAD":
+            if len(body) > PAGE_CHUNK:
+                # Written as the client takes it (it finishes the request).
+                BytesSender(request, body).start()
+                return
             request.write(body)
         request.finish()
     except Exception:

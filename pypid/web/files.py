@@ -10,6 +10,7 @@ import functools
 import os
 from typing import Callable, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
 from twisted.web.http import (
@@ -26,12 +27,15 @@ from zope.interface import implementer
 from pypid.index.model import DistFile
 from pypid.store.interfaces import IBody, IPackageStore
 from pypid.store.metadata import MetadataError
-from pypid.index.pages import PageCache
+from pypid.index import render
+from pypid.index.negotiate import accepts_gzip
+from pypid.index.pages import PageCache, gzip_chunks
 from pypid.web.errors import respond
 from pypid.web.ranges import UNSATISFIABLE, parse_range
 from pypid.web.errors import error_page, not_found
 from pypid.web.resource import PlainResource
-from pypid.web.util import not_modified_since, redirect, serve_page, text_response
+from pypid.web.send import ChunkSender
+from pypid.web.util import REVALIDATE, not_modified_since, redirect, text_response
 
 #: Answers of up to this many bytes are read at once and written in one go;
 #: longer ones are streamed by a L{FileSender}, which over TLS hands the
@@ -48,6 +52,9 @@ SENDFILE_TURN = 1024 * 1024
 #: After sendfile(2), the piece handed to the transport to be woken up
 #: when the socket can take more: what a stalled reader then holds.
 SENDFILE_WAKE = 16 * 1024
+
+#: Tells this process's listings from another's (in their ETags).
+_PROCESS = os.urandom(6).hex().encode("ascii")
 
 #: Last-Modified values, formatted once per distinct second. (The names above
 #: are imported one by one: attributes of twisted.web.http go through a
@@ -405,7 +412,7 @@ class Packages(PlainResource):
         if not segments:
             return redirect(request, "packages/")
         if segments == [b""]:
-            return serve_page(request, self.pages.files_listing(), b"text/html; charset=utf-8")
+            return self._listing(request)
         try:
             path = b"/".join(segments).decode("utf-8")
         except UnicodeDecodeError:
@@ -431,6 +438,34 @@ class Packages(PlainResource):
     @staticmethod
     def _missing(request) -> bytes:
         return error_page(request, not_found())
+
+    def _listing(self, request):
+        """
+        C{/packages/}: every file, streamed as it is rendered (at a million
+        files it is some 180 MB): the reactor renders one chunk per turn,
+        as the client takes them, and never holds the whole page.
+        """
+        keys = self.pages.project_keys()
+        if isinstance(keys, Deferred):
+            return keys.addCallback(lambda keys: self._stream_listing(request, keys))
+        return self._stream_listing(request, keys)
+
+    def _stream_listing(self, request, keys: list[str]):
+        snapshot = self.pages.snapshot
+        gz = accepts_gzip((request.getHeader(b"accept-encoding") or b"").decode("latin-1"))
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"vary", b"Accept-Encoding")
+        request.setHeader(b"cache-control", REVALIDATE)
+        if gz:
+            request.setHeader(b"content-encoding", b"gzip")
+        # Weak: the same listing is not byte for byte the same across
+        # processes; the generation changes with every change of the index.
+        etag = b'W/"%s-%d%s"' % (_PROCESS, snapshot.generation, b"-gz" if gz else b"")
+        if request.setETag(etag) is http.CACHED or request.method == b"HEAD":
+            return b""
+        chunks = render.files_html_chunks(snapshot, keys, self.pages.hash_algo)
+        ChunkSender(request, gzip_chunks(chunks) if gz else chunks).start()
+        return NOT_DONE_YET
 
     def _file(self, request, f: DistFile, sidecar: str = ""):
         body = self.store.open(f, sidecar)

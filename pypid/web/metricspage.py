@@ -5,7 +5,7 @@ allowed to see it; and the per-request recording the Site does.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from twisted.web import http
 
@@ -70,17 +70,23 @@ class MetricsPage(PlainResource):
 
     isLeaf = True
 
-    def __init__(self, allow: Sequence[str] = (), registry: metrics.Registry = metrics.REGISTRY) -> None:
+    def __init__(self, allow: Sequence[str] = (), registry: metrics.Registry = metrics.REGISTRY,
+                 source: Optional[Callable[[], bytes]] = None) -> None:
+        """
+        @param source: renders the page instead of C{registry} (with
+            C{--workers}: every worker's metrics, labelled).
+        """
         super().__init__()
         self.allow = TrustedProxies.parse(allow) if allow else None
         self.registry = registry
+        self.source = source
 
     def render_GET(self, request) -> bytes:
         if request.postpath not in ([], [b""]):
             raise not_found()
         if self.allow is not None and not self.allow.trusts(peer_of(request.getClientAddress())):
             raise HTTPError(http.FORBIDDEN, "Metrics are not available to this address (--metrics-allow).")
-        body = self.registry.render()
+        body = self.source() if self.source is not None else self.registry.render()
         request.setHeader(b"content-type", metrics.CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-length", b"%d" % len(body))

@@ -18,6 +18,7 @@ from twisted.python import usage
 
 from pypid.counts import counted
 from pypid.ops.values import endpoint_description, whole_seconds
+from pypid.ops.startup import is_tls
 from pypid.web import channel
 
 DEFAULT_PORT = "tcp:8080"
@@ -233,10 +234,6 @@ def endpoint(reactor, option: str, description: str):
     except Exception as e:
         # pyOpenSSL's errors, for a key or certificate it cannot load.
         raise usage.UsageError(f"{option} {description!r}: cannot load its TLS key or certificate (are they PEM files?): {e}")
-
-
-def is_tls(description: str) -> bool:
-    return description.split(":", 1)[0].lower() in ("ssl", "tls", "le", "lets")
 
 
 def guard(actions: frozenset, authenticator) -> Optional[Callable]:

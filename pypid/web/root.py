@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -40,6 +41,10 @@ class WebConfig:
     #: only when that is not empty (C{--metrics-allow}).
     metrics: bool = False
     metrics_allow: tuple = ()
+    #: Renders /metrics instead of this process's registry (C{--workers}: every worker's).
+    metrics_source: Optional[Callable[[], bytes]] = None
+    #: Which worker of C{--workers} this is (the health endpoint says, with its pid).
+    worker: Optional[int] = None
 
 
 class Welcome(PlainResource):
@@ -78,9 +83,10 @@ class Health(PlainResource):
 
     isLeaf = True
 
-    def __init__(self, store: IPackageStore) -> None:
+    def __init__(self, store: IPackageStore, worker: Optional[int] = None) -> None:
         super().__init__()
         self.store = store
+        self.worker = worker
 
     def render_GET(self, request) -> bytes:
         snapshot = self.store.snapshot
@@ -98,6 +104,8 @@ class Health(PlainResource):
                     status["status"] = "degraded"
                 status["problems"] = problems
             status["serial"] = snapshot.serial
+        if self.worker is not None:
+            status.update(worker=self.worker, pid=os.getpid())
         body = dumps(status) + b"\n"
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
@@ -144,6 +152,7 @@ class Root(PlainResource):
         protect: Optional[Callable[[bytes, Resource], Resource]] = None,
         upstream=None,
         api: Optional[Resource] = None,
+        threads=None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -156,6 +165,8 @@ class Root(PlainResource):
             files are served under C{+upstream/} (C{+} is in no project name).
         @param api: C{+api/}: the yank API (L{pypid.web.yankapi.YankAPI}),
             which checks credentials itself.
+        @param threads: where work that grows with the index runs (a
+            L{pypid.threads.Threads}; L{None}: at once, in tests).
         """
         super().__init__()
         self.store = store
@@ -167,7 +178,7 @@ class Root(PlainResource):
             b"pypi": PypiJSON(store, upstream),
         }
         # Pages for people and XML-RPC search, from one search index.
-        browse = BrowseCache(store)
+        browse = BrowseCache(store, threads)
         children[b"project"] = ProjectsRoot(browse, forms=config.uploads)
         children[b"search"] = SearchPage(browse)
         children[b"RPC2"] = XmlRpc(browse)
@@ -184,8 +195,8 @@ class Root(PlainResource):
         self.putChild(b"favicon.ico", Favicon())
         self.putChild(b"robots.txt", Robots())
         # Without --metrics, /metrics is no project shortcut either.
-        self.putChild(b"metrics", MetricsPage(config.metrics_allow) if config.metrics else NotFound())
-        self._health = Health(store)
+        self.putChild(b"metrics", MetricsPage(config.metrics_allow, source=config.metrics_source) if config.metrics else NotFound())
+        self._health = Health(store, config.worker)
         self._wait = WaitForIndex(store)
 
     def take_body(self, request, method: bytes, uri: bytes, length):

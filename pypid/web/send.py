@@ -13,9 +13,10 @@ taken it; L{BytesSender} streams a body from memory that way
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator, Optional
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 #: Bytes of a file written at a time, and all a download hands the
@@ -28,6 +29,8 @@ CHUNK = 48 * 1024
 #: (SEND_LIMIT), so chunks of that size cost no extra turn; a stalled
 #: reader of a page holds at most this much.
 PAGE_CHUNK = 128 * 1024
+
+_log = Logger()
 
 
 def one_chunk_in_flight(request) -> Callable[[], None]:
@@ -96,4 +99,68 @@ class BytesSender:
         if not self._done:
             self._done = True
             self.body = b""
+            self._restore()
+
+
+@implementer(IPushProducer)
+class ChunkSender:
+    """
+    Streams the chunks of C{chunks} (an iterator of bytes, made as they are
+    asked for: a listing rendered as it goes out) into C{request}, one at a
+    time as the connection takes them, then finishes it. Each chunk is
+    made when the connection can take it, so a long answer costs the
+    reactor one chunk's work per turn, and a client that reads nothing
+    holds one chunk and the iterator.
+    """
+
+    def __init__(self, request, chunks: Iterator[bytes]) -> None:
+        self.request = request
+        self.chunks: Optional[Iterator[bytes]] = chunks
+        self.paused = False
+        self._writing = False
+        self._restore: Callable[[], None] = lambda: None
+
+    def start(self) -> None:
+        self._restore = one_chunk_in_flight(self.request)
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.request.registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self._writing or self.chunks is None:
+            return
+        self._writing = True
+        finished = False
+        try:
+            while not self.paused and self.chunks is not None:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    finished = True
+                    break
+                if chunk:
+                    self.request.write(chunk)
+        except Exception:
+            # Half an answer is out: the client must see it cut off.
+            _log.failure("streaming the answer to {uri} failed", uri=getattr(self.request, "uri", None))
+            self._stop()
+            self.request.unregisterProducer()
+            self.request.loseConnection()
+            return
+        finally:
+            self._writing = False
+        if finished and self.chunks is not None:
+            self._stop()
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def stopProducing(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.chunks is not None:
+            self.chunks = None
             self._restore()

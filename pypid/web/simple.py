@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from twisted.internet.defer import Deferred
 from twisted.web import http
 from twisted.web.resource import Resource
 
@@ -11,7 +12,7 @@ from pypid.index.names import is_valid, normalize
 from pypid.index.negotiate import choose_content_type
 from pypid.index.pages import PageCache
 from pypid.web.errors import HTTPError, not_found
-from pypid.web.resource import PlainResource
+from pypid.web.resource import Answer, PlainResource
 from pypid.web.util import redirect, serve_page
 
 NOT_ACCEPTABLE = (
@@ -36,7 +37,7 @@ def set_serial(request, serial: int) -> None:
     request.setHeader(b"x-pypi-last-serial", b"%d" % serial)
 
 
-def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes | int:
+def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> Answer:
     content_type = _negotiate(request)
     if content_type is None:
         raise HTTPError(http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
@@ -51,6 +52,9 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
         if fallback is not None and fallback.lists_upstream:
             return fallback.serve_index(request, content_type)
         page = pages.index(content_type)
+        if isinstance(page, Deferred):
+            # The list is being rendered (in a thread): answered once it is.
+            return page.addCallback(lambda page: serve_page(request, page, _media(content_type)))
     else:
         found = pages.project(key, content_type)
         # The upstream fallback (pypid.web.upstreamfiles) answers for names that
@@ -62,8 +66,12 @@ def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> byte
             raise not_found(f"Project {key!r} is not on this index.")
         set_serial(request, snapshot.projects[key].serial)
         page = found
-    return serve_page(request, page, content_type.encode("ascii") + b"; charset=utf-8"
-                      if content_type == "text/html" else content_type.encode("ascii"))
+    return serve_page(request, page, _media(content_type))
+
+
+def _media(content_type: str) -> bytes:
+    """The Content-Type header of a page of C{content_type}."""
+    return content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
 
 
 class SimpleRoot(PlainResource):
@@ -93,7 +101,7 @@ class ProjectList(PlainResource):
         self.pages = pages
         self.fallback = fallback
 
-    def render_GET(self, request) -> bytes | int:
+    def render_GET(self, request) -> Answer:
         if request.postpath:
             raise not_found()
         return _serve(request, self.pages, None, self.fallback)
@@ -110,7 +118,7 @@ class ProjectPage(PlainResource):
         self.segment = segment
         self.fallback = fallback
 
-    def render_GET(self, request) -> bytes | int:
+    def render_GET(self, request) -> Answer:
         try:
             name = self.segment.decode("utf-8")
         except UnicodeDecodeError:

@@ -46,11 +46,13 @@ from pypid.web.channel import (
 )
 from pypid.web.proxy import TrustedProxies
 from pypid.web.resource import allowed_methods
+from pypid.web.send import PAGE_CHUNK, BytesSender
 from pypid.web.forwarded import ForwardedRequestMixin
 from pypid.ops.metrics import UPLOADS
 from pypid.web.metricspage import record_request
 
 if TYPE_CHECKING:
+    from pypid.web.fast import FastPath
     from pypid.web.upload import UploadBody
 
 _log = Logger()
@@ -353,6 +355,10 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
             self.write(b"")
         else:
             self.setHeader(b"content-length", b"%d" % len(body))
+            if len(body) > PAGE_CHUNK:
+                # Written as the client takes it (it finishes the request).
+                BytesSender(self, body).start()
+                return
             self.write(body)
         self.finish()
 
@@ -426,6 +432,9 @@ class PypidSite(server.Site):
     #: Where bodies refused unread are recorded (the upload audit log; set by
     #: C{makeService}).
     audit: Optional[AuditLog] = None
+    #: The fast path for the commonest GETs (L{pypid.web.fast}; set by
+    #: C{makeService} when reads are open), which the channel tries first.
+    fast: Optional[FastPath] = None
 
     #: Overflow connections (answered 503) read their request head only
     #: while there are fewer than this many; past it they are answered at once.

@@ -76,7 +76,7 @@ def serve_page(
     Answer with a pre-rendered page: gzip when the client accepts it, strong
     ETag with C{If-None-Match}, C{Last-Modified}, and a bodiless C{HEAD}.
     """
-    gz = page.gzipped is not None and accepts_gzip(
+    gz = page.has_gzip and accepts_gzip(
         (request.getHeader(b"accept-encoding") or b"").decode("latin-1")
     )
     body = page.gzipped if gz else page.body

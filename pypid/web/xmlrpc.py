@@ -100,12 +100,15 @@ class XmlRpc(PlainResource):
 
     isLeaf = True
 
+    #: Calls whose work grows with the number of projects.
+    IN_THREAD = frozenset({"search", "list_packages", "list_packages_with_serial"})
+
     def __init__(self, cache: BrowseCache) -> None:
         super().__init__()
         self.cache = cache
 
     def render_POST(self, request):
-        def send(body: bytes) -> bytes:
+        def answered(body: bytes) -> bytes:
             request.setHeader(b"content-type", b"text/xml; charset=utf-8")
             request.setHeader(b"content-length", b"%d" % len(body))
             request.setHeader(b"cache-control", b"no-store")
@@ -113,8 +116,8 @@ class XmlRpc(PlainResource):
 
         body = self.answer(self._body(request))
         if isinstance(body, Deferred):
-            return body.addCallback(send)
-        return send(body)
+            return body.addCallback(answered)
+        return answered(body)
 
     @staticmethod
     def _body(request) -> bytes:
@@ -140,6 +143,24 @@ class XmlRpc(PlainResource):
         if handler is None:
             return fault(METHOD_NOT_FOUND, f"Method {method!r} is not supported; this index offers "
                                            f"{', '.join(self.methods())}.")
+
+        def failed(failure) -> bytes:
+            log.failure("XML-RPC {method} failed", failure, method=method)
+            return fault(APPLICATION_ERROR, f"{method} failed; see the server log.")
+
+        if method in self.IN_THREAD:
+            # A search or a list of every project takes a time that grows
+            # with the index: answered in a thread, from the search index
+            # prepared (the response made there too).
+            return self.cache.in_thread(lambda index: self._call(method, handler, params)).addErrback(failed)
+        result = self._call(method, handler, params)
+        if isinstance(result, Deferred):
+            return result.addCallback(_response).addErrback(failed)
+        return result
+
+    @staticmethod
+    def _call(method: str, handler, params):
+        """C{handler(*params)}'s response, a fault for bad parameters, or a Deferred of its result."""
         try:
             result = handler(*params)
         except TypeError as e:
@@ -147,11 +168,7 @@ class XmlRpc(PlainResource):
         except SearchError as e:
             return fault(APPLICATION_ERROR, f"RuntimeError: {e}")
         if isinstance(result, Deferred):
-            def failed(failure) -> bytes:
-                log.failure("XML-RPC {method} failed", failure, method=method)
-                return fault(APPLICATION_ERROR, f"{method} failed; see the server log.")
-
-            return result.addCallback(_response).addErrback(failed)
+            return result
         return _response(result)
 
     @classmethod

@@ -173,7 +173,7 @@ def test_the_check_finds_what_is_not_there():
 #: pypid/__init__.py, the version).
 LAYERS: list[tuple[str, ...]] = [
     ("docs_cli",),
-    ("cli",),
+    ("cli", "worker"),
     ("pypiserver",),
     ("tap",),
     ("web",),

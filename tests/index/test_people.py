@@ -81,3 +81,16 @@ def test_entries_follow_yanks():
     assert second.by_key["demo-app"].version == "1.0"
     assert second.by_key["demo-lib"] is first.by_key["demo-lib"]
     assert SearchIndex(yanked, second).by_key["demo-app"] is second.by_key["demo-app"]
+
+def test_projects_page_in_pages():
+    """Every project, a page at a time, with links to the pages around."""
+    entries = SearchIndex(IndexSnapshot.build([dist(f"p{i:03}", "1.0") for i in range(25)])).entries
+    whole = browse.projects_page(entries).decode()
+    assert whole.count("<tr><td>") == 25 and "?page=" not in whole
+    first = browse.projects_page(entries, 1, 10).decode()
+    assert "<p>25 projects.</p>" in first and first.count("<tr><td>") == 10
+    assert 'href="?page=2" rel="next"' in first and "rel=\"prev\"" not in first
+    last = browse.projects_page(entries, 3, 10).decode()
+    assert last.count("<tr><td>") == 5 and 'href="?page=2" rel="prev"' in last and 'rel="next"' not in last
+    assert "p024" in last and "p019" not in last
+    assert browse.projects_page(entries, 9, 10) == browse.projects_page(entries, 3, 10), "past the end: the last page"

@@ -50,12 +50,12 @@ def project(**overrides):
 class RenderTests(SynchronousTestCase):
     def test_project_html(self):
         """Links are relative, carry sha256, escaped requires-python and both core-metadata attributes."""
-        page = parse(render.project_html(project(requires_python=">=3.8,<4", metadata_sha256="m" * 64), "sha256"))
+        page = parse(render.project_html(project(requires_python=">=3.8,<4", metadata_sha256="e" * 64), "sha256"))
         self.assertEqual(page.meta["pypi:repository-version"], "1.4")
         attrs = page.by_text("foo_bar-1.0-py3-none-any.whl")
         self.assertEqual(attrs["href"], "../../packages/sub/foo_bar-1.0-py3-none-any.whl#sha256=" + "d" * 64)
         self.assertEqual(attrs["data-requires-python"], ">=3.8,<4")
-        self.assertEqual(attrs["data-core-metadata"], "sha256=" + "m" * 64)
+        self.assertEqual(attrs["data-core-metadata"], "sha256=" + "e" * 64)
         self.assertEqual(attrs["data-dist-info-metadata"], attrs["data-core-metadata"])
         sdist_attrs = page.by_text("foo_bar-1.0.tar.gz")
         self.assertNotIn("data-core-metadata", sdist_attrs)
@@ -76,7 +76,7 @@ class RenderTests(SynchronousTestCase):
 
     def test_project_json(self):
         """PEP 691 + 700: normalised name, versions, size, upload-time, core-metadata, never dist-info-metadata."""
-        doc = json.loads(render.project_json(project(metadata_sha256="m" * 64, requires_python=">=3.8"), "sha256"))
+        doc = json.loads(render.project_json(project(metadata_sha256="e" * 64, requires_python=">=3.8"), "sha256"))
         self.assertEqual(doc["meta"], {"api-version": "1.4"})
         self.assertEqual(doc["name"], "foo-bar")
         self.assertEqual(doc["versions"], ["1.0"])
@@ -85,7 +85,7 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(wheel["hashes"], {"sha256": "d" * 64})
         self.assertEqual(wheel["size"], 10)
         self.assertRegex(wheel["upload-time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-        self.assertEqual(wheel["core-metadata"], {"sha256": "m" * 64})
+        self.assertEqual(wheel["core-metadata"], {"sha256": "e" * 64})
         self.assertEqual(wheel["requires-python"], ">=3.8")
         self.assertNotIn("dist-info-metadata", json.dumps(doc))
         self.assertEqual(sdist["filename"], "foo_bar-1.0.tar.gz")
@@ -215,3 +215,71 @@ class YankRenderTests(SynchronousTestCase):
         self.assertIn('action="../../+api/unyank"', page)
         self.assertIn('action="../../+api/yank"', page)
         self.assertNotIn("+api", people.project_page(project, entry_of(project), "http://h/").decode())
+
+class ListsInThreadsTests(SynchronousTestCase):
+    """The pages that grow with the index are rendered in threads, once per change."""
+
+    def setUp(self):
+        from tests.test_threads import FakeThreads
+
+        self.threads = FakeThreads()
+        self.snap = IndexSnapshot.build([dist(f"p{i}-1.whl", project=f"p{i}") for i in range(3)])
+        self.cache = PageCache(self.snap, "sha256", self.threads)
+
+    def test_index_waits_for_its_render(self):
+        d = self.cache.index(TEXT_HTML)
+        self.assertNoResult(d)
+        self.assertEqual(len(self.threads.jobs), 1, "rendered in a thread")
+        self.threads.run()
+        page = self.successResultOf(d)
+        self.assertIn(b'href="p2/"', page.body)
+        self.assertIs(self.cache.index(TEXT_HTML), page, "served from memory until a change")
+
+    def test_a_new_project_renders_again(self):
+        d = self.cache.index(JSON_V1)
+        self.threads.run()
+        old = self.successResultOf(d)
+        new, changed = self.snap.apply([dist("a-2.whl", project="p0", version="2")], [])
+        self.cache.update(new, changed)
+        self.assertIs(self.cache.index(JSON_V1), old, "a new file of a listed project keeps the list")
+        newer, changed = new.apply([dist("q-1.whl", project="q")], [])
+        self.cache.update(newer, changed)
+        d = self.cache.index(JSON_V1)
+        self.threads.run()
+        self.assertIn("q", [p["name"] for p in json.loads(self.successResultOf(d).body)["projects"]])
+
+    def test_project_keys(self):
+        d = self.cache.project_keys()
+        self.threads.run()
+        self.assertEqual(self.successResultOf(d), ["p0", "p1", "p2"])
+
+    def test_project_pages_are_bounded(self):
+        """Project pages are kept up to a number of bytes, the most recent ones."""
+        snap = IndexSnapshot.build([dist(f"p{i}-1.whl", project=f"p{i}") for i in range(50)])
+        one = len(render.project_html(snap.get("p0"), "sha256"))
+        cache = PageCache(snap, "sha256", project_bytes=10 * (one + 1000))
+        first = cache.project("p0", TEXT_HTML)
+        for i in range(1, 50):
+            cache.project(f"p{i}", TEXT_HTML)
+        self.assertIsNot(cache.project("p0", TEXT_HTML), first, "evicted, then rendered again")
+        self.assertEqual(cache.project("p0", TEXT_HTML).body, first.body)
+
+
+class ListingChunksTests(SynchronousTestCase):
+    def test_chunks(self):
+        """/packages/ is rendered a chunk at a time, every file once, projects in order."""
+        snap = IndexSnapshot.build(
+            [dist(f"d{i % 7}/p{i}-{v}.whl", project=f"p{i}", version=str(v)) for i in range(300) for v in (1, 2)])
+        keys = sorted(snap.projects)
+        chunks = list(render.files_html_chunks(snap, keys, "sha256", size=1000))
+        self.assertGreater(len(chunks), 20)
+        self.assertTrue(all(len(c) < 1000 + 600 for c in chunks))
+        whole = b"".join(chunks)
+        self.assertEqual(whole, render.files_html(snap, "sha256"))
+        page = parse(whole)
+        self.assertEqual(len(page.anchors), 600)
+        self.assertEqual([a[1] for a in page.anchors[:2]], ["d0/p0-1.whl", "d0/p0-2.whl"])
+
+    def test_gone_projects_are_skipped(self):
+        snap = IndexSnapshot.build([dist("a-1.whl", project="a")])
+        self.assertEqual(len(parse(b"".join(render.files_html_chunks(snap, ["a", "gone"], None))).anchors), 1)

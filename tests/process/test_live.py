@@ -172,10 +172,16 @@ def test_restart_reads_nothing_again(packages, start_server):
         for i in range(200):
             (directory / f"warm{d * 200 + i}-1.0-py3-none-any.whl").write_bytes(data)
     first = start_server("--rescan-interval", "0", str(packages))
-    assert "10000 files (10000 files read, 0 from the state cache)" in first.log()
+    assert "10000 files (10000 files read, 0 from the state cache, 0 from the index image)" in first.log()
     first.stop()
+    assert "index image" in first.log() and (packages / ".pypid" / "index.image").exists()
     os.unlink(packages / "d00" / "warm0-1.0-py3-none-any.whl")
     (packages / "d00" / "warm1-1.0-py3-none-any.whl").write_bytes(wheel_bytes("warm1", "2.0")[1])
     second = start_server("--rescan-interval", "0", str(packages))
-    assert "9999 files (1 file read, 9998 from the state cache)" in second.log()
+    assert "9999 files (1 file read, 0 from the state cache, 9998 from the index image)" in second.log()
     assert (packages / ".pypid" / "cache.sqlite3").exists()
+    second.stop()
+    # Without the image, every file is in the state cache.
+    os.unlink(packages / ".pypid" / "index.image")
+    third = start_server("--rescan-interval", "0", str(packages))
+    assert "9999 files (0 files read, 9999 from the state cache, 0 from the index image)" in third.log()

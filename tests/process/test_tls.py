@@ -186,3 +186,30 @@ def test_absolute_urls_say_https(tls_server):
     with urllib.request.urlopen(server.url + "pypi/demo-app/json", context=server.context()) as r:
         doc = json.load(r)
     assert doc["urls"][0]["url"].startswith(server.url + "packages/")
+
+
+def test_workers_serve_tls(tmp_path, packages):
+    """--workers over an ssl: endpoint: each worker speaks TLS on the shared socket."""
+    pytest.importorskip("OpenSSL", reason="Twisted's ssl: endpoint needs pyOpenSSL (Debian: python3-openssl)")
+    write_dist(str(packages), wheel_bytes("demo-lib", "2.0"))
+    tls = make_certificate(tmp_path)
+    server = TLSServer(["--workers", "2", str(packages)], log_path=tmp_path / "twistd-tls-workers.log",
+                       port=f"ssl:0:privateKey={tls.key}:certKey={tls.cert}:interface=127.0.0.1")
+    server.cafile = str(tls.ca)
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "worker 1 is ready" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        workers = set()
+        for _ in range(60):
+            with urllib.request.urlopen(server.url + "health", timeout=10, context=server.context()) as r:
+                workers.add(json.load(r)["worker"])
+            with urllib.request.urlopen(server.url + "simple/demo-lib/", timeout=10, context=server.context()) as r:
+                assert b"demo_lib-2.0-py3-none-any.whl" in r.read()
+            if workers == {0, 1}:
+                break
+        assert workers == {0, 1}
+    finally:
+        server.stop()

@@ -85,3 +85,60 @@ class ServePageTests(SynchronousTestCase):
     def test_small_page_is_returned(self) -> None:
         page = make_page(b"<p>x</p>\n")
         self.assertEqual(serve_page(DummyRequest([b""]), page, b"text/html"), page.body)
+
+
+class ChunkSenderTests(SynchronousTestCase):
+    def test_one_chunk_made_per_resume(self) -> None:
+        """Each chunk is made only when the connection can take it."""
+        made: list[int] = []
+
+        def chunks():
+            for i in range(5):
+                made.append(i)
+                yield b"%d" % i
+
+        request = Request()
+        from pypid.web.send import ChunkSender
+
+        ChunkSender(request, chunks()).start()
+        self.assertEqual((made, request.written), ([0], [b"0"]))
+        self.assertEqual(request.channel.transport.bufferSize, 0)
+        while not request.finished:
+            request.producer.resumeProducing()
+        self.assertEqual(b"".join(request.written), b"01234")
+        self.assertEqual(request.channel.transport.bufferSize, 65536)
+
+    def test_client_gone(self) -> None:
+        """A client that goes away stops the rendering."""
+        from pypid.web.send import ChunkSender
+
+        made: list[int] = []
+
+        def chunks():
+            for i in range(5):
+                made.append(i)
+                yield b"x"
+
+        request = Request()
+        sender = ChunkSender(request, chunks())
+        sender.start()
+        request.finish_deferred.errback(ConnectionError("gone"))
+        sender.resumeProducing()
+        self.assertEqual(made, [0])
+        self.assertFalse(request.finished)
+
+    def test_failure_cuts_the_answer(self) -> None:
+        from pypid.web.send import ChunkSender
+
+        def chunks():
+            yield b"x"
+            raise ValueError("broken")
+
+        request = Request()
+        lost: list[bool] = []
+        request.loseConnection = lambda: lost.append(True)
+        ChunkSender(request, chunks()).start()
+        request.producer.resumeProducing()
+        self.assertEqual(lost, [True])
+        self.assertFalse(request.finished)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)

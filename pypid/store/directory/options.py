@@ -124,11 +124,13 @@ class DirectoryParts(NamedTuple):
     watch: Optional["WatchService"]
 
 
-def build(config: DirectoryConfig, reactor: Any, threads: Threads) -> DirectoryParts:
+def build(config: DirectoryConfig, reactor: Any, threads: Threads, write_image: bool = True) -> DirectoryParts:
     """
     The directory store with its state cache and serial book, the rescans (C{index}) and the
     watcher (C{watch}); nothing is read or created before they start.
-    C{threads} (a L{pypid.threads.Threads}) runs their blocking work.
+    C{threads} (a L{pypid.threads.Threads}) runs their blocking work;
+    C{write_image}: whether this process writes the index image (one of
+    several workers does).
     """
     from pypid.store.directory.rescans import IndexService
     from pypid.store.directory.serials import SerialBook
@@ -139,7 +141,7 @@ def build(config: DirectoryConfig, reactor: Any, threads: Threads) -> DirectoryP
     roots = list(config.roots)
     state_dirs = [config.state_dir] if config.state_dir else default_state_dirs(roots[0])
     store = DirectoryStore(roots, config.hash_algo, threads, StateCache(state_dirs), SerialBook(state_dirs),
-                           clock=reactor)
+                           clock=reactor, write_image=write_image)
     interval = config.rescan_interval
     watcher = None
     if config.watch:

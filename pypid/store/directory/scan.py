@@ -10,17 +10,24 @@ which logs them on the reactor thread.
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import stat
 import time
 from stat import S_ISREG
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Protocol
 
 from pypid.store import complete
 from pypid.index.filenames import TEMPORARY_SUFFIXES, ParsedName, parse_filename, is_hidden_or_temporary
-from pypid.index.model import DistFile
+from pypid.index.model import _MASK as _SHARD_MASK, DistFile
 from pypid.store.metadata import CorruptArchive, MetadataError, MetadataTooLarge, parse_fields, read_metadata
 from pypid.index.names import normalize
+from pypid.index.filenames import SDIST_SUFFIXES
+
+if TYPE_CHECKING:
+    from pypid.index.model import IndexSnapshot
+
+_DIST_SUFFIXES = (".whl", ".egg") + SDIST_SUFFIXES
 
 #: Hash algorithms whose names both pip and uv accept in URL fragments.
 HASH_ALGORITHMS = ("sha256", "sha384", "sha512", "md5")
@@ -47,12 +54,18 @@ class Found(NamedTuple):
     link: str = ""
 
 
+#: A L{Found}'s fields as a plain tuple (what a child walk sends, L{pypid.store.directory.walk}).
+FoundFields = tuple[int, str, str, int, int, int, int, str]
+
+
 def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result, link: str = "") -> Found:
     return _new_tuple(Found, (root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link))
 
 
 #: Builds a named tuple from its fields in order, without a Python-level call.
 _new_tuple = tuple.__new__
+#: A Found's path.
+_PATH = operator.itemgetter(1)
 
 
 class Skipped(NamedTuple):
@@ -129,20 +142,110 @@ def _walk_dir(
         # is_hidden_or_temporary says, inline; one lower() per name).
         for entry in entries:
             name = entry.name
+            if name[0] == ".":
+                continue
             lower = name.lower()
-            if name[0] == "." or lower.endswith(TEMPORARY_SUFFIXES):
+            if lower.endswith(TEMPORARY_SUFFIXES):
+                continue
+            link = ""
+            try:
+                # The common case first: a regular file (known without a
+                # stat from the directory entry), stat'ed once (lstat).
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append((prefix + name + "/", entry.path))
+                    continue
+                elif entry.is_symlink():
+                    link = os.path.realpath(entry.path)
+                    if not _inside(link, real_root):
+                        skipped.append(Skipped(prefix + name, "symlink points outside the package directory"))
+                        continue
+                    st = entry.stat()
+                else:
+                    continue
+            except OSError:
+                continue
+            if not S_ISREG(st.st_mode):
+                continue
+            if lower.endswith(".asc"):
+                signatures.add(prefix + name[:-4])
+                continue
+            files.append(_new_tuple(
+                Found,
+                (index, prefix + name, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link),
+            ))
+        del entries
+        yield files, signatures
+
+
+def _walk_against(
+    index: int, real_root: str, prefix: str, directory: str, skipped: list[Skipped], shards: list[dict[str, DistFile]]
+) -> Iterator[tuple[list[Found], set[str], list[DistFile], list[str]]]:
+    """
+    L{_walk_dir} for a tree mostly known already (a start from the index
+    image): each regular file is compared with its record in C{shards}
+    (the previous files, as a L{FileMap} holds them) as soon as it is
+    stat'ed, and only those that changed become L{Found} records. Yields,
+    one directory at a time: the files that changed or are new, the paths
+    that have a detached signature, the unchanged records whose
+    signature may have changed (those that had one, and those with a
+    signature now), and the paths of every file found.
+    """
+    stack = [(prefix, directory)]
+    while stack:
+        prefix, directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as e:
+            skipped.append(Skipped(prefix or ".", f"unreadable directory: {e.strerror}"))
+            continue
+        files: list[Found] = []
+        signatures: set[str] = set()
+        signed: list[DistFile] = []
+        paths: list[str] = []
+        kept: dict[str, DistFile] = {}
+        # Once per file of the whole tree: as lean as it gets.
+        for entry in entries:
+            name = entry.name
+            if name[0] == ".":
+                continue
+            lower = name.lower()
+            if lower.endswith(TEMPORARY_SUFFIXES):
                 continue
             path = prefix + name
             link = ""
             try:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if lower.endswith(".asc"):
+                        signatures.add(path[:-4])
+                        continue
+                    paths.append(path)
+                    old = shards[hash(path) & _SHARD_MASK].get(path)
+                    if (
+                        old is not None and old[1] == index and old[8] == st.st_size
+                        and old[9] == st.st_mtime_ns and old[15] == st.st_ino and old[16] == st.st_ctime_ns
+                    ):
+                        if old[14]:
+                            signed.append(old)
+                        else:
+                            kept[path] = old
+                        continue
+                    files.append(_new_tuple(
+                        Found,
+                        (index, path, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, ""),
+                    ))
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((path + "/", entry.path))
                     continue
-                if entry.is_symlink():
-                    link = os.path.realpath(entry.path)
-                    if not _inside(link, real_root):
-                        skipped.append(Skipped(path, "symlink points outside the package directory"))
-                        continue
+                if not entry.is_symlink():
+                    continue
+                link = os.path.realpath(entry.path)
+                if not _inside(link, real_root):
+                    skipped.append(Skipped(path, "symlink points outside the package directory"))
+                    continue
                 st = entry.stat()
             except OSError:
                 continue
@@ -151,12 +254,14 @@ def _walk_dir(
             if lower.endswith(".asc"):
                 signatures.add(path[:-4])
                 continue
+            paths.append(path)
             files.append(_new_tuple(
-                Found,
-                (index, path, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link),
+                Found, (index, path, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link),
             ))
         del entries
-        yield files, signatures
+        # Unchanged files that gained a signature.
+        signed.extend(kept[path] for path in signatures if path in kept)
+        yield files, signatures, signed, paths
 
 
 def _walk_into(
@@ -266,7 +371,8 @@ _WRITING = "still being written; listed once it is left alone for a moment"
 
 
 def read_details(
-    found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None
+    found: Found, parsed: ParsedName, hash_algo: Optional[str], notes: Optional[list[Note]] = None,
+    keep_metadata: Optional[Callable[[bytes, bytes], None]] = None,
 ) -> Details | Skipped:
     """
     Read a file's bytes: check that the archive is complete (the rule of
@@ -278,6 +384,8 @@ def read_details(
     @param notes: where to add what is worth saying about a file listed
         all the same (its core metadata over the size limit: no
         C{.metadata} file is offered for it).
+    @param keep_metadata: told a wheel's core metadata (its sha256 and
+        bytes), to serve it later without reading the wheel again.
     """
     filename = os.path.basename(found.path)
     try:
@@ -309,7 +417,10 @@ def read_details(
                 requires_python = fields.requires_python
                 summary = fields.summary
                 if parsed.kind == "wheel":
-                    metadata_sha256 = hashlib.sha256(raw).hexdigest()
+                    sha = hashlib.sha256(raw)
+                    metadata_sha256 = sha.hexdigest()
+                    if keep_metadata is not None:
+                        keep_metadata(sha.digest(), raw)
         if _changed_since(os.stat(found.abspath), found):
             return Skipped(found.path, _CHANGING, transient=True)
     except OSError as e:
@@ -347,7 +458,7 @@ def describe(
     if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
-        read = read_details(found, parsed, hash_algo, notes)
+        read = read_details(found, parsed, hash_algo, notes, getattr(cache, "put_metadata", None))
         if isinstance(read, Skipped):
             return read
         details = read
@@ -360,17 +471,26 @@ def describe(
     return _new_tuple(
         DistFile,
         (path, found.root, share(project, project), share(name, name), version, kind,
-         share(python_version, python_version), build, found.size, found.mtime_ns, digest,
-         share(requires_python, requires_python), metadata_sha256, share(summary, summary), has_sig),
+         share(python_version, python_version), build, found.size, found.mtime_ns,
+         None if digest is None else bytes.fromhex(digest), share(requires_python, requires_python),
+         None if metadata_sha256 is None else bytes.fromhex(metadata_sha256), share(summary, summary), has_sig,
+         found.ino, found.ctime_ns),
     )
 
 
 def unchanged(previous: DistFile, found: Found) -> bool:
-    """Whether C{found} is the same file content C{previous} describes."""
+    """
+    Whether C{found} is the very file C{previous} describes: same root,
+    size and mtime, and the same inode and status-change time when both
+    are known (a file rewritten in place with its mtime put back, or
+    replaced by another of the same size and times, is not).
+    """
     return (
-        previous.root == found.root
-        and previous.size == found.size
-        and previous.mtime_ns == found.mtime_ns
+        previous[1] == found[0]
+        and previous[8] == found[3]
+        and previous[9] == found[4]
+        and (previous[15] == found[5] or not previous[15] or not found[5])
+        and (previous[16] == found[6] or not previous[16] or not found[6])
     )
 
 
@@ -388,6 +508,57 @@ class ScanResult(NamedTuple):
     links: Optional[dict[str, str]] = None
     #: What is worth a warning about files listed all the same.
     notes: Optional[list[Note]] = None
+    #: For a first scan: the whole index, built in the scan's thread (the
+    #: change is then already in it).
+    base: Optional["IndexSnapshot"] = None
+    #: Files whose details came from the index image (L{pypid.store.directory.image}).
+    imaged: int = 0
+
+
+class Progress:
+    """
+    How far a scan has got, for the log lines of a long first scan: set by
+    the scan's thread, read on the reactor thread.
+    """
+
+    def __init__(self) -> None:
+        #: Files expected (an estimate), 0 while unknown.
+        self.total = 0
+        #: Files looked at so far.
+        self.scanned = 0
+        #: Files of the index image read so far (before the scan proper).
+        self.loaded = 0
+        #: Files whose bytes were read so far.
+        self.read = 0
+
+
+def count_files(roots: list[str]) -> int:
+    """
+    About how many files a scan of C{roots} will look at: the names with a
+    distribution's suffix, found without a C{stat} (a tenth of a second
+    per 100,000 files). Blocking.
+    """
+    count = 0
+    stack = list(roots)
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name[0] == ".":
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+            except OSError:
+                continue
+            if name.lower().endswith(_DIST_SUFFIXES):
+                count += 1
+    return count
 
 
 class _Changes:
@@ -403,8 +574,10 @@ class _Changes:
         previous: Mapping[str, DistFile],
         cache: Optional[DetailsCache],
         quiet: Optional[Quiet] = None,
+        progress: Optional[Progress] = None,
     ) -> None:
         self.hash_algo = hash_algo
+        self.progress = progress
         self.quiet = quiet if quiet is not None else DEFAULT_QUIET
         #: Files changed less than the quiet period ago, to read once it has
         #: passed: (found, has a signature).
@@ -422,28 +595,44 @@ class _Changes:
         #: Strings the new records share (see L{describe}).
         self.shared: dict[object, object] = {}
 
-    def take(self, items: Iterable[Found], signatures: set[str]) -> None:
+    def take(self, items: Iterable[FoundFields], signatures: set[str]) -> None:
         """
-        Compare C{items} (found at distinct paths) with the previous files
+        Compare C{items} (L{Found} records or plain tuples of their fields,
+        found at distinct paths) with the previous files
         at their paths; C{signatures} has every one of their paths that has
         a detached signature.
         """
+        if not isinstance(items, list):
+            items = list(items)
         previous = self.previous
         added = self.added
         todo: list[Found] = []
+        get = previous.get
+        # A large index's files are in shards (FileMap): looked up inline.
+        shards = getattr(previous, "_shards", None) or None
+        # Once per file of a whole tree: kept lean (fields by position;
+        # what unchanged() says, inline).
         for item in items:
-            if item.link:
-                self.links[item.abspath] = item.link
-            old = previous.get(item.path)
+            path = item[1]
+            if item[7]:
+                self.links[item[2]] = item[7]
+            old = shards[hash(path) & _SHARD_MASK].get(path) if shards is not None else get(path)
             if old is not None:
-                if unchanged(old, item):
-                    has_sig = item.path in signatures
-                    if old.has_sig != has_sig:
+                if (
+                    old[1] == item[0] and old[8] == item[3] and old[9] == item[4]
+                    and (old[15] == item[5] or not old[15] or not item[5])
+                    and (old[16] == item[6] or not old[16] or not item[6])
+                ):
+                    has_sig = path in signatures
+                    if old[14] != has_sig:
                         added.append(old._replace(has_sig=has_sig))
                     continue
                 # Changed, perhaps into something that is no longer listed.
-                self.removed.append(item.path)
-            todo.append(item)
+                self.removed.append(path)
+            todo.append(item if item.__class__ is Found else _new_tuple(Found, item))
+        progress = self.progress
+        if progress is not None:
+            progress.scanned += len(items) - len(todo)
         if not todo:
             return
         cache = self.cache
@@ -463,6 +652,11 @@ class _Changes:
             self._describe(item, item.path in signatures, details)
 
     def _describe(self, item: Found, has_sig: bool, details: Optional[Details]) -> None:
+        progress = self.progress
+        if progress is not None:
+            progress.scanned += 1
+            if details is None:
+                progress.read += 1
         described = describe(item, self.hash_algo, has_sig, self.cache, details, self.shared, True, self.notes)
         if isinstance(described, Skipped):
             self.skipped.append(described)
@@ -513,6 +707,7 @@ def _diff(
     previous: Mapping[str, DistFile],
     covered: Optional[Iterable[str]],
     cache: Optional[DetailsCache] = None,
+    progress: Optional[Progress] = None,
 ) -> ScanResult:
     """
     Compare what a walk C{found} with the C{previous} files at the paths the
@@ -520,7 +715,7 @@ def _diff(
     described (hashed, metadata read, or taken from C{cache}), vanished
     ones removed.
     """
-    changes = _Changes(hash_algo, previous, cache)
+    changes = _Changes(hash_algo, previous, cache, progress=progress)
     changes.skipped = skipped
     changes.take(found.values(), signatures)
     # Gone from disk (the changed ones are already among the removed).
@@ -534,28 +729,61 @@ def scan(
     hash_algo: Optional[str],
     previous: Mapping[str, DistFile],
     cache: Optional[DetailsCache] = None,
+    progress: Optional[Progress] = None,
+    walked: Optional[Iterable[tuple[list[FoundFields], set[str]]]] = None,
 ) -> ScanResult:
     """
     Walk the roots and work out what changed since C{previous} (the files of
     the current snapshot). Only new or changed files are hashed and read.
+
+    @param walked: the walk of the one root, done elsewhere (a child
+        process, L{pypid.store.directory.walk.ChildWalk}): (files as
+        plain tuples of L{Found}'s fields, signatures) a directory at a time.
     """
+    if walked is not None:
+        changes = _Changes(hash_algo, previous, cache, progress=progress)
+        gone = set(previous)
+        for fields, signatures in walked:
+            gone.difference_update(map(_PATH, fields))
+            changes.take(fields, signatures)
+        changes.skipped.extend(getattr(walked, "skipped", ()))
+        changes.removed.extend(gone)
+        return changes.result()
     if len(roots) != 1:
         # A signature in one root may be for a file of another: walk them all first.
         found, signatures, skipped = walk(roots)
-        return _diff(found, signatures, skipped, hash_algo, previous, None, cache)
+        return _diff(found, signatures, skipped, hash_algo, previous, None, cache, progress)
     # One directory at a time: what is needed only while a directory's
     # files are compared, looked up and described (the walk's records, the
     # cache's rows) is let go before the next directory, so that a first
     # scan of a large tree does not leave a sea of freed memory between the
     # records the index keeps.
-    changes = _Changes(hash_algo, previous, cache)
-    seen: Optional[set[str]] = set() if previous else None
-    for files, signatures in _walk_dir(0, os.path.realpath(roots[0]), "", roots[0], changes.skipped):
-        if seen is not None:
-            seen.update(item.path for item in files)
+    changes = _Changes(hash_algo, previous, cache, progress=progress)
+    real_root = os.path.realpath(roots[0])
+    shards = getattr(previous, "_shards", None)
+    if shards:
+        # A large tree known already (a start from the index image): files
+        # compared as they are found; what is left of the previous ones
+        # at the end is gone (a set of every path, changed in C).
+        gone = set(previous)
+        for files, signatures, signed, paths in _walk_against(0, real_root, "", roots[0], changes.skipped, shards):
+            gone.difference_update(paths)
+            changes.take(files, signatures)
+            for old in signed:
+                has_sig = old[0] in signatures
+                if old[14] != has_sig:
+                    changes.added.append(old._replace(has_sig=has_sig))
+            if progress is not None:
+                progress.scanned += len(paths) - len(files)
+        changes.removed.extend(gone)
+        return changes.result()
+    gone_paths: Optional[set[str]] = set(previous) if previous else None
+    for files, signatures in _walk_dir(0, real_root, "", roots[0], changes.skipped):
+        if gone_paths is not None:
+            gone_paths.difference_update(map(_PATH, files))
         changes.take(files, signatures)
-    if seen is not None:
-        changes.removed.extend(path for path in previous if path not in seen)
+    if gone_paths:
+        changes.removed.extend(gone_paths)
     return changes.result()
 
 

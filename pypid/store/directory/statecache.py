@@ -26,6 +26,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import zlib
 from types import TracebackType
 from typing import Any, Iterable, Iterator, Optional
 
@@ -54,6 +55,10 @@ _COLUMNS = """
     PRIMARY KEY (dir, file)
 """
 _SCHEMA = f"CREATE TABLE IF NOT EXISTS files ({_COLUMNS}) WITHOUT ROWID"
+#: Core metadata files, compressed, by their sha256 (as bytes): what a
+#: wheel's C{.metadata} serves, read on the reactor thread. A table of its
+#: own, so that a scan's reads of the files table do not read them.
+_METADATA = "CREATE TABLE IF NOT EXISTS metadata (sha256 BLOB PRIMARY KEY, data BLOB NOT NULL)"
 
 #: Version 1 kept the absolute path in one column: split it at its last '/'
 #: (everything up to the last '/' is what rtrim() leaves of it when told to
@@ -125,6 +130,10 @@ class StateCache:
         self._db: Optional[sqlite3.Connection] = None
         self._opened = False
         self._pending: list[tuple[object, ...]] = []
+        self._pending_metadata: list[tuple[bytes, bytes]] = []
+        #: The reactor thread's own read-only connection (L{read_metadata}).
+        self._reader: Optional[sqlite3.Connection] = None
+        self._reader_failed = False
         self._messages: list[tuple[str, str]] = []
         #: Files looked up per directory since L{track} began (to prune the
         #: entries of files gone). Counts, not names: a first scan looks up
@@ -191,6 +200,7 @@ class StateCache:
                 db.execute("DROP TABLE IF EXISTS files")
                 db.execute(_SCHEMA)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute(_METADATA)
             db.execute("SELECT count(*) FROM files").fetchone()
         except BaseException:
             db.close()
@@ -206,6 +216,12 @@ class StateCache:
                 pass
         self._db = None
         self._pending = []
+
+    def directory(self) -> Optional[str]:
+        """The state directory in use (chosen and opened on first use), or L{None}."""
+        with self._lock:
+            self._connection()
+            return os.path.dirname(self.path) if self.path is not None else None
 
     # DetailsCache
 
@@ -292,14 +308,57 @@ class StateCache:
             if len(self._pending) >= BATCH:
                 self.flush()
 
+    # Core metadata
+
+    def put_metadata(self, sha256: bytes, raw: bytes) -> None:
+        """Keep the core metadata C{raw} (whose sha256 is C{sha256}), compressed."""
+        with self._lock:
+            if self._connection() is None:
+                return
+            self._pending_metadata.append((sha256, zlib.compress(raw, 6)))
+            if len(self._pending_metadata) >= BATCH:
+                self.flush()
+
+    def read_metadata(self, sha256: bytes) -> Optional[bytes]:
+        """
+        The core metadata whose sha256 is C{sha256}, if kept; L{None} when
+        not (or when the cache cannot say at once). For the reactor thread:
+        its own read-only connection, which never waits for a writer (WAL),
+        on a table of small rows, usually in the page cache: what a small
+        download costs in reads of the disk.
+        """
+        reader = self._reader
+        if reader is None:
+            if self._reader_failed or self.path is None or self._db is None:
+                return None
+            try:
+                reader = self._reader = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, timeout=0, isolation_level=None)
+                reader.execute("PRAGMA query_only = 1")
+            except sqlite3.Error:
+                self._reader_failed = True
+                return None
+        try:
+            row = reader.execute("SELECT data FROM metadata WHERE sha256 = ?", (sha256,)).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        try:
+            raw = zlib.decompress(row[0])
+        except zlib.error:
+            return None
+        return raw if hashlib.sha256(raw).digest() == sha256 else None
+
     # Upkeep
 
     def flush(self) -> None:
         """Write the entries collected so far, in one transaction."""
         with self._lock:
-            if not self._pending or self._db is None:
+            if (not self._pending and not self._pending_metadata) or self._db is None:
                 return
             rows, self._pending = self._pending, []
+            blobs, self._pending_metadata = self._pending_metadata, []
             try:
                 with _transaction(self._db):
                     self._db.executemany(
@@ -307,6 +366,7 @@ class StateCache:
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         rows,
                     )
+                    self._db.executemany("INSERT OR IGNORE INTO metadata (sha256, data) VALUES (?, ?)", blobs)
             except sqlite3.Error as e:
                 self._failed(e)
 
@@ -357,6 +417,10 @@ class StateCache:
                     with _transaction(db):
                         db.executemany("DELETE FROM files WHERE dir = ?", gone)
                         db.executemany("DELETE FROM files WHERE dir = ? AND file = ?", stale)
+                # The core metadata of no file (gone, or of an earlier version).
+                db.execute(
+                    "DELETE FROM metadata WHERE lower(hex(sha256)) NOT IN"
+                    " (SELECT metadata_sha256 FROM files WHERE metadata_sha256 IS NOT NULL)")
             except sqlite3.Error as e:
                 self._failed(e)
                 return 0
@@ -378,6 +442,7 @@ class StateCache:
             if self._db is not None:
                 self._db.close()
             self._db = None
+        # (The reader belongs to the thread that opened it: closed only there.)
 
 
 class _transaction:

@@ -11,7 +11,11 @@ its own L{DirectoryStore.refresh} and L{DirectoryStore.rescan}.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
+import time
+from collections import OrderedDict
+from stat import S_ISDIR, S_ISREG
 from typing import Iterable, Mapping, NamedTuple, NoReturn, Optional, cast
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
@@ -24,14 +28,15 @@ from pypid.counts import counted
 from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, ChangesSince, file_changes, yank_changes
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
-from pypid.store.directory import landing, scan
-from pypid.store.directory.body import FileBody, open_regular
+from pypid.store.directory import image, landing, scan
+from pypid.store.directory.body import OPEN_FLAGS, FileBody, open_regular
 from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, Placed, check_name, listed_as
 from pypid.store.snapshot import SnapshotOwner
 from pypid.lru import Recent
 from pypid.store.metadata import read_metadata
 from pypid.store.directory.serials import ProjectRow, SerialBook, Stored, differences, fingerprint
 from pypid.store.directory.statecache import StateCache
+from pypid.store.directory.walk import ChildWalk, WalkFailed
 from pypid.store.directory.yankfile import YANKS_FILE, YankFile
 from pypid.index.yanks import YankRead, by_project
 from pypid.threads import Threads
@@ -40,8 +45,8 @@ from pypid.threads import Threads
 #: at most L{pypid.store.metadata.MAX_METADATA_SIZE}), whatever their sizes.
 METADATA_CACHE_BYTES = 16 * 1024 * 1024
 
-#: How many served files to remember as checked (a few hundred bytes each).
-CHECKED_FILES = 16384
+#: How many checked directories to keep open for downloads.
+CHECKED_DIRECTORIES = 256
 
 _STUCK = (
     "still incomplete since the previous rescan (a copy or upload that died?); "
@@ -58,12 +63,14 @@ class DirectoryStore(SnapshotOwner):
     """
     An L{IPackageStore} over one or more package directories.
 
-    Scans never overlap: a rescan asked for while one runs is coalesced into
-    one more scan after it. New files are staged in C{.pypid-incoming} of
-    the first directory, and land there (or over the listed file of their
-    name).
+    Scans of one kind never overlap: a rescan asked for while one runs is
+    coalesced into one more after it, and so are refreshes. Once the index
+    is ready, a refresh runs beside a full rescan (see L{_next}). New files
+    are staged in C{.pypid-incoming} of the first directory, and land there
+    (or over the listed file of their name).
 
-    Every change a scan finds takes the next serial. With a L{SerialBook}
+    Every change a scan finds takes the next serial, in the order the scans'
+    results arrive. With a L{SerialBook}
     (C{serials}) the serial, each project's serial and the change log are
     kept on disk (each change durable before it is served), and files that
     changed while pypid was not running take a new serial once the first
@@ -74,8 +81,13 @@ class DirectoryStore(SnapshotOwner):
 
     def __init__(
         self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None,
-        serials: Optional[SerialBook] = None, clock: Optional[IReactorTime] = None,
+        serials: Optional[SerialBook] = None, clock: Optional[IReactorTime] = None, write_image: bool = True,
     ) -> None:
+        """
+        @param write_image: whether this process writes the index image to
+            the state directory (L{save_image}); every process reads it at
+            start. With several worker processes, one writes it.
+        """
         super().__init__(clock)
         self.roots = [os.path.abspath(root) for root in roots]
         self.hash_algo = hash_algo
@@ -85,8 +97,6 @@ class DirectoryStore(SnapshotOwner):
         self._stored: Optional[Stored] = None
         #: Changes are numbered, recorded and installed one at a time.
         self._changing = DeferredLock()
-        #: Whether the snapshot has taken the serial the book left (the first scan's change).
-        self._numbered = False
         #: Scans run so far, full and of paths (what the watcher's bursts cost).
         self.scans = {"full": 0, "paths": 0}
         #: What the latest scan found (its counts show what it cost).
@@ -100,14 +110,29 @@ class DirectoryStore(SnapshotOwner):
         self._threads = threads
         self._metadata: Recent[tuple[str, int, int, int], bytes] = Recent(None, max_bytes=METADATA_CACHE_BYTES)
         self._ready: Optional[list[Deferred[None]]] = []
-        self._running = False
         self._running_full = False
+        self._running_paths = False
+        #: While a full scan runs: the listed paths that refreshes changed
+        #: since it started (its result, from an older snapshot, leaves them
+        #: alone), and the paths those refreshes were asked for.
+        self._changed_during_full: set[str] = set()
+        self._refreshed_during_full: set[str] = set()
+        #: Full scans applied so far: a refresh that saw one applied while
+        #: it ran is done again.
+        self._full_applied = 0
         self._full_waiters: Optional[list[Deferred[None]]] = None
         self._paths: set[str] = set()
         self._path_waiters: list[Deferred[None]] = []
         self._warned: dict[str, set[str]] = {}
-        #: Files that passed the guard under C{_checked_for}, by path.
-        self._checked_files: dict[str, tuple[int, int, int]] = {}
+        #: How far the first scan has got (for its progress lines).
+        self.progress = scan.Progress()
+        self.write_image = write_image
+        #: The snapshot last written to the index image (or read from it).
+        self._imaged: Optional[IndexSnapshot] = None
+        self._saving: Optional[Deferred[None]] = None
+        #: Open descriptors of the directories checked under C{_checked_for},
+        #: by (root, relative path), the most recently used last.
+        self._dirs: OrderedDict[tuple[int, str], tuple[int, str, tuple[int, int]]] = OrderedDict()
         self._checked_for: Optional[IndexSnapshot] = None
         #: Where uploads are staged (there only while one is).
         self.spool = landing.Spool(self.roots[0])
@@ -139,20 +164,49 @@ class DirectoryStore(SnapshotOwner):
             return super().changelog(since)
         return self._threads(self.serials.since, since, self.snapshot.serial)
 
-    def readMetadata(self, distfile: DistFile) -> Deferred[bytes]:
-        # Resolvers ask for the same few .metadata files over and over:
-        # keep the most recent ones rather than reopen the archive each time.
+    def metadata_now(self, distfile: DistFile) -> Optional[bytes]:
+        """
+        A wheel's core metadata if it can be had at once (recently served,
+        or kept in the state cache), else L{None}: no thread, no archive read.
+        """
         key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
         cached = self._metadata.get(key)
         if cached is not None:
-            return succeed(cached)
+            return cached
+        sha256 = distfile.raw_metadata_sha256
+        if sha256 is not None and self.cache is not None:
+            raw = self.cache.read_metadata(sha256)
+            if raw is not None:
+                self._metadata[key] = raw
+                return raw
+        return None
+
+    def readMetadata(self, distfile: DistFile) -> Deferred[bytes]:
+        # Resolvers ask for the same few .metadata files over and over:
+        # keep the most recent ones rather than reopen the archive each time.
+        # Kept compressed in the state cache by the scan that read the
+        # wheel: read at once, without a thread (a resolver's first run
+        # after a start asks for hundreds).
+        raw = self.metadata_now(distfile)
+        if raw is not None:
+            return succeed(raw)
+        key = (distfile.path, distfile.root, distfile.size, distfile.mtime_ns)
+        sha256 = distfile.raw_metadata_sha256
         path = os.path.join(self.roots[distfile.root], distfile.path)
+        cache = self.cache
+
+        def read() -> bytes:
+            raw = read_metadata(path, distfile.kind)
+            if cache is not None and sha256 is not None and hashlib.sha256(raw).digest() == sha256:
+                cache.put_metadata(sha256, raw)
+                cache.flush()
+            return raw
 
         def keep(raw: bytes) -> bytes:
             self._metadata[key] = raw
             return raw
 
-        return self._threads(read_metadata, path, distfile.kind).addCallback(keep)
+        return self._threads(read).addCallback(keep)
 
     def stage(self, size: Optional[int] = None) -> IStaged:
         return landing.Staged(self.spool, size)
@@ -315,26 +369,47 @@ class DirectoryStore(SnapshotOwner):
         return scan.resolve_inside(os.path.join(root, path), root)
 
     def _open(self, distfile: DistFile, sidecar: str) -> Optional[tuple[int, os.stat_result]]:
-        # Every download comes here. The guard (L{_checked}) costs an lstat
-        # per path component, so a file that passed it is remembered by its
-        # identity (device, inode, ctime) until the snapshot changes: the
-        # file opened by its plain path is then served only if it is that
-        # very file, whatever happened to the directories on the way.
-        # Symlinked files (O_NOFOLLOW fails on them) always take the guard.
+        # Every download comes here, and must open only a file inside its
+        # package directory (no symlinked directory on the way out). The
+        # file is opened relative to an open descriptor of its directory,
+        # checked once (an lstat per path component) and kept until the
+        # snapshot changes: one openat() and an fstat per download, however
+        # many files there are. A symlinked file (O_NOFOLLOW refuses it)
+        # takes the whole check.
         path = distfile.path + sidecar
-        abspath = os.path.join(self.roots[distfile.root], path)
-        if self._checked_for is not self.snapshot or len(self._checked_files) >= CHECKED_FILES:
+        if self._checked_for is not self.snapshot:
+            self._forget_directories()
             self._checked_for = self.snapshot
-            self._checked_files = {}
-        opened = open_regular(abspath, os.O_NOFOLLOW)
-        if opened is not None and self._checked_files.get(path) == _identity(opened[1]):
-            return opened
-        checked = self._checked(distfile.root, path)
-        if checked is not None and opened is None:
-            opened = open_regular(checked, os.O_NOFOLLOW)
-        if checked is None or opened is None:
-            if opened is not None:
-                os.close(opened[0])
+        directory, _, name = path.rpartition("/")
+        known = self._directory(distfile.root, directory)
+        if known is not None and name not in ("", ".", ".."):
+            dirfd, where, identity = known
+            try:
+                fd = os.open(name, OPEN_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    st = os.fstat(fd)
+                    # Still the directory that was checked, at its path (not
+                    # moved away, nor a directory on the way swapped for a
+                    # symlink since): one lstat, not one per component.
+                    there = os.stat(where) if not directory else os.lstat(where)
+                    if S_ISREG(st.st_mode) and (there.st_dev, there.st_ino) == identity:
+                        return fd, st
+                except OSError:
+                    pass
+                os.close(fd)
+                self._forget_directory((distfile.root, directory))
+        return self._open_checked(distfile.root, path)
+
+    def _open_checked(self, root: int, path: str) -> Optional[tuple[int, os.stat_result]]:
+        """Open C{path} of root C{root} after checking every component, symlinks resolved."""
+        checked = self._checked(root, path)
+        if checked is None:
+            return None
+        opened = open_regular(checked, os.O_NOFOLLOW)
+        if opened is None:
             return None
         fd, st = opened
         try:
@@ -345,9 +420,62 @@ class DirectoryStore(SnapshotOwner):
             # Changed between the open and the check: not proven inside.
             os.close(fd)
             return None
-        if checked == abspath:
-            self._checked_files[path] = _identity(st)
         return opened
+
+    def _directory(self, root: int, directory: str) -> Optional[tuple[int, str, tuple[int, int]]]:
+        """
+        An open descriptor of C{directory} (relative, C{/}-separated) of root
+        C{root}, checked to be a directory reached without a symlink, its
+        path and its (device, inode); L{None} when it is not one.
+        """
+        key = (root, directory)
+        dirs = self._dirs
+        known = dirs.get(key)
+        if known is not None:
+            dirs.move_to_end(key)
+            return known
+        current = self.roots[root]
+        st = None
+        for part in directory.split("/") if directory else ():
+            if part in ("", ".", ".."):
+                return None
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except OSError:
+                return None
+            if not S_ISDIR(st.st_mode):
+                return None
+        try:
+            fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            opened = os.fstat(fd)
+        except OSError:
+            opened = None
+        if opened is None or (st is not None and (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino)):
+            # Replaced between the check and the open: not proven inside.
+            os.close(fd)
+            return None
+        known = dirs[key] = (fd, current, (opened.st_dev, opened.st_ino))
+        if len(dirs) > CHECKED_DIRECTORIES:
+            _, oldest = dirs.popitem(last=False)
+            os.close(oldest[0])
+        return known
+
+    def _forget_directory(self, key: tuple[int, str]) -> None:
+        known = self._dirs.pop(key, None)
+        if known is not None:
+            os.close(known[0])
+
+    def _forget_directories(self) -> None:
+        dirs, self._dirs = self._dirs, OrderedDict()
+        for fd, _, _ in dirs.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _target(self, parts: list[str]) -> tuple[str, str, str]:
         """
@@ -364,27 +492,60 @@ class DirectoryStore(SnapshotOwner):
         return root, os.path.join(root, *parts), "/".join(parts)
 
     def _next(self) -> None:
-        """Start the next scan, one at a time; a full scan covers pending paths."""
-        if self._running:
-            return
-        # Snapshots are never changed in place: the thread may read this one.
-        previous = self.snapshot.files
-        if self._full_waiters is not None:
-            waiters = self._full_waiters + self._path_waiters
-            self._full_waiters, self._path_waiters, self._paths = None, [], set()
-            paths = None
-        elif self._path_waiters:
+        """
+        Start the next scans. Until the index is ready, one at a time, a
+        full scan covering the paths asked for meanwhile. Then a full scan
+        (a periodic rescan: many seconds at a million files) and a refresh
+        of paths may run together, so that a file dropped, uploaded or
+        removed meanwhile is listed at once.
+
+        Each works out a change from the snapshot it started from, and the
+        other may have changed that snapshot before it ends:
+
+          - a full scan's result leaves out the paths that refreshes changed
+            while it ran (it may have seen an older state of them), and
+            those refreshes are done again after it;
+          - a refresh that ends after a full scan was applied is done again
+            (it may have seen an older state than the full scan did).
+
+        A refresh done again reads what is on disk after both have read it:
+        the listing ends as the directory is. (Until it is done, a file
+        that changed while both ran may show the refresh's older state.)
+        """
+        ready = self._ready is None
+        if self._full_waiters is not None and not self._running_full and (ready or not self._running_paths):
+            waiters = self._full_waiters
+            self._full_waiters = None
+            if not ready:
+                # The first scan covers whatever was asked for before it.
+                waiters += self._path_waiters
+                self._path_waiters, self._paths = [], set()
+            self._start(None, waiters)
+        if self._path_waiters and not self._running_paths and (ready or not self._running_full):
             paths, waiters = sorted(self._paths), self._path_waiters
             self._path_waiters, self._paths = [], set()
-        else:
-            return
+            self._start(paths, waiters)
+
+    def _again(self, paths: Optional[Iterable[str]]) -> None:
+        """Refresh C{paths} once more (nobody waits for it)."""
+        if paths:
+            self._paths.update(paths)
+            self._path_waiters.append(Deferred())
+
+    def _start(self, paths: Optional[list[str]], waiters: list[Deferred[None]]) -> None:
         full = paths is None
         self.scans["full" if full else "paths"] += 1
-        self._running = True
-        self._running_full = full
+        if full:
+            self._running_full = True
+            self._changed_during_full = set()
+            self._refreshed_during_full = set()
+        else:
+            self._running_paths = True
         first = full and self._ready is not None
-        job = ScanJob(tuple(self.roots), self.hash_algo, previous,
-                      None if paths is None else tuple(paths), self._links, first, self.cache)
+        # Snapshots are never changed in place: the thread may read this one.
+        job = ScanJob(tuple(self.roots), self.hash_algo, self.snapshot.files,
+                      None if paths is None else tuple(paths), self._links, first, self.cache,
+                      self.progress if first else None)
         if first and self.serials is not None and self._stored is None:
             def loaded(stored: Stored) -> Deferred[tuple[scan.ScanResult, Optional[YankRead]]]:
                 self._stored = stored
@@ -394,18 +555,22 @@ class DirectoryStore(SnapshotOwner):
             d: Deferred[tuple[scan.ScanResult, Optional[YankRead]]] = self._threads(self.serials.load).addCallback(loaded)
         else:
             d = self._threads(run_scan_and_yanks, job, self.yankfile)
-        d.addCallbacks(self._scannedWithYanks, self._scanFailed)
+        d.addCallbacks(self._scannedWithYanks, self._scanFailed, callbackArgs=(paths, self._full_applied))
         d.addBoth(self._scanDone, waiters, full)
 
-    def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]]) -> Deferred[None]:
+    def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]],
+                          paths: Optional[list[str]], full_applied: int) -> Deferred[None]:
         """The scan's files are the next change, then the yank file's (when it changed)."""
         result, yanks = outcome
-        d = self._scanned(result)
+        d = self._scanned(result, paths, full_applied)
         if yanks is None:
             return d
         return d.addCallback(lambda _: self._applyYanks(yanks))
 
-    def _scanned(self, result: scan.ScanResult) -> Deferred[None]:
+    def _scanned(
+        self, result: scan.ScanResult, paths: Optional[list[str]] = None, full_applied: int = 0
+    ) -> Deferred[None]:
+        full = paths is None
         if self.cache is not None:
             for level, text in self.cache.messages():
                 getattr(self.log, level)("{text}", text=text)
@@ -417,7 +582,7 @@ class DirectoryStore(SnapshotOwner):
                     self.log.info("not listing {path} yet: {reason}", path=item.path, reason=item.reason)
                 else:
                     self.log.warn("not listing {path}: {reason}", path=item.path, reason=item.reason)
-        if self._running_full:
+        if full:
             # Still incomplete a whole rescan interval later: a copy that died.
             waiting = {item.path for item in result.skipped if item.transient}
             for path in sorted(waiting & self._waiting):
@@ -435,8 +600,28 @@ class DirectoryStore(SnapshotOwner):
                 reasons.add(note.reason)
                 self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
-        self._noteLinks(result.links or {}, full=self._running_full)
-        return _locked(self._changing.run(self._change, result.added, result.removed))
+        self._noteLinks(result.links or {}, full=full)
+        if result.base is not None:
+            # A first scan: the whole index, built in the scan's thread.
+            self._full_applied += 1
+            imaged = bool(result.imaged and not result.added and not result.removed)
+            return _locked(self._changing.run(self._first, result.base, imaged))
+        added, removed = result.added, result.removed
+        if paths is None:
+            self._full_applied += 1
+            changed = self._changed_during_full
+            if changed:
+                added = [f for f in added if f.path not in changed]
+                removed = [p for p in removed if p not in changed]
+        else:
+            if self._running_full:
+                self._changed_during_full.update(f.path for f in added)
+                self._changed_during_full.update(removed)
+                self._refreshed_during_full.update(paths)
+            if full_applied != self._full_applied:
+                self._again(paths)
+        return _locked(self._changing.run(self._change, added, removed))
+
 
     def _install(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
         super()._install(snapshot, changed)
@@ -471,9 +656,6 @@ class DirectoryStore(SnapshotOwner):
         recorded (durably, with a serial book) before it is installed.
         """
         old = self.snapshot
-        if not self._numbered:
-            self._numbered = True
-            return self._first(added, removed)
         new, changed = old.apply(added, removed)
         if not changed:
             return None
@@ -485,28 +667,30 @@ class DirectoryStore(SnapshotOwner):
         rows = {key: _row(new, key) for key in changed}
         return self._record(new, changed, changes, rows)
 
-    def _first(self, added: Iterable[DistFile], removed: Iterable[str]) -> Optional[Deferred[None]]:
+    def _first(self, base: IndexSnapshot, imaged: bool) -> Optional[Deferred[None]]:
         """
-        The first scan's files: numbered as the book left them (a first
-        start takes serial 1); changes while pypid was not running are
-        found later (L{_reconcile}), not to hold up the first index.
+        The first scan's index (built whole in its thread, every project at
+        serial 1), numbered as the book left it (a first start takes serial
+        1); changes while pypid was not running are found later
+        (L{_reconcile}), not to hold up the first index. C{imaged}: the
+        index image holds these very files.
         """
-        old = self.snapshot
         stored = self._stored
-        if stored is None or stored.fresh:
-            new, changed = old.apply(added, removed)
+        if stored is not None and not stored.fresh:
+            last = stored.last
+            base = base.with_serials({key: stored.projects.get(key, last) for key in base.projects}, last)
+        else:
             # What is listed at start is not logged file by file.
-            self.changes.horizon = new.serial
-            if not changed:
-                return None
-            if stored is None:
-                self._install(new, changed)
-                return None
-            return self._record(new, changed, (), {}, horizon=new.serial)
-        new, changed = old.apply(added, removed, stored.last)
-        new = new.with_serials(stored.projects, stored.last)
-        self._install(new, changed)
-        return None
+            self.changes.horizon = base.serial
+        if imaged:
+            self._imaged = base
+        if not base.files and not self.snapshot.files:
+            return None
+        changed = frozenset(base.projects) | frozenset(self.snapshot.projects)
+        if stored is None or not stored.fresh:
+            self._install(base, changed)
+            return None
+        return self._record(base, changed, (), {}, horizon=base.serial)
 
     def _record(
         self, new: IndexSnapshot, changed: frozenset[str], changes: Iterable[Change],
@@ -577,6 +761,50 @@ class DirectoryStore(SnapshotOwner):
                       count=counted(len(fingerprints) + len(gone), "project"), serial=serial)
         return self._record(new, frozenset(fingerprints), changes, rows)
 
+    # The index image.
+
+    def save_image(self) -> Deferred[None]:
+        """
+        Write the index to the index image (in a thread), unless it holds
+        this very index already; fires when done (never fails: a failure is
+        logged).
+        """
+        if not self.write_image or self.cache is None or self._ready is not None:
+            return succeed(None)
+        if self._saving is not None:
+            # One at a time: the next one covers what changed meanwhile.
+            return self._saving.addCallback(lambda _: self.save_image())
+        snapshot = self.snapshot
+        if self._imaged is not None and snapshot.files is self._imaged.files:
+            # Only serials or yanks changed (the image holds neither).
+            return succeed(None)
+        started = time.monotonic()
+        cache = self.cache
+
+        def write() -> Optional[tuple[str, int]]:
+            directory = cache.directory()
+            if directory is None:
+                return None
+            path = os.path.join(directory, image.FILENAME)
+            return path, image.save(path, snapshot, self.roots, self.hash_algo)
+
+        def saved(written: Optional[tuple[str, int]]) -> None:
+            self._imaged = snapshot
+            if written is not None:
+                self.log.info("index image {path} written: {files} files, {mib:.1f} MiB in {seconds:.1f} s",
+                              path=written[0], files=snapshot.file_count, mib=written[1] / 2**20,
+                              seconds=time.monotonic() - started)
+
+        def failed(failure: Failure) -> None:
+            self.log.warn("could not write the index image: {error}", error=failure.getErrorMessage())
+
+        def done(_: None) -> None:
+            self._saving = None
+
+        saving = self._saving = self._threads(write).addCallbacks(saved, failed)
+        saving.addBoth(done)
+        return saving
+
     def _noteLinks(self, links: dict[str, str], full: bool) -> None:
         if not links and not full:
             return
@@ -589,16 +817,24 @@ class DirectoryStore(SnapshotOwner):
         self.log.failure("scanning the package directories failed", failure)
 
     def _scanDone(self, _: object, waiters: list[Deferred[None]], full: bool) -> None:
-        self._running = False
+        if full:
+            self._running_full = False
+            again = self._refreshed_during_full
+            self._changed_during_full, self._refreshed_during_full = set(), set()
+            self._again(again)
+        else:
+            self._running_paths = False
         if full and self._ready is not None:
             ready, self._ready = self._ready, None
             result = self.last_result
             self.log.info(
-                "index ready: {projects}, {files} ({read} read, {cached} from the state cache)",
+                "index ready: {projects}, {files}"
+                " ({read} read, {cached} from the state cache, {imaged} from the index image)",
                 projects=counted(len(self.snapshot.projects), "project"),
                 files=counted(self.snapshot.file_count, "file"),
                 read=counted(result.read if result else 0, "file"),
                 cached=result.cached if result else 0,
+                imaged=result.imaged if result else 0,
             )
             # The first index is hundreds of thousands of long-lived objects:
             # out of the collector's sight, they no longer make every full
@@ -642,9 +878,13 @@ class ScanJob(NamedTuple):
     paths: Optional[tuple[str, ...]]
     #: Symlinked files by the real path of their target (never changed in place).
     links: Mapping[str, frozenset[str]]
-    #: Whether this is the first full scan (the state cache is pruned after it).
+    #: Whether this is the first full scan: it starts from the index image
+    #: when there is one, builds the whole index in its thread, and prunes
+    #: the state cache when there was no image.
     first: bool
     cache: Optional[StateCache]
+    #: Where a first scan says how far it has got.
+    progress: Optional[scan.Progress] = None
 
 
 def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]:
@@ -673,8 +913,94 @@ def run_scan_and_yanks(job: ScanJob, yankfile: YankFile) -> tuple[scan.ScanResul
     return result, None
 
 
+def first_scan(job: ScanJob) -> scan.ScanResult:
+    """
+    The first full scan: read the index image (when there is one, written
+    for these directories), check every file against it and read those
+    that changed (from the state cache, or the files), and build the whole
+    index (L{scan.ScanResult.base}). In a thread.
+    """
+    roots = list(job.roots)
+    cache = job.cache
+    progress = job.progress if job.progress is not None else scan.Progress()
+    base: Optional[IndexSnapshot] = None
+    notes: list[scan.Note] = []
+    directory = cache.directory() if cache is not None else None
+    walker: Optional[ChildWalk] = None
+    if directory is not None:
+        path = os.path.join(directory, image.FILENAME)
+        size = _size(path)
+        if len(roots) == 1 and size and size >= CHILD_WALK_FROM:
+            # A large tree: walked on another core while the image is read.
+            try:
+                walker = ChildWalk(roots[0])
+            except OSError:
+                walker = None
+
+        def loaded(files: int) -> None:
+            progress.loaded = files
+
+        try:
+            base = image.load(path, roots, job.hash_algo, loaded)
+        except FileNotFoundError:
+            pass
+        except (image.ImageError, OSError, ValueError, MemoryError) as e:
+            notes.append(scan.Note(path, f"index image not used ({e}); every file is looked up instead"))
+    progress.total = base.file_count if base is not None else scan.count_files(roots)
+    if walker is not None and base is None:
+        walker.close()
+        walker = None
+    if cache is None:
+        result = scan.scan(roots, job.hash_algo, {}, None, progress)
+    else:
+        if base is None:
+            cache.track()
+        try:
+            walked: Optional[scan.ScanResult] = None
+            if walker is not None and base is not None:
+                try:
+                    walked = scan.scan(roots, job.hash_algo, base.files, cache, progress, walked=walker)
+                except WalkFailed as e:
+                    notes.append(scan.Note(roots[0], f"walking in a child process failed ({e}); walked here"))
+                    progress.scanned = 0
+                finally:
+                    walker.close()
+            result = walked if walked is not None else scan.scan(
+                roots, job.hash_algo, base.files if base is not None else {}, cache, progress)
+        finally:
+            cache.flush()
+        if base is not None:
+            relisted = {f.path for f in result.added}
+            cache.forget(os.path.join(roots[base.files[p].root], *p.split("/"))
+                         for p in result.removed if p not in relisted)
+        else:
+            # Every file was looked up: entries no file used are of files gone.
+            cache.prune()
+    if base is None:
+        snapshot = IndexSnapshot.build(result.added)
+        imaged = 0
+    else:
+        imaged = base.file_count - len(result.removed)
+        snapshot = base.apply(result.added, result.removed, 1)[0] if result.added or result.removed else base
+    return result._replace(base=snapshot, imaged=imaged, notes=(result.notes or []) + notes)
+
+
+#: From what size of index image on a start walks the tree in a child
+#: process (L{pypid.store.directory.walk}): some 20,000 files.
+CHILD_WALK_FROM = 4 * 1024 * 1024
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 def run_scan(job: ScanJob) -> scan.ScanResult:
     """A full scan (C{job.paths} is None) or one of C{job.paths}. In a thread."""
+    if job.first:
+        return first_scan(job)
     roots = list(job.roots)
     paths = None if job.paths is None else list(job.paths) + links_to(job.links, list(job.paths))
     cache = job.cache
@@ -682,8 +1008,6 @@ def run_scan(job: ScanJob) -> scan.ScanResult:
         if paths is None:
             return scan.scan(roots, job.hash_algo, job.previous)
         return scan.scan_paths(roots, job.hash_algo, job.previous, paths)
-    if job.first:
-        cache.track()
     try:
         if paths is None:
             result = scan.scan(roots, job.hash_algo, job.previous, cache)
@@ -697,7 +1021,4 @@ def run_scan(job: ScanJob) -> scan.ScanResult:
         for p in result.removed
         if p not in relisted
     )
-    if job.first:
-        # Every file was looked up: entries no file used are of files gone.
-        cache.prune()
     return result

@@ -100,6 +100,11 @@ CHANGELOG_WAIT = 2.0
 _new_tuple = tuple.__new__
 
 
+def _raw(hexdigest: Optional[str]) -> Optional[bytes]:
+    """A digest as L{DistFile} keeps it: bytes, not hex."""
+    return None if hexdigest is None else bytes.fromhex(hexdigest)
+
+
 def object_key(sha256: str, filename: str) -> str:
     """The content-addressed key of a file's bytes, relative to the store's prefix."""
     return f"{FILES}{sha256[:2]}/{sha256}/{filename}"
@@ -199,10 +204,10 @@ def distfiles_of(records: Iterable[Any], shared: Optional[dict[object, object]] 
         mtime_ns = round(record.uploaded_at * 1_000_000) * 1000
         files.append(_new_tuple(DistFile, (
             filename, 0, share(project, project), share(display, display), version, kind,
-            share(python_version, python_version), build, record.size, mtime_ns, record.sha256,
+            share(python_version, python_version), build, record.size, mtime_ns, _raw(record.sha256),
             share(record.requires_python, record.requires_python),
-            record.core_metadata_sha256 if kind == "wheel" else None,
-            share(record.summary, record.summary), bool(record.has_signature),
+            _raw(record.core_metadata_sha256) if kind == "wheel" else None,
+            share(record.summary, record.summary), bool(record.has_signature), 0, 0,
         )))
         if record.has_signature and record.signature_size is not None:
             signatures[filename] = record.signature_size

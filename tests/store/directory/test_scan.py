@@ -194,7 +194,7 @@ class StoreTests(SynchronousTestCase):
             body.close()
 
     def test_open_file(self):
-        """open() opens a listed file and its .asc; the check is remembered per file."""
+        """open() opens a listed file and its .asc; the check is remembered per directory."""
         path = write_dist(os.path.join(self.root, "x", "y"), wheel_bytes("o", "1.0"))
         with open(path + ".asc", "wb") as sig:
             sig.write(b"signature")
@@ -202,7 +202,7 @@ class StoreTests(SynchronousTestCase):
         f = self.store.snapshot.files["x/y/o-1.0-py3-none-any.whl"]
         self.assertEqual(self.read(self.store.open(f)), open(path, "rb").read())
         self.assertEqual(self.read(self.store.open(f, ".asc")), b"signature")
-        self.assertEqual(set(self.store._checked_files), {"x/y/o-1.0-py3-none-any.whl", "x/y/o-1.0-py3-none-any.whl.asc"})
+        self.assertEqual(list(self.store._dirs), [(0, "x/y")])
         self.assertEqual(self.read(self.store.open(f)), open(path, "rb").read())
         os.unlink(path)
         self.assertIsNone(self.store.open(f))
@@ -255,11 +255,12 @@ class StoreTests(SynchronousTestCase):
         self.successResultOf(self.store.rescan())
         f = self.store.snapshot.files["c-1.0-py3-none-any.whl"]
         self.read(self.store.open(f))
-        self.assertEqual(len(self.store._checked_files), 1)
+        checked = self.store._dirs[(0, "")]
         write_dist(self.root, wheel_bytes("d", "1.0"))
         self.successResultOf(self.store.rescan())
         self.read(self.store.open(self.store.snapshot.files["d-1.0-py3-none-any.whl"]))
-        self.assertEqual(list(self.store._checked_files), ["d-1.0-py3-none-any.whl"])
+        self.assertEqual(list(self.store._dirs), [(0, "")])
+        self.assertIsNot(self.store._dirs[(0, "")], checked)
 
     def test_metadata_read_once(self):
         """A wheel's METADATA is read from the archive once, then kept."""
@@ -289,3 +290,190 @@ class StoreTests(SynchronousTestCase):
         plain = self.store.snapshot.files["real/s-1.0-py3-none-any.whl"]
         self.assertEqual(self.store._checked(plain.root, plain.path),
                          os.path.join(self.root, "real", "s-1.0-py3-none-any.whl"))
+
+
+class ConcurrentScansTests(SynchronousTestCase):
+    """
+    Once the index is ready, a refresh does not wait for a full rescan
+    (many seconds at a million files). Each scan's thread is a job of a
+    L{FakeThreads}: a test reads the disk when it chooses (C{_read}) and
+    hands the result back later (C{_deliver}), in every order that matters.
+    """
+
+    def setUp(self):
+        from tests.test_threads import FakeThreads
+
+        self.root = os.path.abspath(self.mktemp())
+        write_dist(self.root, wheel_bytes("old", "1.0"))
+        self.threads = FakeThreads()
+        self.store = DirectoryStore([self.root], "sha256", self.threads)
+        first = self.store.rescan()
+        self.threads.run()
+        self.successResultOf(first)
+
+    def _read(self, full):
+        """Run the pending full scan (or refresh) in its thread now; its result is kept back."""
+        for job in self.threads.jobs:
+            if (job[1][0].paths is None) == full:
+                self.threads.jobs.remove(job)
+                f, args, d = job
+                return d, f(*args)
+        self.fail("no such scan pending")
+
+    def _deliver(self, read):
+        d, result = read
+        d.callback(result)
+
+    def _settle(self):
+        while self.threads.jobs:
+            self.threads.run()
+
+    def _summary(self, project):
+        listed = self.store.snapshot.get(project)
+        return None if listed is None else listed.files[0].summary
+
+    def _refresh(self, path):
+        d = self.store.refresh([path])
+        self._deliver(self._read(full=False))
+        self.successResultOf(d)
+
+    def test_not_before_the_index_is_ready(self):
+        """The first scan covers the refreshes asked for while it runs: they do not run beside it."""
+        store = DirectoryStore([self.root], "sha256", self.threads)
+        first = store.rescan()
+        refreshed = store.refresh([os.path.join(self.root, "old-1.0-py3-none-any.whl")])
+        self.assertEqual(len(self.threads.jobs), 1)
+        self.threads.run()
+        self.successResultOf(first)
+        self.assertNoResult(refreshed)
+        self.assertEqual(len(self.threads.jobs), 1, "then the refresh")
+        self.threads.run()
+        self.successResultOf(refreshed)
+
+    def test_drop_during_a_rescan_it_did_not_see(self):
+        """A file dropped after the rescan walked its directory is listed at once, and stays listed."""
+        rescan = self.store.rescan()
+        read = self._read(full=True)
+        path = write_dist(self.root, wheel_bytes("dropped", "1.0"))
+        refreshed = self.store.refresh([path])
+        self.assertEqual(len(self.threads.jobs), 1, "the refresh runs beside the rescan")
+        self.threads.run()
+        self.successResultOf(refreshed)
+        self.assertIsNotNone(self.store.snapshot.get("dropped"))
+        self.assertNoResult(rescan)
+        self._deliver(read)
+        self.successResultOf(rescan)
+        self.assertIsNotNone(self.store.snapshot.get("dropped"))
+        # The paths refreshed meanwhile are looked at once more after it.
+        self.assertEqual([job[1][0].paths for job in self.threads.jobs], [(path,)])
+        self._settle()
+        self.assertIsNotNone(self.store.snapshot.get("dropped"))
+        self.assertEqual(self.store.scans, {"full": 2, "paths": 2})
+
+    def test_drop_the_rescan_saw_too(self):
+        rescan = self.store.rescan()
+        path = write_dist(self.root, wheel_bytes("dropped", "1.0"))
+        read = self._read(full=True)
+        self._refresh(path)
+        self._deliver(read)
+        self.successResultOf(rescan)
+        self._settle()
+        self.assertEqual(len(self.store.snapshot.get("dropped").files), 1)
+
+    def test_removed_during_a_rescan_that_saw_it_changed(self):
+        """A file the rescan saw rewritten, then removed and refreshed, is not listed again by the rescan."""
+        path = write_dist(self.root, wheel_bytes("gone", "1.0", summary="first"))
+        self._refresh(path)
+        write_dist(self.root, wheel_bytes("gone", "1.0", summary="second"))
+        rescan = self.store.rescan()
+        read = self._read(full=True)
+        self.assertEqual([f.path for f in read[1][0].added], ["gone-1.0-py3-none-any.whl"])
+        os.remove(path)
+        self._refresh(path)
+        self.assertIsNone(self.store.snapshot.get("gone"))
+        self._deliver(read)
+        self.successResultOf(rescan)
+        self.assertIsNone(self.store.snapshot.get("gone"), "not even until the refresh after the rescan")
+        self.assertIsNotNone(self.store.snapshot.get("old"), "the rest of the rescan applied")
+        self._settle()
+        self.assertIsNone(self.store.snapshot.get("gone"))
+
+    def test_a_change_the_rescan_saw_first_is_not_undone(self):
+        """A file the rescan saw in one state and a refresh in a later one ends in the later one."""
+        path = write_dist(self.root, wheel_bytes("changing", "1.0", summary="first"))
+        self._refresh(path)
+        write_dist(self.root, wheel_bytes("changing", "1.0", summary="second"))
+        rescan = self.store.rescan()
+        read = self._read(full=True)
+        write_dist(self.root, wheel_bytes("changing", "1.0", summary="third and longer"))
+        self._refresh(path)
+        self.assertEqual(self._summary("changing"), "third and longer")
+        self._deliver(read)
+        self.successResultOf(rescan)
+        self.assertEqual(self._summary("changing"), "third and longer")
+        self._settle()
+        self.assertEqual(self._summary("changing"), "third and longer")
+
+    def test_other_changes_of_the_rescan_apply(self):
+        """What the rescan found elsewhere (no event for it) is applied as usual."""
+        rescan = self.store.rescan()
+        unseen = write_dist(self.root, wheel_bytes("unseen", "1.0"))
+        os.remove(os.path.join(self.root, "old-1.0-py3-none-any.whl"))
+        read = self._read(full=True)
+        self._refresh(write_dist(self.root, wheel_bytes("dropped", "1.0")))
+        self._deliver(read)
+        self.successResultOf(rescan)
+        self.assertIsNotNone(self.store.snapshot.get("unseen"))
+        self.assertIsNone(self.store.snapshot.get("old"))
+        self.assertIsNotNone(self.store.snapshot.get("dropped"))
+        self.assertTrue(os.path.exists(unseen))
+
+    def test_a_refresh_ending_after_a_rescan_is_done_again(self):
+        """
+        A refresh that read a file before a rescan, and ends after the
+        rescan was applied, is done once more: the file's later state (here
+        removed, with no event for it) is what stays listed.
+        """
+        path = write_dist(self.root, wheel_bytes("brief", "1.0"))
+        refreshed = self.store.refresh([path])
+        rescan = self.store.rescan()
+        self.assertEqual(len(self.threads.jobs), 2)
+        early = self._read(full=False)
+        os.remove(path)
+        self._deliver(self._read(full=True))
+        self.successResultOf(rescan)
+        self._deliver(early)
+        self.successResultOf(refreshed)
+        self.assertIsNotNone(self.store.snapshot.get("brief"), "what the refresh saw, for now")
+        self._settle()
+        self.assertIsNone(self.store.snapshot.get("brief"))
+
+    def test_a_refresh_ending_after_a_rescan_that_saw_more(self):
+        """The refresh's older state of a file is replaced by the newer one the rescan saw."""
+        path = write_dist(self.root, wheel_bytes("changing", "1.0", summary="first"))
+        self._refresh(path)
+        write_dist(self.root, wheel_bytes("changing", "1.0", summary="second"))
+        refreshed = self.store.refresh([path])
+        rescan = self.store.rescan()
+        early = self._read(full=False)
+        write_dist(self.root, wheel_bytes("changing", "1.0", summary="third and longer"))
+        self._deliver(self._read(full=True))
+        self.assertEqual(self._summary("changing"), "third and longer")
+        self._deliver(early)
+        self.successResultOf(rescan)
+        self.successResultOf(refreshed)
+        self._settle()
+        self.assertEqual(self._summary("changing"), "third and longer")
+
+    def test_a_failed_rescan(self):
+        """A rescan that fails leaves the refreshes done meanwhile in place."""
+        rescan = self.store.rescan()
+        job = [j for j in self.threads.jobs if j[1][0].paths is None][0]
+        self.threads.jobs.remove(job)
+        path = write_dist(self.root, wheel_bytes("dropped", "1.0"))
+        self._refresh(path)
+        job[2].errback(OSError("disk gone"))
+        self.successResultOf(rescan)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self._settle()
+        self.assertIsNotNone(self.store.snapshot.get("dropped"))

@@ -246,3 +246,100 @@ class SchemaTests(SynchronousTestCase):
         cache.close()
         (version,) = sqlite3.connect(os.path.join(state, FILENAME)).execute("PRAGMA user_version").fetchone()
         self.assertEqual(version, 2)
+
+
+class MetadataTests(SynchronousTestCase):
+    """Core metadata kept compressed in the state cache, served at once on the reactor thread."""
+
+    def setUp(self):
+        self.root = os.path.abspath(self.mktemp())
+        self.state = os.path.join(self.root, ".pypid")
+        self.wheel = write_dist(self.root, wheel_bytes("w", "1.0", summary="kept"))
+        write_dist(self.root, sdist_bytes("s", "1.0"))
+
+    def store(self):
+        store = DirectoryStore([self.root], "sha256", immediate, StateCache([self.state]))
+        self.successResultOf(store.rescan())
+        return store
+
+    def no_threads(self, *args, **kwargs):
+        self.fail("a thread was asked for")
+
+    def test_served_without_a_thread(self):
+        from pypid.store.metadata import read_wheel_metadata
+
+        self.store()
+        # Another start (another process): the metadata comes from the cache, not the wheel.
+        store = self.store()
+        store._threads = self.no_threads
+        f = store.snapshot.get("w").files[0]
+        raw = self.successResultOf(store.readMetadata(f))
+        self.assertEqual(raw, read_wheel_metadata(self.wheel))
+        self.assertIn(b"Summary: kept", raw)
+
+    def test_checked_against_its_hash(self):
+        """A damaged entry is not served: the wheel is read instead."""
+        import zlib
+
+        store = self.store()
+        f = store.snapshot.get("w").files[0]
+        db = store.cache._connection()
+        db.execute("UPDATE metadata SET data = ?", (zlib.compress(b"Name: evil\n"),))
+        self.assertIsNone(store.cache.read_metadata(f.raw_metadata_sha256))
+        self.assertIn(b"Summary: kept", self.successResultOf(store.readMetadata(f)))
+
+    def test_filled_for_wheels_read_before(self):
+        """Wheels indexed before metadata was kept: the first read in a thread keeps it."""
+        store = self.store()
+        store.cache._connection().execute("DELETE FROM metadata")
+        f = store.snapshot.get("w").files[0]
+        self.assertIsNone(store.cache.read_metadata(f.raw_metadata_sha256))
+        self.successResultOf(store.readMetadata(f))
+        self.assertIsNotNone(store.cache.read_metadata(f.raw_metadata_sha256))
+
+    def test_pruned_with_their_files(self):
+        store = self.store()
+        os.unlink(self.wheel)
+        store = self.store()
+        (count,) = store.cache._connection().execute("SELECT count(*) FROM metadata").fetchone()
+        self.assertEqual(count, 0)
+
+
+_WRITER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[3])
+from pypid.store.directory import scan
+from pypid.store.directory.statecache import StateCache
+state, which = sys.argv[1], sys.argv[2]
+cache = StateCache([state])
+details = scan.Details("ab" * 32, "W", ">=3", "summary", "cd" * 32)
+for round_ in range(40):
+    for i in range(50):
+        found = scan.Found(0, f"{which}{i}.whl", f"/tree/{which}/{which}{i}-{round_}.whl", 10, 1, 1, 1)
+        cache.put(found, "sha256", details)
+        cache.put_metadata(bytes([i]) * 32, b"Name: %d\n" % i)
+    cache.flush()
+    found = scan.Found(0, "x", f"/tree/{which}/{which}0-{round_}.whl", 10, 1, 1, 1)
+    assert cache.get(found, "sha256") == details, "lost a write"
+    cache.forget([f"/tree/{which}/{which}1-{round_}.whl"])
+problems = [text for level, text in cache.messages() if level == "warn"]
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
+"""
+
+
+def test_several_processes_share_the_state_cache(tmp_path):
+    """Workers write one state cache at once: SQLite's locking keeps every write, none fails."""
+    import subprocess
+    import sys
+
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    state = str(tmp_path / "state")
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, state, which, top], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for which in "abc"]
+    for writer in writers:
+        out, _ = writer.communicate(timeout=120)
+        assert writer.returncode == 0, out
+    cache = StateCache([state])
+    (count,) = cache._connection().execute("SELECT count(*) FROM files").fetchone()
+    assert count == 3 * 40 * 49
