@@ -37,7 +37,7 @@ from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
 
-from pypid.counts import counted, mib
+from pypid.counts import counted
 from pypid.feed.audit import AuditEvent
 from pypid.feed.checks import INSUFFICIENT_STORAGE, Declared, UploadError, declared_by_name
 from pypid.feed.incoming import SpoolBudget, StagedWriter, upload_error
@@ -147,9 +147,7 @@ class _Upload:
                          f"{counted(uploads.max_size, 'byte')} (--max-upload-size).")
             return
         if not uploads.budget.reserve(len(data)):
-            self._refuse(INSUFFICIENT_STORAGE,
-                         f"Insufficient Storage: uploads in flight already hold {mib(uploads.budget.held)} of "
-                         f"this server's {mib(uploads.budget.total or 0)} for them (--max-spool); try again shortly.")
+            self._refuse(INSUFFICIENT_STORAGE, uploads.budget.refusal())
             return
         self.received += len(data)
         self.writer.write(data)

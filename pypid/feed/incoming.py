@@ -23,6 +23,7 @@ from typing import BinaryIO, Callable, NamedTuple, Optional
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
+from pypid.counts import human_size
 from pypid.feed.checks import UploadError, bad, no_room
 from pypid.feed.multipart import FileWriter, Form, FormCollector, Limits, MultipartError, PartHeaders, boundary_of
 from pypid.store.interfaces import IStaged, StoreFull
@@ -78,6 +79,11 @@ class SpoolBudget:
 
     def release(self, size: int) -> None:
         self.held -= size
+
+    def refusal(self) -> str:
+        """What an upload the budget has no room for is told (HTTP 507, FTP 552)."""
+        return (f"Insufficient Storage: uploads in flight already hold {human_size(self.held)} of this "
+                f"server's {human_size(self.total or 0)} for them (--max-spool); try again shortly.")
 
 
 def _write_all(staged: IStaged, chunks: list[bytes]) -> None:
