@@ -123,13 +123,14 @@ class DirectoryParts(NamedTuple):
     watch: Optional["WatchService"]
 
 
-def build(config: DirectoryConfig, reactor, threads, write_image: bool = True) -> DirectoryParts:
+def build(config: DirectoryConfig, reactor, threads, write_image: bool = True, metrics=None) -> DirectoryParts:
     """
     The directory store with its state cache and serial book, the rescans (C{index}) and the
     watcher (C{watch}); nothing is read or created before they start.
     C{threads} (a L{pypid.threads.Threads}) runs their blocking work;
     C{write_image}: whether this process writes the index image (one of
-    several workers does).
+    several workers does); C{metrics}: where the watcher counts (the
+    process's L{pypid.ops.metrics.Metrics}).
     """
     from pypid.store.directory.rescans import IndexService
     from pypid.store.directory.serials import SerialBook
@@ -145,7 +146,7 @@ def build(config: DirectoryConfig, reactor, threads, write_image: bool = True) -
     watcher = None
     if config.watch:
         poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
-        watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll)
+        watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll, metrics=metrics)
     index = IndexService(store, reactor, interval,
                          first_scan_after=watcher.whenWatching if watcher is not None else None)
     return DirectoryParts(store, index, watcher)
