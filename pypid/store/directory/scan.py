@@ -873,6 +873,31 @@ def scan_paths(
     covered: set[str] = set(files)
     covered.update(found)
     if prefixes:
-        under = tuple(prefixes)
-        covered.update(p for p in previous if p.startswith(under))
+        covered.update(listed_under(previous, prefixes))
     return _diff(found, signatures, skipped, hash_algo, previous, covered, cache)
+
+
+#: Up to how many directory prefixes L{listed_under} tries each on every path.
+FEW_PREFIXES = 8
+
+
+def listed_under(paths: Iterable[str], prefixes: set[str]) -> list[str]:
+    """
+    The C{/}-separated C{paths} under any of the directory C{prefixes}
+    (each ending in C{/}). One pass over C{paths}: a few prefixes are tried
+    each on every path; many (a copied tree removed file by file before it
+    was listed) by looking each path's parent directories up, so that the
+    cost does not grow with their number.
+    """
+    if len(prefixes) <= FEW_PREFIXES:
+        under = tuple(prefixes)
+        return [p for p in paths if p.startswith(under)]
+    found = []
+    for p in paths:
+        end = p.find("/")
+        while end != -1:
+            if p[: end + 1] in prefixes:
+                found.append(p)
+                break
+            end = p.find("/", end + 1)
+    return found
