@@ -867,8 +867,11 @@ def scan_paths(
             files.add(path)
             continue
         files.add(path)
-        if not _stat_file(roots, path, found, signatures, skipped) and path not in previous:
-            # Gone, and not a listed file: perhaps a directory that was.
+        if (not _stat_file(roots, path, found, signatures, skipped) and path not in previous
+                and parse_filename(path[path.rfind("/") + 1:]) is None):
+            # Gone, not a listed file, and not named as one (the files of a
+            # removed copy, taken out with their directory, are not looked
+            # for under themselves): perhaps a directory that was.
             prefixes.add(path + "/")
     covered: set[str] = set(files)
     covered.update(found)
