@@ -26,6 +26,7 @@ from pypid.feed.yank import Yanker
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
 from pypid.ops.logs import LoggingService
+from pypid.ops.metrics import Metrics
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
 from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
@@ -203,6 +204,8 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
     # Blocking work (scans, archive checks, landing files) runs in the
     # reactor's bounded pool, through this one callable.
     threads = pool_threads(reactor)
+    # What /metrics shows: every part that counts records into this one.
+    metrics = Metrics()
     # The heap a burst of connections freed goes back to the system.
     trimmer = malloc.heap_trimmer(reactor, threads)
     if trimmer is not None:
@@ -219,14 +222,14 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
         # The package directories: the store, its rescans and its watcher
         # (one worker writes the index image).
         parts = directory.build(config.directory, reactor, threads,
-                                write_image=worker is None or worker["index"] == 0)
+                                write_image=worker is None or worker["index"] == 0, metrics=metrics)
         store = parts.store
         if parts.watch is not None:
             attach(top, "watch", parts.watch)
         attach(top, "index", parts.index)
     pages = PageCache(store.snapshot, store.hash_algo, threads)
     store.subscribe(pages.update)
-    wire_metrics(store)
+    wire_metrics(metrics, store)
 
     # Who may do what: the password checks of -P (their own thread pool, a
     # cache of recent successes, a limit on failed logins per client),
@@ -265,7 +268,8 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
 
         rules = ReleaseRules(store, threads, no_filename_reuse=config.feed.no_filename_reuse,
                              one_sdist=config.feed.one_sdist, removed=removed_names(root))
-    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite, rules=rules)
+    publisher = Publisher(store, acl, audit, threads, overwrite=config.feed.overwrite, rules=rules,
+                          metrics=metrics)
     # Uploads in flight, HTTP and FTP, share one budget of bytes.
     budget = SpoolBudget(config.feed.max_spool)
     policy = UploadPolicy(
@@ -282,7 +286,7 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
     upstream_web = None
     if config.upstream is not None:
         upstream_web, upstream_service = upstream.build(config.upstream, store, reactor, cache_control,
-                                                        threads=threads)
+                                                        threads=threads, metrics=metrics)
         if upstream_service is not None:
             attach(top, "upstream", upstream_service)
         if config.objectstore is not None and upstream_web.fallback is not None:
@@ -295,10 +299,9 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
     metrics_files = None
     if worker is not None and config.web.metrics:
         # Every worker's metrics on /metrics, labelled.
-        from pypid.ops import metrics as metrics_module
         from pypid.ops.workers import MetricsFiles
 
-        metrics_files = MetricsFiles(worker["run_dir"], worker["index"], metrics_module.REGISTRY, reactor)
+        metrics_files = MetricsFiles(worker["run_dir"], worker["index"], metrics.registry, reactor)
     web = WebConfig(
         cache_control=cache_control,
         welcome_template=config.web.welcome_template,
@@ -312,8 +315,9 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
     protect = guard(config.auth.actions, authenticator)
     site = PypidSite(
         Root(store, pages, web, upload=upload, protect=protect,
-             upstream=upstream_web, api=yanks, threads=threads),
+             upstream=upstream_web, api=yanks, threads=threads, metrics=metrics),
         reactor=reactor,
+        metrics=metrics,
         max_body_size=config.feed.max_upload_size,
         max_connections=config.web.max_connections,
         header_timeout=config.web.header_timeout,

@@ -113,7 +113,9 @@ class Prepared(Generic[_S, _V]):
     def _start(self) -> None:
         self._running = True
         version = self.version
-        built = self._threads(self._build, self._state())  # type: ignore[misc]
+        threads = self._threads
+        assert threads is not None  # (without threads, get() builds at once)
+        built = threads(self._build, self._state())
         built.addBoth(self._done, version)
 
     def _done(self, result: "_V | Failure", version: int) -> None:

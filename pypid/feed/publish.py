@@ -26,7 +26,7 @@ from pypid.counts import counted
 from pypid.feed.audit import AuditEvent, AuditLog
 from pypid.feed.checks import Declared, UploadError, bad, check_archive, check_digests, declared_by_name, no_room
 from pypid.index.names import normalize
-from pypid.ops.metrics import UPLOAD_BYTES, UPLOADS
+from pypid.ops.metrics import Metrics
 from pypid.store import complete
 from pypid.store.interfaces import AlreadyStored, BadName, IPackageStore, IStaged, NotListed, StoreFull, StoreUnavailable
 from pypid.threads import Threads
@@ -103,9 +103,13 @@ class Publisher:
     log = Logger()
 
     def __init__(self, store: IPackageStore, acl: Optional[Any], audit: AuditLog, threads: Threads,
-                 overwrite: bool = False, rules: Optional[Any] = None) -> None:
-        """@param rules: the opt-in release rules (L{pypid.feed.rules.ReleaseRules}), if any."""
+                 overwrite: bool = False, rules: Optional[Any] = None, metrics: Optional[Metrics] = None) -> None:
+        """
+        @param rules: the opt-in release rules (L{pypid.feed.rules.ReleaseRules}), if any.
+        @param metrics: where uploads are counted (the process's L{Metrics}).
+        """
         self.store = store
+        self.metrics = metrics if metrics is not None else Metrics()
         self.acl = acl
         self.audit = audit
         self.threads = threads
@@ -115,9 +119,9 @@ class Publisher:
     def record(self, event: AuditEvent, stored: int = 0) -> None:
         """One audit line for C{event}, and the upload metrics when it is an upload."""
         if event.action in UPLOAD_ACTIONS:
-            UPLOADS.inc(result=metric_result(event.status, event.message))
+            self.metrics.uploads.inc(result=metric_result(event.status, event.message))
             if stored:
-                UPLOAD_BYTES.inc(stored)
+                self.metrics.upload_bytes.inc(stored)
         self.audit.record(event)
 
     def refused(self, event: AuditEvent, code: int, message: str) -> None:

@@ -3,14 +3,14 @@ A small metrics registry: counters, gauges and histograms with labels,
 rendered in the Prometheus text exposition format (version 0.0.4). Pure: no
 I/O, no Twisted, no dependency.
 
-Any part of pypid records into the module-level instruments below; C{/metrics}
-(L{pypid.web.metricspage}) renders L{REGISTRY}. For example::
+The tap makes one L{Metrics} per process and hands it to the parts that
+record; C{/metrics} (L{pypid.web.metricspage}) renders its registry. For
+example::
 
-    from pypid.ops import metrics
-    metrics.UPLOADS.inc(result="stored")
-    metrics.UPSTREAM_FETCHES.inc(result="ok")
-    metrics.UPSTREAM_CACHE_HITS.inc()
-    metrics.WATCHER_EVENTS.inc(kind="created")
+    metrics = Metrics()
+    metrics.uploads.inc(result="stored")
+    metrics.upstream_fetches.inc(kind="page", result="ok")
+    metrics.registry.render()
 
 Label values are free text but must come from a small fixed set (never a
 project name, path or client address), or the series multiply without end.
@@ -19,7 +19,7 @@ project name, path or client address), or the series multiply without end.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 #: Latency buckets in seconds, from a cached page (well under 1 ms) to a
 #: large download or upload.
@@ -80,6 +80,9 @@ class _Metric:
 
     def render(self) -> str:
         return "\n".join(self.header() + self.samples()) + "\n"
+
+
+_M = TypeVar("_M", bound=_Metric)
 
 
 class Counter(_Metric):
@@ -183,23 +186,23 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
 
-    def register(self, metric: _Metric) -> _Metric:
+    def register(self, metric: _M) -> _M:
         if metric.name in self._metrics:
             raise ValueError(f"metric {metric.name} is already registered")
         self._metrics[metric.name] = metric
         return metric
 
     def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
-        return self.register(Counter(name, documentation, labelnames))  # type: ignore[return-value]
+        return self.register(Counter(name, documentation, labelnames))
 
     def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
-        return self.register(Gauge(name, documentation, labelnames))  # type: ignore[return-value]
+        return self.register(Gauge(name, documentation, labelnames))
 
     def histogram(
         self, name: str, documentation: str, labelnames: Sequence[str] = (),
         buckets: Iterable[float] = DEFAULT_BUCKETS,
     ) -> Histogram:
-        return self.register(Histogram(name, documentation, labelnames, buckets))  # type: ignore[return-value]
+        return self.register(Histogram(name, documentation, labelnames, buckets))
 
     def get(self, name: str) -> Optional[_Metric]:
         return self._metrics.get(name)
@@ -239,59 +242,71 @@ class Registry:
 #: The content type of L{Registry.render}'s output.
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
-REGISTRY = Registry()
+class Metrics:
+    """
+    pypid's instruments, in a registry of their own. The tap makes one per
+    process and hands it to each part that records (the site, the fast path,
+    the publisher, the upstream fallback, the watcher); C{/metrics} renders
+    its L{registry}. A part made without one (in tests) records into one of
+    its own.
+    """
 
-# HTTP, recorded by the Site for every finished request.
-HTTP_REQUESTS = REGISTRY.counter(
-    "pypid_http_requests_total", "HTTP requests answered, by route, method and status code.",
-    ("route", "method", "code"),
-)
-HTTP_DURATION = REGISTRY.histogram(
-    "pypid_http_request_duration_seconds", "Time from request received to response finished, by route.",
-    ("route",),
-)
-HTTP_SENT_BYTES = REGISTRY.counter(
-    "pypid_http_response_bytes_total", "Response body bytes sent, by route.", ("route",),
-)
-
-# The index, read from the current snapshot at each scrape (wired by the tap).
-INDEX_PROJECTS = REGISTRY.gauge("pypid_index_projects", "Projects listed in the index.")
-INDEX_FILES = REGISTRY.gauge("pypid_index_files", "Distribution files listed in the index.")
-INDEX_GENERATION = REGISTRY.gauge(
-    "pypid_index_generation", "Snapshot generation: goes up by one with every change to the index."
-)
-INDEX_CHANGES = REGISTRY.counter(
-    "pypid_index_changes_total", "Changes applied to the index (snapshots swapped in)."
-)
-INDEX_CHANGED_PROJECTS = REGISTRY.counter(
-    "pypid_index_changed_projects_total", "Projects whose listing changed, summed over index changes."
-)
-
-# For the upload, upstream and watcher parts to record into.
-UPLOADS = REGISTRY.counter(
-    "pypid_uploads_total",
-    "Upload attempts by result: stored, or the reason refused (exists, invalid, unauthorized, too_large, ...).",
-    ("result",),
-)
-UPLOAD_BYTES = REGISTRY.counter("pypid_upload_bytes_total", "Bytes of distribution files stored by uploads.")
-UPSTREAM_FETCHES = REGISTRY.counter(
-    "pypid_upstream_fetches_total",
-    "Requests made to the upstream index, by kind (page, file) and result (ok, not_found, error, timeout).",
-    ("kind", "result"),
-)
-UPSTREAM_CACHE_HITS = REGISTRY.counter(
-    "pypid_upstream_cache_hits_total",
-    "Upstream pages or files answered from the local cache without a fetch, by kind (page, file).",
-    ("kind",),
-)
-WATCHER_EVENTS = REGISTRY.counter(
-    "pypid_watcher_events_total",
-    "File-system events seen by the package directory watcher, by kind (created, modified, deleted, moved, overflow).",
-    ("kind",),
-)
-WATCHER_REFRESHES = REGISTRY.counter(
-    "pypid_watcher_refreshes_total", "Index refreshes triggered by the watcher (after debouncing)."
-)
-
-BUILD_INFO = REGISTRY.gauge("pypid_build_info", "Always 1; the version is in the label.", ("version",))
-START_TIME = REGISTRY.gauge("pypid_start_time_seconds", "When this pypid process started (Unix time).")
+    def __init__(self) -> None:
+        registry = self.registry = Registry()
+        # HTTP, recorded by the Site for every finished request.
+        self.http_requests = registry.counter(
+            "pypid_http_requests_total", "HTTP requests answered, by route, method and status code.",
+            ("route", "method", "code"),
+        )
+        self.http_duration = registry.histogram(
+            "pypid_http_request_duration_seconds", "Time from request received to response finished, by route.",
+            ("route",),
+        )
+        self.http_sent_bytes = registry.counter(
+            "pypid_http_response_bytes_total", "Response body bytes sent, by route.", ("route",),
+        )
+        # The index, read from the current snapshot at each scrape (L{pypid.ops.options.wire_metrics}).
+        self.index_projects = registry.gauge("pypid_index_projects", "Projects listed in the index.")
+        self.index_files = registry.gauge("pypid_index_files", "Distribution files listed in the index.")
+        self.index_generation = registry.gauge(
+            "pypid_index_generation", "Snapshot generation: goes up by one with every change to the index."
+        )
+        self.index_changes = registry.counter(
+            "pypid_index_changes_total", "Changes applied to the index (snapshots swapped in)."
+        )
+        self.index_changed_projects = registry.counter(
+            "pypid_index_changed_projects_total", "Projects whose listing changed, summed over index changes."
+        )
+        # Uploads, the upstream fallback and the watcher.
+        self.uploads = registry.counter(
+            "pypid_uploads_total",
+            "Upload attempts by result: stored, or the reason refused (exists, invalid, unauthorized, "
+            "too_large, ...).",
+            ("result",),
+        )
+        self.upload_bytes = registry.counter(
+            "pypid_upload_bytes_total", "Bytes of distribution files stored by uploads."
+        )
+        self.upstream_fetches = registry.counter(
+            "pypid_upstream_fetches_total",
+            "Requests made to the upstream index, by kind (page, file) and result (ok, not_found, error, timeout).",
+            ("kind", "result"),
+        )
+        self.upstream_cache_hits = registry.counter(
+            "pypid_upstream_cache_hits_total",
+            "Upstream pages or files answered from the local cache without a fetch, by kind (page, file).",
+            ("kind",),
+        )
+        self.watcher_events = registry.counter(
+            "pypid_watcher_events_total",
+            "File-system events seen by the package directory watcher, by kind (created, modified, deleted, "
+            "moved, overflow).",
+            ("kind",),
+        )
+        self.watcher_refreshes = registry.counter(
+            "pypid_watcher_refreshes_total", "Index refreshes triggered by the watcher (after debouncing)."
+        )
+        self.build_info = registry.gauge("pypid_build_info", "Always 1; the version is in the label.", ("version",))
+        self.start_time = registry.gauge(
+            "pypid_start_time_seconds", "When this pypid process started (Unix time)."
+        )

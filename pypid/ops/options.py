@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from twisted.python import usage
 
 from pypid import __version__
-from pypid.ops import metrics
+from pypid.ops.metrics import Metrics
 from pypid.ops.logs import FORMATS, LoggingService
 
 
@@ -61,16 +61,16 @@ def top_service(config: OpsConfig, twistd=None, clock=None) -> LoggingService:
     return LoggingService(config.log_format, twistd, clock)
 
 
-def wire_metrics(store) -> None:
-    """Point the index gauges at C{store}'s current snapshot and count its changes."""
-    metrics.INDEX_PROJECTS.set_function(lambda: len(store.snapshot.projects))
-    metrics.INDEX_FILES.set_function(lambda: store.snapshot.file_count)
-    metrics.INDEX_GENERATION.set_function(lambda: store.snapshot.generation)
-    metrics.BUILD_INFO.set(1, version=__version__)
-    metrics.START_TIME.set(time.time())
+def wire_metrics(metrics: Metrics, store) -> None:
+    """Point C{metrics}' index gauges at C{store}'s current snapshot and count its changes."""
+    metrics.index_projects.set_function(lambda: len(store.snapshot.projects))
+    metrics.index_files.set_function(lambda: store.snapshot.file_count)
+    metrics.index_generation.set_function(lambda: store.snapshot.generation)
+    metrics.build_info.set(1, version=__version__)
+    metrics.start_time.set(time.time())
 
     def changed(snapshot, keys) -> None:
-        metrics.INDEX_CHANGES.inc()
-        metrics.INDEX_CHANGED_PROJECTS.inc(len(keys))
+        metrics.index_changes.inc()
+        metrics.index_changed_projects.inc(len(keys))
 
     store.subscribe(changed)

@@ -422,6 +422,7 @@ class AdoptedListener(Service):
     def url(self, scheme: str = "http") -> Optional[str]:
         from pypid.ops.startup import Listener
 
+        # Borrowed: Listener.url needs only _address(), which this has too.
         return Listener.url(self, scheme)  # type: ignore[arg-type]
 
 

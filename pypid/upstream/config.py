@@ -124,12 +124,13 @@ class UpstreamParts(NamedTuple):
 
 
 def build(config: FallbackConfig, store, reactor, cache_control: Optional[bytes] = None, *,
-          threads) -> UpstreamParts:
+          threads, metrics=None) -> UpstreamParts:
     """
     The L{pypid.web.upstreamfiles.UpstreamWeb} for C{config}, and in cache
     mode the service of the upstream client it uses (for the caller to
     attach). Nothing touches the network or the disk until the service
-    starts. C{threads} (a L{pypid.threads.Threads}) runs its blocking work.
+    starts. C{threads} (a L{pypid.threads.Threads}) runs its blocking work;
+    C{metrics} (a L{pypid.ops.metrics.Metrics}) counts fetches and cache hits.
     """
     from pypid.web.upstreamfiles import UpstreamWeb
 
@@ -142,7 +143,7 @@ def build(config: FallbackConfig, store, reactor, cache_control: Optional[bytes]
     client = TreqUpstream(reactor, timeout=config.timeout, ca_file=config.ca_file)
 
     fallback = Fallback(client, config.url, config.cache_dir, reactor, threads,
-                        ttl=config.ttl, max_size=config.max_size)
+                        ttl=config.ttl, max_size=config.max_size, metrics=metrics)
     web = UpstreamWeb(store, config.url, "cache", fallback, config.allow, cache_control, config.list_upstream,
                       config.deny)
     return UpstreamParts(web, UpstreamService(client, fallback))

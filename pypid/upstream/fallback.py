@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.counts import counted
-from pypid.ops import metrics
+from pypid.ops.metrics import Metrics
 from pypid.store.directory.body import FileBody
 from pypid.store.interfaces import IBody
 from pypid.store.metadata import MetadataError, read_metadata
@@ -133,8 +133,11 @@ class Fallback:
         threads: Threads,
         ttl: float = 600,
         max_size: Optional[int] = None,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         self.upstream = upstream
+        #: Where fetches and cache hits are counted.
+        self.metrics = metrics if metrics is not None else Metrics()
         self.url = url.rstrip("/") + "/"
         self.layout = CacheLayout(cache_dir)
         self.clock = clock
@@ -288,7 +291,7 @@ class Fallback:
         if entry is not None and (
             is_fresh(entry.fetched_at, now, self.ttl) or now < self._quiet_until.get(key, 0)
         ):
-            metrics.UPSTREAM_CACHE_HITS.inc(kind="page")
+            self.metrics.upstream_cache_hits.inc(kind="page")
             return succeed(entry)
         return self.flights.run(("page", key), lambda: self._refresh(key))
 
@@ -306,7 +309,7 @@ class Fallback:
             if entry is not None:
                 self.pages[key] = entry
                 if is_fresh(entry.fetched_at, self.clock.seconds(), self.ttl):
-                    metrics.UPSTREAM_CACHE_HITS.inc(kind="page")
+                    self.metrics.upstream_cache_hits.inc(kind="page")
                     return entry
         down = self.down()
         if down is not None:
@@ -317,12 +320,12 @@ class Fallback:
         try:
             response = yield self.upstream.fetchPage(self.project_url(key), headers)
         except Exception as e:
-            metrics.UPSTREAM_FETCHES.inc(kind="page", result=_result(e))
+            self.metrics.upstream_fetches.inc(kind="page", result=_result(e))
             return self._stale(key, entry, self._failed(e))
         self._answered()
         conditional = entry is not None and bool(entry.validators.request_headers())
         outcome = classify(response.code, conditional)
-        metrics.UPSTREAM_FETCHES.inc(
+        self.metrics.upstream_fetches.inc(
             kind="page", result={OK: "ok", NOT_MODIFIED: "not_modified", GONE: "not_found"}.get(outcome, "error"))
         now = self.clock.seconds()
         if outcome == NOT_MODIFIED:
@@ -515,7 +518,7 @@ class Fallback:
         body = self._open(path)
         if body is not None:
             self.lru.touch(path)
-            metrics.UPSTREAM_CACHE_HITS.inc(kind="file")
+            self.metrics.upstream_cache_hits.inc(kind="file")
         return body
 
     def _open(self, path: str) -> Optional[IBody]:
@@ -564,7 +567,7 @@ class Fallback:
             yield self._download(url, path, hashes, expected_size)
             self._answered()
         except Exception as e:
-            metrics.UPSTREAM_FETCHES.inc(kind="file", result=_result(e))
+            self.metrics.upstream_fetches.inc(kind="file", result=_result(e))
             if isinstance(e, DownloadError) and e.code in (404, 410):
                 raise NotOnUpstream(f"The upstream index has no {filename} (HTTP {e.code}).")
             cause = self._failed(e)
@@ -614,7 +617,7 @@ class Fallback:
         except Exception as e:
             raise unavailable(f"fetching part of {record.filename} failed", self._failed(e))
         self._answered()
-        metrics.UPSTREAM_FETCHES.inc(kind="range", result="ok" if response.code == 206 else "error")
+        self.metrics.upstream_fetches.inc(kind="range", result="ok" if response.code == 206 else "error")
         if response.code == 206:
             return response.body
         if response.code == 200:
@@ -724,14 +727,14 @@ class Fallback:
             if check is None and not download.framed:
                 raise DownloadError("no hash and no length to tell whether the file is complete")
         except Exception as e:
-            metrics.UPSTREAM_FETCHES.inc(kind="file", result=_result(e))
+            self.metrics.upstream_fetches.inc(kind="file", result=_result(e))
             if isinstance(e, DownloadError) and e.code in (404, 410):
                 raise NotOnUpstream(f"The upstream index has no {filename} (HTTP {e.code}).")
             cause = self._failed(e)
             self.log.error("download of {url} failed: {error}", url=url, error=cause.text)
             raise unavailable(f"fetching {filename} failed", cause)
         self._answered()
-        metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
+        self.metrics.upstream_fetches.inc(kind="file", result="ok")
         return raw
 
     @inlineCallbacks
@@ -848,7 +851,7 @@ class Fallback:
             raise e
         self.downloads += 1
         if fetched:
-            metrics.UPSTREAM_FETCHES.inc(kind="file", result="ok")
+            self.metrics.upstream_fetches.inc(kind="file", result="ok")
             if self.shared is not None:
                 self.shared.keep(url, hashes, path)
         self._stored(path, size)

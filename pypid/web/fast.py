@@ -35,7 +35,6 @@ from twisted.web import http, server
 
 from pypid.index.names import is_valid, normalize
 from pypid.index.negotiate import accepts_gzip, choose_content_type
-from pypid.ops import metrics
 from pypid.ops.logs import AccessEntry
 from pypid.web.files import CHUNK, content_type_for, etag_for, file_etag
 from pypid.web.send import PAGE_CHUNK
@@ -148,9 +147,10 @@ class FastPath:
         seconds = time.monotonic() - started
         if site.record_metrics:
             route = "packages" if representation is None else "simple_project"
-            metrics.HTTP_REQUESTS.inc(route=route, method=method.decode("ascii"), code="200")
-            metrics.HTTP_DURATION.observe(seconds, route=route)
-            metrics.HTTP_SENT_BYTES.inc(len(body) if method == b"GET" else 0, route=route)
+            metrics = site.metrics
+            metrics.http_requests.inc(route=route, method=method.decode("ascii"), code="200")
+            metrics.http_duration.observe(seconds, route=route)
+            metrics.http_sent_bytes.inc(len(body) if method == b"GET" else 0, route=route)
         if site.access_log:
             peer = channel.transport.getPeer()
             agent = headers.get(b"user-agent")

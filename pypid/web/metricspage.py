@@ -9,7 +9,7 @@ from typing import Callable, Optional, Sequence
 
 from twisted.web import http
 
-from pypid.ops import metrics
+from pypid.ops.metrics import CONTENT_TYPE, Metrics, Registry
 from pypid.web.proxy import TrustedProxies
 from pypid.web.forwarded import peer_of
 from pypid.web.errors import HTTPError, not_found
@@ -52,25 +52,25 @@ def route_of(method: bytes, path: bytes) -> str:
 _METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"}
 
 
-def record_request(request, seconds: float) -> None:
-    """Count a finished request in L{pypid.ops.metrics}."""
+def record_request(metrics: Metrics, request, seconds: float) -> None:
+    """Count a finished request in C{metrics}."""
     method = request.method if request.method in _METHODS else b"OTHER"
     route = route_of(request.method, request.path or b"/")
-    metrics.HTTP_REQUESTS.inc(route=route, method=method.decode("ascii"), code=str(request.code))
-    metrics.HTTP_DURATION.observe(seconds, route=route)
-    metrics.HTTP_SENT_BYTES.inc(request.sentLength or 0, route=route)
+    metrics.http_requests.inc(route=route, method=method.decode("ascii"), code=str(request.code))
+    metrics.http_duration.observe(seconds, route=route)
+    metrics.http_sent_bytes.inc(request.sentLength or 0, route=route)
 
 
 class MetricsPage(PlainResource):
     """
-    C{/metrics}: L{pypid.ops.metrics.REGISTRY} for clients in C{allow} (every
+    C{/metrics}: C{registry} (the process's L{Metrics}) for clients in C{allow} (every
     client when C{allow} is empty); 403 for others. The client is the one
     trusted proxies name (L{pypid.web.forwarded}).
     """
 
     isLeaf = True
 
-    def __init__(self, allow: Sequence[str] = (), registry: metrics.Registry = metrics.REGISTRY,
+    def __init__(self, registry: Registry, allow: Sequence[str] = (),
                  source: Optional[Callable[[], bytes]] = None) -> None:
         """
         @param source: renders the page instead of C{registry} (with
@@ -87,7 +87,7 @@ class MetricsPage(PlainResource):
         if self.allow is not None and not self.allow.trusts(peer_of(request.getClientAddress())):
             raise HTTPError(http.FORBIDDEN, "Metrics are not available to this address (--metrics-allow).")
         body = self.source() if self.source is not None else self.registry.render()
-        request.setHeader(b"content-type", metrics.CONTENT_TYPE)
+        request.setHeader(b"content-type", CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"content-length", b"%d" % len(body))
         return b"" if request.method == b"HEAD" else body

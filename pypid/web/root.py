@@ -16,6 +16,7 @@ from pypid.index.names import is_valid, normalize
 from pypid.index.pages import PageCache
 from pypid.index.render import dumps
 from pypid.index.welcome import render_template, render_welcome
+from pypid.ops.metrics import Metrics
 from pypid.web.browse import BrowseCache, ProjectsRoot, SearchPage
 from pypid.web.files import Packages
 from pypid.web.jsonapi import PypiJSON
@@ -153,6 +154,7 @@ class Root(PlainResource):
         upstream=None,
         api: Optional[Resource] = None,
         threads=None,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         """
         @param upload: answers C{POST} on C{/}, C{/legacy} and C{/legacy/}
@@ -165,6 +167,8 @@ class Root(PlainResource):
             files are served under C{+upstream/} (C{+} is in no project name).
         @param api: C{+api/}: the yank API (L{pypid.web.yankapi.YankAPI}),
             which checks credentials itself.
+        @param metrics: what C{/metrics} shows (the process's L{Metrics},
+            which the site records into).
         @param threads: where work that grows with the index runs (a
             L{pypid.threads.Threads}; L{None}: at once, in tests).
         """
@@ -195,7 +199,11 @@ class Root(PlainResource):
         self.putChild(b"favicon.ico", Favicon())
         self.putChild(b"robots.txt", Robots())
         # Without --metrics, /metrics is no project shortcut either.
-        self.putChild(b"metrics", MetricsPage(config.metrics_allow, source=config.metrics_source) if config.metrics else NotFound())
+        if config.metrics:
+            registry = (metrics if metrics is not None else Metrics()).registry
+            self.putChild(b"metrics", MetricsPage(registry, config.metrics_allow, source=config.metrics_source))
+        else:
+            self.putChild(b"metrics", NotFound())
         self._health = Health(store, config.worker)
         self._wait = WaitForIndex(store)
 

@@ -48,7 +48,7 @@ from pypid.web.proxy import TrustedProxies
 from pypid.web.resource import allowed_methods
 from pypid.web.send import PAGE_CHUNK, BytesSender
 from pypid.web.forwarded import ForwardedRequestMixin
-from pypid.ops.metrics import UPLOADS
+from pypid.ops.metrics import Metrics
 from pypid.web.metricspage import record_request
 
 if TYPE_CHECKING:
@@ -449,10 +449,14 @@ class PypidSite(server.Site):
         max_connections: Optional[int] = None,
         header_timeout: float = HEADER_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
+        metrics: Optional[Metrics] = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("timeout", idle_timeout)
         super().__init__(resource, *args, reactor=reactor, **kwargs)
+        #: Where requests (and uploads refused unread) are counted: the
+        #: process's L{Metrics}, or one of its own.
+        self.metrics = metrics if metrics is not None else Metrics()
         #: Seconds for a whole request head (L{pypid.web.channel}).
         self.header_timeout = header_timeout
         #: At most this many connections at once (None: no limit).
@@ -530,12 +534,12 @@ class PypidSite(server.Site):
         # Bodies refused unread are uploads: the refusal goes to the audit log.
         if self.audit is not None:
             self.audit.record(AuditEvent("upload", "refused", client=client, status=code, message=message))
-        UPLOADS.inc(result={413: "too_large", 401: "unauthorized", 403: "forbidden"}.get(code, "error"))
+        self.metrics.uploads.inc(result={413: "too_large", 401: "unauthorized", 403: "forbidden"}.get(code, "error"))
 
     def log(self, request) -> None:
         seconds = time.monotonic() - getattr(request, "started", time.monotonic())
         if self.record_metrics:
-            record_request(request, seconds)
+            record_request(self.metrics, request, seconds)
         if not self.access_log:
             return
         self.access_sink(AccessEntry(

@@ -56,7 +56,7 @@ def test_labels_checked_and_counters_only_go_up():
 
 def test_default_registry_parses():
     """Every instrument pypid declares renders as valid exposition text."""
-    fams = families(metrics.REGISTRY.render().decode())
+    fams = families(metrics.Metrics().registry.render().decode())
     for name in ("pypid_http_requests", "pypid_http_request_duration_seconds", "pypid_uploads",
                  "pypid_upstream_fetches", "pypid_upstream_cache_hits", "pypid_watcher_events",
                  "pypid_index_projects", "pypid_index_files"):

@@ -132,14 +132,14 @@ class FallbackTests(SynchronousTestCase):
     # Files
 
     def test_metrics(self):
-        from pypid.ops import metrics
+        metrics = self.fallback.metrics
 
         before = {
-            "page_ok": metrics.UPSTREAM_FETCHES.value(kind="page", result="ok"),
-            "page_hit": metrics.UPSTREAM_CACHE_HITS.value(kind="page"),
-            "file_ok": metrics.UPSTREAM_FETCHES.value(kind="file", result="ok"),
-            "file_hit": metrics.UPSTREAM_CACHE_HITS.value(kind="file"),
-            "file_404": metrics.UPSTREAM_FETCHES.value(kind="file", result="not_found"),
+            "page_ok": metrics.upstream_fetches.value(kind="page", result="ok"),
+            "page_hit": metrics.upstream_cache_hits.value(kind="page"),
+            "file_ok": metrics.upstream_fetches.value(kind="file", result="ok"),
+            "file_hit": metrics.upstream_cache_hits.value(kind="file"),
+            "file_404": metrics.upstream_fetches.value(kind="file", result="not_found"),
         }
         self.successResultOf(self.fallback.project("demo"))
         self.successResultOf(self.fallback.project("demo"))
@@ -147,11 +147,11 @@ class FallbackTests(SynchronousTestCase):
         read(self.fallback.cached_file("demo", "demo-1.0-py3-none-any.whl"))
         del self.upstream.files[WHEEL_URL + ".metadata"]
         self.failureResultOf(self.fallback.metadata("demo", "demo-1.0-py3-none-any.whl"))
-        self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="page", result="ok"), before["page_ok"] + 1)
-        self.assertEqual(metrics.UPSTREAM_CACHE_HITS.value(kind="page"), before["page_hit"] + 3)
-        self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="file", result="ok"), before["file_ok"] + 1)
-        self.assertEqual(metrics.UPSTREAM_CACHE_HITS.value(kind="file"), before["file_hit"] + 1)
-        self.assertEqual(metrics.UPSTREAM_FETCHES.value(kind="file", result="not_found"), before["file_404"] + 1)
+        self.assertEqual(metrics.upstream_fetches.value(kind="page", result="ok"), before["page_ok"] + 1)
+        self.assertEqual(metrics.upstream_cache_hits.value(kind="page"), before["page_hit"] + 3)
+        self.assertEqual(metrics.upstream_fetches.value(kind="file", result="ok"), before["file_ok"] + 1)
+        self.assertEqual(metrics.upstream_cache_hits.value(kind="file"), before["file_hit"] + 1)
+        self.assertEqual(metrics.upstream_fetches.value(kind="file", result="not_found"), before["file_404"] + 1)
 
     def test_fifty_concurrent_requests_one_download(self):
         self.upstream.hold = True

@@ -163,14 +163,13 @@ class FastPathTests(SynchronousTestCase):
 
     def test_metrics(self):
         """The fast path counts its requests as twisted.web's path does."""
-        from pypid.ops import metrics
-
+        metrics = self.site.metrics
         self.site.record_metrics = True
         for path, route in ((WHEEL, "packages"), ("/simple/demo-app/", "simple_project")):
             for fast in (False, True):
-                before = metrics.HTTP_REQUESTS.value(route=route, method="GET", code="200")
-                sent = metrics.HTTP_SENT_BYTES.value(route=route)
+                before = metrics.http_requests.value(route=route, method="GET", code="200")
+                sent = metrics.http_sent_bytes.value(route=route)
                 self.exchange(self.get(path), fast)
-                self.assertEqual(metrics.HTTP_REQUESTS.value(route=route, method="GET", code="200"), before + 1)
-                self.assertGreater(metrics.HTTP_SENT_BYTES.value(route=route), sent)
+                self.assertEqual(metrics.http_requests.value(route=route, method="GET", code="200"), before + 1)
+                self.assertGreater(metrics.http_sent_bytes.value(route=route), sent)
         self.assertEqual(self.fast.answered, 2)

@@ -16,6 +16,7 @@ from pypid.ops.values import whole_seconds
 from pypid.store.directory.scan import HASH_ALGORITHMS
 
 if TYPE_CHECKING:
+    from pypid.ops.metrics import Metrics
     from pypid.store.directory.rescans import IndexService
     from pypid.store.directory.store import DirectoryStore
     from pypid.store.directory.watch import WatchService
@@ -124,13 +125,16 @@ class DirectoryParts(NamedTuple):
     watch: Optional["WatchService"]
 
 
-def build(config: DirectoryConfig, reactor: Any, threads: Threads, write_image: bool = True) -> DirectoryParts:
+def build(
+    config: DirectoryConfig, reactor: Any, threads: Threads, write_image: bool = True, metrics: Optional[Metrics] = None
+) -> DirectoryParts:
     """
     The directory store with its state cache and serial book, the rescans (C{index}) and the
     watcher (C{watch}); nothing is read or created before they start.
     C{threads} (a L{pypid.threads.Threads}) runs their blocking work;
     C{write_image}: whether this process writes the index image (one of
-    several workers does).
+    several workers does); C{metrics}: where the watcher counts (the
+    process's L{pypid.ops.metrics.Metrics}).
     """
     from pypid.store.directory.rescans import IndexService
     from pypid.store.directory.serials import SerialBook
@@ -146,7 +150,7 @@ def build(config: DirectoryConfig, reactor: Any, threads: Threads, write_image: 
     watcher = None
     if config.watch:
         poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
-        watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll)
+        watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll, metrics=metrics)
     index = IndexService(store, reactor, interval,
                          first_scan_after=watcher.whenWatching if watcher is not None else None)
     return DirectoryParts(store, index, watcher)

@@ -873,12 +873,40 @@ def scan_paths(
             files.add(path)
             continue
         files.add(path)
-        if not _stat_file(roots, path, found, signatures, skipped) and path not in previous:
-            # Gone, and not a listed file: perhaps a directory that was.
+        if (not _stat_file(roots, path, found, signatures, skipped) and path not in previous
+                and parse_filename(path[path.rfind("/") + 1:]) is None):
+            # Gone, not a listed file, and not named as one (the files of a
+            # removed copy, taken out with their directory, are not looked
+            # for under themselves): perhaps a directory that was.
             prefixes.add(path + "/")
     covered: set[str] = set(files)
     covered.update(found)
     if prefixes:
-        under = tuple(prefixes)
-        covered.update(p for p in previous if p.startswith(under))
+        covered.update(listed_under(previous, prefixes))
     return _diff(found, signatures, skipped, hash_algo, previous, covered, cache)
+
+
+#: Up to how many directory prefixes L{listed_under} tries each on every path.
+FEW_PREFIXES = 8
+
+
+def listed_under(paths: Iterable[str], prefixes: set[str]) -> list[str]:
+    """
+    The C{/}-separated C{paths} under any of the directory C{prefixes}
+    (each ending in C{/}). One pass over C{paths}: a few prefixes are tried
+    each on every path; many (a copied tree removed file by file before it
+    was listed) by looking each path's parent directories up, so that the
+    cost does not grow with their number.
+    """
+    if len(prefixes) <= FEW_PREFIXES:
+        under = tuple(prefixes)
+        return [p for p in paths if p.startswith(under)]
+    found = []
+    for p in paths:
+        end = p.find("/")
+        while end != -1:
+            if p[: end + 1] in prefixes:
+                found.append(p)
+                break
+            end = p.find("/", end + 1)
+    return found

@@ -38,7 +38,7 @@ from watchdog import events
 from watchdog.events import FileSystemEventHandler
 
 from pypid.counts import counted
-from pypid.ops import metrics
+from pypid.ops.metrics import Metrics
 from pypid.store.directory.debounce import Debouncer
 from pypid.store.directory.yankfile import YANKS_FILE
 from pypid.index.filenames import SDIST_SUFFIXES, is_hidden_or_temporary
@@ -304,8 +304,11 @@ class WatchService(Service):
         fallback_poll: float = FALLBACK_POLL,
         observer_factory: Callable[[], Observer] = _observer,
         batch: int = BATCH,
+        metrics: Optional[Metrics] = None,
     ) -> None:
         self.store = store
+        #: Where events and refreshes are counted.
+        self.metrics = metrics if metrics is not None else Metrics()
         self.roots = [os.path.abspath(root) for root in roots]
         self.reactor = reactor
         self.threads = threads
@@ -361,7 +364,7 @@ class WatchService(Service):
             events, self._pending_events = self._pending_events, 0
             kinds, self._pending_kinds = self._pending_kinds, {}
         for kind, count in kinds.items():
-            metrics.WATCHER_EVENTS.inc(count, kind=kind)
+            self.metrics.watcher_events.inc(count, kind=kind)
         self.events += events
         self._unreported += events
         directories = [path for path, is_directory in batch.items() if is_directory and path not in self._whole]
@@ -376,7 +379,7 @@ class WatchService(Service):
         self._whole.difference_update(batch)
         if not batch:
             return
-        metrics.WATCHER_REFRESHES.inc()
+        self.metrics.watcher_refreshes.inc()
         paths = collapse(batch)
         self.batches += 1
         self.log.info(
@@ -482,7 +485,7 @@ class WatchService(Service):
         return self.store.rescan().addErrback(lambda f: self.log.failure("rescan failed", f))
 
     def _overflowed(self) -> None:
-        metrics.WATCHER_EVENTS.inc(kind="overflow")
+        self.metrics.watcher_events.inc(kind="overflow")
         if self.running:
             self.log.warn("filesystem events were lost (inotify queue overflow): rescanning")
             self._rescan()

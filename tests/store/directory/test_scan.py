@@ -477,3 +477,39 @@ class ConcurrentScansTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self._settle()
         self.assertIsNotNone(self.store.snapshot.get("dropped"))
+
+
+class ListedUnderTests(SynchronousTestCase):
+    """Paths under directory prefixes: the same answer for a few prefixes and for many."""
+
+    def test_few_and_many(self):
+        from pypid.store.directory import scan as scanning
+
+        paths = [f"d{i}/sub{j}/p{i}-{j}.whl" for i in range(50) for j in range(3)] + ["top-1.whl", "d1x/q-1.whl"]
+        few = {"d1/", "d7/sub2/"}
+        self.assertEqual(sorted(scanning.listed_under(paths, few)),
+                         sorted(p for p in paths if p.startswith(("d1/", "d7/sub2/"))))
+        self.assertNotIn("d1x/q-1.whl", scanning.listed_under(paths, few))
+        many = {f"gone{i}/" for i in range(1000)} | few
+        self.assertGreater(len(many), scanning.FEW_PREFIXES)
+        self.assertEqual(sorted(scanning.listed_under(paths, many)), sorted(scanning.listed_under(paths, few)))
+        self.assertEqual(scanning.listed_under(paths, {f"gone{i}/" for i in range(1000)}), [])
+
+    def test_gone_distribution_names_are_not_directories(self):
+        """A gone path named as a distribution file is not looked for as a directory; others are."""
+        from pypid.store.directory import scan as scanning
+
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "sub"))
+        write_dist(os.path.join(root, "sub"), wheel_bytes("kept", "1.0"))
+        first = scanning.scan([root], "sha256", {})
+        previous = {f.path: f for f in first.added}
+        gone_file = os.path.join(root, "gone-1.0-py3-none-any.whl")
+        result = scanning.scan_paths([root], "sha256", previous, [gone_file])
+        self.assertEqual((result.added, result.removed), ([], []))
+        # A directory that is gone: what was listed under it is removed.
+        import shutil
+
+        shutil.rmtree(os.path.join(root, "sub"))
+        result = scanning.scan_paths([root], "sha256", previous, [os.path.join(root, "sub")])
+        self.assertEqual(result.removed, ["sub/kept-1.0-py3-none-any.whl"])

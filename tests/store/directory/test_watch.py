@@ -334,20 +334,19 @@ class WatchServiceTests(SynchronousTestCase):
         self.reactor.advance(0)
 
     def test_metrics(self):
-        from pypid.ops import metrics
-
-        events = metrics.WATCHER_EVENTS.value(kind="created")
-        refreshes = metrics.WATCHER_REFRESHES.value()
         self.start()
+        metrics = self.watcher.metrics
+        events = metrics.watcher_events.value(kind="created")
+        refreshes = metrics.watcher_refreshes.value()
         handler = self.observer.scheduled[0][0]
         for i in range(3):
             handler.dispatch(FileCreatedEvent(p(f"m{i}-1.0.tar.gz")))
         handler.dispatch(FakeEvent("opened", p("m0-1.0.tar.gz")))
         self.reactor.advance(0)
         self.reactor.advance(1)
-        self.assertEqual(metrics.WATCHER_EVENTS.value(kind="created") - events, 3)
-        self.assertEqual(metrics.WATCHER_EVENTS.value(kind="opened"), 0)
-        self.assertEqual(metrics.WATCHER_REFRESHES.value() - refreshes, 1)
+        self.assertEqual(metrics.watcher_events.value(kind="created") - events, 3)
+        self.assertEqual(metrics.watcher_events.value(kind="opened"), 0)
+        self.assertEqual(metrics.watcher_refreshes.value() - refreshes, 1)
 
     def test_directory_swallows_its_files(self):
         self.start()
