@@ -33,7 +33,7 @@ def replacing(
     directory = os.path.dirname(os.path.abspath(target))
     fd, temp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
     try:
-        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as f:
+        with (os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")) as f:
             yield f
             f.flush()
             if mode is not None:

@@ -103,7 +103,9 @@ def command_help(argv: list[str]) -> str:
 def generated(options_class: Optional[type] = None) -> str:
     """The text between the markers."""
     if options_class is None:
-        from pypid.tap import Options as options_class  # type: ignore[no-redef]
+        from pypid.tap import Options
+
+        options_class = Options
     options = options_class()
     parts = [
         f"`twistd pypid {options.synopsis}`",

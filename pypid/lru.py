@@ -8,7 +8,7 @@ mapping of the most recently used entries. Pure.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
+from typing import Callable, Generic, Hashable, Optional, TypeVar, cast
 
 
 class LRU:
@@ -67,7 +67,11 @@ class LRU:
         return out
 
 
-class Recent:
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+class Recent(Generic[_K, _V]):
     """
     A mapping holding the most recently used entries: at most C{size} of
     them, and, when C{max_bytes} is given (the values are then C{bytes}),
@@ -82,31 +86,37 @@ class Recent:
     #: list node, the bytes object's header), roughly.
     ENTRY_OVERHEAD = 400
 
-    def __init__(self, size: Optional[int], on_evict=None, max_bytes: Optional[int] = None, weigh=len) -> None:
+    def __init__(
+        self,
+        size: Optional[int],
+        on_evict: Optional[Callable[[_K], object]] = None,
+        max_bytes: Optional[int] = None,
+        weigh: Callable[[_V], int] = cast(Callable[[_V], int], len),
+    ) -> None:
         self.size = size
         self.on_evict = on_evict
         self.max_bytes = max_bytes
         self.weigh = weigh
         #: Bytes held (when C{max_bytes} is given).
         self.total = 0
-        self._items: "OrderedDict" = OrderedDict()
+        self._items: OrderedDict[_K, _V] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._items
 
-    def get(self, key, default=None):
+    def get(self, key: _K, default: Optional[_V] = None) -> Optional[_V]:
         if key not in self._items:
             return default
         self._items.move_to_end(key)
         return self._items[key]
 
-    def _weight(self, value) -> int:
+    def _weight(self, value: _V) -> int:
         return self.weigh(value) + self.ENTRY_OVERHEAD if self.max_bytes is not None else 0
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: _K, value: _V) -> None:
         if self.max_bytes is not None and self._weight(value) > self.max_bytes:
             self.pop(key)
             return
@@ -121,7 +131,7 @@ class Recent:
             if self.on_evict is not None:
                 self.on_evict(old)
 
-    def pop(self, key, default=None):
+    def pop(self, key: _K, default: Optional[_V] = None) -> Optional[_V]:
         if key not in self._items:
             return default
         value = self._items.pop(key)

@@ -25,12 +25,14 @@ from pypid.feed.publish import Publisher
 from pypid.feed.yank import Yanker
 from pypid.index.pages import PageCache
 from pypid.ops import malloc
+from pypid.ops.logs import LoggingService
 from pypid.ops.metrics import Metrics
 from pypid.ops.options import OpsConfig, OpsOptions, top_service, wire_metrics
 from pypid.ops.startup import Listener, usage_exit
 from pypid.ops.values import plain_help
 from pypid.store.directory import options as directory
 from pypid.store.directory.options import DirectoryConfig, DirectoryOptions
+from pypid.store.interfaces import IPackageStore
 from pypid.store.objectstore.options import ObjectStoreConfig, ObjectStoreOptions
 from pypid.threads import pool_threads
 from pypid.upstream import config as upstream
@@ -175,7 +177,7 @@ def supervise(options: Options, reactor) -> IService:
 class Built(NamedTuple):
     """What L{build} made: the top service, and the parts a worker needs to reach."""
 
-    top: IService
+    top: LoggingService
     store: Any
     site: PypidSite
 
@@ -214,7 +216,7 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
         from pypid.store.objectstore import options as objectstore
 
         replica = objectstore.build(config.objectstore, reactor, threads)
-        store = replica.store
+        store: IPackageStore = replica.store
         attach(top, "index", replica.service)
     else:
         # The package directories: the store, its rescans and its watcher
@@ -251,7 +253,7 @@ def build(options: Options, reactor, worker: Optional[dict] = None) -> Built:
         # First uploaders go in the catalog every replica shares.
         from pypid.store.objectstore.store import CatalogOwners
 
-        acl.shared_owners = CatalogOwners(store.catalog, reactor)
+        acl.shared_owners = CatalogOwners(replica.store.catalog, reactor)
 
     # Uploads.
     root = config.directory.upload_root

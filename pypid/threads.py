@@ -12,14 +12,22 @@ reactor.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Optional, ParamSpec, Protocol, TypeVar, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from twisted.internet.threads import deferToThreadPool
 
-#: Runs a blocking callable away from the reactor thread: C{threads(f, *args)}.
-Threads = Callable[..., Deferred]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_S = TypeVar("_S")
+_V = TypeVar("_V")
+
+
+class Threads(Protocol):
+    """Runs a blocking callable away from the reactor thread: C{threads(f, *args)}."""
+
+    def __call__(self, f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]: ...
 
 
 def pool_threads(reactor: Any, pool: Any = None) -> Threads:
@@ -29,18 +37,18 @@ def pool_threads(reactor: Any, pool: Any = None) -> Threads:
     through C{reactor}.
     """
 
-    def run(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def run(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
         return deferToThreadPool(reactor, pool if pool is not None else reactor.getThreadPool(), f, *args, **kwargs)
 
     return run
 
 
-def immediate(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+def immediate(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
     """A L{Threads} for synchronous tests: runs C{f} at once, in the calling thread."""
     return maybeDeferred(f, *args, **kwargs)
 
 
-class Prepared:
+class Prepared(Generic[_S, _V]):
     """
     A value worth preparing once per version of some state, in a thread:
     a page whose size grows with the index (the project list, the search
@@ -60,16 +68,16 @@ class Prepared:
         tests, small tools).
     """
 
-    def __init__(self, state: Callable[[], Any], build: Callable[[Any], Any], threads: "Threads | None" = None) -> None:
+    def __init__(self, state: Callable[[], _S], build: Callable[[_S], _V], threads: "Threads | None" = None) -> None:
         self._state = state
         self._build = build
         self._threads = threads
         #: Goes up by one with every change (L{invalidate}).
         self.version = 0
-        self._value: Any = None
+        self._value: Optional[_V] = None
         self._value_version = -1
         self._running = False
-        self._waiters: list[tuple[int, Deferred]] = []
+        self._waiters: list[tuple[int, Deferred[_V]]] = []
         #: Builds done so far (what the tests count).
         self.builds = 0
 
@@ -77,25 +85,26 @@ class Prepared:
         """The state has changed: the next L{get} needs a new build."""
         self.version += 1
 
-    def peek(self) -> Any:
+    def peek(self) -> Optional[_V]:
         """The value of the current version if it is built, else L{None}."""
         return self._value if self._value_version == self.version else None
 
-    def latest(self) -> Any:
+    def latest(self) -> Optional[_V]:
         """The value built last, whatever its version (L{None} before the first)."""
         return self._value
 
-    def get(self) -> Any:
+    def get(self) -> "_V | Deferred[_V]":
         """The value of the current version, or a L{Deferred} of it."""
         if self._value_version == self.version:
-            return self._value
+            # Built (so a _V, even if that is None).
+            return cast(_V, self._value)
         if self._threads is None:
             version = self.version
             self._value = self._build(self._state())
             self._value_version = version
             self.builds += 1
             return self._value
-        d: Deferred = Deferred()
+        d: Deferred[_V] = Deferred()
         self._waiters.append((self.version, d))
         if not self._running:
             self._start()
@@ -104,21 +113,22 @@ class Prepared:
     def _start(self) -> None:
         self._running = True
         version = self.version
-        built = self._threads(self._build, self._state())  # type: ignore[misc]
+        threads = self._threads
+        assert threads is not None  # (without threads, get() builds at once)
+        built = threads(self._build, self._state())
         built.addBoth(self._done, version)
 
-    def _done(self, result: Any, version: int) -> None:
+    def _done(self, result: "_V | Failure", version: int) -> None:
         self._running = False
         self.builds += 1
-        failed = isinstance(result, Failure)
-        if not failed and version >= self._value_version:
+        if not isinstance(result, Failure) and version >= self._value_version:
             # (The old value goes now, not when the next one is asked for.)
             self._value, self._value_version = result, version
         served = [d for wanted, d in self._waiters if wanted <= version]
         self._waiters = [(wanted, d) for wanted, d in self._waiters if wanted > version]
         for d in served:
             if not d.called:
-                if failed:
+                if isinstance(result, Failure):
                     d.errback(result)
                 else:
                     d.callback(result)

@@ -17,6 +17,7 @@ import json
 import signal
 import sys
 from importlib import import_module
+from typing import Any
 
 
 def main(argv: list[str]) -> int:
@@ -24,11 +25,15 @@ def main(argv: list[str]) -> int:
     module, _, name = spec["options"].partition(":")
     options_class = getattr(import_module(module), name)
 
-    from twisted.internet import reactor, stdio
+    from twisted.internet import reactor as global_reactor, stdio
     from twisted.internet.protocol import Protocol
 
     from pypid import tap
     from pypid.ops.workers import CONTROL_FD
+
+    # The global reactor provides more interfaces (IReactorThreads, run's
+    # arguments) than its annotation says.
+    reactor: Any = global_reactor
 
     options = options_class()
     options.parseOptions(spec["args"])
@@ -62,10 +67,13 @@ def main(argv: list[str]) -> int:
             stop()
 
     supervisor = Supervisor()
-    stdio.StandardIO(supervisor, stdin=0, stdout=CONTROL_FD)
+    # (mypy reads twisted.internet.stdio's Windows StandardIO; the POSIX one takes stdin and stdout.)
+    stdio.StandardIO(supervisor, stdin=0, stdout=CONTROL_FD)  # type: ignore[call-arg]
 
-    def tell_ready(_=None) -> None:
-        supervisor.transport.write(b"ready\n")
+    def tell_ready(_: object = None) -> None:
+        transport = supervisor.transport
+        assert transport is not None  # (connected by StandardIO above)
+        transport.write(b"ready\n")
 
     def ready(_) -> None:
         if worker["index"] == 0:

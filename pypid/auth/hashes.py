@@ -87,9 +87,9 @@ class Hashes:
         try:
             import bcrypt
         except ImportError:
-            bcrypt = None
+            bcrypt = None  # type: ignore[assignment]  # no bcrypt: None
         if not hasattr(bcrypt, "checkpw") or not hasattr(bcrypt, "hashpw"):
-            bcrypt = None
+            bcrypt = None  # type: ignore[assignment]  # as above
         return cls(bcrypt, libcrypt.load())
 
     def backend(self, kind: str) -> Optional[str]:
@@ -130,8 +130,9 @@ class Hashes:
             return self._verify_bcrypt(password, stored)
         if kind in (SHA512_CRYPT, SHA256_CRYPT, MD5_CRYPT):
             prefix = stored[: stored.index("$", 1) + 1]
-            if self._libcrypt(prefix):
-                return _same(self.libcrypt.crypt(password, stored.encode("ascii", "replace")), stored)
+            lib = self._libcrypt(prefix)
+            if lib is not None:
+                return _same(lib.crypt(password, stored.encode("ascii", "replace")), stored)
             from passlib import hash as passlib_hash
 
             handler = {SHA512_CRYPT: passlib_hash.sha512_crypt, SHA256_CRYPT: passlib_hash.sha256_crypt,
@@ -159,8 +160,9 @@ class Hashes:
                 return bool(self.bcrypt.checkpw(secret, stored.encode("ascii")))
             except ValueError:
                 return False
-        if self._libcrypt("$2b$"):
-            return _same(self.libcrypt.crypt(secret, stored.encode("ascii")), stored)
+        lib = self._libcrypt("$2b$")
+        if lib is not None:
+            return _same(lib.crypt(secret, stored.encode("ascii")), stored)
         raise NoBackend("bcrypt hashes need the bcrypt package or the system's libcrypt")
 
     def hash_bcrypt(self, password: bytes, rounds: int = ROUNDS) -> str:
@@ -171,9 +173,9 @@ class Hashes:
             raise ValueError("a bcrypt password has 1 to 72 bytes and no NUL byte")
         if self.bcrypt is not None:
             made = self.bcrypt.hashpw(password, self.bcrypt.gensalt(rounds)).decode("ascii")
-        elif self._libcrypt("$2b$"):
+        elif (lib := self._libcrypt("$2b$")) is not None:
             salt = base64.b64encode(secrets.token_bytes(16))[:22].translate(_TO_BCRYPT_B64)
-            result = self.libcrypt.crypt(password, b"$2b$%02d$" % rounds + salt)
+            result = lib.crypt(password, b"$2b$%02d$" % rounds + salt)
             if result is None:
                 raise NoBackend("libcrypt refused to make a bcrypt hash")
             made = result.decode("ascii")
@@ -185,8 +187,10 @@ class Hashes:
         # $2b$ and $2y$ are the same algorithm; $2y$ is what Apache writes.
         return "$2y$" + made[4:]
 
-    def _libcrypt(self, prefix: str) -> bool:
-        return self.libcrypt is not None and self.libcrypt.supports(prefix)
+    def _libcrypt(self, prefix: str) -> Optional[libcrypt.LibCrypt]:
+        """The system's libcrypt when it makes C{prefix} hashes, else L{None}."""
+        lib = self.libcrypt
+        return lib if lib is not None and lib.supports(prefix) else None
 
 
 def _same(result: Optional[bytes], stored: str) -> bool:

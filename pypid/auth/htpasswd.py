@@ -189,7 +189,7 @@ class HtpasswdChecker:
         self._logged_error: Optional[str] = None
         # Successful checks: keyed HMAC of user and password -> (user, expiry, file signature).
         self._key = secrets.token_bytes(32)
-        self._cache: collections.OrderedDict[bytes, tuple[str, float, tuple]] = collections.OrderedDict()
+        self._cache: collections.OrderedDict[bytes, tuple[str, float, Optional[tuple]]] = collections.OrderedDict()
         # Checks under way, by key: the Deferreds waiting for each.
         self._pending: dict[bytes, list[Deferred]] = {}
         self._dummy: Optional[str] = None

@@ -123,6 +123,7 @@ class Logins:
         if retry is not None:
             return self.later(TooManyFailures(retry))
         token = username == TOKEN_USER.encode("ascii")
+        user: Optional[str]  # (a TokenUser is a str)
         if token:
             user = self.tokens.cached(password) if self.tokens is not None else None
         else:
@@ -210,7 +211,7 @@ def pool_size() -> int:
 class PasswordPool(Service):
     """The password checks' own bounded thread pool, started and stopped with the daemon."""
 
-    name = "passwords"
+    name = "passwords"  # type: ignore[assignment]  # Service declares name None
 
     def __init__(self, reactor, size: Optional[int] = None) -> None:
         self.pool = ThreadPool(minthreads=0, maxthreads=size or pool_size(), name="pypid-passwords")

@@ -423,8 +423,9 @@ class Tokens:
             notes = [("warn", f"{self.path} line {n}: not a token ({why}); ignored") for n, why in read.problems]
             notes.append(("info", f"read {len(tokens)} API token{'s' if len(tokens) != 1 else ''} from {self.path}"))
         except (OSError, TokenFileError) as e:
-            loaded = _Loaded(signature, {}, f"cannot read the tokens file {self.path}: {e}")
-            notes = [("error", loaded.error + "; every token login fails until it is fixed")]
+            error = f"cannot read the tokens file {self.path}: {e}"
+            loaded = _Loaded(signature, {}, error)
+            notes = [("error", error + "; every token login fails until it is fixed")]
         with self._lock:
             self._loaded = loaded
             self._cache.clear()

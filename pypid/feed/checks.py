@@ -195,7 +195,8 @@ def check_file_upload(form: Form) -> FileUpload:
     pyversion = field(form, "pyversion")
     if parsed.kind == "sdist" and pyversion not in (None, "source"):
         raise bad(f"Invalid pyversion '{pyversion}' for an sdist: use 'source'.")
-    signature = (form.files.get("gpg_signature") or [None])[0]
+    signatures = form.files.get("gpg_signature")
+    signature = signatures[0] if signatures else None
     if signature is not None and signature.filename != content[0].filename + ".asc":
         raise bad("Unrelated signature: gpg_signature must be named after the file, with .asc.")
     return FileUpload(name, parsed.project, version, content[0].filename, parsed, content[0],
@@ -335,5 +336,5 @@ def path_is_zip(filename: str) -> bool:
     return filename.lower().endswith((".whl", ".zip"))
 
 
-def _one_line(e: Exception) -> str:
+def _one_line(e: Exception | str) -> str:
     return " ".join(str(e).split())[:200]

@@ -24,24 +24,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, cast
 
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IConsumer
+from twisted.internet.interfaces import IConsumer, IListeningPort, IProducer, IPushProducer
+from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols import ftp
+from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.web import http
 from zope.interface import implementer
 
-from pypid.counts import counted, mib
+from pypid.counts import counted
 from pypid.feed.audit import AuditEvent
 from pypid.feed.checks import INSUFFICIENT_STORAGE, Declared, UploadError, declared_by_name
 from pypid.feed.incoming import SpoolBudget, StagedWriter, upload_error
-from pypid.feed.publish import Publisher
+from pypid.feed.publish import Published, Publisher
 from pypid.store.interfaces import IStaged
 from pypid.threads import Threads
+
+if TYPE_CHECKING:
+    from pypid.auth.logins import Logins
+
+_T = TypeVar("_T")
 
 
 class Refused(ftp.FTPCmdError):
@@ -49,11 +56,17 @@ class Refused(ftp.FTPCmdError):
 
     errorCode = ftp.REQ_ACTN_NOT_TAKEN
 
+    def __init__(self, why: str) -> None:
+        super().__init__(why)  # type: ignore[no-untyped-call]  # Twisted's ftp module is unannotated
+
 
 class NoRoom(ftp.FTPCmdError):
     """552 and why: over --max-upload-size, or no room (a full disk, the spool budget)."""
 
     errorCode = ftp.EXCEEDED_STORAGE_ALLOC
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)  # type: ignore[no-untyped-call]  # as above
 
     def response(self) -> str:
         return f"552 {self.errorMessage[0]}"
@@ -66,7 +79,7 @@ class FTPUploads:
     publisher: Publisher
     #: The first package directory, which sessions list and change into.
     root: str
-    reactor: object
+    reactor: Any
     #: Runs the blocking steps (L{pypid.threads.Threads}).
     threads: Threads
     max_size: int = 1024 ** 3
@@ -96,21 +109,22 @@ class _Upload:
         #: Why the rest of the transfer is dropped: (code, message), or None.
         self.refusal: Optional[tuple[int, str]] = None
         self.received = 0
-        self.producer = None
+        self.producer: Optional[IPushProducer] = None
         self.writer = StagedWriter(staged, shell.uploads.threads, self._pause, self._resume)
 
     # IWriteFile
 
-    def receive(self) -> Deferred:
+    def receive(self) -> Deferred[_Upload]:
         return succeed(self)
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         return self.shell.land(self)
 
     # IConsumer
 
-    def registerProducer(self, producer, streaming) -> None:
-        self.producer = producer
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        # Twisted's FTP data connection registers itself: a push producer (streaming).
+        self.producer = cast(IPushProducer, producer)
 
     def unregisterProducer(self) -> None:
         self.producer = None
@@ -133,9 +147,7 @@ class _Upload:
                          f"{counted(uploads.max_size, 'byte')} (--max-upload-size).")
             return
         if not uploads.budget.reserve(len(data)):
-            self._refuse(INSUFFICIENT_STORAGE,
-                         f"Insufficient Storage: uploads in flight already hold {mib(uploads.budget.held)} of "
-                         f"this server's {mib(uploads.budget.total or 0)} for them (--max-spool); try again shortly.")
+            self._refuse(INSUFFICIENT_STORAGE, uploads.budget.refusal())
             return
         self.received += len(data)
         self.writer.write(data)
@@ -155,13 +167,20 @@ def _hidden(segments: list[str]) -> bool:
     return any(not s or s.startswith(".") for s in segments)
 
 
+#: An FTP path: its segments.
+_Segments = list[str]
+#: What C{stat} gives (one value per key asked for), and C{list} (a name and its stat, for each).
+_Stats = list[Any]
+_Listing = list[tuple[Any, _Stats]]
+
+
 class UploadShell(ftp.FTPShell):
     """An L{ftp.IFTPShell} over the first package directory that only receives distributions."""
 
     log = Logger()
 
     def __init__(self, uploads: FTPUploads, user: str) -> None:
-        super().__init__(FilePath(uploads.root))
+        super().__init__(FilePath(uploads.root))  # type: ignore[no-untyped-call]  # as above
         self.uploads = uploads
         self.user = user
         #: The client's address, for the audit log (set once logged in).
@@ -170,41 +189,44 @@ class UploadShell(ftp.FTPShell):
 
     # Looking around: not at hidden things, and nothing is downloaded.
 
-    def access(self, path):
+    def access(self, path: _Segments) -> Deferred[None]:
         if _hidden(path):
             return fail(ftp.FileNotFoundError("/".join(path)))
-        return super().access(path)
+        allowed: Deferred[None] = super().access(path)  # type: ignore[no-untyped-call]  # as above
+        return allowed
 
-    def stat(self, path, keys=()):
+    def stat(self, path: _Segments, keys: Sequence[str] = ()) -> Deferred[_Stats]:
         if _hidden(path):
             return fail(ftp.FileNotFoundError("/".join(path)))
-        return super().stat(path, keys)
+        stats: Deferred[_Stats] = super().stat(path, keys)  # type: ignore[no-untyped-call]  # as above
+        return stats
 
-    def list(self, path, keys=()):
+    def list(self, path: _Segments, keys: Sequence[str] = ()) -> Deferred[_Listing]:
         if _hidden(path):
             return fail(ftp.FileNotFoundError("/".join(path)))
-        return super().list(path, keys).addCallback(
+        listed: Deferred[_Listing] = super().list(path, keys)  # type: ignore[no-untyped-call]  # as above
+        return listed.addCallback(
             lambda entries: [e for e in entries if not _name(e[0]).startswith(".")]
         )
 
-    def openForReading(self, path):
+    def openForReading(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def makeDirectory(self, path):
+    def makeDirectory(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def removeDirectory(self, path):
+    def removeDirectory(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def removeFile(self, path):
+    def removeFile(self, path: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(path)))
 
-    def rename(self, fromPath, toPath):
+    def rename(self, fromPath: _Segments, toPath: _Segments) -> Deferred[None]:
         return fail(ftp.PermissionDeniedError("/".join(fromPath)))
 
     # Uploading.
 
-    def openForWriting(self, path):
+    def openForWriting(self, path: _Segments) -> Deferred[_Upload]:
         if not path or _hidden(path):
             return fail(Refused("not a distribution file name"))
         publisher = self.uploads.publisher
@@ -214,29 +236,28 @@ class UploadShell(ftp.FTPShell):
         except UploadError as e:
             publisher.refused(event, e.code, e.message)
             return fail(Refused(e.message))
-        directory = self._path(path[:-1])
+        directory: FilePath[str] = self._path(path[:-1])  # type: ignore[no-untyped-call]  # as above
         root = os.path.realpath(self.uploads.root)
         real = os.path.realpath(directory.path)
         if not directory.isdir() or not (real == root or real.startswith(root + os.sep)):
             return fail(ftp.FileNotFoundError("/".join(path[:-1])))
         event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
 
-        def refused(failure):
+        def refused(failure: Failure) -> None:
             failure.trap(UploadError)
             publisher.refused(event, failure.value.code, failure.value.message)
             raise Refused(failure.value.message)
 
         # Refused before a byte is sent, when the ACL says no.
         d = publisher.authorize(self.user, declared.project).addErrback(refused)
-        d.addCallback(lambda _: self.uploads.threads(publisher.store.stage))
-        d.addCallback(lambda staged: self._opened(_Upload(self, "/".join(path), declared, staged, event)))
-        return d
+        return d.addCallback(lambda _: self.uploads.threads(publisher.store.stage)).addCallback(
+            lambda staged: self._opened(_Upload(self, "/".join(path), declared, staged, event)))
 
     def _opened(self, upload: _Upload) -> _Upload:
         self._uploads.add(upload)
         return upload
 
-    def land(self, upload: _Upload) -> Deferred:
+    def land(self, upload: _Upload) -> Deferred[None]:
         """The transfer ended: publish it, or throw it away."""
         if upload.state != "open":
             return fail(Refused("the session ended before the transfer did"))
@@ -245,13 +266,13 @@ class UploadShell(ftp.FTPShell):
         if upload.refusal is not None:
             code, message = upload.refusal
             uploads.publisher.refused(upload.event, code, message)
-            d = upload.writer.abort().addCallback(lambda _: fail(NoRoom(message)))
+            d: Deferred[Published] = upload.writer.abort().addCallback(lambda _: fail(NoRoom(message)))
         else:
-            def written(_) -> Deferred:
+            def written(_: object) -> Deferred[Published]:
                 return uploads.publisher.publish(upload.event, upload.name, upload.staged,
                                                  declared=upload.declared, streamed=True)
 
-            def not_written(failure):
+            def not_written(failure: Failure) -> Deferred[Published]:
                 failure = upload_error(failure)
                 if failure.check(UploadError):
                     uploads.publisher.refused(upload.event, failure.value.code, failure.value.message)
@@ -259,14 +280,14 @@ class UploadShell(ftp.FTPShell):
 
             d = upload.writer.finish().addCallbacks(written, not_written)
 
-        def refused(failure):
+        def refused(failure: Failure) -> None:
             if failure.check(UploadError):
                 if failure.value.code in (http.REQUEST_ENTITY_TOO_LARGE, INSUFFICIENT_STORAGE):
                     raise NoRoom(failure.value.message)
                 raise Refused(failure.value.message)
-            return failure
+            failure.raiseException()
 
-        def done(result):
+        def done(result: _T) -> _T:
             upload.state = "done"
             upload.release()
             self._uploads.discard(upload)
@@ -279,11 +300,15 @@ class UploadShell(ftp.FTPShell):
         for upload in list(self._uploads):
             if upload.state == "open":
                 upload.state = "done"
-                upload.writer.abort().addBoth(lambda _, upload=upload: upload.release())
+                upload.writer.abort().addBoth(_release, upload)
         self._uploads.clear()
 
 
-def _name(name) -> str:
+def _release(_: object, upload: _Upload) -> None:
+    upload.release()
+
+
+def _name(name: str | bytes) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
 
 
@@ -292,9 +317,15 @@ class UploadRealm:
     def __init__(self, uploads: FTPUploads) -> None:
         self.uploads = uploads
 
-    def requestAvatar(self, avatarId, mind, *interfaces):
+    def requestAvatar(
+        self, avatarId: str | bytes | tuple[()], mind: object, *interfaces: Any
+    ) -> tuple[Any, UploadShell, Callable[[], None]]:
         if ftp.IFTPShell not in interfaces:
             raise NotImplementedError("only FTP shells here")
+        if isinstance(avatarId, tuple):
+            # (ANONYMOUS: the factory refuses anonymous logins before they get here;
+            # pypid's checkers give str avatar ids.)
+            raise NotImplementedError("no anonymous FTP shells")
         shell = UploadShell(self.uploads, _name(avatarId))
         return ftp.IFTPShell, shell, shell.logout
 
@@ -313,28 +344,37 @@ class UploadFTP(ftp.FTP):
     """
 
     log = Logger()
+    # Twisted's FTP declares these None: the shell is set at login (the
+    # realm's UploadShell), the data connection by PASV or PORT.
+    shell: UploadShell  # type: ignore[assignment]
+    dtpInstance: Optional[ftp.DTP]  # type: ignore[assignment]
+    #: The current directory, as segments (set at login).
+    workingDirectory: list[str]
 
-    def ftp_PASS(self, password):
+    def ftp_PASS(self, password: bytes) -> Deferred[object]:
         # Logins go through pypid.auth.logins with this client's address:
         # failed logins are limited per address, as for HTTP.
-        host = getattr(self.transport.getPeer(), "host", "-")
+        host = getattr(self.transport.getPeer() if self.transport is not None else None, "host", "-")
         retry = self.factory.logins.retry_after(host)
         if retry is not None:
             del self._user
             self.state = self.UNAUTH
-            return self.factory.logins.later(
-                Throttled(f"Too many failed logins from your address; try again in {counted(retry, 'second')}."))
-        self.portal = Portal(self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
+            later: Deferred[object] = self.factory.logins.later(
+                Throttled(f"Too many failed logins from your address; try again in {counted(retry, 'second')}."))  # type: ignore[no-untyped-call]  # as above
+            return later
+        self.portal = Portal(  # type: ignore[assignment]  # FTP declares it None, set at login
+            self.factory.portal.realm, [self.factory.logins.checker_for(host, "ftp")])
 
-        def logged_in(reply):
+        def logged_in(reply: _T) -> _T:
             shell = getattr(self, "shell", None)
             if isinstance(shell, UploadShell):
                 shell.client = host
             return reply
 
-        return super().ftp_PASS(password).addCallback(logged_in)
+        passed: Deferred[object] = super().ftp_PASS(password)  # type: ignore[no-untyped-call]  # as above
+        return passed.addCallback(logged_in)
 
-    def ftp_STOR(self, path):
+    def ftp_STOR(self, path: str) -> Deferred[tuple[str, ...]]:
         """
         C{STOR}, as Twisted's FTP answers it, but for the log: a refused
         upload is the publisher's one audit line (with the reason), not an
@@ -348,46 +388,51 @@ class UploadFTP(ftp.FTP):
         except ftp.InvalidPath:
             return fail(ftp.FileNotFoundError(path))
         # No command timeout while the data connection works.
-        self.setTimeout(None)
+        self.setTimeout(None)  # type: ignore[no-untyped-call]  # as above
 
-        def not_opened(failure):
+        def not_opened(failure: Failure) -> tuple[str, ...]:
             if failure.check(ftp.FTPCmdError):
                 return (failure.value.errorCode, "/".join(segments))
             self.log.failure("opening {path} for an FTP upload failed", failure, path="/".join(segments))
             return (ftp.FILE_NOT_FOUND, "/".join(segments))
 
-        def opened(upload):
+        def opened(upload: _Upload) -> Deferred[tuple[str, ...]]:
             d = upload.receive().addCallback(self._transfer)
             d.addCallback(lambda _: upload.close())
             return d.addCallbacks(lambda _: (ftp.TXFR_COMPLETE_OK,), transfer_failed)
 
-        def transfer_failed(failure):
+        def transfer_failed(failure: Failure) -> Failure | tuple[str, ...]:
             if failure.check(ftp.FTPCmdError):
                 return failure
             self.log.failure("FTP upload of {path} failed", failure, path="/".join(segments))
             return (ftp.CNX_CLOSED_TXFR_ABORTED,)
 
-        def timeout_again(result):
-            self.setTimeout(self.factory.timeOut)
+        def timeout_again(result: _T) -> _T:
+            self.setTimeout(self.factory.timeOut)  # type: ignore[no-untyped-call]  # as above
             return result
 
         d = self.shell.openForWriting(segments).addCallbacks(opened, not_opened)
         return d.addBoth(timeout_again)
 
-    def _transfer(self, consumer):
+    def _transfer(self, consumer: IConsumer) -> Deferred[None]:
         """Start the data connection's transfer into C{consumer}; fires when it is done."""
+        dtp = self.dtpInstance
+        # ftp_STOR checked; should the data connection be gone since, the transfer fails.
+        assert dtp is not None
+        target: object = consumer
         if not self.binary:
-            consumer = ftp.ASCIIConsumerWrapper(consumer)
-        d = self.dtpInstance.registerConsumer(consumer)
-        self.reply(ftp.DATA_CNX_ALREADY_OPEN_START_XFR if self.dtpInstance.isConnected
+            target = ftp.ASCIIConsumerWrapper(consumer)
+        d: Deferred[None] = dtp.registerConsumer(target)
+        self.reply(ftp.DATA_CNX_ALREADY_OPEN_START_XFR if dtp.isConnected  # type: ignore[no-untyped-call]  # as above
                    else ftp.FILE_STATUS_OK_OPEN_DATA_CNX)
         return d
 
-    def listenFactory(self, port, factory, interface=""):
+    def listenFactory(self, port: int, factory: ServerFactory, interface: str = "") -> IListeningPort:  # type: ignore[override]  # FTP's is unannotated, with other names
         factory.noisy = False  # one data connection per transfer: no log lines for each
-        return self.factory.reactor.listenTCP(
-            port, factory, interface=interface or self.transport.getHost().host
+        listening: IListeningPort = self.factory.reactor.listenTCP(
+            port, factory, interface=interface or getattr(self.transport.getHost() if self.transport else None, "host", "")
         )
+        return listening
 
 
 class UploadFTPFactory(ftp.FTPFactory):
@@ -395,12 +440,12 @@ class UploadFTPFactory(ftp.FTPFactory):
     allowAnonymous = False
     welcomeMessage = "pypid: upload wheels and sdists"
 
-    def __init__(self, portal: Portal, reactor, logins) -> None:
-        super().__init__(portal)
+    def __init__(self, portal: Portal, reactor: Any, logins: Logins) -> None:
+        super().__init__(portal)  # type: ignore[no-untyped-call]  # as above
         self.reactor = reactor
         self.logins = logins
 
 
-def ftp_factory(uploads: FTPUploads, logins) -> UploadFTPFactory:
+def ftp_factory(uploads: FTPUploads, logins: Logins) -> UploadFTPFactory:
     """The FTP server factory: logins checked by C{logins} (L{pypid.auth.logins.Logins}), never anonymous."""
     return UploadFTPFactory(Portal(UploadRealm(uploads), []), uploads.reactor, logins)

@@ -23,8 +23,9 @@ from typing import BinaryIO, Callable, NamedTuple, Optional
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
+from pypid.counts import human_size
 from pypid.feed.checks import UploadError, bad, no_room
-from pypid.feed.multipart import Form, FormCollector, Limits, MultipartError, PartHeaders, boundary_of
+from pypid.feed.multipart import FileWriter, Form, FormCollector, Limits, MultipartError, PartHeaders, boundary_of
 from pypid.store.interfaces import IStaged, StoreFull
 from pypid.threads import Threads
 
@@ -41,7 +42,7 @@ class BoundedBuffer(io.BytesIO):
         super().__init__()
         self.limit, self.what = limit, what
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # takes bytes only, not any buffer
         if self.tell() + len(data) > self.limit:
             raise MultipartError(f"{self.what} is too large")
         return super().write(data)
@@ -79,6 +80,11 @@ class SpoolBudget:
     def release(self, size: int) -> None:
         self.held -= size
 
+    def refusal(self) -> str:
+        """What an upload the budget has no room for is told (HTTP 507, FTP 552)."""
+        return (f"Insufficient Storage: uploads in flight already hold {human_size(self.held)} of this "
+                f"server's {human_size(self.total or 0)} for them (--max-spool); try again shortly.")
+
 
 def _write_all(staged: IStaged, chunks: list[bytes]) -> None:
     for chunk in chunks:
@@ -110,7 +116,7 @@ class StagedWriter:
         self._closed = False
         #: ...and with abort, what waits is dropped.
         self._aborted = False
-        self._drains: list[Deferred] = []
+        self._drains: list[Deferred[None]] = []
         self.error: Optional[Failure] = None
 
     def write(self, data: bytes) -> None:
@@ -131,7 +137,7 @@ class StagedWriter:
         self._threads(_write_all, self.staged, chunks).addCallbacks(
             self._wrote, self._failed, callbackArgs=(size,), errbackArgs=(size,))
 
-    def _wrote(self, _, size: int) -> None:
+    def _wrote(self, _: object, size: int) -> None:
         self._running = False
         self.waiting -= size
         if self._queue and self.error is None and not self._aborted:
@@ -152,26 +158,26 @@ class StagedWriter:
         for d in drains:
             d.callback(None)
 
-    def _idle(self) -> Deferred:
+    def _idle(self) -> Deferred[None]:
         """Fires once no write is running or waiting."""
         if not self._running:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._drains.append(d)
         return d
 
-    def finish(self) -> Deferred:
+    def finish(self) -> Deferred[dict[str, str]]:
         """Once every byte is written: the digests (L{IStaged.finish}), or the write's failure."""
         self._closed = True
 
-        def written(_) -> Deferred:
+        def written(_: None) -> Deferred[dict[str, str]]:
             if self.error is not None:
                 return fail(self.error)
             return self._threads(self.staged.finish)
 
         return self._idle().addCallback(written)
 
-    def abort(self) -> Deferred:
+    def abort(self) -> Deferred[None]:
         """Drop what waits, and throw the staged bytes away (after the write that runs, if any)."""
         self._closed = self._aborted = True
         self._queue = []
@@ -219,7 +225,7 @@ class FormReceiver:
         """Whether what is still to come will be thrown away."""
         return self.error is not None or self.writer.error is not None
 
-    def _open_file(self, headers: PartHeaders):
+    def _open_file(self, headers: PartHeaders) -> FileWriter:
         if headers.name == "content":
             if self._content:
                 raise MultipartError("Field 'content' was sent more than once.")
@@ -239,7 +245,7 @@ class FormReceiver:
             self.error = bad(f"Malformed multipart/form-data body: {e}")
             self.writer.abort()
 
-    def finish(self) -> Deferred:
+    def finish(self) -> Deferred[Received]:
         """
         The body is all here: a L{Deferred} of the L{Received} form, its
         content finished in the store's staging area (the caller now owns
@@ -261,13 +267,13 @@ class FormReceiver:
             # A form without a file (register, remove_pkg): nothing staged.
             return self.writer.abort().addCallback(lambda _: Received(form, None, {}, signature))
 
-        def failed(failure: Failure) -> Deferred:
+        def failed(failure: Failure) -> Deferred[Received]:
             return self.writer.abort().addBoth(lambda _: upload_error(failure))
 
         return self.writer.finish().addCallbacks(
             lambda digests: Received(form, self.staged, digests, signature), failed)
 
-    def abort(self) -> Deferred:
+    def abort(self) -> Deferred[None]:
         """The body will never be whole (the connection went): throw everything away."""
         if self._done:
             return succeed(None)
@@ -275,7 +281,7 @@ class FormReceiver:
         return self.writer.abort()
 
 
-def receive(body: BinaryIO, content_type: bytes, staged: IStaged, threads: Threads) -> Deferred:
+def receive(body: BinaryIO, content_type: bytes, staged: IStaged, threads: Threads) -> Deferred[Received]:
     """
     A whole body already at hand (C{body}, a binary file): fed to a
     L{FormReceiver} a chunk at a time; its L{FormReceiver.finish}.

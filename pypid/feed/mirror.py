@@ -39,7 +39,8 @@ def pip_command(args: argparse.Namespace) -> list[str]:
         command += ["--only-binary", ":all:"]
     if args.pre:
         command.append("--pre")
-    return command + args.pip_args
+    extra: list[str] = args.pip_args
+    return command + extra
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -18,6 +18,13 @@ from twisted.python import usage
 from pypid.auth.options import AuthConfig
 from pypid.ops.values import endpoint_description, parse_size
 from pypid.store.directory.options import DirectoryConfig
+
+if TYPE_CHECKING:
+    from pypid.auth.logins import Logins
+    from pypid.feed.ftp import UploadFTPFactory
+    from pypid.feed.incoming import SpoolBudget
+    from pypid.feed.publish import Publisher
+    from pypid.threads import Threads
 
 DEFAULT_MAX_UPLOAD = "1G"
 DEFAULT_MAX_SPOOL = "4G"
@@ -61,7 +68,7 @@ class FeedOptions(usage.Options):
          "Also accept uploads by FTP on this endpoint (e.g. tcp:2121), into the first "
          "package directory; logins are checked against -P/--passwords (required)."],
     ]
-    optFlags = [
+    optFlags: list[list[str | None]] = [
         ["overwrite", "o", "Allow uploads to replace existing files."],
         ["no-filename-reuse", None,
          "Refuse uploads of a file name that was ever removed from the index (recorded from now on "
@@ -128,7 +135,7 @@ class SpoolService(Service):
         self.path = path
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         from pypid.store.directory.landing import cleaned_line, clean_spool
 
         removed, freed = clean_spool(os.path.dirname(self.path))
@@ -136,7 +143,10 @@ class SpoolService(Service):
             self.log.info("{line}", line=cleaned_line(removed, freed, self.path))
 
 
-def ftp_factory(config: FeedConfig, root: str, logins, publisher, reactor, threads, budget=None):
+def ftp_factory(
+    config: FeedConfig, root: str, logins: Logins, publisher: Publisher, reactor: Any, threads: Threads,
+    budget: Optional[SpoolBudget] = None,
+) -> UploadFTPFactory:
     """
     The FTP upload server's factory for C{--ftp}: files go through
     C{publisher} (L{pypid.feed.publish.Publisher}: the rules of HTTP

@@ -13,10 +13,12 @@ whatever happened.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Generator, NamedTuple, Optional, Protocol, TypeVar
 
+from packaging.version import Version
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 
 from pypid.auth.tokens import scope_refusal
@@ -31,6 +33,16 @@ from pypid.threads import Threads
 
 #: The answer to a failure that is no refusal (details in the server log).
 INTERNAL = "Internal error while storing the upload; see the server log."
+
+
+_Outcome = TypeVar("_Outcome", bound="_Said")
+
+
+class _Said(Protocol):
+    """An outcome the audit line quotes."""
+
+    @property
+    def message(self) -> str: ...
 
 
 class Published(NamedTuple):
@@ -126,7 +138,7 @@ class Publisher:
             self.refused(event, code, message)
 
     @inlineCallbacks
-    def authorize(self, user: str, project: str, action: str = "upload"):
+    def authorize(self, user: str, project: str, action: str = "upload") -> Generator[Deferred[Any], Any, None]:
         """
         Whether C{user} may upload to C{project} (C{action} C{"upload"}),
         or remove from it (C{"remove"}), or yank and unyank its files
@@ -159,7 +171,7 @@ class Publisher:
         signature: Optional[bytes] = None,
         declared: Optional[Declared] = None,
         streamed: bool = False,
-    ) -> Deferred:
+    ) -> Deferred[Published]:
         """
         Store the upload C{staged} as C{name} (its file name, perhaps below
         folders: C{sub/x.whl}), with its detached C{signature}. C{event}
@@ -178,7 +190,10 @@ class Publisher:
         return self._recorded(d, event, staged)
 
     @inlineCallbacks
-    def _publish(self, event, name, staged, signature, declared, streamed):
+    def _publish(
+        self, event: AuditEvent, name: str, staged: IStaged, signature: Optional[bytes],
+        declared: Optional[Declared], streamed: bool,
+    ) -> Generator[Deferred[Any], Any, Published]:
         if declared is None:
             declared = declared_by_name(name.rsplit("/", 1)[-1])
         event.project, event.version, event.file = declared.project, str(declared.version), declared.filename
@@ -224,16 +239,16 @@ class Publisher:
                 message = f"{declared.filename} {placed.outcome} (as {stored}, the same release file)."
         return Published(placed.outcome, placed.path, message)
 
-    def _recorded(self, d: Deferred, event: AuditEvent, staged: Optional[IStaged]) -> Deferred:
+    def _recorded(self, d: Deferred[_Outcome], event: AuditEvent, staged: Optional[IStaged]) -> Deferred[_Outcome]:
         """Audit and count C{d}'s outcome; then throw C{staged} away."""
         size = staged.size if staged is not None else 0
 
-        def done(result):
+        def done(result: _Outcome) -> _Outcome:
             event.result, event.status, event.message = "ok", http.OK, result.message
             self.record(event, 0 if getattr(result, "outcome", None) == "identical" else size)
             return result
 
-        def failed(failure):
+        def failed(failure: Failure) -> Failure:
             if failure.check(UploadError):
                 self.refused(event, failure.value.code, failure.value.message)
             else:
@@ -246,7 +261,7 @@ class Publisher:
             d.addBoth(lambda result: self.threads(staged.abort).addBoth(lambda _: result))
         return d
 
-    def remove(self, event: AuditEvent, name: str, version) -> Deferred:
+    def remove(self, event: AuditEvent, name: str, version: Version) -> Deferred[Removed]:
         """
         Delete every file of C{name} C{version} (as the form named them).
 
@@ -257,7 +272,7 @@ class Publisher:
         return self._recorded(self._remove(event, name, version), event, None)
 
     @inlineCallbacks
-    def _remove(self, event, name, version):
+    def _remove(self, event: AuditEvent, name: str, version: Version) -> Generator[Deferred[Any], Any, Removed]:
         project = normalize(name)
         event.project, event.version = project, str(version)
         yield self.authorize(event.user, project, "remove")
@@ -282,5 +297,5 @@ def unavailable(error: StoreUnavailable) -> UploadError:
 class Removed(NamedTuple):
     """A release removed."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # a field named like tuple.count: callers read it
     message: str

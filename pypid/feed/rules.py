@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable, Optional
+from typing import Any, Generator, Iterable, Optional
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pypid.feed.checks import Declared, bad
 from pypid.index.model import IndexSnapshot
@@ -51,10 +52,10 @@ class RemovedNames:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._signature: Optional[tuple] = None
+        self._signature: Optional[tuple[object, ...]] = None
         self._names: set[str] = set()
 
-    def _signature_now(self) -> tuple:
+    def _signature_now(self) -> tuple[object, ...]:
         try:
             st = os.stat(self.path)
         except OSError as e:
@@ -124,7 +125,7 @@ class ReleaseRules:
         return self.no_filename_reuse or self.one_sdist
 
     @inlineCallbacks
-    def check(self, declared: Declared):
+    def check(self, declared: Declared) -> Generator[Deferred[Any], Any, None]:
         """Fires when the upload of C{declared} may go on; fails with L{UploadError} 400."""
         yield self.store.whenReady()
         project = self.store.snapshot.get(declared.project)
@@ -143,7 +144,7 @@ class ReleaseRules:
             if reused:
                 raise bad(REUSED.format(filename=declared.filename))
 
-    def _changed(self, snapshot: IndexSnapshot, changed: frozenset) -> None:
+    def _changed(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
         """Record the file names the index no longer lists."""
         before, self._seen = self._seen, snapshot
         if before.projects is snapshot.projects:
@@ -158,12 +159,13 @@ class ReleaseRules:
             gone.extend(f.filename for f in old.files if f.filename not in still)
         if not gone:
             return
-        assert self.removed is not None
+        removed = self.removed
+        assert removed is not None
 
-        def failed(failure) -> None:
-            self.log.failure("could not record removed file names in {path}", failure, path=self.removed.path)
+        def failed(failure: Failure) -> None:
+            self.log.failure("could not record removed file names in {path}", failure, path=removed.path)
 
-        self.threads(self.removed.add, gone).addErrback(failed)
+        self.threads(removed.add, gone).addErrback(failed)
 
 
 def removed_names(root: str) -> RemovedNames:

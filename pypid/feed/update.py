@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import ssl
 import sys
@@ -73,7 +74,8 @@ def newer_version(project: UpstreamProject, than: Version, pre: bool) -> Optiona
 
 def files_to_fetch(project: UpstreamProject, version: Version) -> list[UpstreamFile]:
     """A pure-Python wheel if there is one, else the sdist, else every wheel."""
-    wheels, sdists = [], []
+    wheels: list[UpstreamFile] = []
+    sdists: list[UpstreamFile] = []
     for f in project.files:
         parsed = parse_filename(f.filename)
         if parsed is None or parsed.version != version or f.yanked is not False:
@@ -91,7 +93,7 @@ def files_to_fetch(project: UpstreamProject, version: Version) -> list[UpstreamF
 
 
 def walk(roots: list[str]) -> list[tuple[str, str]]:
-    found = []
+    found: list[tuple[str, str]] = []
     for root in roots:
         for directory, dirs, names in os.walk(root):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
@@ -105,13 +107,14 @@ class Upstream:
         self.context = ssl.create_default_context(cafile=ca_file)
         self.timeout = timeout
 
-    def _open(self, url: str, accept: Optional[str] = None):
+    def _open(self, url: str, accept: Optional[str] = None) -> http.client.HTTPResponse:
         headers = {"User-Agent": USER_AGENT}
         if accept:
             headers["Accept"] = accept
         request = urllib.request.Request(url, headers=headers)
-        return urllib.request.urlopen(request, timeout=self.timeout,
-                                      context=self.context if url.startswith("https:") else None)
+        response: http.client.HTTPResponse = urllib.request.urlopen(
+            request, timeout=self.timeout, context=self.context if url.startswith("https:") else None)
+        return response
 
     def project(self, key: str) -> Optional[UpstreamProject]:
         try:
@@ -161,7 +164,7 @@ def main(argv: list[str]) -> int:
     for directory in args.directories:
         if not os.path.isdir(directory):
             parser.error(f"package directory {directory!r} does not exist")
-    ignored = set()
+    ignored: frozenset[str] = frozenset()
     if args.ignorelist_file:
         from pypid.upstream.config import read_allow
 

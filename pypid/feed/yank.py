@@ -18,10 +18,11 @@ here (an edit of the directory store's yank file, another replica).
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Optional
+from typing import Any, Callable, Generator, Mapping, NamedTuple, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 
 from pypid.feed.audit import AuditEvent, AuditLog
@@ -116,7 +117,7 @@ class Yanker:
 
     log = Logger()
 
-    def __init__(self, store: IPackageStore, authorize, audit: AuditLog) -> None:
+    def __init__(self, store: IPackageStore, authorize: Callable[[str, str, str], Deferred[None]], audit: AuditLog) -> None:
         self.store = store
         self.authorize = authorize
         self.audit = audit
@@ -126,7 +127,7 @@ class Yanker:
         self._seen: IndexSnapshot = store.snapshot
         store.subscribe(self._changed)
 
-    def request(self, event: AuditEvent, wanted: YankRequest) -> Deferred:
+    def request(self, event: AuditEvent, wanted: YankRequest) -> Deferred[Yanked]:
         """
         Do C{wanted} for C{event.user}: a L{Deferred} of L{Yanked}, or
         failing with L{UploadError} (4xx); either way one audit line.
@@ -142,7 +143,7 @@ class Yanker:
             self.audit.record(event)
             return result
 
-        def failed(failure):
+        def failed(failure: Failure) -> Failure:
             event.result = "refused"
             if failure.check(UploadError):
                 event.status, event.message = failure.value.code, failure.value.message
@@ -156,7 +157,7 @@ class Yanker:
         return d.addCallbacks(done, failed)
 
     @inlineCallbacks
-    def _request(self, event: AuditEvent, wanted: YankRequest):
+    def _request(self, event: AuditEvent, wanted: YankRequest) -> Generator[Deferred[Any], Any, Yanked]:
         key = wanted.project
         yield self.store.whenReady()
         if self.store.snapshot.get(key) is None:
@@ -215,7 +216,7 @@ class Yanker:
             message = f"{what} was not yanked."
         return Yanked(list(changed), message)
 
-    def _changed(self, snapshot: IndexSnapshot, changed: frozenset) -> None:
+    def _changed(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
         """Audit the yank changes that did not come through L{request}."""
         before, self._seen = self._seen, snapshot
         if not self.store.ready or before.yanks is snapshot.yanks:

@@ -61,7 +61,7 @@ def form(project: str, targets: list[str], reason: Optional[str]) -> list[tuple[
     return fields
 
 
-def _password(args, user: str) -> str:
+def _password(args: argparse.Namespace, user: str) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     from_env = os.environ.get("PYPID_PASSWORD")

@@ -51,6 +51,14 @@ _BUILD_TAG = re.compile(r"^(\d+)(.*)$")
 _ARCHIVE_SUFFIX = re.compile(r"(\.tar(\.[a-z0-9]+)?|\.[a-z0-9]+)$")
 
 
+#: A key of ints, strings and tuples of them, compared only with keys made
+#: the same way (L{version_order}).
+SortKey = tuple[object, ...]
+
+#: A wheel's build tag: C{()} when absent, else its number and the rest.
+BuildTag = tuple[()] | tuple[int, str]
+
+
 class ParsedName(NamedTuple):
     """What a distribution filename says about its contents."""
 
@@ -65,7 +73,7 @@ class ParsedName(NamedTuple):
     #: For wheels and eggs, the python tag (C{"py3"}); C{"source"} for sdists.
     python_version: str
     #: The wheel build tag, C{()} when absent.
-    build: tuple = ()
+    build: BuildTag = ()
 
     @property
     def packagetype(self) -> str:
@@ -101,7 +109,7 @@ def _version(text: str) -> Optional[Version]:
 _PRE_RANK = {"a": 0, "b": 1, "rc": 2}
 
 
-def version_order(version: Version) -> tuple:
+def version_order(version: Version) -> SortKey:
     """
     A key that sorts and compares like C{version} itself (PEP 440), made of
     ints, strings and tuples only, so that sorting by it never calls back
@@ -119,7 +127,7 @@ def version_order(version: Version) -> tuple:
         pre_rank, pre_n = (-1 if post is None and dev is not None else 3), 0
     else:
         pre_rank, pre_n = _PRE_RANK[pre[0]], pre[1]
-    key: tuple = (
+    key: SortKey = (
         version.epoch,
         release[:end],
         (pre_rank, pre_n, post is not None, post or 0, dev is None, dev or 0),
@@ -187,7 +195,7 @@ def _parse_wheel(filename: str) -> Optional[ParsedName]:
     version = _version(parts[1])
     if version is None:
         return None
-    build: tuple = ()
+    build: BuildTag = ()
     if len(parts) == 6:
         match = _BUILD_TAG.match(parts[2])
         if match is None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from itertools import chain
 from types import MappingProxyType
-from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 
 from packaging.version import Version
 
-from pypid.index.filenames import release_key, version_order
+from pypid.index.filenames import BuildTag, SortKey, release_key, version_order
 
 
 class _Stored(NamedTuple):
@@ -37,7 +37,7 @@ class _Stored(NamedTuple):
     kind: str
     #: C{"source"} for sdists, the python tag otherwise.
     python_version: str
-    build: tuple
+    build: BuildTag
     size: int
     mtime_ns: int
     #: Digest with the index's hash algorithm, L{None} when hashing is off.
@@ -85,7 +85,7 @@ class DistFile(_Stored):
         version: Version,
         kind: str,
         python_version: str,
-        build: tuple,
+        build: BuildTag,
         size: int,
         mtime_ns: int,
         digest: Optional[str],
@@ -121,16 +121,16 @@ class DistFile(_Stored):
         raw = self[12]
         return None if raw is None else raw.hex()
 
-    def _replace(self, **changes) -> "DistFile":
+    def _replace(self, **changes: Any) -> "DistFile":
         # The hex digests are given as the constructor takes them.
         if "digest" in changes:
             changes["raw_digest"] = _raw(changes.pop("digest"))
         if "metadata_sha256" in changes:
             changes["raw_metadata_sha256"] = _raw(changes.pop("metadata_sha256"))
-        return _Stored._replace(self, **changes)  # type: ignore[return-value]
+        return _Stored._replace(self, **changes)
 
     @property
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Version, BuildTag, str]:
         return (self.version, self.build, self.filename)
 
 
@@ -165,7 +165,7 @@ class Project(NamedTuple):
 
 
 def make_project(
-    key: str, files: Iterable[DistFile], orders: Optional[dict[int, tuple]] = None, serial: int = 0
+    key: str, files: Iterable[DistFile], orders: Optional[dict[int, SortKey]] = None, serial: int = 0
 ) -> Project:
     """
     Build a L{Project} from its files, sorting them by version (then build
@@ -180,7 +180,7 @@ def make_project(
 
     # Sorted by keys of ints and strings: comparing Versions themselves
     # calls back into Python twice per comparison.
-    def sort_key(f: DistFile) -> tuple:
+    def sort_key(f: DistFile) -> SortKey:
         # Once per file of a first scan: fields by position.
         path, version = f[0], f[4]
         order = orders.get(id(version))
@@ -194,7 +194,9 @@ def make_project(
     return Project(key, listed[-1].name, listed, serial=serial, shadowed=shadowed)
 
 
-def _one_per_release(ordered: tuple[DistFile, ...], orders: dict[int, tuple]) -> tuple[tuple, tuple]:
+def _one_per_release(
+    ordered: tuple[DistFile, ...], orders: dict[int, SortKey]
+) -> tuple[tuple[DistFile, ...], tuple[DistFile, ...]]:
     """
     The files of C{ordered} (sorted by L{make_project}) to list, one per
     release file (L{release_key}), and the others. Of files that are one
@@ -277,7 +279,8 @@ class FileMap(Mapping[str, DistFile]):
             return whole[path]
         return self._shards[hash(path) & _MASK][path]
 
-    def get(self, path: str, default=None):  # type: ignore[override]
+    # Mapping.get is overloaded (with and without a default); one signature does here.
+    def get(self, path: str, default: Optional[DistFile] = None) -> Optional[DistFile]:  # type: ignore[override]
         whole = self._whole
         if whole is not None:
             return whole.get(path, default)
@@ -427,7 +430,7 @@ class IndexSnapshot:
                 groups[f.project] = [f]
             else:
                 group.append(f)
-        orders: dict[int, tuple] = {}
+        orders: dict[int, SortKey] = {}
         projects = {key: make_project(key, group, orders, serial) for key, group in groups.items()}
         return cls(projects, by_path, 1, serial, shadowed=sum(len(p.shadowed) for p in projects.values() if p.shadowed))
 

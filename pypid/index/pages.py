@@ -130,11 +130,11 @@ class PageCache:
     ) -> None:
         self.snapshot = snapshot
         self.hash_algo = hash_algo
-        self._pages = Recent(None, max_bytes=project_bytes, weigh=page_bytes)
-        self._lists = {
+        self._pages: Recent[tuple[str, str], Page] = Recent(None, max_bytes=project_bytes, weigh=page_bytes)
+        self._lists: dict[str, Prepared[IndexSnapshot, Page]] = {
             fmt: Prepared(lambda: self.snapshot, partial(_index_page, fmt), threads) for fmt in ("html", "json")
         }
-        self._lists["keys"] = Prepared(lambda: self.snapshot, _sorted_keys, threads)
+        self._keys: Prepared[IndexSnapshot, list[str]] = Prepared(lambda: self.snapshot, _sorted_keys, threads)
 
     def update(self, snapshot: IndexSnapshot, changed: Iterable[str]) -> None:
         """Switch to C{snapshot}, dropping the pages of C{changed} projects."""
@@ -152,16 +152,17 @@ class PageCache:
         ):
             for prepared in self._lists.values():
                 prepared.invalidate()
+            self._keys.invalidate()
 
-    def project_keys(self) -> "list[str] | Deferred":
+    def project_keys(self) -> "list[str] | Deferred[list[str]]":
         """Every project's key, sorted (or a L{Deferred} of them)."""
-        return self._lists["keys"].get()
+        return self._keys.get()
 
     @staticmethod
     def format_of(content_type: str) -> str:
         return "json" if content_type == JSON_V1 else "html"
 
-    def index(self, content_type: str) -> "Page | Deferred":
+    def index(self, content_type: str) -> "Page | Deferred[Page]":
         """The project list in the given media type (or a L{Deferred} of it)."""
         return self._lists[self.format_of(content_type)].get()
 

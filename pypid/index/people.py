@@ -15,7 +15,7 @@ from urllib.parse import quote
 from packaging.version import InvalidVersion, Version
 
 from pypid import __version__
-from pypid.counts import counted
+from pypid.counts import counted, human_size
 from pypid.index.model import NO_YANKS, DistFile, Project
 from pypid.index.pypijson import latest_version, release_files, release_yank
 from pypid.index.search import Entry, release_summary
@@ -47,16 +47,6 @@ form.yank button{padding:.2rem .6rem;font-size:.9rem}
 
 #: Longest yank reason (characters): the API's limit, told to the form too.
 MAX_REASON = 500
-
-
-def human_size(size: int) -> str:
-    """C{1536} -> C{"1.5 KiB"}."""
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return counted(size, "byte") if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return counted(size, "byte")
 
 
 def when(mtime_ns: int) -> str:
@@ -141,7 +131,7 @@ def search_page(query: str, results: list[Entry], total: int) -> bytes:
     return layout(f"Search: {query} - pypid" if query.strip() else "Search - pypid", "", query, body)
 
 
-def _version_key(version: str):
+def _version_key(version: str) -> tuple[int, Version | str]:
     try:
         return (0, Version(version))
     except InvalidVersion:

@@ -90,8 +90,8 @@ def release_yank(files: list[DistFile], yanked: Mapping[str, str]) -> Optional[s
 
 def _info(
     message: Optional[email.message.Message], project: Project, version: str, base: str
-) -> dict:
-    info: dict = {key: None for key in _SINGLE}
+) -> dict[str, object]:
+    info: dict[str, object] = {key: None for key in _SINGLE}
     info.update({key: [] for key in _MULTI})
     info["requires_dist"] = None
     if message is not None:
@@ -130,7 +130,7 @@ def _info(
     return info
 
 
-def _file(f: DistFile, base: str, hash_algo: Optional[str], yanked: Optional[str] = None) -> dict:
+def _file(f: DistFile, base: str, hash_algo: Optional[str], yanked: Optional[str] = None) -> dict[str, object]:
     digests = {hash_algo: f.digest} if hash_algo and f.digest else {}
     stamp = upload_time(f)
     return {
@@ -176,14 +176,14 @@ def project_document(
     info = _info(message, project, str(files[0].version) if files else shown, base)
     reason = release_yank(files, yanked)
     info["yanked"], info["yanked_reason"] = reason is not None, reason or None
-    document: dict = {
+    document: dict[str, object] = {
         "info": info,
         "last_serial": serial,
         "urls": [_file(f, base, hash_algo, yanked.get(f.filename)) for f in files],
         "vulnerabilities": [],
     }
     if version is None:
-        releases: dict[str, list] = {}
+        releases: dict[str, list[dict[str, object]]] = {}
         for f in project.files:
             releases.setdefault(str(f.version), []).append(_file(f, base, hash_algo, yanked.get(f.filename)))
         document["releases"] = releases

@@ -107,12 +107,12 @@ def project_html(project: Project, hash_algo: Optional[str], yanked: Mapping[str
     return "".join(parts).encode("utf-8")
 
 
-def file_json(f: DistFile, hash_algo: Optional[str], yanked: Optional[str] = None) -> dict:
+def file_json(f: DistFile, hash_algo: Optional[str], yanked: Optional[str] = None) -> dict[str, object]:
     """
     One entry of a PEP 691 project page's C{files} list; C{yanked} is the
     file's yank reason (C{""} for none), L{None} when it is not yanked.
     """
-    entry: dict = {
+    entry: dict[str, object] = {
         "filename": f.filename,
         "url": file_href(f),
         "hashes": {hash_algo: f.digest} if hash_algo and f.digest else {},

@@ -78,18 +78,18 @@ class SearchIndex:
             as L{IndexSnapshot.apply} keeps untouched ones) are reused.
         """
         self.snapshot = snapshot
-        reuse = previous.by_key if previous is not None else {}
+        reuse: Mapping[str, Entry] = previous.by_key if previous is not None else {}
         before = previous.snapshot.projects if previous is not None else {}
-        entries = []
+        entries: list[Entry] = []
         before_yanks = previous.snapshot.yanks if previous is not None else {}
         for key in sorted(snapshot.projects):
             project = snapshot.projects[key]
             old = reuse.get(key)
             yanked = snapshot.yanked(key)
             same = old is not None and before.get(key) is project and before_yanks.get(key, NO_YANKS) is yanked
-            entries.append(old if same else entry_of(project, yanked))
+            entries.append(old if old is not None and same else entry_of(project, yanked))
         self.entries = entries
-        self.by_key = {entry.key: entry for entry in entries}
+        self.by_key: dict[str, Entry] = {entry.key: entry for entry in entries}
 
     def search(self, query: str, limit: Optional[int] = None) -> list[Entry]:
         """
@@ -120,7 +120,7 @@ class SearchIndex:
         found = [entry for _, _, entry in scored]
         return found[:limit] if limit is not None else found
 
-    def spec_search(self, spec: object, operator: object = "and", limit: int = XMLRPC_LIMIT) -> list[dict]:
+    def spec_search(self, spec: object, operator: object = "and", limit: int = XMLRPC_LIMIT) -> list[dict[str, object]]:
         """
         The XML-RPC C{search(spec, operator)}: C{spec} maps fields to a string
         or a list of strings; every (field, value) is a condition, matched
@@ -137,7 +137,7 @@ class SearchIndex:
         combine = all if operator.lower() == "and" else any
         conditions = _conditions(spec)
         by_version = any(field == "version" for field, _ in conditions)
-        results: list[dict] = []
+        results: list[dict[str, object]] = []
         for entry in self.entries:
             project = self.snapshot.projects[entry.key]
             versions = list(reversed(project.versions)) if by_version else [entry.version]
@@ -159,7 +159,7 @@ def _conditions(spec: object) -> list[tuple[str, str]]:
     for field, value in spec.items():
         if field not in SPEC_FIELDS:
             raise SearchError(f"Invalid spec field {field!r}.")
-        values: list = value if isinstance(value, list) else [value]
+        values: list[object] = value if isinstance(value, list) else [value]
         for v in values:
             if not isinstance(v, str):
                 raise SearchError(f"Spec values must be strings, not {type(v).__name__} ({field}).")

@@ -19,7 +19,7 @@ project name, path or client address), or the series multiply without end.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 #: Latency buckets in seconds, from a cached page (well under 1 ms) to a
 #: large download or upload.
@@ -80,6 +80,9 @@ class _Metric:
 
     def render(self) -> str:
         return "\n".join(self.header() + self.samples()) + "\n"
+
+
+_M = TypeVar("_M", bound=_Metric)
 
 
 class Counter(_Metric):
@@ -183,23 +186,23 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
 
-    def register(self, metric: _Metric) -> _Metric:
+    def register(self, metric: _M) -> _M:
         if metric.name in self._metrics:
             raise ValueError(f"metric {metric.name} is already registered")
         self._metrics[metric.name] = metric
         return metric
 
     def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
-        return self.register(Counter(name, documentation, labelnames))  # type: ignore[return-value]
+        return self.register(Counter(name, documentation, labelnames))
 
     def gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
-        return self.register(Gauge(name, documentation, labelnames))  # type: ignore[return-value]
+        return self.register(Gauge(name, documentation, labelnames))
 
     def histogram(
         self, name: str, documentation: str, labelnames: Sequence[str] = (),
         buckets: Iterable[float] = DEFAULT_BUCKETS,
     ) -> Histogram:
-        return self.register(Histogram(name, documentation, labelnames, buckets))  # type: ignore[return-value]
+        return self.register(Histogram(name, documentation, labelnames, buckets))
 
     def get(self, name: str) -> Optional[_Metric]:
         return self._metrics.get(name)

@@ -85,7 +85,9 @@ def refuse_start(message: str, twistd=None) -> NoReturn:
             pass
         twistd["statusPipe"] = None
     elif twistd is None or not twistd_logs_to_stdout(twistd):
-        sys.__stderr__.write(f"pypid: {message}\n")
+        stderr = sys.__stderr__
+        if stderr is not None:
+            stderr.write(f"pypid: {message}\n")
     raise SystemExit(1)
 
 
@@ -130,9 +132,9 @@ class Listener(Service):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        self._listening = self.endpoint.listen(self.factory)
+        listening = self._listening = self.endpoint.listen(self.factory)
         outcome: list = []
-        self._listening.addBoth(outcome.append)
+        listening.addBoth(outcome.append)
         if outcome and isinstance(outcome[0], Failure):
             raise StartError(listen_error(self.option, outcome[0].value))
         if outcome:

@@ -38,7 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.application.service import Service
 from twisted.internet import protocol
@@ -46,6 +46,9 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger, LogLevel, globalLogPublisher
 
 from pypid.ops.startup import StartError
+
+if TYPE_CHECKING:
+    from twisted.internet.task import LoopingCall
 
 log = Logger(namespace="pypid.workers")
 
@@ -285,7 +288,9 @@ class WorkerPool(Service):
         def kill() -> None:
             for process in list(self.processes.values()):
                 try:
-                    process.transport.signalProcess("KILL")
+                    transport = process.transport
+                    if transport is not None:
+                        transport.signalProcess("KILL")
                 except Exception:
                     pass
 
@@ -417,6 +422,7 @@ class AdoptedListener(Service):
     def url(self, scheme: str = "http") -> Optional[str]:
         from pypid.ops.startup import Listener
 
+        # Borrowed: Listener.url needs only _address(), which this has too.
         return Listener.url(self, scheme)  # type: ignore[arg-type]
 
 
@@ -450,7 +456,7 @@ class MetricsFiles:
         self.index = index
         self.registry = registry
         self.clock = clock
-        self._loop = None
+        self._loop: Optional[LoopingCall] = None
 
     def start(self) -> None:
         from twisted.internet.task import LoopingCall

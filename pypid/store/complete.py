@@ -34,7 +34,7 @@ import bz2
 import lzma
 import struct
 import zlib
-from typing import BinaryIO, Callable, Optional, Protocol
+from typing import BinaryIO, Callable, Generic, Iterator, Optional, Protocol, TypeVar, Union
 
 #: The end-of-central-directory record, its zip64 locator and record.
 _EOCD = b"PK\x05\x06"
@@ -134,7 +134,7 @@ _ZIP64_EXTRA = 0x0001
 _HAS_DESCRIPTOR = 0x08
 
 
-def _central_entries(f: BinaryIO, cd_offset: int, cd_size: int):
+def _central_entries(f: BinaryIO, cd_offset: int, cd_size: int) -> Iterator[Union[tuple[int, int, int], str]]:
     """
     Walk the central directory: for each entry, (local header offset,
     compressed size, flags); or a str, why the directory is not readable.
@@ -322,7 +322,7 @@ class _TarEnd:
         self._error: Optional[str] = None
         self._offset = 0
 
-    def update(self, data) -> None:
+    def update(self, data: bytes) -> None:
         view = memoryview(data)
         position, size = 0, len(view)
         while position < size and not self._ended and self._error is None:
@@ -450,7 +450,29 @@ def _pax_size(data: bytes) -> Optional[int]:
     return size
 
 
-class _DecompressToEnd:
+class _Stream(Protocol):
+    """What L{_DecompressToEnd} uses of a decompressor (bz2, lzma or zlib)."""
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes, max_length: int = -1, /) -> bytes: ...
+
+
+class _Decompressor(_Stream, Protocol):
+    """A bz2 or lzma decompressor."""
+
+    @property
+    def needs_input(self) -> bool: ...
+
+
+_D = TypeVar("_D", bound=_Stream)
+
+
+class _DecompressToEnd(Generic[_D]):
     """
     Decompress a stream (possibly several concatenated members, possibly
     padded with zero bytes), require that it ends, and pass what it holds to
@@ -461,7 +483,7 @@ class _DecompressToEnd:
 
     _MAX_OUTPUT = 1024 * 1024
 
-    def __init__(self, factory, name: str) -> None:
+    def __init__(self, factory: Callable[[], _D], name: str) -> None:
         self._factory = factory
         self._name = name
         self._decompressor = factory()
@@ -488,10 +510,7 @@ class _DecompressToEnd:
                 self._ended = True
 
     def _drain(self, chunk: bytes) -> None:
-        d = self._decompressor
-        self._tar.update(d.decompress(chunk, self._MAX_OUTPUT))
-        while not d.eof and not d.needs_input:
-            self._tar.update(d.decompress(b"", self._MAX_OUTPUT))
+        raise NotImplementedError
 
     def result(self) -> Optional[str]:
         if self._error is not None:
@@ -501,7 +520,15 @@ class _DecompressToEnd:
         return self._tar.result()
 
 
-class _GzipToEnd(_DecompressToEnd):
+class _BoundedToEnd(_DecompressToEnd[_Decompressor]):
+    def _drain(self, chunk: bytes) -> None:
+        d = self._decompressor
+        self._tar.update(d.decompress(chunk, self._MAX_OUTPUT))
+        while not d.eof and not d.needs_input:
+            self._tar.update(d.decompress(b"", self._MAX_OUTPUT))
+
+
+class _GzipToEnd(_DecompressToEnd["zlib._Decompress"]):
     def __init__(self) -> None:
         super().__init__(lambda: zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), "gzip")
 
@@ -522,9 +549,9 @@ def stream_check(filename: str) -> Optional[StreamCheck]:
     if lower.endswith(_GZIP_SUFFIXES):
         return _GzipToEnd()
     if lower.endswith(_XZ_SUFFIXES):
-        return _DecompressToEnd(lzma.LZMADecompressor, "xz")
+        return _BoundedToEnd(lzma.LZMADecompressor, "xz")
     if lower.endswith(_BZ2_SUFFIXES):
-        return _DecompressToEnd(bz2.BZ2Decompressor, "bzip2")
+        return _BoundedToEnd(bz2.BZ2Decompressor, "bzip2")
     if lower.endswith(".tar"):
         return _TarEnd()
     return None

@@ -16,11 +16,18 @@ the same contract tests (C{tests/store/contract.py}).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable, NamedTuple, Optional
 
 from zope.interface import Attribute, Interface
 
 from pypid.index.filenames import parse_filename, release_key
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.web.server import Request
+
+    from pypid.index.changes import ChangesSince
+    from pypid.index.model import DistFile, IndexSnapshot
 
 
 class Placed(NamedTuple):
@@ -89,7 +96,7 @@ def check_name(name: str) -> list[str]:
     return parts
 
 
-def listed_as(snapshot, filename: str):
+def listed_as(snapshot: IndexSnapshot, filename: str) -> Optional[DistFile]:
     """
     The file of C{snapshot} (an L{pypid.index.model.IndexSnapshot}) that a
     new file named C{filename} would be: the listed file of that name, or
@@ -98,7 +105,9 @@ def listed_as(snapshot, filename: str):
     Every store places a new file by this rule.
     """
     parsed = parse_filename(filename)
-    project = snapshot.get(parsed.project) if parsed is not None else None
+    if parsed is None:
+        return None
+    project = snapshot.get(parsed.project)
     if project is None:
         return None
     key = None
@@ -126,14 +135,14 @@ class IBody(Interface):
         " that would rather the client fetched them from there)."
     )
 
-    def read(offset, count):
+    def read(offset: int, count: int) -> bytes | Deferred[bytes]:
         """
         Up to C{count} bytes from C{offset}, for answers small enough to hold
         in memory: the bytes, or a L{Deferred} firing with them. Fewer bytes
         than asked for mean the file shrank: the answer must not be sent.
         """
 
-    def stream(request, offset, count):
+    def stream(request: Request, offset: int, count: int) -> None:
         """
         Write C{count} bytes from C{offset} into the request (a
         L{twisted.web.server.Request}) as fast as its connection takes them,
@@ -142,7 +151,7 @@ class IBody(Interface):
         request ends, however it ends.
         """
 
-    def close():
+    def close() -> None:
         """Let the file go (again: nothing)."""
 
 
@@ -156,23 +165,23 @@ class IStaged(Interface):
 
     size = Attribute("Bytes written so far.")
 
-    def write(data):
+    def write(data: bytes) -> None:
         """Append C{data}. Blocking, but cheap (a buffered write)."""
 
-    def finish():
+    def finish() -> dict[str, str]:
         """
         No more writes: make the bytes durable. Returns their digests, a
         dict of hex strings under C{sha256}, C{blake2_256} and C{md5}.
         Blocking; again, the same digests.
         """
 
-    def reader():
+    def reader() -> BinaryIO:
         """
         A seekable binary file of the bytes written (after L{finish}), for the
         archive checks; the caller closes it. Blocking.
         """
 
-    def abort():
+    def abort() -> None:
         """
         Throw the bytes away. Blocking; harmless again, or after the file
         was published.
@@ -182,7 +191,7 @@ class IStaged(Interface):
 class IStoreHealth(Interface):
     """A store that depends on other services, and says how they are."""
 
-    def problems():
+    def problems() -> list[str]:
         """
         What keeps the store from working fully right now: a list of
         one-line reasons, empty when all is well.
@@ -203,7 +212,7 @@ class IPackageStore(Interface):
     ready = Attribute("True once the first complete snapshot is in place.")
     hash_algo = Attribute("The hash algorithm of file digests, or None when off.")
 
-    def changelog(since):
+    def changelog(since: int) -> Deferred[ChangesSince]:
         """
         A L{Deferred} firing with a L{pypid.index.changes.ChangesSince}: the
         changes numbered after serial C{since}, oldest first, and whether
@@ -212,19 +221,19 @@ class IPackageStore(Interface):
         serial and its projects' serials number the same changes.
         """
 
-    def whenReady():
+    def whenReady() -> Deferred[None]:
         """
         A L{Deferred} that fires (with L{None}) once the first complete
         snapshot is in place; fires at once when it already is.
         """
 
-    def subscribe(callback):
+    def subscribe(callback: Callable[[IndexSnapshot, frozenset[str]], object]) -> None:
         """
         Call C{callback(snapshot, changed)} after every change, where
         C{changed} is the frozenset of project keys whose listing changed.
         """
 
-    def open(distfile, sidecar=""):
+    def open(distfile: DistFile, sidecar: str = "") -> Optional[IBody]:
         """
         Open C{distfile} (a L{pypid.index.model.DistFile} of the snapshot),
         or its sidecar C{<path><sidecar>} (C{".asc"}), for one response: an
@@ -232,13 +241,13 @@ class IPackageStore(Interface):
         Cheap: called on the reactor thread for every download.
         """
 
-    def readMetadata(distfile):
+    def readMetadata(distfile: DistFile) -> Deferred[bytes]:
         """
         A L{Deferred} firing with the bytes of C{distfile}'s core metadata
         file, or failing with L{pypid.store.metadata.MetadataError}.
         """
 
-    def stage(size=None):
+    def stage(size: Optional[int] = None) -> IStaged:
         """
         A new, empty L{IStaged} to write an upload into. Blocking (it may
         create a temporary file): call it through L{pypid.threads.Threads}.
@@ -247,7 +256,13 @@ class IPackageStore(Interface):
         L{StoreFull} too.
         """
 
-    def publish(name, staged, overwrite, signature=None, uploader=None):
+    def publish(
+        name: str,
+        staged: IStaged,
+        overwrite: bool,
+        signature: Optional[bytes] = None,
+        uploader: Optional[str] = None,
+    ) -> Deferred[Placed]:
         """
         Store the bytes of C{staged} (from this store's L{stage}, finished)
         as the file C{name}: a file name, perhaps below folders
@@ -274,7 +289,7 @@ class IPackageStore(Interface):
             L{StoreFull} when there is no room.
         """
 
-    def remove(distfiles):
+    def remove(distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         """
         Delete the files C{distfiles} (of the snapshot) and their signatures,
         and forget their yanks (L{setYanked}; a file of the same name that
@@ -284,7 +299,7 @@ class IPackageStore(Interface):
             them, with the paths of those that were deleted.
         """
 
-    def setYanked(distfiles, reason):
+    def setYanked(distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         """
         Yank the files C{distfiles} (of the snapshot) with C{reason}, or
         unyank them when C{reason} is L{None} (PEP 592).

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from typing import Callable, Iterable, NamedTuple, Optional
+from typing import Callable, Iterable, NamedTuple, Optional, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from pypid.index.filenames import parse_filename
@@ -99,7 +100,7 @@ def describe_bytes(path: str, data: bytes, mtime_ns: int, hash_algo: Optional[st
 class _BytesSender:
     """Writes bytes into a request a chunk at a time, paused and resumed by its transport."""
 
-    def __init__(self, request, data: bytes) -> None:
+    def __init__(self, request: Request, data: bytes) -> None:
         self.request = request
         self.data: Optional[bytes] = data
         self.offset = 0
@@ -147,11 +148,11 @@ class MemoryBody:
         self.mtime_ns = blob.mtime_ns
         self._later = later
 
-    def read(self, offset: int, count: int):
+    def read(self, offset: int, count: int) -> bytes | Deferred[bytes]:
         data = self._data[offset:offset + count] if self._data is not None else b""
         return succeed(data) if self._later else data
 
-    def stream(self, request, offset: int, count: int) -> None:
+    def stream(self, request: Request, offset: int, count: int) -> None:
         data, self._data = self._data, None
         if data is None or len(data) < offset + count:
             request.loseConnection()
@@ -234,7 +235,7 @@ class MemoryStore(SnapshotOwner):
         files: Iterable[DistFile] = (),
         hash_algo: Optional[str] = "sha256",
         ready: bool = True,
-        clock=None,
+        clock: Optional[IReactorTime] = None,
         later: bool = False,
         room: Optional[int] = None,
     ) -> None:
@@ -244,7 +245,7 @@ class MemoryStore(SnapshotOwner):
         self.snapshot = IndexSnapshot.build(files)
         self.changes.horizon = self.snapshot.serial
         self.ready = ready
-        self._waiting: list[Deferred] = []
+        self._waiting: list[Deferred[None]] = []
         #: Stored bytes by path (a signature at C{<path>.asc}).
         self.contents: dict[str, Blob] = {}
         #: Core metadata by path, for files given without their bytes.
@@ -259,10 +260,10 @@ class MemoryStore(SnapshotOwner):
         """Store C{data} at C{path} (a listed file's bytes, or a signature) without listing anything."""
         self.contents[path] = Blob(data, self._now() if mtime_ns is None else mtime_ns)
 
-    def whenReady(self) -> Deferred:
+    def whenReady(self) -> Deferred[None]:
         if self.ready:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._waiting.append(d)
         return d
 
@@ -277,7 +278,7 @@ class MemoryStore(SnapshotOwner):
         blob = self.contents.get(distfile.path + sidecar)
         return None if blob is None else MemoryBody(blob, self._later)
 
-    def readMetadata(self, distfile: DistFile) -> Deferred:
+    def readMetadata(self, distfile: DistFile) -> Deferred[bytes]:
         raw = self.metadata.get(distfile.path)
         if raw is not None:
             return succeed(raw)
@@ -299,14 +300,16 @@ class MemoryStore(SnapshotOwner):
         return sum(len(blob.data) for blob in self.contents.values())
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
-                uploader: Optional[str] = None) -> Deferred:
+                uploader: Optional[str] = None) -> Deferred[Placed]:
         try:
             parts = check_name(name)
         except BadName:
             return fail()
-        return self.whenReady().addCallback(lambda _: self._publish(parts, staged, overwrite, signature))
+        # A staged file from this store's stage() (the interface's contract).
+        mine = cast(MemoryStaged, staged)
+        return self.whenReady().addCallback(lambda _: self._publish(parts, mine, overwrite, signature))
 
-    def _publish(self, parts: list[str], staged, overwrite: bool, signature: Optional[bytes]) -> Placed:
+    def _publish(self, parts: list[str], staged: MemoryStaged, overwrite: bool, signature: Optional[bytes]) -> Placed:
         staged.finish()
         data = staged.data
         filename = parts[-1]
@@ -343,7 +346,7 @@ class MemoryStore(SnapshotOwner):
         prefix = folder + "/"
         return folder in self.folders or any(path.startswith(prefix) for path in self.contents)
 
-    def remove(self, distfiles) -> Deferred:
+    def remove(self, distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         distfiles = list(distfiles)
         deleted = []
         for f in distfiles:
@@ -354,11 +357,11 @@ class MemoryStore(SnapshotOwner):
         self.apply_yanks(self.forget_yanks(distfiles))
         return succeed(deleted)
 
-    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+    def setYanked(self, distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         """Yanks live in the snapshot alone: nothing to make durable."""
         files = [(f.project, f.filename) for f in distfiles]
 
-        def ready(_) -> list[str]:
+        def ready(_: None) -> list[str]:
             changes, changed = changed_yanks(self.snapshot.yanks, files, reason)
             self.apply_yanks(changes)
             return changed

@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Mapping, Optional
 
+from twisted.internet.interfaces import IReactorTime
+
 from twisted.internet.defer import Deferred, succeed
 
-from pypid.index.changes import ChangeLog, file_changes, yank_changes
+from pypid.index.changes import ChangeLog, ChangesSince, file_changes, yank_changes
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.index.yanks import changed_yanks
 
-Listener = Callable[[IndexSnapshot, frozenset], None]
+Listener = Callable[[IndexSnapshot, frozenset[str]], object]
 
 #: Changes a store keeps in memory for XML-RPC C{changelog_since_serial}
 #: (a mirror further behind does a full sync).
@@ -29,7 +31,7 @@ class SnapshotOwner:
     @param clock: when changes happen (C{seconds()}); the system clock by default.
     """
 
-    def __init__(self, clock=None) -> None:
+    def __init__(self, clock: Optional[IReactorTime] = None) -> None:
         self.snapshot = IndexSnapshot.empty()
         self._listeners: list[Listener] = []
         self._clock = clock
@@ -38,7 +40,7 @@ class SnapshotOwner:
     def subscribe(self, callback: Listener) -> None:
         self._listeners.append(callback)
 
-    def apply(self, added: Iterable[DistFile], removed: Iterable[str], serial: Optional[int] = None) -> frozenset:
+    def apply(self, added: Iterable[DistFile], removed: Iterable[str], serial: Optional[int] = None) -> frozenset[str]:
         """
         Apply a change to the snapshot, numbered C{serial} (by default the
         snapshot's serial plus one), log it and tell the listeners.
@@ -50,7 +52,7 @@ class SnapshotOwner:
             self._install(snapshot, changed)
         return changed
 
-    def apply_yanks(self, changes: Mapping[str, Mapping[str, str]], serial: Optional[int] = None) -> frozenset:
+    def apply_yanks(self, changes: Mapping[str, Mapping[str, str]], serial: Optional[int] = None) -> frozenset[str]:
         """
         Replace the yanks of the projects in C{changes} (project key ->
         file name -> reason; see L{IndexSnapshot.with_yanks}) and tell the
@@ -83,15 +85,15 @@ class SnapshotOwner:
     def _change_time(self) -> float:
         return time.time() if self._clock is None else self._clock.seconds()
 
-    def _log(self, old: IndexSnapshot, new: IndexSnapshot, changed: frozenset) -> None:
+    def _log(self, old: IndexSnapshot, new: IndexSnapshot, changed: frozenset[str]) -> None:
         self.changes.record(file_changes(old, new, changed, self._change_time()))
 
-    def _install(self, snapshot: IndexSnapshot, changed: frozenset) -> None:
+    def _install(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
         """Make C{snapshot} the current one and tell the listeners which projects C{changed}."""
         self.snapshot = snapshot
         for listener in self._listeners:
             listener(snapshot, changed)
 
-    def changelog(self, since: int) -> Deferred:
+    def changelog(self, since: int) -> Deferred[ChangesSince]:
         """See L{pypid.store.interfaces.IPackageStore.changelog}."""
         return succeed(self.changes.since(since, self.snapshot.serial))

@@ -7,11 +7,13 @@ on every pause in a body, and TLS verified against the system's trust store
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
@@ -24,6 +26,11 @@ from zope.interface import implementer
 from pypid import __version__
 from pypid.counts import counted
 from pypid.upstream.interfaces import IUpstream
+
+
+def _producer(protocol: Protocol) -> IPushProducer:
+    """The transport of a response body's protocol: a push producer (Twisted's contract)."""
+    return cast(IPushProducer, protocol.transport)
 
 USER_AGENT = f"pypid/{__version__} (upstream fallback)"
 
@@ -102,7 +109,7 @@ def load_ca_bundle(path: str) -> list:
     with open(path, "rb") as f:
         data = f.read()
     begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
-    certificates = []
+    certificates: list[Certificate] = []
     start = data.find(begin)
     while start != -1:
         stop = data.find(end, start)
@@ -165,9 +172,9 @@ class _BodyReader(Protocol):
     def _abort(self, error: BaseException) -> None:
         if self._error is None:
             self._error = error
-            self.transport.stopProducing()
+            _producer(self).stopProducing()
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         if self._error is not None:
@@ -367,7 +374,7 @@ class _Discard(Protocol):
     def dataReceived(self, data: bytes) -> None:
         pass
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         pass
 
 
@@ -375,4 +382,4 @@ class _Stop(_Discard):
     """Stops a body that is not wanted at once (the connection is not reused)."""
 
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        _producer(self).stopProducing()

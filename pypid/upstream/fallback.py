@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -29,6 +29,9 @@ from pypid.upstream.causes import Cause, describe
 from pypid.upstream.cache import CacheLayout, PageEntry
 from pypid.upstream.client import DownloadError
 from pypid.upstream.flight import SingleFlight
+
+if TYPE_CHECKING:
+    from pypid.store.objectstore.upstream import SharedUpstreamFiles
 from pypid.lru import LRU, Recent
 from pypid.upstream.policy import FAILED, GONE, NOT_MODIFIED, OK, Validators, classify, is_fresh
 from pypid.upstream.rewrite import is_wheel_name as is_wheel
@@ -141,7 +144,7 @@ class Fallback:
         self._thread = self.threads = threads
         self.ttl = ttl
         #: Pages in memory (the others are read back from disk when asked for).
-        self.pages = Recent(MEMORY_PAGES, on_evict=lambda key: self._loaded.discard(key))
+        self.pages: Recent[str, PageEntry] = Recent(MEMORY_PAGES, on_evict=lambda key: self._loaded.discard(key))
         self.lru = LRU(max_size)
         self.flights = SingleFlight()
         self._loaded: set[str] = set()
@@ -153,13 +156,13 @@ class Fallback:
         #: Completed downloads, for statistics and tests.
         self.downloads = 0
         #: The upstream's JSON API documents: (key, version) -> (fetched at, document or None).
-        self._json = Recent(256)
+        self._json: Recent[tuple[str, Optional[str]], tuple[float, Any]] = Recent(256)
         #: Sizes of upstream files learnt by HEAD (pages without sizes).
-        self._sizes = Recent(4096)
+        self._sizes: Recent[tuple[str, str], int] = Recent(4096)
         #: Whether the upstream turned out to serve no byte ranges.
         self.no_ranges = False
         #: The sha256 of the cached metadata files of a project's files, by file name.
-        self._metadata_hashes = Recent(MEMORY_PAGES)
+        self._metadata_hashes: Recent[str, dict[str, str]] = Recent(MEMORY_PAGES)
         #: The keys of the pages on disk, once the cache is taken stock of
         #: (L{None} before: then the disk is looked at). Files: L{lru}.
         self._on_disk: Optional[set[str]] = None
@@ -175,7 +178,7 @@ class Fallback:
         #: L{pypid.upstream.client.Download} or L{None} when it has none,
         #: and C{keep(url, hashes, path)}), or L{None}: see
         #: L{pypid.store.objectstore.upstream.SharedUpstreamFiles}.
-        self.shared = None
+        self.shared: Optional[SharedUpstreamFiles] = None
 
     def start(self) -> Deferred:
         """Take stock of the files already cached (and clear leftovers)."""
@@ -326,6 +329,7 @@ class Fallback:
             kind="page", result={OK: "ok", NOT_MODIFIED: "not_modified", GONE: "not_found"}.get(outcome, "error"))
         now = self.clock.seconds()
         if outcome == NOT_MODIFIED:
+            assert entry is not None  # (a 304 answers a conditional request only)
             entry = entry._replace(fetched_at=now)
             self.log.debug("upstream page {key} not modified", key=key)
         elif outcome == GONE:
@@ -833,9 +837,10 @@ class Fallback:
             fetched = download is None
             if fetched:
                 download = yield self.upstream.download(url, write)
+            assert download is not None
             if expected_size is not None and download.length != expected_size:
                 raise DownloadError(f"got {download.length} bytes where the upstream lists {expected_size}")
-            if hasher is not None and hasher.hexdigest() != check[1]:
+            if hasher is not None and check is not None and hasher.hexdigest() != check[1]:
                 raise HashMismatch(
                     f"{check[0]} {hasher.hexdigest()} does not match the upstream's {check[1]}")
             if hasher is None and not download.framed:

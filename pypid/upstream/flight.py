@@ -30,7 +30,7 @@ class SingleFlight:
         """
         observers = self._flights.get(key)
         first = observers is None
-        if first:
+        if observers is None:
             observers = self._flights[key] = []
         observer = self._observer(observers)
         if first:

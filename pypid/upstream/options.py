@@ -16,7 +16,7 @@ from pypid.upstream.config import MODES, FallbackConfig, check_cache_dir, check_
 from pypid.ops.values import parse_size
 
 #: Options that only mean something with a fallback, and their defaults.
-_UPSTREAM_DEFAULTS = {
+_UPSTREAM_DEFAULTS: dict[str, object] = {
     "fallback-mode": "cache",
     "cache-dir": None,
     "upstream-ttl": "600",

@@ -5,21 +5,23 @@ C{/project/}, C{/project/<name>/} and C{/search?q=}: the pages for people
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web import http
-from pypid.web.resource import PlainResource
+from pypid.web.resource import Answer, PlainResource
 
 from pypid.index import people as browse
 from pypid.store.interfaces import IPackageStore
 from pypid.index.names import is_valid, normalize
+from pypid.index.model import IndexSnapshot
 from pypid.index.pages import Page, make_page
 from pypid.index.search import SearchIndex, entry_of
 from pypid.threads import Prepared, Threads
 from pypid.web.util import base_url, redirect, serve_page
 
 HTML = b"text/html; charset=utf-8"
+_T = TypeVar("_T")
 #: Project pages kept per snapshot (they vary with the visitor's base URL).
 CACHE_SIZE = 2048
 #: Projects listed on one page of C{/project/}.
@@ -46,10 +48,11 @@ class BrowseCache:
         self._snapshot = None
         #: The index built last: the next one reuses its unchanged entries.
         self._last: Optional[SearchIndex] = None
-        self._index = Prepared(lambda: (self.store.snapshot, self._last), self._build, threads)
+        self._index: Prepared[tuple[IndexSnapshot, Optional[SearchIndex]], SearchIndex] = Prepared(
+            lambda: (self.store.snapshot, self._last), self._build, threads)
         self._pages: dict[tuple, Page] = {}
 
-    def _build(self, state) -> SearchIndex:
+    def _build(self, state: tuple[IndexSnapshot, Optional[SearchIndex]]) -> SearchIndex:
         snapshot, previous = state
         index = SearchIndex(snapshot, previous)
         # (Read on the reactor thread only when the next build starts.)
@@ -63,7 +66,7 @@ class BrowseCache:
             self._index.invalidate()
             self._pages = {}
 
-    def prepared(self) -> "SearchIndex | Deferred":
+    def prepared(self) -> "SearchIndex | Deferred[SearchIndex]":
         """The search index of the current snapshot, or a L{Deferred} of it."""
         self._current()
         return self._index.get()
@@ -76,23 +79,26 @@ class BrowseCache:
         current snapshot.
         """
         if self.threads is None:
-            return self.prepared()
+            # Built at once without threads.
+            return cast(SearchIndex, self.prepared())
         index = self._index.latest()
         if index is None:
             raise RuntimeError("the search index is asked for before it was prepared")
         return index
 
-    def in_thread(self, work, *args) -> Deferred:
+    def in_thread(self, work: Callable[..., _T], *args: Any) -> Deferred[_T]:
         """
         Once the search index of the current snapshot is ready, run
         C{work(index, *args)} in a thread (at once without threads).
         """
-        def run(index: SearchIndex):
+        def run(index: SearchIndex) -> "_T | Deferred[_T]":
             if self.threads is None:
                 return work(index, *args)
             return self.threads(work, index, *args)
 
-        return maybeDeferred(self.prepared).addCallback(run)
+        # (maybeDeferred waits for the Deferred prepared() may return.)
+        ready = cast("Deferred[SearchIndex]", maybeDeferred(self.prepared))
+        return ready.addCallback(run)
 
     def page(self, key: tuple, render) -> Page:
         """The page C{key} of the current snapshot, made by C{render} if need be."""
@@ -116,7 +122,7 @@ class BrowseCache:
         return page
 
 
-def _send(request, page: Page, code: int = http.OK) -> bytes:
+def _send(request, page: Page, code: int = http.OK) -> bytes | int:
     request.setResponseCode(code)
     return serve_page(request, page, HTML, vary=b"Accept-Encoding")
 
@@ -132,7 +138,7 @@ class ProjectsRoot(PlainResource):
         self.cache = cache
         self.forms = forms
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> Answer:
         segments = request.postpath
         if not segments:
             return redirect(request, "project/")
@@ -195,7 +201,7 @@ class SearchPage(PlainResource):
         super().__init__()
         self.cache = cache
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> Answer:
         if request.postpath == [b""]:
             return redirect(request, "../search")
         if request.postpath:

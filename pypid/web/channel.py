@@ -35,15 +35,20 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.protocols.policies import TimeoutMixin
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 
 from pypid.counts import counted
 from pypid.web.errors import HTTPError, raw_response
+
+if TYPE_CHECKING:
+    from twisted.web.server import Site
 
 IDLE, HEAD, BODY, ANSWER = "idle", "head", "body", "answer"
 
@@ -141,6 +146,9 @@ class PypidChannel(http.HTTPChannel):
     from the Site too.
     """
 
+    #: Set by the Site that builds the channel, and the TCP connection it runs on.
+    site: Site
+    transport: ITCPTransport
     header_timeout: float = HEADER_TIMEOUT
     phase = IDLE
     _stalled = None
@@ -363,7 +371,7 @@ class PypidChannel(http.HTTPChannel):
         self._evicted = True
         self.transport.abortConnection()
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._not_stalled()
         self._stop_rate_check()
         limit = self._limit()
@@ -378,6 +386,8 @@ class Overflow(Protocol):
     does not reset the connection before the client reads the answer), then
     503 with C{Retry-After}, and closed.
     """
+
+    transport: ITCPTransport
 
     #: Read at most this much of the head, this long, before answering.
     HEAD_LIMIT = 16 * 1024
@@ -417,7 +427,7 @@ class Overflow(Protocol):
             http.SERVICE_UNAVAILABLE, message, [(b"retry-after", b"%d" % self.retry_after)])))
         self.transport.loseConnection()
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self.on_lost()

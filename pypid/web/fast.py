@@ -123,6 +123,8 @@ class FastPath:
         if headers.get(b"connection", b"keep-alive").lower() != b"keep-alive":
             # (Twisted answers "Connection: close" with one of its own.)
             return False
+        # (Page answers say which representation they are, for the access log.)
+        answered: tuple[bytes, bytes] | tuple[bytes, bytes, str] | None
         try:
             if target.startswith(b"/packages/"):
                 answered = self._download(target, method, headers)

@@ -165,7 +165,7 @@ def send_file(
                 span = parse_range(wanted, size)
                 if span is UNSATISFIABLE:
                     status, count = REQUESTED_RANGE_NOT_SATISFIABLE, 0
-                elif span is not None:
+                elif isinstance(span, tuple):
                     status = PARTIAL_CONTENT
                     first, count = span[0], span[1] - span[0] + 1
     data = b""
@@ -173,11 +173,12 @@ def send_file(
         body.close()
     elif count <= CHUNK:
         try:
-            data = body.read(first, count)
+            read = body.read(first, count)
         except BaseException:
             body.close()
             raise
-        if data.__class__ is not bytes:
+        if not isinstance(read, bytes):
+            later = read
             # A Deferred: a backend that answers later; the headers go once the bytes are here.
             def arrived(data: bytes):
                 if len(data) != count:
@@ -189,7 +190,8 @@ def send_file(
                 body.close()
                 return result
 
-            return respond(request, lambda: data.addBoth(closed).addCallback(arrived))
+            return respond(request, lambda: later.addBoth(closed).addCallback(arrived))
+        data = read
         body.close()
         if len(data) != count:
             return None
@@ -331,10 +333,12 @@ class FileSender:
         Send what the socket takes (up to L{SENDFILE_TURN}) straight from
         the file; False when the answer has been cut.
         """
+        socket, fd = self._socket, self.fd
+        assert socket is not None and fd is not None  # (only called with both)
         turn = 0
         while self.remaining > self._tail and turn < SENDFILE_TURN:
             try:
-                sent = os.sendfile(self._socket, self.fd, self.offset,
+                sent = os.sendfile(socket, fd, self.offset,
                                    min(self.remaining - self._tail, SENDFILE_TURN - turn))
             except (BlockingIOError, InterruptedError):
                 return True
@@ -354,8 +358,10 @@ class FileSender:
         return True
 
     def _unchanged(self) -> bool:
+        unchanged, fd = self.unchanged, self.fd
+        assert unchanged is not None and fd is not None  # (only called with both)
         try:
-            return self.unchanged(self.fd)
+            return unchanged(fd)
         except OSError:
             return False
 

@@ -77,7 +77,7 @@ class PypiJSON(PlainResource):
         else:
             d = self.store.readMetadata(source).addErrback(lambda f: f.trap(MetadataError) and None)
 
-        def render(raw: Optional[bytes]) -> bytes:
+        def render(raw: Optional[bytes]) -> bytes | int:
             message = parse_message(raw) if raw is not None else None
             body = pypijson.project_document(
                 project, version, message, base, self.store.hash_algo, project.serial, yanked

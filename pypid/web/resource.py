@@ -11,12 +11,19 @@ method returns or raises goes out through L{pypid.web.errors.respond}.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypeAlias
 
 from twisted.python.reflect import prefixedMethodNames
 from twisted.web.resource import Resource
 
 from pypid.web.errors import method_not_allowed, not_found, respond
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+#: What a render method returns: the body, C{NOT_DONE_YET} when it
+#: finishes the request itself, or a L{Deferred} of either (see L{respond}).
+Answer: TypeAlias = "bytes | int | Deferred[bytes | int]"
 
 #: The order methods are listed in an C{Allow} header.
 _ORDER = {b"GET": 0, b"HEAD": 1, b"POST": 2}

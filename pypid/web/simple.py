@@ -12,7 +12,7 @@ from pypid.index.names import is_valid, normalize
 from pypid.index.negotiate import choose_content_type
 from pypid.index.pages import PageCache
 from pypid.web.errors import HTTPError, not_found
-from pypid.web.resource import PlainResource
+from pypid.web.resource import Answer, PlainResource
 from pypid.web.util import redirect, serve_page
 
 NOT_ACCEPTABLE = (
@@ -37,7 +37,7 @@ def set_serial(request, serial: int) -> None:
     request.setHeader(b"x-pypi-last-serial", b"%d" % serial)
 
 
-def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> bytes:
+def _serve(request, pages: PageCache, key: Optional[str], fallback=None) -> Answer:
     content_type = _negotiate(request)
     if content_type is None:
         raise HTTPError(http.NOT_ACCEPTABLE, NOT_ACCEPTABLE)
@@ -101,7 +101,7 @@ class ProjectList(PlainResource):
         self.pages = pages
         self.fallback = fallback
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> Answer:
         if request.postpath:
             raise not_found()
         return _serve(request, self.pages, None, self.fallback)
@@ -118,7 +118,7 @@ class ProjectPage(PlainResource):
         self.segment = segment
         self.fallback = fallback
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> Answer:
         try:
             name = self.segment.decode("utf-8")
         except UnicodeDecodeError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Optional
+from typing import IO, TYPE_CHECKING, Optional
 from urllib.parse import parse_qs
 
 from twisted.logger import Logger
@@ -50,6 +50,10 @@ from pypid.web.send import PAGE_CHUNK, BytesSender
 from pypid.web.forwarded import ForwardedRequestMixin
 from pypid.ops.metrics import Metrics
 from pypid.web.metricspage import record_request
+
+if TYPE_CHECKING:
+    from pypid.web.fast import FastPath
+    from pypid.web.upload import UploadBody
 
 _log = Logger()
 
@@ -129,8 +133,12 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
     the chunks do.
     """
 
+    # Twisted's Request declares content and args None (set before use), and its channel an HTTPChannel.
+    content: IO[bytes] | _Discard  # type: ignore[assignment]
+    args: dict[bytes, list[bytes]]  # type: ignore[assignment]
+    channel: PypidChannel
     #: Where an upload's body goes (L{pypid.web.upload.UploadBody}).
-    upload_body = None
+    upload_body: Optional[UploadBody] = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -253,7 +261,12 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         self.content.write(data)
 
     def _take(self, data: bytes) -> None:
-        refused = self.upload_body.feed(data)
+        body = self.upload_body
+        if body is None:
+            # Refused by a chunk before it (of those that came while the head
+            # was accepted): the rest of the body is dropped.
+            return
+        refused = body.feed(data)
         if refused is not None:
             self._refuse_body(refused.message, refused.code, refused.headers)
 
@@ -291,7 +304,9 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
             site.bodyRefused(self, message, code, upload)
         reactor = getattr(site, "reactor", None)
         if reactor is None:
-            from twisted.internet import reactor  # type: ignore[no-redef]
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
         self._linger = reactor.callLater(LINGER_SECONDS, transport.loseConnection)
 
     def _bad_head(self) -> Optional[str]:
@@ -417,6 +432,9 @@ class PypidSite(server.Site):
     #: Where bodies refused unread are recorded (the upload audit log; set by
     #: C{makeService}).
     audit: Optional[AuditLog] = None
+    #: The fast path for the commonest GETs (L{pypid.web.fast}; set by
+    #: C{makeService} when reads are open), which the channel tries first.
+    fast: Optional[FastPath] = None
 
     #: Overflow connections (answered 503) read their request head only
     #: while there are fewer than this many; past it they are answered at once.

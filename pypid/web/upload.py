@@ -30,7 +30,6 @@ from twisted.logger import Logger
 from twisted.web import http
 
 from pypid.auth.tokens import refusal_text
-from pypid.counts import mib
 from pypid.feed import incoming
 from pypid.feed.audit import AuditEvent
 from pypid.feed.checks import (
@@ -127,11 +126,9 @@ class UploadBody:
 
 
 def spool_full(budget: SpoolBudget) -> HTTPError:
-    total = budget.total if budget.total is not None else 0
     return HTTPError(
         507,
-        f"Insufficient Storage: uploads in flight already hold {mib(budget.held)} of this server's "
-        f"{mib(total)} for them (--max-spool); try again shortly.",
+        budget.refusal(),
         ((b"retry-after", b"%d" % BUDGET_RETRY),),
     )
 

@@ -10,7 +10,7 @@ are never served, unless the operator allowed the name to merge.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.web import http
@@ -37,8 +37,8 @@ from pypid.web.util import base_url, redirect, serve_page
 CACHE, REDIRECT = "cache", "redirect"
 
 #: How upstream failures are answered (in this order: the first that matches).
-UPSTREAM_ERRORS = {NotOnUpstream: http.NOT_FOUND, UpstreamDown: http.GATEWAY_TIMEOUT,
-                   UpstreamUnavailable: http.BAD_GATEWAY}
+UPSTREAM_ERRORS: dict[type, int] = {NotOnUpstream: http.NOT_FOUND, UpstreamDown: http.GATEWAY_TIMEOUT,
+                                    UpstreamUnavailable: http.BAD_GATEWAY}
 
 #: Pages of up to this many files are rendered on the reactor thread.
 INLINE_FILES = 50
@@ -47,7 +47,7 @@ INLINE_FILES = 50
 RENDERED_PAGES = 512
 
 
-def render_async(request, d: Deferred, on_result: Callable[[object], object]) -> object:
+def render_async(request, d: Deferred, on_result: Callable[[Any], object]) -> object:
     """
     L{respond} for upstream work: known failures become 404 and 502
     answers, and a client that leaves cancels only its own wait.
@@ -84,7 +84,8 @@ class UpstreamWeb:
         self.cache_control = cache_control
         self.lists_upstream = list_upstream and fallback is not None
         #: Rendered pages of the most recently asked for projects.
-        self._rendered = Recent(RENDERED_PAGES)
+        #: By (project key, format): what a page was rendered from, and the page.
+        self._rendered: Recent[tuple[str, str], tuple[Any, ...]] = Recent(RENDERED_PAGES)
 
     def is_local(self, key: str) -> bool:
         return key in self.store.snapshot.projects
@@ -154,10 +155,12 @@ class UpstreamWeb:
         from pypid.index.render import dumps
         from pypid.upstream import jsondoc
 
+        fallback = self.fallback
+        assert fallback is not None
         if document is not None:
             rewritten = jsondoc.rewrite(document, project, version, base, known)
             if rewritten is not None:
-                return self.fallback.threads(lambda: make_page(dumps(rewritten)))
+                return fallback.threads(lambda: make_page(dumps(rewritten)))
         shown = version if version is not None else jsondoc.latest_version(project)
         files = jsondoc.release_files(project, shown) if shown is not None else []
         if not files:
@@ -171,20 +174,21 @@ class UpstreamWeb:
             built = jsondoc.build(project, version, message, base, known)
             if built is None:
                 raise not_found(f"{key} has no release {version!r}.")
-            return self.fallback.threads(lambda: make_page(dumps(built)))
+            return fallback.threads(lambda: make_page(dumps(built)))
 
         if source is None:
             return render(None, known)
-        d = self.fallback.metadata(key, source.filename).addCallback(_read_all)
+        d = fallback.metadata(key, source.filename).addCallback(_read_all)
         # Without its metadata the document still lists the files.
         d.addErrback(lambda f: f.trap(NotOnUpstream, UpstreamUnavailable) and None)
         # (With the hash of the metadata just read.)
-        return d.addCallback(lambda raw: self.fallback.known_metadata(key).addCallback(
+        return d.addCallback(lambda raw: fallback.known_metadata(key).addCallback(
             lambda now: render(raw, dict(now))))
 
     def serve_index(self, request, content_type: str) -> object:
         """C{/simple/} with the upstream's projects beside the local ones (C{--list-upstream})."""
         assert self.fallback is not None
+        fallback = self.fallback
         ctype = content_type.encode("ascii") + (b"; charset=utf-8" if content_type == "text/html" else b"")
         fmt = PageCache.format_of(content_type)
 
@@ -204,9 +208,9 @@ class UpstreamWeb:
                 return page
 
             # The upstream's list can hold hundreds of thousands of names.
-            return self.fallback.threads(render).addCallback(keep)
+            return fallback.threads(render).addCallback(keep)
 
-        d = self.fallback.project_names().addCallback(rendered)
+        d = fallback.project_names().addCallback(rendered)
         return render_async(request, d, lambda page: serve_page(request, page, ctype))
 
     def _page(self, key: str, content_type: str, upstream, local, yanked=NO_YANKS):
@@ -217,8 +221,10 @@ class UpstreamWeb:
         """
         if upstream is None and local is None:
             return None
+        fallback = self.fallback
+        assert fallback is not None
         fmt = PageCache.format_of(content_type)
-        generation = self.fallback.metadata_generation.get(key, 0)
+        generation = fallback.metadata_generation.get(key, 0)
         cached = self._rendered.get((key, fmt))
         # A yank replaces the project's yank mapping (never changed in place).
         if (cached is not None and cached[0] is upstream and cached[1] is local and cached[2] == generation
@@ -240,9 +246,9 @@ class UpstreamWeb:
                 return keep(build())
             # Upstream pages can list thousands of files: rendered and
             # compressed in a thread.
-            return self.fallback.threads(build).addCallback(keep)
+            return fallback.threads(build).addCallback(keep)
 
-        return self.fallback.known_metadata(key).addCallback(render)
+        return fallback.known_metadata(key).addCallback(render)
 
 
 class UpstreamFiles(PlainResource):
@@ -281,10 +287,12 @@ class UpstreamFiles(PlainResource):
         return self._later(request, fallback.file(key, filename), key, filename)
 
     def _remote(self, request, key: str, filename: str, record, size: Optional[int]):
+        fallback = self.web.fallback
+        assert fallback is not None
         if size is None:
             # Neither the page nor the upstream says: fetched whole after all.
-            return self._later(request, self.web.fallback.file(key, filename), key, filename)
-        body = UpstreamBody(self.web.fallback, key, record, size)
+            return self._later(request, fallback.file(key, filename), key, filename)
+        body = UpstreamBody(fallback, key, record, size)
         etag = etag_for(record.sha256, size, body.mtime_ns)
         served = send_file(request, body, content_type_for(filename), etag, self.web.cache_control)
         return self._missing(request) if served is None else served
@@ -311,11 +319,13 @@ class UpstreamFiles(PlainResource):
         """Send a cached file (opened, and pinned in the cache until it is sent), or 404."""
         if body is None:
             return self._missing(request)
-        entry = self.web.fallback.cached_project(key)
+        fallback = self.web.fallback
+        assert fallback is not None
+        entry = fallback.cached_project(key)
         record = entry.project.file(filename) if entry is not None else None
         if metadata:
             digest = record.metadata_sha256 if record is not None else None
-            digest = digest or self.web.fallback.metadata_sha256(key, filename)
+            digest = digest or fallback.metadata_sha256(key, filename)
         else:
             digest = record.sha256 if record is not None else None
         etag = etag_for(digest, body.size, body.mtime_ns)
@@ -424,7 +434,11 @@ def _read_all(body: Optional[IBody]):
         body.close()
         raise
     if isinstance(data, Deferred):
-        return data.addBoth(lambda result: (body.close(), result)[1])
+        def closed(result: object) -> object:
+            body.close()
+            return result
+
+        return data.addBoth(closed)
     body.close()
     return data
 

@@ -71,7 +71,7 @@ def serve_page(
     content_type: bytes,
     cache_control: bytes = REVALIDATE,
     vary: bytes = b"Accept, Accept-Encoding",
-) -> bytes:
+) -> bytes | int:
     """
     Answer with a pre-rendered page: gzip when the client accepts it, strong
     ETag with C{If-None-Match}, C{Last-Modified}, and a bodiless C{HEAD}.

@@ -75,7 +75,7 @@ class Favicon(PlainResource):
     isLeaf = True
     page: Page = make_page(icon())
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         if request.postpath:
             raise not_found()
         return serve_page(request, self.page, b"image/x-icon", CACHE_CONTROL, vary=b"Accept-Encoding")
@@ -90,7 +90,7 @@ class Robots(PlainResource):
         super().__init__()
         self._pages: dict[str, Page] = {}
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         if request.postpath:
             raise not_found()
         prefix = urlsplit(base_url(request)).path.rstrip("/")

@@ -165,7 +165,7 @@ class YankAPI(PlainResource):
         return body
 
     def _error(self, e: UploadError) -> HTTPError:
-        headers = ()
+        headers: tuple[tuple[bytes, bytes], ...] = ()
         authenticator = self.policy.authenticator
         if e.code == http.UNAUTHORIZED and authenticator is not None:
             headers = ((b"www-authenticate", b'Basic realm="' + authenticator.realm + b'", charset="UTF-8"'),)

@@ -167,3 +167,17 @@ class BudgetTests(SynchronousTestCase):
         budget.release(60)
         self.assertTrue(budget.reserve(100))
         self.assertTrue(SpoolBudget(None).reserve(10 ** 15))
+
+    def test_refusal_says_sizes_in_a_unit_that_fits(self):
+        """A small --max-spool is told in KiB (not "0.0 MiB of 0.0 MiB"), a large one in MiB or GiB."""
+        small = SpoolBudget(48 * 1024)
+        self.assertTrue(small.reserve(1536))
+        self.assertEqual(
+            small.refusal(),
+            "Insufficient Storage: uploads in flight already hold 1.5 KiB of this server's 48.0 KiB "
+            "for them (--max-spool); try again shortly.")
+        empty = SpoolBudget(48 * 1024).refusal()
+        self.assertIn("already hold 0 bytes of this server's 48.0 KiB for them", empty)
+        large = SpoolBudget(2 * 2**30)
+        self.assertTrue(large.reserve(300 * 2**20))
+        self.assertIn("already hold 300.0 MiB of this server's 2.0 GiB for them", large.refusal())

@@ -6,6 +6,7 @@ connection limit and the 503 beyond it, driven on a Clock.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,6 +23,7 @@ from pypid.web.channel import (
     files_needed,
     raise_open_files,
 )
+from pypid.web.errors import HTTPError
 from pypid.web.resource import PlainResource
 from pypid.web.site import PypidSite
 
@@ -158,6 +160,33 @@ class ChannelTests(SynchronousTestCase):
             self.clock.advance(1)
             protocol.dataReceived(b"x" * MIN_BODY_RATE)
         self.assertFalse(transport.disconnecting)
+
+    def test_chunks_held_after_a_refused_one_are_dropped(self) -> None:
+        """
+        An upload's chunks that came while its head was accepted are fed to
+        its body once it is: when the body refuses one (507, the spool
+        budget), the chunks after it are dropped, and the connection is
+        read again (what else comes is dropped too, until it is closed).
+        """
+        fed: list[bytes] = []
+
+        class Budgeted(_Sink):
+            def feed(self, data):
+                fed.append(data)
+                return HTTPError(507, "Insufficient Storage: no room.") if len(fed) == 2 else None
+
+        admitted: Deferred = Deferred()
+        self.site.take_body = lambda request, method, uri, length: admitted
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              + b"3\r\nabc\r\n" * 4)
+        self.assertEqual(transport.producerState, "paused")
+        admitted.callback(Budgeted())
+        self.assertEqual(fed, [b"abc", b"abc"])
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 507 Insufficient Storage: no room."),
+                        transport.value())
+        self.assertEqual(transport.producerState, "producing")
+        self.successResultOf(admitted)
 
     def test_time_held_back_by_pypid_is_not_the_clients(self) -> None:
         """While pypid holds the body back (a password check, a slow disk), neither clock runs against the client."""

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from zope.interface import implementer
 
 from pypid.store.interfaces import IBody
+
+if TYPE_CHECKING:
+    from twisted.web.server import Request
 
 #: Opening a file to serve never blocks (a FIFO put in its place) and never
 #: makes a terminal the controlling one.
@@ -97,7 +100,7 @@ class FileBody:
         except OSError:
             return b""
 
-    def stream(self, request, offset: int, count: int) -> None:
+    def stream(self, request: Request, offset: int, count: int) -> None:
         from pypid.web.files import FileSender
 
         fd, self.fd = self.fd, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
 class Debouncer:
@@ -15,7 +15,7 @@ class Debouncer:
     files as it goes. Reactor thread only.
     """
 
-    def __init__(self, clock, quiet: float, max_delay: float, action: Callable[[], object]) -> None:
+    def __init__(self, clock: IReactorTime, quiet: float, max_delay: float, action: Callable[[], object]) -> None:
         if max_delay < quiet:
             raise ValueError("max_delay must be at least quiet")
         self.clock = clock

@@ -27,7 +27,7 @@ import os
 import struct
 import sys
 from functools import partial
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from packaging.version import Version
 
@@ -41,6 +41,8 @@ FORMAT = 1
 CHUNK = 20000
 
 _LENGTH = struct.Struct("<Q")
+#: A chunk as written: (keys, names, file counts) of its projects, and its files' fields, column by column.
+_Chunk = tuple[list[tuple[object, ...]], list[Sequence[object]]]
 _make_file = partial(tuple.__new__, DistFile)
 
 
@@ -48,7 +50,7 @@ class ImageError(Exception):
     """The image cannot be used (the message says why)."""
 
 
-def _header(roots: list[str], hash_algo: Optional[str]) -> dict:
+def _header(roots: list[str], hash_algo: Optional[str]) -> dict[str, object]:
     return {"format": FORMAT, "marshal": marshal.version, "python": list(sys.version_info[:2]),
             "roots": list(roots), "hash_algo": hash_algo or ""}
 
@@ -66,7 +68,7 @@ def save(path: str, snapshot: IndexSnapshot, roots: list[str], hash_algo: Option
         with open(temp, "wb") as out:
             out.write(MAGIC)
 
-            def put(value) -> None:
+            def put(value: dict[str, object] | _Chunk) -> None:
                 nonlocal written
                 blob = marshal.dumps(value)
                 out.write(_LENGTH.pack(len(blob)))
@@ -94,8 +96,10 @@ def save(path: str, snapshot: IndexSnapshot, roots: list[str], hash_algo: Option
     return written + len(MAGIC)
 
 
-def _columns(projects: list[tuple[str, str, int]], files: list[DistFile]) -> tuple:
-    columns = list(zip(*files))
+def _columns(
+    projects: list[tuple[str, str, int]], files: list[DistFile]
+) -> _Chunk:
+    columns: list[Sequence[object]] = list(zip(*files))
     # Versions as their text (marshal knows no Version): one per distinct version.
     texts: dict[int, str] = {}
     columns[4] = [texts.get(id(v)) or texts.setdefault(id(v), str(v)) for v in columns[4]]
@@ -116,7 +120,8 @@ def load(path: str, roots: list[str], hash_algo: Optional[str],
         if f.read(len(MAGIC)) != MAGIC:
             raise ImageError("not an index image")
 
-        def take():
+        # What marshal read back is checked where it is used (a wrong shape is an ImageError).
+        def take() -> Any:
             raw = f.read(_LENGTH.size)
             if not raw:
                 return None

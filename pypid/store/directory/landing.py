@@ -24,7 +24,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from typing import BinaryIO, Callable, Optional, TypeVar
+from typing import BinaryIO, Callable, Optional, Protocol, TypeVar
 
 from zope.interface import implementer
 
@@ -76,7 +76,7 @@ def no_room(where: str, free: Optional[int] = None, needed: Optional[int] = None
     return StoreFull(text + "; the index's operator must make room.")
 
 
-def room_checked(where: str, call: Callable[..., T], *args) -> T:
+def room_checked(where: str, call: Callable[..., T], *args: object) -> T:
     """C{call(*args)}, with a full disk raised as L{StoreFull}."""
     try:
         return call(*args)
@@ -165,6 +165,12 @@ def cleaned_line(removed: int, freed: int, path: str) -> str:
             f"from {path} ({mib(freed)} freed)")
 
 
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 @implementer(IStaged)
 class Staged:
     """
@@ -187,7 +193,7 @@ class Staged:
             raise
         self._file: Optional[BinaryIO] = os.fdopen(fd, "wb")
         self.size = 0
-        self._hashes = {
+        self._hashes: dict[str, _Hasher] = {
             "sha256": hashlib.sha256(),
             "blake2_256": hashlib.blake2b(digest_size=32),
             "md5": hashlib.md5(usedforsecurity=False),

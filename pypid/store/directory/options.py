@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from twisted.python import usage
 
@@ -16,9 +16,11 @@ from pypid.ops.values import whole_seconds
 from pypid.store.directory.scan import HASH_ALGORITHMS
 
 if TYPE_CHECKING:
+    from pypid.ops.metrics import Metrics
     from pypid.store.directory.rescans import IndexService
     from pypid.store.directory.store import DirectoryStore
     from pypid.store.directory.watch import WatchService
+    from pypid.threads import Threads
 
 #: What C{--hash-algo} takes to turn hashes off (pypiserver's words).
 _FALSE = ("0", "no", "off", "false", "n", "f")
@@ -64,7 +66,7 @@ class DirectoryOptions(usage.Options):
     ]
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's usage.Options is unannotated
         self["packages"] = []
 
     def opt_packages(self, value: str) -> None:
@@ -119,11 +121,13 @@ class DirectoryParts(NamedTuple):
     """The store and the services feeding it (L{None}: not asked for)."""
 
     store: "DirectoryStore"
-    index: "IndexService"
+    index: "IndexService"  # type: ignore[assignment]  # a field named like tuple.index: callers read parts.index
     watch: Optional["WatchService"]
 
 
-def build(config: DirectoryConfig, reactor, threads, write_image: bool = True, metrics=None) -> DirectoryParts:
+def build(
+    config: DirectoryConfig, reactor: Any, threads: Threads, write_image: bool = True, metrics: Optional[Metrics] = None
+) -> DirectoryParts:
     """
     The directory store with its state cache and serial book, the rescans (C{index}) and the
     watcher (C{watch}); nothing is read or created before they start.

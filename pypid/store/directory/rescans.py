@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import gc
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+if TYPE_CHECKING:
+    from pypid.store.directory.scan import Progress
+    from pypid.store.directory.store import DirectoryStore
+
+_T = TypeVar("_T")
 
 
 #: Seconds between the progress lines of a long first scan.
@@ -37,10 +43,10 @@ class IndexService(Service):
 
     def __init__(
         self,
-        store,
-        clock,
+        store: DirectoryStore,
+        clock: IReactorTime,
         interval: Optional[float],
-        first_scan_after: Optional[Callable[[], Deferred]] = None,
+        first_scan_after: Optional[Callable[[], Deferred[None]]] = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -50,7 +56,7 @@ class IndexService(Service):
         self._progress: Optional[LoopingCall] = None
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         if self.first_scan_after is None:
             self._firstScan()
         else:
@@ -88,11 +94,11 @@ class IndexService(Service):
             self._loop.start(self.interval, now=False)
 
     @staticmethod
-    def _collectAgain(result):
+    def _collectAgain(result: _T) -> _T:
         gc.enable()
         return result
 
-    def _sayProgress(self, progress, started: float) -> None:
+    def _sayProgress(self, progress: Progress, started: float) -> None:
         seconds = self.clock.seconds() - started
         if progress.total:
             self.log.info(
@@ -107,16 +113,16 @@ class IndexService(Service):
             self._progress.stop()
         self._progress = None
 
-    def _firstScanned(self, result):
+    def _firstScanned(self, result: _T) -> _T:
         self._stopProgress()
         self._saveImage()
         return result
 
-    def _saveImage(self):
-        save = getattr(self.store, "save_image", None)
+    def _saveImage(self) -> Optional[Deferred[None]]:
+        save: Optional[Callable[[], Deferred[None]]] = getattr(self.store, "save_image", None)
         return save() if save is not None and self.running else None
 
-    def _rescan(self):
+    def _rescan(self) -> Deferred[None]:
         # Errors are logged by the store; the loop must go on. The index
         # image follows what the rescan found.
         d = self.store.rescan().addErrback(
@@ -124,13 +130,13 @@ class IndexService(Service):
         )
         return d.addCallback(lambda _: self._saveImage())
 
-    def stopService(self):
+    def stopService(self) -> Optional[Deferred[None]]:
         self._stopProgress()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
         # The index as it is now, for the next start.
-        save = getattr(self.store, "save_image", None)
+        save: Optional[Callable[[], Deferred[None]]] = getattr(self.store, "save_image", None)
         saving = save() if save is not None else None
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # as above
         return saving

@@ -54,6 +54,10 @@ class Found(NamedTuple):
     link: str = ""
 
 
+#: A L{Found}'s fields as a plain tuple (what a child walk sends, L{pypid.store.directory.walk}).
+FoundFields = tuple[int, str, str, int, int, int, int, str]
+
+
 def found_from_stat(root: int, path: str, abspath: str, st: os.stat_result, link: str = "") -> Found:
     return _new_tuple(Found, (root, path, abspath, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, link))
 
@@ -176,7 +180,7 @@ def _walk_dir(
 
 
 def _walk_against(
-    index: int, real_root: str, prefix: str, directory: str, skipped: list[Skipped], shards: list[dict]
+    index: int, real_root: str, prefix: str, directory: str, skipped: list[Skipped], shards: list[dict[str, DistFile]]
 ) -> Iterator[tuple[list[Found], set[str], list[DistFile], list[str]]]:
     """
     L{_walk_dir} for a tree mostly known already (a start from the index
@@ -431,7 +435,7 @@ def describe(
     has_sig: bool = False,
     cache: Optional[DetailsCache] = None,
     details: Optional[Details] = None,
-    shared: Optional[dict] = None,
+    shared: Optional[dict[object, object]] = None,
     looked_up: bool = False,
     notes: Optional[list[Note]] = None,
 ) -> DistFile | Skipped:
@@ -454,9 +458,10 @@ def describe(
     if details is None and cache is not None and not looked_up:
         details = cache.get(found, hash_algo)
     if details is None:
-        details = read_details(found, parsed, hash_algo, notes, getattr(cache, "put_metadata", None))
-        if isinstance(details, Skipped):
-            return details
+        read = read_details(found, parsed, hash_algo, notes, getattr(cache, "put_metadata", None))
+        if isinstance(read, Skipped):
+            return read
+        details = read
         if cache is not None:
             cache.put(found, hash_algo, details)
     share = (shared if shared is not None else {}).setdefault
@@ -588,11 +593,12 @@ class _Changes:
         self.links: dict[str, str] = {}
         self.notes: list[Note] = []
         #: Strings the new records share (see L{describe}).
-        self.shared: dict = {}
+        self.shared: dict[object, object] = {}
 
-    def take(self, items: Iterable[Found], signatures: set[str]) -> None:
+    def take(self, items: Iterable[FoundFields], signatures: set[str]) -> None:
         """
-        Compare C{items} (found at distinct paths) with the previous files
+        Compare C{items} (L{Found} records or plain tuples of their fields,
+        found at distinct paths) with the previous files
         at their paths; C{signatures} has every one of their paths that has
         a detached signature.
         """
@@ -724,7 +730,7 @@ def scan(
     previous: Mapping[str, DistFile],
     cache: Optional[DetailsCache] = None,
     progress: Optional[Progress] = None,
-    walked: Optional[Iterable[tuple[list, set]]] = None,
+    walked: Optional[Iterable[tuple[list[FoundFields], set[str]]]] = None,
 ) -> ScanResult:
     """
     Walk the roots and work out what changed since C{previous} (the files of
@@ -732,14 +738,14 @@ def scan(
 
     @param walked: the walk of the one root, done elsewhere (a child
         process, L{pypid.store.directory.walk.ChildWalk}): (files as
-        L{Found} tuples, signatures) a directory at a time.
+        plain tuples of L{Found}'s fields, signatures) a directory at a time.
     """
     if walked is not None:
         changes = _Changes(hash_algo, previous, cache, progress=progress)
         gone = set(previous)
-        for files, signatures in walked:
-            gone.difference_update(map(_PATH, files))
-            changes.take(files, signatures)
+        for fields, signatures in walked:
+            gone.difference_update(map(_PATH, fields))
+            changes.take(fields, signatures)
         changes.skipped.extend(getattr(walked, "skipped", ()))
         changes.removed.extend(gone)
         return changes.result()

@@ -27,7 +27,8 @@ import os
 import sqlite3
 import threading
 import zlib
-from typing import Iterable, Iterator, Optional
+from types import TracebackType
+from typing import Any, Iterable, Iterator, Optional
 
 from pypid.store.directory.scan import Details, Found
 
@@ -128,7 +129,7 @@ class StateCache:
         self._lock = threading.RLock()
         self._db: Optional[sqlite3.Connection] = None
         self._opened = False
-        self._pending: list[tuple] = []
+        self._pending: list[tuple[object, ...]] = []
         self._pending_metadata: list[tuple[bytes, bytes]] = []
         #: The reactor thread's own read-only connection (L{read_metadata}).
         self._reader: Optional[sqlite3.Connection] = None
@@ -272,9 +273,9 @@ class StateCache:
                     for rows in self._rows(db, directory, wanted):
                         # Once per file of a first scan: kept lean.
                         for row in rows:
-                            item = wanted.get(row[0])
-                            if item is not None and row[1:5] == item[3:7] and row[5] == algo:
-                                out[item[2]] = _new_tuple(Details, row[6:])
+                            known = wanted.get(row[0])
+                            if known is not None and row[1:5] == known[3:7] and row[5] == algo:
+                                out[known[2]] = _new_tuple(Details, row[6:])
             except sqlite3.Error as e:
                 self._failed(e)
                 return out
@@ -282,7 +283,7 @@ class StateCache:
         return out
 
     @staticmethod
-    def _rows(db: sqlite3.Connection, directory: str, wanted: dict[str, Found]) -> Iterator[Iterable[tuple]]:
+    def _rows(db: sqlite3.Connection, directory: str, wanted: dict[str, Found]) -> Iterator[Iterable[tuple[Any, ...]]]:
         """Cursors over the rows of C{wanted} files of C{directory} (and perhaps others)."""
         columns = f"SELECT file, {_STAMP}, {_DETAILS} FROM files WHERE dir = ?"
         if len(wanted) >= _RANGE_MIN:
@@ -423,7 +424,7 @@ class StateCache:
             except sqlite3.Error as e:
                 self._failed(e)
                 return 0
-            entries = dict(counts)
+            entries: dict[str, int] = dict(counts)
             return sum(entries[directory] for (directory,) in gone) + len(stale)
 
     @staticmethod
@@ -453,7 +454,9 @@ class _transaction:
     def __enter__(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, kind, value, traceback) -> None:
+    def __exit__(
+        self, kind: Optional[type[BaseException]], value: Optional[BaseException], traceback: Optional[TracebackType]
+    ) -> None:
         if kind is None:
             self.db.execute("COMMIT")
         else:

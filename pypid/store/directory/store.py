@@ -16,14 +16,16 @@ import os
 import time
 from collections import OrderedDict
 from stat import S_ISDIR, S_ISREG
-from typing import Mapping, NamedTuple, Optional
+from typing import Iterable, Mapping, NamedTuple, NoReturn, Optional, cast
 
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from pypid.counts import counted
-from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, file_changes, yank_changes
+from pypid.index.changes import REMOVE_PROJECT, SYNC, Change, ChangesSince, file_changes, yank_changes
 from pypid.index.filenames import parse_filename
 from pypid.index.model import DistFile, IndexSnapshot
 from pypid.store.directory import image, landing, scan
@@ -79,7 +81,7 @@ class DirectoryStore(SnapshotOwner):
 
     def __init__(
         self, roots: list[str], hash_algo: Optional[str], threads: Threads, cache: Optional[StateCache] = None,
-        serials: Optional[SerialBook] = None, clock=None, write_image: bool = True,
+        serials: Optional[SerialBook] = None, clock: Optional[IReactorTime] = None, write_image: bool = True,
     ) -> None:
         """
         @param write_image: whether this process writes the index image to
@@ -106,8 +108,8 @@ class DirectoryStore(SnapshotOwner):
         #: Files found incomplete by the latest full scan.
         self._waiting: set[str] = set()
         self._threads = threads
-        self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
-        self._ready: Optional[list[Deferred]] = []
+        self._metadata: Recent[tuple[str, int, int, int], bytes] = Recent(None, max_bytes=METADATA_CACHE_BYTES)
+        self._ready: Optional[list[Deferred[None]]] = []
         self._running_full = False
         self._running_paths = False
         #: While a full scan runs: the listed paths that refreshes changed
@@ -118,19 +120,19 @@ class DirectoryStore(SnapshotOwner):
         #: Full scans applied so far: a refresh that saw one applied while
         #: it ran is done again.
         self._full_applied = 0
-        self._full_waiters: Optional[list[Deferred]] = None
+        self._full_waiters: Optional[list[Deferred[None]]] = None
         self._paths: set[str] = set()
-        self._path_waiters: list[Deferred] = []
+        self._path_waiters: list[Deferred[None]] = []
         self._warned: dict[str, set[str]] = {}
         #: How far the first scan has got (for its progress lines).
         self.progress = scan.Progress()
         self.write_image = write_image
         #: The snapshot last written to the index image (or read from it).
         self._imaged: Optional[IndexSnapshot] = None
-        self._saving: Optional[Deferred] = None
+        self._saving: Optional[Deferred[None]] = None
         #: Open descriptors of the directories checked under C{_checked_for},
         #: by (root, relative path), the most recently used last.
-        self._dirs: OrderedDict = OrderedDict()
+        self._dirs: OrderedDict[tuple[int, str], tuple[int, str, tuple[int, int]]] = OrderedDict()
         self._checked_for: Optional[IndexSnapshot] = None
         #: Where uploads are staged (there only while one is).
         self.spool = landing.Spool(self.roots[0])
@@ -142,10 +144,10 @@ class DirectoryStore(SnapshotOwner):
 
     # IPackageStore
 
-    def whenReady(self) -> Deferred:
+    def whenReady(self) -> Deferred[None]:
         if self._ready is None:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._ready.append(d)
         return d
 
@@ -157,7 +159,7 @@ class DirectoryStore(SnapshotOwner):
         opened = self._open(distfile, sidecar)
         return None if opened is None else FileBody(opened[0], opened[1])
 
-    def changelog(self, since: int) -> Deferred:
+    def changelog(self, since: int) -> Deferred[ChangesSince]:
         if self.serials is None:
             return super().changelog(since)
         return self._threads(self.serials.since, since, self.snapshot.serial)
@@ -179,7 +181,7 @@ class DirectoryStore(SnapshotOwner):
                 return raw
         return None
 
-    def readMetadata(self, distfile: DistFile) -> Deferred:
+    def readMetadata(self, distfile: DistFile) -> Deferred[bytes]:
         # Resolvers ask for the same few .metadata files over and over:
         # keep the most recent ones rather than reopen the archive each time.
         # Kept compressed in the state cache by the scan that read the
@@ -210,17 +212,19 @@ class DirectoryStore(SnapshotOwner):
         return landing.Staged(self.spool, size)
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
-                uploader: Optional[str] = None) -> Deferred:
+                uploader: Optional[str] = None) -> Deferred[Placed]:
         try:
             parts = check_name(name)
         except BadName:
             return fail()
+        # A staged file from this store's stage() (the interface's contract).
+        mine = cast(landing.Staged, staged)
 
-        def ready(_) -> Deferred:
+        def ready(_: None) -> Deferred[Placed]:
             root, target, path = self._target(parts)
-            d = self._threads(landing.land, staged, root, target, overwrite, signature)
+            d = self._threads(landing.land, mine, root, target, overwrite, signature)
 
-            def stored(failure):
+            def stored(failure: Failure) -> NoReturn:
                 failure.trap(AlreadyStored)
                 raise AlreadyStored(parts[-1], os.path.basename(target))
 
@@ -230,7 +234,7 @@ class DirectoryStore(SnapshotOwner):
 
         return self.whenReady().addCallback(ready)
 
-    def _listed(self, outcome: str, path: str, target: str):
+    def _listed(self, outcome: str, path: str, target: str) -> Placed | Deferred[Placed]:
         """
         The L{Placed} of a file landed at C{path}, once the index has looked
         at it: the scan that decides listing has the last word, and what it
@@ -246,36 +250,36 @@ class DirectoryStore(SnapshotOwner):
         reason = reasons[0] if reasons else "not a file the index lists"
         self.log.warn("removed the new file {path}: {reason}", path=path, reason=reason)
 
-        def removed(_) -> None:
+        def removed(_: object) -> Placed:
             raise NotListed(reason)
 
         return self._threads(landing.remove, [target]).addCallback(
             lambda gone: self.refresh(gone or [target])).addCallback(removed)
 
-    def remove(self, distfiles) -> Deferred:
+    def remove(self, distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         distfiles = list(distfiles)
         # The link itself for a symlinked file.
         paths = {os.path.join(self.roots[f.root], *f.path.split("/")): f.path for f in distfiles}
 
-        def removed(gone: list[str]) -> Deferred:
+        def removed(gone: list[str]) -> Deferred[list[str]]:
             deleted = [paths[p] for p in paths if p in set(gone)]
             return self.refresh(gone or list(paths)).addCallback(lambda _: self._forgetYanks(distfiles, deleted))
 
         return self._threads(landing.remove, list(paths)).addCallback(removed)
 
-    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+    def setYanked(self, distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         changes = {f.filename: reason for f in distfiles}
 
-        def ready(_) -> Deferred:
+        def ready(_: None) -> Deferred[list[str]]:
             return self._threads(self.yankfile.update, changes).addCallback(written)
 
-        def written(outcome: tuple[YankRead, list[str]]) -> Deferred:
+        def written(outcome: tuple[YankRead, list[str]]) -> Deferred[list[str]]:
             read, changed = outcome
             return self._applyYanks(read).addCallback(lambda _: changed)
 
         return self.whenReady().addCallback(ready)
 
-    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred:
+    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred[list[str]]:
         """After L{remove}: the yanks of the deleted files go too; fires with C{deleted}."""
         deleted_paths = set(deleted)
         changes = self.forget_yanks([f for f in distfiles if f.path in deleted_paths])
@@ -285,7 +289,7 @@ class DirectoryStore(SnapshotOwner):
         if not forget:
             return succeed(deleted)
 
-        def failed(failure) -> None:
+        def failed(failure: Failure) -> None:
             self.log.failure("could not forget the yanks of deleted files in {path}", failure,
                              path=self.yankfile.path)
 
@@ -293,15 +297,15 @@ class DirectoryStore(SnapshotOwner):
         d.addCallbacks(lambda outcome: self._applyYanks(outcome[0]), failed)
         return d.addCallback(lambda _: deleted)
 
-    def _applyYanks(self, read: Optional[YankRead]) -> Deferred:
+    def _applyYanks(self, read: Optional[YankRead]) -> Deferred[None]:
         """
         Make the snapshot show what the yank file says (unless a later read
         was applied): the next change, numbered, logged and recorded like
         the changes scans find, in turn with them.
         """
-        return self._changing.run(self._yankChange, read)
+        return _locked(self._changing.run(self._yankChange, read))
 
-    def _yankChange(self, read: Optional[YankRead]) -> Optional[Deferred]:
+    def _yankChange(self, read: Optional[YankRead]) -> Optional[Deferred[None]]:
         if read is None or read.version <= self._yanks_version:
             return None
         # The first read, at start: yanks that were there before, no change.
@@ -332,22 +336,22 @@ class DirectoryStore(SnapshotOwner):
 
     # The directory backend's own: what the watcher and the rescans service ask.
 
-    def rescan(self) -> Deferred:
+    def rescan(self) -> Deferred[None]:
         """Walk every package directory (in a thread) and apply what changed."""
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         if self._full_waiters is None:
             self._full_waiters = []
         self._full_waiters.append(d)
         self._next()
         return d
 
-    def refresh(self, abspaths) -> Deferred:
+    def refresh(self, abspaths: Iterable[str]) -> Deferred[None]:
         """
         Re-read just C{abspaths} (files or directories, present or gone) and
         apply what changed; cheap however large the tree is. Fires when the
         resulting snapshot is in place.
         """
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._paths.update(abspaths)
         self._path_waiters.append(d)
         self._next()
@@ -364,7 +368,7 @@ class DirectoryStore(SnapshotOwner):
             return plain
         return scan.resolve_inside(os.path.join(root, path), root)
 
-    def _open(self, distfile: DistFile, sidecar: str):
+    def _open(self, distfile: DistFile, sidecar: str) -> Optional[tuple[int, os.stat_result]]:
         # Every download comes here, and must open only a file inside its
         # package directory (no symlinked directory on the way out). The
         # file is opened relative to an open descriptor of its directory,
@@ -399,7 +403,7 @@ class DirectoryStore(SnapshotOwner):
                 self._forget_directory((distfile.root, directory))
         return self._open_checked(distfile.root, path)
 
-    def _open_checked(self, root: int, path: str):
+    def _open_checked(self, root: int, path: str) -> Optional[tuple[int, os.stat_result]]:
         """Open C{path} of root C{root} after checking every component, symlinks resolved."""
         checked = self._checked(root, path)
         if checked is None:
@@ -522,13 +526,13 @@ class DirectoryStore(SnapshotOwner):
             self._path_waiters, self._paths = [], set()
             self._start(paths, waiters)
 
-    def _again(self, paths) -> None:
+    def _again(self, paths: Optional[Iterable[str]]) -> None:
         """Refresh C{paths} once more (nobody waits for it)."""
         if paths:
             self._paths.update(paths)
             self._path_waiters.append(Deferred())
 
-    def _start(self, paths: Optional[list[str]], waiters: list[Deferred]) -> None:
+    def _start(self, paths: Optional[list[str]], waiters: list[Deferred[None]]) -> None:
         full = paths is None
         self.scans["full" if full else "paths"] += 1
         if full:
@@ -543,21 +547,19 @@ class DirectoryStore(SnapshotOwner):
                       None if paths is None else tuple(paths), self._links, first, self.cache,
                       self.progress if first else None)
         if first and self.serials is not None and self._stored is None:
-            d = self._threads(self.serials.load)
-
-            def loaded(stored: Stored) -> Deferred:
+            def loaded(stored: Stored) -> Deferred[tuple[scan.ScanResult, Optional[YankRead]]]:
                 self._stored = stored
                 self._bookMessages()
                 return self._threads(run_scan_and_yanks, job, self.yankfile)
 
-            d.addCallback(loaded)
+            d: Deferred[tuple[scan.ScanResult, Optional[YankRead]]] = self._threads(self.serials.load).addCallback(loaded)
         else:
             d = self._threads(run_scan_and_yanks, job, self.yankfile)
         d.addCallbacks(self._scannedWithYanks, self._scanFailed, callbackArgs=(paths, self._full_applied))
         d.addBoth(self._scanDone, waiters, full)
 
     def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]],
-                          paths: Optional[list[str]], full_applied: int) -> Deferred:
+                          paths: Optional[list[str]], full_applied: int) -> Deferred[None]:
         """The scan's files are the next change, then the yank file's (when it changed)."""
         result, yanks = outcome
         d = self._scanned(result, paths, full_applied)
@@ -565,7 +567,9 @@ class DirectoryStore(SnapshotOwner):
             return d
         return d.addCallback(lambda _: self._applyYanks(yanks))
 
-    def _scanned(self, result: scan.ScanResult, paths: Optional[list[str]] = None, full_applied: int = 0) -> Deferred:
+    def _scanned(
+        self, result: scan.ScanResult, paths: Optional[list[str]] = None, full_applied: int = 0
+    ) -> Deferred[None]:
         full = paths is None
         if self.cache is not None:
             for level, text in self.cache.messages():
@@ -601,9 +605,9 @@ class DirectoryStore(SnapshotOwner):
             # A first scan: the whole index, built in the scan's thread.
             self._full_applied += 1
             imaged = bool(result.imaged and not result.added and not result.removed)
-            return self._changing.run(self._first, result.base, imaged)
+            return _locked(self._changing.run(self._first, result.base, imaged))
         added, removed = result.added, result.removed
-        if full:
+        if paths is None:
             self._full_applied += 1
             changed = self._changed_during_full
             if changed:
@@ -616,14 +620,14 @@ class DirectoryStore(SnapshotOwner):
                 self._refreshed_during_full.update(paths)
             if full_applied != self._full_applied:
                 self._again(paths)
-        return self._changing.run(self._change, added, removed)
+        return _locked(self._changing.run(self._change, added, removed))
 
 
-    def _install(self, snapshot: IndexSnapshot, changed: frozenset) -> None:
+    def _install(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
         super()._install(snapshot, changed)
         self._noteShadowed(changed)
 
-    def _noteShadowed(self, changed: frozenset) -> None:
+    def _noteShadowed(self, changed: frozenset[str]) -> None:
         """Say once of each file that is another spelling of a listed one's name that it is not listed."""
         snapshot = self.snapshot
         for key in changed:
@@ -646,7 +650,7 @@ class DirectoryStore(SnapshotOwner):
             for level, text in self.serials.messages():
                 getattr(self.log, level)("{text}", text=text)
 
-    def _change(self, added, removed) -> Optional[Deferred]:
+    def _change(self, added: Iterable[DistFile], removed: Iterable[str]) -> Optional[Deferred[None]]:
         """
         Apply what a scan found as the next change: numbered, logged and
         recorded (durably, with a serial book) before it is installed.
@@ -663,7 +667,7 @@ class DirectoryStore(SnapshotOwner):
         rows = {key: _row(new, key) for key in changed}
         return self._record(new, changed, changes, rows)
 
-    def _first(self, base: IndexSnapshot, imaged: bool) -> Optional[Deferred]:
+    def _first(self, base: IndexSnapshot, imaged: bool) -> Optional[Deferred[None]]:
         """
         The first scan's index (built whole in its thread, every project at
         serial 1), numbered as the book left it (a first start takes serial
@@ -688,23 +692,26 @@ class DirectoryStore(SnapshotOwner):
             return None
         return self._record(base, changed, (), {}, horizon=base.serial)
 
-    def _record(self, new: IndexSnapshot, changed: frozenset, changes, rows, horizon=None) -> Deferred:
+    def _record(
+        self, new: IndexSnapshot, changed: frozenset[str], changes: Iterable[Change],
+        rows: Mapping[str, Optional[ProjectRow]], horizon: Optional[int] = None,
+    ) -> Deferred[None]:
         """Record a change in the serial book, then install its snapshot."""
         assert self.serials is not None
         d = self._threads(self.serials.record, new.serial, changes, rows, horizon)
 
-        def recorded(_) -> None:
+        def recorded(_: None) -> None:
             self._bookMessages()
             self._install(new, changed)
 
-        def failed(failure) -> None:
+        def failed(failure: Failure) -> None:
             # The files are there: serve them, even if the serial could not be kept.
             self.log.failure("recording serial {serial} failed", failure, serial=new.serial)
             self._install(new, changed)
 
         return d.addCallbacks(recorded, failed)
 
-    def _reconcile(self) -> Deferred:
+    def _reconcile(self) -> Deferred[None]:
         """
         Compare every project with the book's fingerprints (in a thread,
         after the first index is served): projects whose files changed while
@@ -715,17 +722,21 @@ class DirectoryStore(SnapshotOwner):
         book, stored = self.serials, self._stored
         snapshot = self.snapshot
 
-        def compare():
+        def compare() -> tuple[dict[str, str], list[str]]:
             return differences(snapshot.projects, book.fingerprints())
 
-        def compared(found) -> Deferred:
-            return self._changing.run(self._reconciled, snapshot, found, stored.fresh)
+        def compared(found: tuple[dict[str, str], list[str]]) -> Deferred[None]:
+            return _locked(self._changing.run(self._reconciled, snapshot, found, stored.fresh))
 
-        d = self._threads(compare).addCallback(compared)
+        d: Deferred[None] = self._threads(compare).addCallback(compared)
         d.addErrback(lambda f: self.log.failure("checking the projects against the serial's records failed", f))
         return d
 
-    def _reconciled(self, then: IndexSnapshot, found, fresh: bool) -> Optional[Deferred]:
+    def _reconciled(
+        self, then: IndexSnapshot, found: tuple[dict[str, str], list[str]], fresh: bool
+    ) -> Optional[Deferred[None]]:
+        book = self.serials
+        assert book is not None
         fingerprints, gone = found
         now = self.snapshot
         # Projects changed since the comparison have their serials and fingerprints already.
@@ -735,14 +746,16 @@ class DirectoryStore(SnapshotOwner):
             return None
         if fresh:
             # A first start: nothing to compare with; only remember what the projects look like.
-            rows = {key: ProjectRow(now.projects[key].serial, fp) for key, fp in fingerprints.items()}
-            return self._threads(self.serials.record, now.serial, (), rows)
+            rows: dict[str, Optional[ProjectRow]] = {
+                key: ProjectRow(now.projects[key].serial, fp) for key, fp in fingerprints.items()
+            }
+            return self._threads(book.record, now.serial, (), rows)
         serial = now.serial + 1
         at = self._change_time()
         changes = [Change(serial, at, SYNC, key, now.projects[key].name) for key in sorted(fingerprints)]
         changes += [Change(serial, at, REMOVE_PROJECT, key, key) for key in sorted(gone)]
         new = now.with_serials({key: serial for key in fingerprints}, serial)
-        rows: dict = {key: ProjectRow(serial, fp) for key, fp in fingerprints.items()}
+        rows = {key: ProjectRow(serial, fp) for key, fp in fingerprints.items()}
         rows.update((key, None) for key in gone)
         self.log.info("{count} changed while pypid was not running: serial {serial}",
                       count=counted(len(fingerprints) + len(gone), "project"), serial=serial)
@@ -750,7 +763,7 @@ class DirectoryStore(SnapshotOwner):
 
     # The index image.
 
-    def save_image(self) -> Deferred:
+    def save_image(self) -> Deferred[None]:
         """
         Write the index to the index image (in a thread), unless it holds
         this very index already; fires when done (never fails: a failure is
@@ -766,25 +779,26 @@ class DirectoryStore(SnapshotOwner):
             # Only serials or yanks changed (the image holds neither).
             return succeed(None)
         started = time.monotonic()
+        cache = self.cache
 
         def write() -> Optional[tuple[str, int]]:
-            directory = self.cache.directory()
+            directory = cache.directory()
             if directory is None:
                 return None
             path = os.path.join(directory, image.FILENAME)
             return path, image.save(path, snapshot, self.roots, self.hash_algo)
 
-        def saved(written) -> None:
+        def saved(written: Optional[tuple[str, int]]) -> None:
             self._imaged = snapshot
             if written is not None:
                 self.log.info("index image {path} written: {files} files, {mib:.1f} MiB in {seconds:.1f} s",
                               path=written[0], files=snapshot.file_count, mib=written[1] / 2**20,
                               seconds=time.monotonic() - started)
 
-        def failed(failure) -> None:
+        def failed(failure: Failure) -> None:
             self.log.warn("could not write the index image: {error}", error=failure.getErrorMessage())
 
-        def done(_) -> None:
+        def done(_: None) -> None:
             self._saving = None
 
         saving = self._saving = self._threads(write).addCallbacks(saved, failed)
@@ -799,10 +813,10 @@ class DirectoryStore(SnapshotOwner):
             merged[target] = merged.get(target, frozenset()) | {source}
         self._links = merged
 
-    def _scanFailed(self, failure) -> None:
+    def _scanFailed(self, failure: Failure) -> None:
         self.log.failure("scanning the package directories failed", failure)
 
-    def _scanDone(self, _, waiters: list[Deferred], full: bool) -> None:
+    def _scanDone(self, _: object, waiters: list[Deferred[None]], full: bool) -> None:
         if full:
             self._running_full = False
             again = self._refreshed_during_full
@@ -833,6 +847,15 @@ class DirectoryStore(SnapshotOwner):
         for d in waiters:
             d.callback(None)
         self._next()
+
+
+def _locked(d: Deferred[Optional[Deferred[None]]]) -> Deferred[None]:
+    """
+    A change run under the store's lock (L{DeferredLock.run}) fires with
+    L{None}: a L{Deferred} the change returned has fired by then, which
+    Twisted's annotations cannot say.
+    """
+    return cast("Deferred[None]", d)
 
 
 def _row(snapshot: IndexSnapshot, key: str) -> Optional[ProjectRow]:
@@ -869,7 +892,7 @@ def links_to(links: Mapping[str, frozenset[str]], paths: list[str]) -> list[str]
     if not links:
         return []
     reals = {os.path.realpath(p) for p in paths}
-    found = []
+    found: list[str] = []
     for target, sources in links.items():
         parent = target
         while parent not in reals and os.path.dirname(parent) != parent:
@@ -933,17 +956,17 @@ def first_scan(job: ScanJob) -> scan.ScanResult:
         if base is None:
             cache.track()
         try:
-            result = None
-            if walker is not None:
+            walked: Optional[scan.ScanResult] = None
+            if walker is not None and base is not None:
                 try:
-                    result = scan.scan(roots, job.hash_algo, base.files, cache, progress, walked=walker)
+                    walked = scan.scan(roots, job.hash_algo, base.files, cache, progress, walked=walker)
                 except WalkFailed as e:
                     notes.append(scan.Note(roots[0], f"walking in a child process failed ({e}); walked here"))
                     progress.scanned = 0
                 finally:
                     walker.close()
-            if result is None:
-                result = scan.scan(roots, job.hash_algo, base.files if base is not None else {}, cache, progress)
+            result = walked if walked is not None else scan.scan(
+                roots, job.hash_algo, base.files if base is not None else {}, cache, progress)
         finally:
             cache.flush()
         if base is not None:

@@ -27,7 +27,10 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
+
+if TYPE_CHECKING:
+    from pypid.store.directory.scan import FoundFields, Skipped
 
 _LENGTH = struct.Struct("<Q")
 
@@ -51,8 +54,8 @@ class ChildWalk:
         top = os.path.dirname(os.path.dirname(os.path.abspath(pypid.__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = top + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.skipped: list = []
-        self._blobs: deque = deque()
+        self.skipped: list[Skipped] = []
+        self._blobs: deque[bytes] = deque()
         self._done = False
         self._error: Optional[str] = None
         self._ready = threading.Condition()
@@ -64,6 +67,7 @@ class ChildWalk:
 
     def _read(self) -> None:
         out = self.process.stdout
+        assert out is not None  # (stdout=PIPE)
         ended = False
         try:
             while True:
@@ -84,6 +88,7 @@ class ChildWalk:
             self._error = str(e)
         finally:
             code = self.process.wait()
+            assert self.process.stderr is not None  # (stderr=PIPE)
             errors = self.process.stderr.read().decode("utf-8", "replace").strip()
             with self._ready:
                 if not ended or code != 0:
@@ -91,7 +96,7 @@ class ChildWalk:
                 self._done = True
                 self._ready.notify()
 
-    def __iter__(self) -> Iterator[tuple[list, set]]:
+    def __iter__(self) -> Iterator[tuple[list[FoundFields], set[str]]]:
         """(files, signatures) a directory at a time; the files as plain tuples of L{scan.Found}'s fields."""
         from pypid.store.directory.scan import Skipped
 
@@ -123,7 +128,7 @@ def main(argv: list[str]) -> int:
 
     root, index = argv[0], int(argv[1]) if len(argv) > 1 else 0
     out = sys.stdout.buffer
-    skipped: list = []
+    skipped: list[Skipped] = []
     for files, signatures in _walk_dir(index, os.path.realpath(root), "", root, skipped):
         blob = marshal.dumps(([tuple(f) for f in files], list(signatures), [tuple(s) for s in skipped]))
         skipped = []

@@ -27,11 +27,12 @@ import inspect
 import logging
 import os
 import threading
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from watchdog import events
 from watchdog.events import FileSystemEventHandler
@@ -42,6 +43,9 @@ from pypid.store.directory.debounce import Debouncer
 from pypid.store.directory.yankfile import YANKS_FILE
 from pypid.index.filenames import SDIST_SUFFIXES, is_hidden_or_temporary
 from pypid.threads import Threads
+
+if TYPE_CHECKING:
+    from pypid.store.directory.store import DirectoryStore
 
 #: Event types that may change the listing. Everything else (C{opened},
 #: C{closed_no_write}, and whatever later watchdogs add) is ignored.
@@ -63,7 +67,8 @@ BATCH = 128
 #: Seconds between full rescans when the directories cannot be watched.
 FALLBACK_POLL = 30.0
 
-_LIMITS = {
+#: By errno (an OSError's may be None, and then is none of these).
+_LIMITS: dict[Optional[int], tuple[str, str, int]] = {
     errno.ENOSPC: ("inotify watch limit reached", "fs.inotify.max_user_watches", 524288),
     errno.EMFILE: ("inotify instance limit reached", "fs.inotify.max_user_instances", 1024),
 }
@@ -84,7 +89,7 @@ def wanted(path: str, root: str, is_directory: bool) -> bool:
     return is_directory or parts[-1].lower().endswith(SUFFIXES)
 
 
-def classify(event, root: str) -> list[tuple[str, bool]]:
+def classify(event: events.FileSystemEvent, root: str) -> list[tuple[str, bool]]:
     """
     The paths (and whether each is a directory) that a watchdog event asks
     to re-read; empty when the event cannot change the listing.
@@ -182,7 +187,7 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
         self.root = root
 
-    def dispatch(self, event) -> None:
+    def dispatch(self, event: events.FileSystemEvent) -> None:
         paths = classify(event, self.root)
         if paths:
             self.watcher.note(paths, event.event_type)
@@ -207,7 +212,7 @@ class _OverflowListener(logging.Handler):
 _READS = {"FileOpenedEvent", "FileClosedNoWriteEvent"}
 
 
-def schedule_options(observer) -> dict:
+def schedule_options(observer: Observer) -> dict[str, Any]:
     """
     Extra arguments for C{observer.schedule}: an C{event_filter} of every
     kind of event but those a mere read raises, where the observer takes
@@ -230,25 +235,39 @@ def schedule_options(observer) -> dict:
     return {"event_filter": kinds}
 
 
-def _start_observer(watcher: "WatchService", factory: Callable[[], object], roots: tuple[str, ...]):
+class Observer(Protocol):
+    """What the watcher uses of a watchdog observer."""
+
+    def start(self) -> None: ...
+
+    def schedule(self, event_handler: FileSystemEventHandler, path: str, *, recursive: bool = False) -> object: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: Optional[float] = None) -> None: ...
+
+
+def _start_observer(
+    watcher: "WatchService", factory: Callable[[], Observer], roots: tuple[str, ...]
+) -> tuple[Observer, list[tuple[str, OSError]]]:
     """
     In a thread: start an observer and watch every root (its handlers hand
     events to C{watcher.note}); the observer and the roots that could not
     be watched, with why.
     """
     observer = factory()
-    observer.start()  # type: ignore[attr-defined]
-    problems = []
+    observer.start()
+    problems: list[tuple[str, OSError]] = []
     options = schedule_options(observer)
     for root in roots:
         try:
-            observer.schedule(_Handler(watcher, root), root, recursive=True, **options)  # type: ignore[attr-defined]
+            observer.schedule(_Handler(watcher, root), root, recursive=True, **options)
         except OSError as e:
             problems.append((root, e))
     return observer, problems
 
 
-def _observer():
+def _observer() -> Observer:
     from watchdog.observers import Observer
 
     return Observer()
@@ -275,14 +294,15 @@ class WatchService(Service):
 
     def __init__(
         self,
-        store,
+        store: DirectoryStore,
         roots: list[str],
-        reactor,
+        # The reactor: its clock, and callFromThread for watchdog's thread.
+        reactor: Any,
         threads: Threads,
         quiet: float = QUIET,
         max_delay: float = MAX_DELAY,
         fallback_poll: float = FALLBACK_POLL,
-        observer_factory: Callable[[], object] = _observer,
+        observer_factory: Callable[[], Observer] = _observer,
         batch: int = BATCH,
         metrics: Optional[Metrics] = None,
     ) -> None:
@@ -308,9 +328,9 @@ class WatchService(Service):
         self._pending_events = 0
         self._pending_kinds: dict[str, int] = {}
         self._kicked = False
-        self._observer = None
-        self._starting: Optional[Deferred] = None
-        self._watching: Optional[list[Deferred]] = []
+        self._observer: Optional[Observer] = None
+        self._starting: Optional[Deferred[None]] = None
+        self._watching: Optional[list[Deferred[None]]] = []
         self._poll: Optional[LoopingCall] = None
         self._overflow: Optional[_OverflowListener] = None
 
@@ -369,9 +389,9 @@ class WatchService(Service):
         )
         self._unreported = 0
         self._refreshing = True
-        d = self.store.refresh(paths)
-        d.addErrback(lambda f: self.log.failure("refreshing changed paths failed", f))
-        d.addBoth(self._refreshed)
+        refreshing = self.store.refresh(paths)
+        refreshing.addErrback(lambda f: self.log.failure("refreshing changed paths failed", f))
+        refreshing.addBoth(self._refreshed)
 
     def _expanded(self, result: tuple[dict[str, bool], set[str]], batch: dict[str, bool]) -> None:
         files, whole = result
@@ -384,11 +404,11 @@ class WatchService(Service):
                 self._pending.setdefault(path, False)
         self._refreshed(None)
 
-    def _notExpanded(self, failure, batch: dict[str, bool], directories: list[str]) -> None:
+    def _notExpanded(self, failure: Failure, batch: dict[str, bool], directories: list[str]) -> None:
         self.log.failure("listing new directories failed; refreshing them whole", failure)
         self._expanded(({}, set(directories)), batch)
 
-    def _refreshed(self, _) -> None:
+    def _refreshed(self, _: object) -> None:
         """One refresh is in place: what came meanwhile goes next, at once."""
         self._refreshing = False
         with self._lock:
@@ -397,23 +417,23 @@ class WatchService(Service):
             self.debouncer.cancel()
             self._flush()
 
-    def whenWatching(self) -> Deferred:
+    def whenWatching(self) -> Deferred[None]:
         """Fires once the watches are in place (or have failed and polling has begun)."""
         if self._watching is None:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._watching.append(d)
         return d
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         self._overflow = _OverflowListener(lambda: self.reactor.callFromThread(self._overflowed))
         logging.getLogger("watchdog").addHandler(self._overflow)
-        self._starting = self.threads(_start_observer, self, self.observer_factory, tuple(self.roots))
-        self._starting.addCallback(self._started)
+        self._starting = self.threads(_start_observer, self, self.observer_factory, tuple(self.roots)).addCallback(
+            self._started)
         self._starting.addErrback(self._startFailed)
 
-    def _started(self, result) -> None:
+    def _started(self, result: tuple[Observer, list[tuple[str, OSError]]]) -> None:
         observer, problems = result
         self._observer = observer
         for root, error in problems:
@@ -426,7 +446,7 @@ class WatchService(Service):
                                               "package directories"))
         self._nowWatching()
 
-    def _startFailed(self, failure) -> None:
+    def _startFailed(self, failure: Failure) -> None:
         self.log.failure("cannot watch the package directories; polling instead", failure)
         self._startPolling()
         self._nowWatching()
@@ -461,7 +481,7 @@ class WatchService(Service):
             self.log.warn("cannot watch {root} for changes: {error}; {polling}.",
                           root=root, error=error, polling=polling)
 
-    def _rescan(self) -> Deferred:
+    def _rescan(self) -> Deferred[None]:
         return self.store.rescan().addErrback(lambda f: self.log.failure("rescan failed", f))
 
     def _overflowed(self) -> None:
@@ -470,8 +490,8 @@ class WatchService(Service):
             self.log.warn("filesystem events were lost (inotify queue overflow): rescanning")
             self._rescan()
 
-    def stopService(self):
-        super().stopService()
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]  # as above
         self.debouncer.cancel()
         if self._poll is not None and self._poll.running:
             self._poll.stop()
@@ -482,7 +502,7 @@ class WatchService(Service):
         starting = self._starting if self._starting is not None else succeed(None)
         return starting.addBoth(lambda _: self._stopObserver())
 
-    def _stopObserver(self) -> Deferred:
+    def _stopObserver(self) -> Deferred[None]:
         observer, self._observer = self._observer, None
         if observer is None:
             return succeed(None)

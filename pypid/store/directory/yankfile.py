@@ -27,7 +27,7 @@ from pypid.store.directory.landing import FILE_MODE
 YANKS_FILE = ".pypid-yanked"
 
 
-def _signature(path: str) -> tuple:
+def _signature(path: str) -> tuple[object, ...]:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -44,12 +44,12 @@ class YankFile:
         self.path = path
         self._lock = threading.Lock()
         #: The signature of the file as last read or written (None: never read).
-        self._signature: Optional[tuple] = None
+        self._signature: Optional[tuple[object, ...]] = None
         #: Counts the answers of L{read_if_changed} and L{update}: of two, the
         #: one with the higher C{version} says what the file holds now.
         self._version = 0
 
-    def _read(self) -> tuple[YankLines, Optional[str], tuple]:
+    def _read(self) -> tuple[YankLines, Optional[str], tuple[object, ...]]:
         signature = _signature(self.path)
         if signature == ("missing",):
             return YankLines(), None, signature

@@ -31,11 +31,20 @@ import hashlib
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Coroutine, Iterable, Optional, Protocol
 
 from zope.interface import implementer
 
 from pypid.store.interfaces import IStaged
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    from pypid.store.objectstore.catalog import FileRecord
+    from pypid.store.objectstore.s3 import ObjectInfo
+    from pypid.store.objectstore.store import ObjectStore
+    from pypid.threads import Threads
 
 #: Seconds an object without a row must have existed before C{fsck --fix}
 #: removes it: an upload in flight has its object before its row.
@@ -112,7 +121,7 @@ def catalog_main(argv: list[str]) -> int:
     return _run("pypid catalog", args, _migrate)
 
 
-def _run(prog: str, args: argparse.Namespace, command) -> int:
+def _run(prog: str, args: argparse.Namespace, command: Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]) -> int:
     from twisted.python import usage
 
     from pypid.store.objectstore.options import require_extra
@@ -133,16 +142,15 @@ def _run(prog: str, args: argparse.Namespace, command) -> int:
         return 1
     status: list[int] = []
 
-    def run(reactor: Any) -> defer.Deferred:
-        d = defer.ensureDeferred(command(args, reactor))
-        d.addCallback(status.append)
+    def run(reactor: Any) -> defer.Deferred[None]:
+        d = defer.ensureDeferred(command(args, reactor)).addCallback(status.append)
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
             if failure.check(Failed):
                 print(f"{prog}: {failure.value}", file=sys.stderr)
                 status.append(1)
                 return None
-            return failure
+            failure.raiseException()
 
         return d.addErrback(failed)
 
@@ -171,7 +179,7 @@ class Engines:
                                                         _threads(reactor)), reactor=reactor)
 
 
-def _threads(reactor: Any):
+def _threads(reactor: Any) -> Threads:
     from pypid.threads import pool_threads
 
     return pool_threads(reactor)
@@ -248,14 +256,14 @@ class FileAsStaged:
     def finish(self) -> dict[str, str]:
         return dict(self._digests)
 
-    def reader(self):
+    def reader(self) -> BinaryIO:
         return open(self.path, "rb")
 
     def abort(self) -> None:
         pass
 
 
-def read_file(path: str, filename: str) -> tuple[Optional[dict[str, str]], Optional[str], tuple]:
+def read_file(path: str, filename: str) -> tuple[Optional[dict[str, str]], Optional[str], tuple[int, int, int]]:
     """
     Hash a file and check it is a complete archive, in one pass: its
     digests (or L{None}) and why it cannot be imported (or L{None}), and its
@@ -263,7 +271,7 @@ def read_file(path: str, filename: str) -> tuple[Optional[dict[str, str]], Optio
     """
     from pypid.store import complete
 
-    hashes = {"sha256": hashlib.sha256(), "blake2_256": hashlib.blake2b(digest_size=32),
+    hashes: dict[str, _Hasher] = {"sha256": hashlib.sha256(), "blake2_256": hashlib.blake2b(digest_size=32),
               "md5": hashlib.md5(usedforsecurity=False)}
 
     def feed(chunk: bytes) -> None:
@@ -280,6 +288,12 @@ def read_file(path: str, filename: str) -> tuple[Optional[dict[str, str]], Optio
     if reason is not None:
         return None, reason, identity
     return {name: h.hexdigest() for name, h in hashes.items()}, None, identity
+
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
 
 
 def _candidates(directory: str) -> list[tuple[str, str]]:
@@ -305,7 +319,8 @@ class Importer:
         self.overwrite = overwrite
         self.threads = threads
         self.clock = clock
-        self.done: dict[str, tuple] = {}
+        #: By path: the file's identity (size, mtime, ctime) and its signature's, when it has one.
+        self.done: dict[str, tuple[tuple[int, int, int], Optional[tuple[int, int]]]] = {}
         self.said: dict[str, str] = {}
         self.counts = {"imported": 0, "replaced": 0, "identical": 0, "refused": 0, "waiting": 0}
 
@@ -401,7 +416,7 @@ class Importer:
         return ", ".join(parts)
 
 
-async def _with_store(args: argparse.Namespace, reactor: Any):
+async def _with_store(args: argparse.Namespace, reactor: Any) -> ObjectStore:
     from pypid.store.objectstore.catalog import Catalog
     from pypid.store.objectstore.store import ObjectStore
 
@@ -432,9 +447,13 @@ async def _import(args: argparse.Namespace, reactor: Any) -> int:
         print(importer.summary())
         return 1 if importer.counts["refused"] or importer.counts["waiting"] else 0
     # Until interrupted: the shutdown waits for the watcher to let go.
-    finished: defer.Deferred = defer.Deferred()
+    finished: defer.Deferred[None] = defer.Deferred()
     watcher = Watcher(importer, reactor)
-    reactor.addSystemEventTrigger("before", "shutdown", lambda: (watcher.stop(), finished)[1])
+    def stopping() -> Deferred[None]:
+        watcher.stop()
+        return finished
+
+    reactor.addSystemEventTrigger("before", "shutdown", stopping)
     try:
         await watcher.run()
     finally:
@@ -463,14 +482,14 @@ class Watcher:
     async def run(self) -> None:
         from twisted.internet import defer
         from twisted.internet.threads import deferToThread
-        from watchdog.events import FileSystemEventHandler
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
         reactor = self.reactor
         poke = self.poke
 
         class Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 reactor.callFromThread(poke)
 
         observer = Observer()
@@ -506,13 +525,13 @@ class Watcher:
 class _FileConsumer:
     """Writes what it is delivered to a file, hashing it."""
 
-    def __init__(self, f) -> None:
+    def __init__(self, f: BinaryIO) -> None:
         self.f = f
         self.digest = hashlib.sha256()
         self.size = 0
-        self.producer = None
+        self.producer: Optional[object] = None
 
-    def registerProducer(self, producer, streaming) -> None:
+    def registerProducer(self, producer: object, streaming: bool) -> None:
         self.producer = producer
 
     def unregisterProducer(self) -> None:
@@ -640,7 +659,7 @@ async def _fsck(args: argparse.Namespace, reactor: Any) -> int:
 
 
 class FsckResult:
-    def __init__(self, orphans: list, old_orphans: set, missing: list) -> None:
+    def __init__(self, orphans: list[ObjectInfo], old_orphans: set[ObjectInfo], missing: list[tuple[FileRecord, str]]) -> None:
         #: Objects no row names (L{ObjectInfo}), by key.
         self.orphans = orphans
         #: Those of them older than the minimum age.
@@ -649,7 +668,7 @@ class FsckResult:
         self.missing = missing
 
     def lines(self) -> list[str]:
-        out = []
+        out: list[str] = []
         for info in self.orphans:
             recent = "" if info in self.old_orphans else ", recent: an upload in flight?"
             out.append(f"orphan: {info.key} ({info.size} bytes{recent})")
@@ -658,11 +677,11 @@ class FsckResult:
         return out
 
 
-def fsck(records, objects, now: float, min_age: float) -> FsckResult:
+def fsck(records: Iterable[FileRecord], objects: list[ObjectInfo], now: float, min_age: float) -> FsckResult:
     """Compare rows and objects (pure): orphans, those old enough to remove, rows without their object."""
     by_key = {info.key: info for info in objects}
     expected: set[str] = set()
-    missing = []
+    missing: list[tuple[FileRecord, str]] = []
     for record in records:
         expected.add(record.object_key)
         expected.add(record.object_key + ".metadata")

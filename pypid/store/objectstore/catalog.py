@@ -36,7 +36,7 @@ import re
 import threading
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
@@ -49,7 +49,12 @@ from zope.interface import implementer
 from pypid.index import filenames
 from pypid.store.objectstore import migrations
 
+if TYPE_CHECKING:
+    from pypid.index.changes import Change as LogChange
+
 log = Logger()
+
+_T = TypeVar("_T")
 
 #: The NOTIFY channel; its payload is the serial of the change.
 CHANNEL = "pypid_changes"
@@ -166,7 +171,7 @@ class Snapshot:
 
     serial: int
     files: tuple[FileRecord, ...]
-    projects: dict = field(default_factory=dict)
+    projects: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -420,7 +425,7 @@ def _q_changes(cursor: Any, after: int, limit: int) -> list[Change]:
     return changes
 
 
-def _q_changelog(cursor: Any, after: int, upto: int, limit: int) -> tuple[int, list, bool]:
+def _q_changelog(cursor: Any, after: int, upto: int, limit: int) -> tuple[int, list[LogChange], bool]:
     """
     The catalog's last serial, the change log after serial C{after} up to
     C{upto} (L{pypid.index.changes.Change}s, a "remove project" after the
@@ -439,7 +444,7 @@ def _q_changelog(cursor: Any, after: int, upto: int, limit: int) -> tuple[int, l
         (after, upto, limit + 1),
     )
     rows = cursor.fetchall()
-    log: list = []
+    log: list[LogChange] = []
     for serial, at, action, project, name, version, filename, project_removed in rows[:limit]:
         log.append(LogChange(int(serial), at, action, project, name, version, filename))
         if project_removed:
@@ -483,7 +488,8 @@ def _q_claim_owner(cursor: Any, project: str, user: str, at: float) -> str:
         "ON CONFLICT (project) DO NOTHING", (project, user, at),
     )
     cursor.execute("SELECT owner FROM pypid_owners WHERE project = %s", (project,))
-    return cursor.fetchone()[0]
+    owner: str = cursor.fetchone()[0]
+    return owner
 
 
 # -- the catalog ------------------------------------------------------------
@@ -557,7 +563,7 @@ class Catalog:
         """Some connection died (the server went away): replace every pooled one before its next use."""
         self._generation += 1
 
-    def _interact(self, query: Callable[..., Any], args: tuple) -> Any:
+    def _interact(self, query: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """
         Run C{query(cursor, *args)} in a transaction. In a pool thread.
 
@@ -593,8 +599,9 @@ class Catalog:
                 raise
         raise AssertionError("unreachable")
 
-    def _run(self, query: Callable[..., Any], *args: Any) -> defer.Deferred:
-        d = deferToThreadPool(self._reactor, self._pool, self._interact, query, args)
+    def _run(self, query: Callable[..., _T], *args: Any) -> defer.Deferred[_T]:
+        """C{query(cursor, *args)} in a pool thread, in a transaction: fires with what it returns."""
+        d: defer.Deferred[_T] = deferToThreadPool(self._reactor, self._pool, self._interact, query, args)
         d.addCallbacks(self._went_well, self._went_badly)
         return d
 
@@ -615,7 +622,7 @@ class Catalog:
     # -- life --
 
     def start(self, *, create: bool = True, upgrade: bool = False,
-              known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred:
+              known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred[tuple[int, int]]:
         """
         Start the pool and check the schema: create it in an empty database,
         migrate an older one when C{upgrade}, refuse a newer one
@@ -635,7 +642,7 @@ class Catalog:
 
         return d.addCallback(checked)
 
-    def migrate(self, known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred:
+    def migrate(self, known: Sequence[migrations.Migration] = migrations.MIGRATIONS) -> defer.Deferred[tuple[int, int]]:
         """C{pypid catalog migrate}: bring the schema up to date. Fires with the versions before and after."""
         self._start_pool()
         return self._run(migrations.migrate, known)
@@ -662,7 +669,7 @@ class Catalog:
             except Exception:
                 pass
 
-    def stop(self) -> defer.Deferred:
+    def stop(self) -> defer.Deferred[None]:
         """Stop the pool (waits for running queries, in a thread) and close the connections."""
         pool = self._pool
         trigger, self._at_shutdown = self._at_shutdown, None
@@ -678,7 +685,7 @@ class Catalog:
 
     # -- queries --
 
-    def snapshot(self, transform: Optional[Callable[[Any], Any]] = None) -> defer.Deferred:
+    def snapshot(self, transform: Optional[Callable[[Any], Any]] = None) -> defer.Deferred[Snapshot]:
         """
         Every listed file and the serial they are as of (a L{Snapshot});
         core metadata left out. With C{transform}, the snapshot's C{files}
@@ -688,30 +695,30 @@ class Catalog:
         """
         return self._run(_q_snapshot, transform)
 
-    def changes_since(self, serial: int, limit: int = CATCH_UP_BATCH) -> defer.Deferred:
+    def changes_since(self, serial: int, limit: int = CATCH_UP_BATCH) -> defer.Deferred[list[Change]]:
         """The changes after C{serial}, oldest first, at most C{limit} (L{Change}s)."""
         return self._run(_q_changes, serial, limit)
 
-    def last_serial(self) -> defer.Deferred:
+    def last_serial(self) -> defer.Deferred[int]:
         return self._run(_q_last_serial)
 
-    def get(self, filename: str) -> defer.Deferred:
+    def get(self, filename: str) -> defer.Deferred[Optional[FileRecord]]:
         """The listed file named C{filename} in any case, or L{None}."""
         return self._run(_q_get, filename)
 
-    def core_metadata(self, filename: str) -> defer.Deferred:
+    def core_metadata(self, filename: str) -> defer.Deferred[Optional[bytes]]:
         """The core metadata stored for C{filename} (decompressed in a thread), or L{None}."""
         return self._run(_q_core_metadata, filename)
 
-    def owners(self) -> defer.Deferred:
+    def owners(self) -> defer.Deferred[dict[str, str]]:
         """First uploaders: normalised project -> user."""
         return self._run(_q_owners)
 
-    def owner(self, project: str) -> defer.Deferred:
+    def owner(self, project: str) -> defer.Deferred[Optional[str]]:
         """The first uploader of C{project} (normalised), or L{None}."""
         return self._run(_q_owner, project)
 
-    def claim_owner(self, project: str, user: str) -> defer.Deferred:
+    def claim_owner(self, project: str, user: str) -> defer.Deferred[str]:
         """
         Record C{user} as the first uploader of C{project} (normalised)
         unless it has one: fires with the owner, C{user} or the one who
@@ -720,7 +727,7 @@ class Catalog:
         return self._run(_q_claim_owner, project, user, self._reactor.seconds())
 
     def publish(self, record: FileRecord, core_metadata: Optional[bytes] = None, *, actor: Optional[str] = None,
-                replace_existing: bool = False, owner_claim: Optional[str] = None) -> defer.Deferred:
+                replace_existing: bool = False, owner_claim: Optional[str] = None) -> defer.Deferred[Published]:
         """
         List C{record} (its object must be complete in the store already).
         Fires with L{Published}; fails with L{FileExists} (the row that has
@@ -734,7 +741,7 @@ class Catalog:
         at = self._reactor.seconds()
         return self._run(_q_publish, record, core_metadata, actor, at, replace_existing, owner_claim)
 
-    def remove(self, filename: str, *, actor: Optional[str] = None) -> defer.Deferred:
+    def remove(self, filename: str, *, actor: Optional[str] = None) -> defer.Deferred[Optional[Removed]]:
         """Unlist C{filename} (any case). Fires with L{Removed}, or L{None} when it was not listed."""
         d = self._run(_q_remove, filename, actor, self._reactor.seconds())
 
@@ -745,7 +752,7 @@ class Catalog:
         return d.addErrback(not_listed)
 
     def set_yanked(self, filenames: Sequence[str], reason: Optional[str], *,
-                   actor: Optional[str] = None) -> defer.Deferred:
+                   actor: Optional[str] = None) -> defer.Deferred[Optional[YanksSet]]:
         """
         Yank the listed files C{filenames} (any case) with C{reason} (C{""}
         for none), or unyank them (L{None}): one serial per file whose yank
@@ -759,7 +766,7 @@ class Catalog:
 
         return d.addErrback(unchanged)
 
-    def changelog(self, after: int, upto: int, limit: int) -> defer.Deferred:
+    def changelog(self, after: int, upto: int, limit: int) -> defer.Deferred[tuple[int, list[LogChange], bool]]:
         """
         The change log as mirrors read it: fires with the catalog's last
         serial, the changes after C{after} up to C{upto}, oldest first (at
@@ -828,8 +835,8 @@ class ChangeFollower:
         self._connecting = False
         #: How many times it has (re)connected; for tests and metrics.
         self.connections = 0
-        self._caught_up: list[defer.Deferred] = []
-        self._serial_waiters: list[tuple[int, defer.Deferred]] = []
+        self._caught_up: list[defer.Deferred[int]] = []
+        self._serial_waiters: list[tuple[int, defer.Deferred[int]]] = []
 
     # -- life --
 
@@ -847,16 +854,16 @@ class ChangeFollower:
     def connected(self) -> bool:
         return self._conn is not None
 
-    def when_caught_up(self) -> defer.Deferred:
+    def when_caught_up(self) -> defer.Deferred[int]:
         """Fires once the follower is connected and has applied every change it was told of."""
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred[int] = defer.Deferred()
         if self.connected and not self._catching_up:
             d.callback(self.serial)
         else:
             self._caught_up.append(d)
         return d
 
-    def wait_for(self, serial: int) -> defer.Deferred:
+    def wait_for(self, serial: int) -> defer.Deferred[int]:
         """
         Fires (with the serial applied) once every change up to C{serial}
         is applied; reads the changes now rather than wait for their
@@ -864,7 +871,7 @@ class ChangeFollower:
         """
         if self.serial >= serial:
             return defer.succeed(self.serial)
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred[int] = defer.Deferred()
         self._serial_waiters.append((serial, d))
         self._catch_up()
         return d
@@ -1012,9 +1019,9 @@ class ChangeFollower:
                 log.info("catalog {where} available again; caught up to serial {serial}",
                          where=self.catalog.where, serial=self.serial)
             self.catalog._set_health(True, "")
-            waiting, self._caught_up = self._caught_up, []
-            for d in waiting:
-                d.callback(self.serial)
+            caught, self._caught_up = self._caught_up, []
+            for waiter in caught:
+                waiter.callback(self.serial)
 
     def _catch_up_failed(self, failure: Failure) -> None:
         self._catching_up = False

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from pypid.store.directory.options import DirectoryConfig
 
 if TYPE_CHECKING:
+    from pypid.store.objectstore.s3 import S3Location
     from pypid.store.objectstore.store import ObjectStore
+    from pypid.threads import Threads
 
 #: What to install for C{--store}, said when it is missing.
 EXTRA = ("--store needs the replicas extra: pip install 'pypid[replicas]' "
@@ -63,7 +67,7 @@ def require_extra() -> None:
         raise usage.UsageError(EXTRA) from None
 
 
-def check_engines(store: str, endpoint: Optional[str], region: Optional[str], catalog: str):
+def check_engines(store: str, endpoint: Optional[str], region: Optional[str], catalog: str) -> S3Location:
     """
     The S3 location and the catalog URL, checked as text (no connection):
     L{usage.UsageError} in one line. Needs the extra.
@@ -141,7 +145,7 @@ class ObjectStoreParts(NamedTuple):
     service: "ObjectStoreService"
 
 
-def build(config: ObjectStoreConfig, reactor, threads) -> ObjectStoreParts:
+def build(config: ObjectStoreConfig, reactor: Any, threads: Threads) -> ObjectStoreParts:
     """The object store backend and the service that starts it; nothing connects before it starts."""
     from pypid.store.objectstore.catalog import Catalog
     from pypid.store.objectstore.store import ObjectStore
@@ -171,7 +175,7 @@ def check_catalog_blocking(url: str, create: bool = True) -> tuple[int, int]:
         raise StartError(f"cannot connect to the catalog at {where}: {_first_line(e)}") from None
     try:
         with connection.cursor() as cursor:
-            versions = migrations.check(cursor, create)
+            versions: tuple[int, int] = migrations.check(cursor, create)
         connection.commit()
         return versions
     except migrations.SchemaError as e:
@@ -194,14 +198,14 @@ class ObjectStoreService(Service):
 
     log = Logger()
 
-    def __init__(self, config: ObjectStoreConfig, store: "ObjectStore", reactor, threads) -> None:
+    def __init__(self, config: ObjectStoreConfig, store: "ObjectStore", reactor: Any, threads: Threads) -> None:
         self.config = config
         self.store = store
         self.reactor = reactor
         self.threads = threads
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         from pypid.ops.startup import StartError
         from pypid.store.objectstore.s3 import CredentialSource, S3Client, S3Error, check_blocking
 
@@ -218,11 +222,11 @@ class ObjectStoreService(Service):
         self.reactor.callWhenRunning(self._start)
 
     def _start(self) -> None:
-        def failed(failure) -> None:
+        def failed(failure: Failure) -> None:
             self.log.failure("the index could not be loaded from the catalog", failure)
 
         self.store.start().addErrback(failed)
 
-    def stopService(self):
-        super().stopService()
+    def stopService(self) -> Deferred[object]:
+        super().stopService()  # type: ignore[no-untyped-call]  # as above
         return self.store.stop()

@@ -34,13 +34,13 @@ import re
 import time
 from dataclasses import dataclass, replace
 from email.utils import parsedate_tz, mktime_tz
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional, ParamSpec, TypeVar, cast
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree
 
 from twisted.internet import defer, error as ierror
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -55,7 +55,13 @@ from twisted.web.client import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
 from zope.interface import implementer
+
+from pypid.threads import Threads
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 log = Logger()
 
@@ -225,7 +231,7 @@ class CredentialSource:
     waits for an instance metadata service.
     """
 
-    def __init__(self, credentials: Any, frozen: Any, clock: Any, run_in_thread: Callable[..., defer.Deferred],
+    def __init__(self, credentials: Any, frozen: Any, clock: Any, run_in_thread: Threads,
                  refresh_every: float = 60.0) -> None:
         from botocore.credentials import RefreshableCredentials
 
@@ -276,14 +282,14 @@ def _resolve(region: Optional[str]) -> tuple[Any, Any, Optional[str]]:
     return credentials, frozen, region
 
 
-def _signer_class():
+def _signer_class() -> Callable[..., Any]:
     from botocore.auth import S3SigV4Auth
 
-    class _Signer(S3SigV4Auth):
+    class _Signer(S3SigV4Auth):  # type: ignore[misc]  # botocore has no type information
         # S3's SigV4 (no path normalisation), with the payload's sha256
         # given by the caller when the body streams from a file, so that
         # botocore does not read the file on the reactor thread.
-        def payload(self, request):
+        def payload(self, request: Any) -> Any:
             known = request.context.get("pypid_payload_sha256")
             return known if known is not None else super().payload(request)
 
@@ -383,7 +389,7 @@ def error_for(location: S3Location, origin_method: str, status: int, header: Cal
 class _Collect(Protocol):
     """Collects a response body up to C{limit} bytes; beyond, drops the connection."""
 
-    def __init__(self, finished: defer.Deferred, limit: int) -> None:
+    def __init__(self, finished: defer.Deferred[bytes], limit: int) -> None:
         self.finished = finished
         self.limit = limit
         self.chunks: list[bytes] = []
@@ -397,11 +403,11 @@ class _Collect(Protocol):
         if self.size > self.limit:
             self.too_big = True
             self.chunks = []
-            self.transport.stopProducing()
+            _producer(self).stopProducing()
             return
         self.chunks.append(data)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.too_big:
             self.finished.errback(S3Error(f"the object store's answer is over {self.limit} bytes", "TooLarge"))
         elif reason.check(ResponseDone, PotentialDataLoss):
@@ -410,8 +416,13 @@ class _Collect(Protocol):
             self.finished.errback(reason)
 
 
-def _read_body(response: Any, limit: int) -> defer.Deferred:
-    finished: defer.Deferred = defer.Deferred()
+def _producer(protocol: Protocol) -> IPushProducer:
+    """The transport of a response body's protocol: a push producer (Twisted's contract)."""
+    return cast(IPushProducer, protocol.transport)
+
+
+def _read_body(response: Any, limit: int) -> defer.Deferred[bytes]:
+    finished: defer.Deferred[bytes] = defer.Deferred()
     response.deliverBody(_Collect(finished, limit))
     return finished
 
@@ -420,7 +431,7 @@ class _Discard(Protocol):
     """Drops a response body unread, closing its connection."""
 
     def connectionMade(self) -> None:
-        self.transport.stopProducing()
+        _producer(self).stopProducing()
 
 
 @implementer(IPushProducer)
@@ -431,7 +442,7 @@ class _BodyToConsumer(Protocol):
     client holds back the store rather than filling memory.
     """
 
-    def __init__(self, consumer: Any, expected: Optional[int], finished: defer.Deferred, what: str) -> None:
+    def __init__(self, consumer: Any, expected: Optional[int], finished: defer.Deferred[int], what: str) -> None:
         self.consumer = consumer
         self.expected = expected
         self.finished = finished
@@ -445,7 +456,7 @@ class _BodyToConsumer(Protocol):
         self.received += len(data)
         self.consumer.write(data)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.consumer.unregisterProducer()
         complete = self.expected is None or self.received == self.expected
         if reason.check(ResponseDone) and complete or reason.check(PotentialDataLoss) and self.expected is None:
@@ -458,13 +469,13 @@ class _BodyToConsumer(Protocol):
         ))
 
     def pauseProducing(self) -> None:
-        self.transport.pauseProducing()
+        _producer(self).pauseProducing()
 
     def resumeProducing(self) -> None:
-        self.transport.resumeProducing()
+        _producer(self).resumeProducing()
 
     def stopProducing(self) -> None:
-        self.transport.stopProducing()
+        _producer(self).stopProducing()
 
 
 class ObjectBody:
@@ -482,7 +493,7 @@ class ObjectBody:
         self.content_range = content_range
         self._used = False
 
-    def deliver(self, consumer: Any) -> defer.Deferred:
+    def deliver(self, consumer: Any) -> defer.Deferred[int]:
         """
         Stream the body into C{consumer} (an L{IConsumer}; this registers as
         its streaming producer and unregisters at the end). Fires with the
@@ -491,7 +502,7 @@ class ObjectBody:
         if self._used:
             raise RuntimeError("an object body is delivered once")
         self._used = True
-        finished: defer.Deferred = defer.Deferred()
+        finished: defer.Deferred[int] = defer.Deferred()
         self._response.deliverBody(_BodyToConsumer(consumer, self.length, finished, repr(self.info.key)))
         return finished
 
@@ -524,7 +535,7 @@ class S3Client:
     """
 
     def __init__(self, location: S3Location, credentials: CredentialSource, *, reactor: Any,
-                 http: Any = None, run_in_thread: Optional[Callable[..., defer.Deferred]] = None,
+                 http: Any = None, run_in_thread: Optional[Threads] = None,
                  timeout: float = 30.0, connect_timeout: float = 10.0) -> None:
         from treq.client import HTTPClient
 
@@ -537,13 +548,14 @@ class S3Client:
         self.timeout = timeout
         self._signer = _signer_class()
         if http is None:
-            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._pool: Optional[HTTPConnectionPool] = HTTPConnectionPool(reactor, persistent=True)
             self._pool.maxPersistentPerHost = 16
             # Shorter than any store's idle timeout, so a kept connection
             # is never one the store is closing.
             self._pool.cachedConnectionTimeout = 5
             # No log line for every connection to the store.
-            self._pool._factory = type("QuietHTTP11ClientFactory", (self._pool._factory,), {"noisy": False})
+            self._pool._factory = type(  # type: ignore[assignment]  # a subclass, made here
+                "QuietHTTP11ClientFactory", (self._pool._factory,), {"noisy": False})
             http = HTTPClient(Agent(reactor, connectTimeout=connect_timeout, pool=self._pool))
         else:
             self._pool = None
@@ -551,7 +563,7 @@ class S3Client:
 
     @classmethod
     def connect(cls, location: S3Location, *, reactor: Any,
-                run_in_thread: Optional[Callable[..., defer.Deferred]] = None, **kwargs: Any) -> defer.Deferred:
+                run_in_thread: Optional[Threads] = None, **kwargs: Any) -> defer.Deferred[S3Client]:
         """
         Resolve credentials (and, for AWS without C{--s3-region}, the
         region) in a thread, then build the client. Fails with L{S3Error}
@@ -561,7 +573,7 @@ class S3Client:
         run_in_thread = run_in_thread or _default_threads(reactor)
         d = run_in_thread(_resolve, location.region)
 
-        def resolved(result: tuple) -> "S3Client":
+        def resolved(result: tuple[Any, Any, Optional[str]]) -> "S3Client":
             credentials, frozen, region = result
             if credentials is None or frozen is None or not frozen.access_key:
                 raise S3Error(
@@ -593,13 +605,13 @@ class S3Client:
 
     def _request(self, method: str, url: str, *, headers: Optional[dict[str, str]] = None,
                  producer: Any = None, payload_sha256: Optional[str] = None,
-                 timeout: Optional[float] = None) -> defer.Deferred:
+                 timeout: Optional[float] = None) -> defer.Deferred[IResponse]:
         """Send a signed request; fires with the (unbuffered) response, or fails with L{StoreUnreachable}."""
         try:
             signed = self._signed_headers(method, url, headers or {}, payload_sha256)
         except Exception as e:  # botocore refuses (e.g. no credentials)
             return defer.fail(S3Error(f"cannot sign the request: {e}", "Signing"))
-        d = self._http.request(method, url, headers=signed, data=producer, allow_redirects=False,
+        d: defer.Deferred[IResponse] = self._http.request(method, url, headers=signed, data=producer, allow_redirects=False,
                                unbuffered=True, reactor=self._reactor, timeout=timeout or self.timeout)
         d.addErrback(self._unreachable, timeout or self.timeout)
         return d
@@ -636,16 +648,15 @@ class S3Client:
     def _not_s3(self, response: Any) -> S3Error:
         return _not_s3(self.location, response.code, _header(response, b"content-type"))
 
-    def _fail(self, response: Any, key: Optional[str] = None) -> defer.Deferred:
+    def _fail(self, response: Any, key: Optional[str] = None) -> defer.Deferred[NoReturn]:
         """Read an error answer's body (bounded) and fail with its L{S3Error}."""
         d = _read_body(response, _ERROR_LIMIT)
         d.addErrback(lambda _: b"")
-        d.addCallback(lambda body: defer.fail(self._error(response, body, key)))
-        return d
+        return d.addCallback(lambda body: defer.fail(self._error(response, body, key)))
 
     # -- operations -------------------------------------------------------
 
-    def check(self) -> defer.Deferred:
+    def check(self) -> defer.Deferred[None]:
         """
         The start-up check: list one key of the prefix. Fires with L{None}
         when the bucket answers to these credentials, or fails with one
@@ -669,7 +680,7 @@ class S3Client:
         return self._request("GET", url).addCallback(answered)
 
     def put_file(self, key: str, path: str, *, size: Optional[int] = None, sha256: Optional[str] = None,
-                 md5: Optional[str] = None, content_type: str = "application/octet-stream") -> defer.Deferred:
+                 md5: Optional[str] = None, content_type: str = "application/octet-stream") -> defer.Deferred[str]:
         """
         Upload the file at C{path} as C{key}, streamed from disk (64 KiB
         reads on the reactor thread, as the directory store's downloads do).
@@ -680,8 +691,8 @@ class S3Client:
         first. Fires with the ETag.
         """
         if sha256 is None or size is None or md5 is None:
-            d = self._run_in_thread(_hash_file, path)
-            return d.addCallback(lambda h: self.put_file(key, path, size=h[0], sha256=h[1], md5=h[2],
+            hashed = self._run_in_thread(_hash_file, path)
+            return hashed.addCallback(lambda h: self.put_file(key, path, size=h[0], sha256=h[1], md5=h[2],
                                                          content_type=content_type))
         try:
             handle = open(path, "rb")
@@ -695,7 +706,7 @@ class S3Client:
         d.addBoth(_closing(handle))
         return d.addCallback(self._stored, key)
 
-    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> defer.Deferred:
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> defer.Deferred[str]:
         """Upload a small object (a sidecar) from memory. Fires with the ETag."""
         from io import BytesIO
 
@@ -711,7 +722,7 @@ class S3Client:
         etag = (_header(response, b"etag") or b"").decode("latin-1").strip('"')
         return _read_body(response, _ERROR_LIMIT).addCallback(lambda _: etag)
 
-    def head(self, key: str) -> defer.Deferred:
+    def head(self, key: str) -> defer.Deferred[Optional[ObjectInfo]]:
         """Fires with the L{ObjectInfo} of C{key}, or L{None} when there is none."""
 
         def answered(response: Any) -> Any:
@@ -734,7 +745,7 @@ class S3Client:
             content_type=content_type.decode("latin-1") if content_type else None,
         )
 
-    def open(self, key: str, byte_range: Optional[tuple[int, Optional[int]]] = None) -> defer.Deferred:
+    def open(self, key: str, byte_range: Optional[tuple[int, Optional[int]]] = None) -> defer.Deferred[ObjectBody]:
         """
         Start a download of C{key}, or of bytes C{first..last} (inclusive;
         C{last} L{None} for the rest) of it. Fires with an L{ObjectBody}
@@ -756,24 +767,24 @@ class S3Client:
                 return ObjectBody(response, self._info(response, key, size), length, None)
             if response.code == 206:
                 parsed = _content_range(_header(response, b"content-range"))
-                if parsed is None or None in parsed:
+                first, last, total = parsed if parsed is not None else (None, None, None)
+                if first is None or last is None or total is None:
                     ObjectBody(response, self._info(response, key, -1), None, None).discard()
                     raise S3Error(f"the object store answered a range of {key!r} without a usable Content-Range",
                                   "BadRange", 206)
-                first, last, size = parsed
-                return ObjectBody(response, self._info(response, key, size), length, (first, last, size))
+                return ObjectBody(response, self._info(response, key, total), length, (first, last, total))
             if response.code == 416:
                 parsed = _content_range(_header(response, b"content-range"))
-                size = parsed[2] if parsed else None
+                missing = parsed[2] if parsed else None
                 d = _read_body(response, _ERROR_LIMIT)
                 d.addBoth(lambda _: defer.fail(RangeNotSatisfiable(
-                    f"range {headers.get('Range')} is beyond the end of {key!r}", size)))
+                    f"range {headers.get('Range')} is beyond the end of {key!r}", missing)))
                 return d
             return self._fail(response, key)
 
         return self._request("GET", self.location.object_url(key), headers=headers).addCallback(answered)
 
-    def delete(self, key: str) -> defer.Deferred:
+    def delete(self, key: str) -> defer.Deferred[None]:
         """Remove C{key}. Fires with L{None}, also when it was not there (S3 does not tell)."""
 
         def answered(response: Any) -> Any:
@@ -783,7 +794,7 @@ class S3Client:
 
         return self._request("DELETE", self.location.object_url(key)).addCallback(answered)
 
-    def list(self, prefix: str = "", token: Optional[str] = None, max_keys: int = 1000) -> defer.Deferred:
+    def list(self, prefix: str = "", token: Optional[str] = None, max_keys: int = 1000) -> defer.Deferred[ListPage]:
         """
         One page (at most C{max_keys}) of the objects whose keys start with
         C{prefix} (relative to the location's prefix), in key order; pass
@@ -846,13 +857,15 @@ class S3Client:
             raise ValueError(f"a presigned URL lasts 1 to {PRESIGN_MAX_SECONDS} seconds, not {expires}")
         request = AWSRequest(method="GET", url=self.location.object_url(key))
         S3SigV4QueryAuth(self.credentials.frozen(), "s3", self.location.region, expires=expires).add_auth(request)
-        return request.url
+        url: str = request.url
+        return url
 
-    def close(self) -> defer.Deferred:
+    def close(self) -> defer.Deferred[None]:
         """Close kept connections (at shutdown)."""
         if self._pool is None:
             return defer.succeed(None)
-        return self._pool.closeCachedConnections()
+        closed: defer.Deferred[None] = self._pool.closeCachedConnections()
+        return closed
 
 
 def _closing(handle: Any) -> Callable[[Any], Any]:
@@ -878,8 +891,8 @@ def _hash_file(path: str) -> tuple[int, str, str]:
             size += len(chunk)
 
 
-def _default_threads(reactor: Any) -> Callable[..., defer.Deferred]:
-    def run(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+def _default_threads(reactor: Any) -> Threads:
+    def run(f: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> defer.Deferred[_T]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args, **kwargs)
 
     return run
@@ -915,6 +928,7 @@ def check_blocking(location: S3Location, timeout: float = 10.0) -> tuple[S3Locat
     _signer_class()(frozen, "s3", where.region).add_auth(request)
     parts = urlsplit(url)
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    assert parts.hostname is not None  # the bucket's URL is absolute
     connection = connection_class(parts.hostname, parts.port, timeout=timeout)
     place = f"the object store at {where.endpoint}"
     try:

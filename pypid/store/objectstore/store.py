@@ -38,10 +38,11 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
-from typing import Any, Callable, Iterable, NamedTuple, Optional
+from typing import Any, Callable, Generator, Iterable, NamedTuple, Optional, TypeVar
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -78,6 +79,8 @@ from pypid.store.metadata import (
 )
 from pypid.store.snapshot import SnapshotOwner
 from pypid.threads import Threads
+
+_T = TypeVar("_T")
 
 #: Where files go below the store's prefix.
 FILES = "files/"
@@ -177,7 +180,7 @@ class Listing(NamedTuple):
     yanks: dict[str, dict[str, str]]
 
 
-def distfiles_of(records: Iterable[Any], shared: Optional[dict] = None) -> Listing:
+def distfiles_of(records: Iterable[Any], shared: Optional[dict[object, object]] = None) -> Listing:
     """
     The L{DistFile}s the index lists for catalog rows (L{FileRecord}s); rows
     whose filename pypid cannot parse are left out. Pure (no I/O); strings
@@ -215,7 +218,7 @@ def distfiles_of(records: Iterable[Any], shared: Optional[dict] = None) -> Listi
     return Listing(files, signatures, keys, yanks)
 
 
-def _catalog_errors() -> tuple:
+def _catalog_errors() -> tuple[type[Exception], ...]:
     from pypid.store.objectstore.catalog import CatalogUnavailable
 
     return (CatalogUnavailable,)
@@ -236,7 +239,7 @@ class ObjectStore(SnapshotOwner):
     log = Logger()
     hash_algo = "sha256"
 
-    def __init__(self, s3: Any, catalog: Any, threads: Threads, work_dir: str, clock: Any,
+    def __init__(self, s3: Any, catalog: Any, threads: Threads, work_dir: str, clock: IReactorTime,
                  redirect: bool = False, presign_seconds: int = 300) -> None:
         super().__init__()
         self.s3 = s3
@@ -247,20 +250,21 @@ class ObjectStore(SnapshotOwner):
         self.redirect = redirect
         self.presign_seconds = presign_seconds
         self._threads = threads
-        self._clock = clock
-        self._ready: Optional[list[Deferred]] = []
+        self._clock: IReactorTime = clock
+        self._ready: Optional[list[Deferred[None]]] = []
         self._follower: Any = None
         self._signatures: dict[str, int] = {}
         self._keys: dict[str, str] = {}
-        self._metadata = Recent(None, max_bytes=METADATA_CACHE_BYTES)
-        self._presigned = Recent(PRESIGNED_KEPT)
+        self._metadata: Recent[str, bytes] = Recent(None, max_bytes=METADATA_CACHE_BYTES)
+        #: Presigned URLs by key, with when they were made.
+        self._presigned: Recent[str, tuple[float, str]] = Recent(PRESIGNED_KEPT)
         #: The object store's last failure (a line), until a request succeeds again.
         self._s3_problem: Optional[str] = None
         self._stopped = False
 
     # Life
 
-    def start(self) -> Deferred:
+    def start(self) -> Deferred[None]:
         """
         Check the catalog's schema, build the snapshot from the catalog
         alone, and follow its changes from there. Fires once ready.
@@ -317,12 +321,12 @@ class ObjectStore(SnapshotOwner):
         snapshot = snapshot.with_serials(projects, serial)
         self._install(snapshot, changed | yanked)
 
-    def stop(self) -> Deferred:
+    def stop(self) -> Deferred[object]:
         """Stop following the catalog, and let the connections go."""
         self._stopped = True
         if self._follower is not None:
             self._follower.stop()
-        d = self.catalog.stop() if self.catalog._pool.started else succeed(None)
+        d: Deferred[object] = self.catalog.stop() if self.catalog._pool.started else succeed(None)
         return d.addBoth(lambda _: self.s3.close() if self.s3 is not None else None)
 
     # IPackageStore
@@ -331,22 +335,24 @@ class ObjectStore(SnapshotOwner):
     def ready(self) -> bool:
         return self._ready is None
 
-    def whenReady(self) -> Deferred:
+    def whenReady(self) -> Deferred[None]:
         if self._ready is None:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._ready.append(d)
         return d
 
     def key_of(self, distfile: DistFile) -> str:
         """The object key of a listed file's bytes."""
         key = self._keys.get(distfile.path)
-        return key if key is not None else object_key(distfile.digest, distfile.filename)
+        # The object store's files always have their sha256 digest (hash_algo).
+        return key if key is not None else object_key(distfile.digest or "", distfile.filename)
 
     def open(self, distfile: DistFile, sidecar: str = "") -> Optional["ObjectBody"]:
         # Only what the snapshot lists now (its key comes from its digest).
         if self.snapshot.files.get(distfile.path) != distfile:
             return None
+        size: Optional[int]
         if sidecar == "":
             size = distfile.size
         elif sidecar == ".asc" and distfile.has_sig:
@@ -363,11 +369,11 @@ class ObjectStore(SnapshotOwner):
         kept = self._presigned.get(key)
         if kept is not None and now - kept[0] < self.presign_seconds / 5:
             return kept[1]
-        url = self.s3.presign_get(key, self.presign_seconds)
+        url: str = self.s3.presign_get(key, self.presign_seconds)
         self._presigned[key] = (now, url)
         return url
 
-    def readMetadata(self, distfile: DistFile) -> Deferred:
+    def readMetadata(self, distfile: DistFile) -> Deferred[bytes]:
         if self.snapshot.files.get(distfile.path) != distfile:
             return fail(MetadataError(f"{distfile.path} is not stored"))
         key = self.key_of(distfile)
@@ -382,28 +388,28 @@ class ObjectStore(SnapshotOwner):
         return self._read_metadata(distfile, key).addCallback(keep)
 
     @inlineCallbacks
-    def _read_metadata(self, distfile: DistFile, key: str):
+    def _read_metadata(self, distfile: DistFile, key: str) -> Generator[Deferred[Any], Any, bytes]:
         from pypid.store.objectstore.s3 import ObjectNotFound, S3Error
 
         try:
-            raw = yield self.read_object(key + ".metadata", MAX_METADATA_SIZE)
-            return raw
+            data: bytes = yield self.read_object(key + ".metadata", MAX_METADATA_SIZE)
+            return data
         except ObjectNotFound:
             pass
         except S3Error as e:
             raise StoreUnavailable(self.s3_failed(e)) from None
         # Not in the store (too large to offer, or no metadata): the catalog may have it.
         try:
-            raw = yield self.catalog.core_metadata(distfile.filename)
+            raw: Optional[bytes] = yield self.catalog.core_metadata(distfile.filename)
         except _catalog_errors() as e:
             raise StoreUnavailable(f"the catalog is unavailable: {e}") from None
         if raw is None:
             raise MetadataError(f"{distfile.filename} has no core metadata")
         return raw
 
-    def read_object(self, key: str, limit: int) -> Deferred:
+    def read_object(self, key: str, limit: int) -> Deferred[bytes]:
         """The whole of a small object (at most C{limit} bytes), or L{S3Error}."""
-        d = self.s3.open(key)
+        d: Deferred[Any] = self.s3.open(key)
 
         def opened(body: Any) -> Any:
             if body.length is not None and body.length > limit:
@@ -414,9 +420,9 @@ class ObjectStore(SnapshotOwner):
 
         return d.addCallback(opened).addCallback(self._s3_ok)
 
-    def read_object_range(self, key: str, offset: int, count: int) -> Deferred:
+    def read_object_range(self, key: str, offset: int, count: int) -> Deferred[bytes]:
         """Bytes C{offset} to C{offset + count} of an object, or L{S3Error}."""
-        d = self.s3.open(key, (offset, offset + count - 1))
+        d: Deferred[Any] = self.s3.open(key, (offset, offset + count - 1))
 
         def opened(body: Any) -> Any:
             collect = _Collect(count)
@@ -428,7 +434,7 @@ class ObjectStore(SnapshotOwner):
         return landing.Staged(self.spool, size)
 
     def publish(self, name: str, staged: IStaged, overwrite: bool, signature: Optional[bytes] = None,
-                uploader: Optional[str] = None) -> Deferred:
+                uploader: Optional[str] = None) -> Deferred[Placed]:
         try:
             parts = check_name(name)
         except BadName:
@@ -502,7 +508,7 @@ class ObjectStore(SnapshotOwner):
         if not health.ok:
             raise StoreUnavailable(f"the catalog is unavailable ({health.reason}); uploads are refused until it is back")
 
-    async def _put_objects(self, key: str, staged: Any, filename: str, digests: dict, metadata: Optional[bytes],
+    async def _put_objects(self, key: str, staged: Any, filename: str, digests: dict[str, str], metadata: Optional[bytes],
                            signature: Optional[bytes]) -> None:
         from pypid.store.objectstore.s3 import S3Error
 
@@ -531,10 +537,11 @@ class ObjectStore(SnapshotOwner):
                               "'pypid store fsck --fix' removes it", key=key + suffix, why=e)
                 return
 
-    async def _caught_up(self, serial: int, record: Any = None) -> None:
+    async def _caught_up(self, serial: Optional[int], record: Any = None) -> None:
         """Wait until this replica has applied the change C{serial}; apply C{record} itself if that takes long."""
         follower = self._follower
-        if follower is None or follower.serial >= serial:
+        # (Rows read from the catalog always have their serial.)
+        if follower is None or serial is None or follower.serial >= serial:
             return
         d = follower.wait_for(serial)
         timeout = self._clock.callLater(APPLY_WAIT, d.cancel)
@@ -550,12 +557,12 @@ class ObjectStore(SnapshotOwner):
             if timeout.active():
                 timeout.cancel()
 
-    def remove(self, distfiles) -> Deferred:
+    def remove(self, distfiles: Iterable[DistFile]) -> Deferred[list[str]]:
         return defer.ensureDeferred(self._remove(list(distfiles)))
 
     async def _remove(self, distfiles: list[DistFile]) -> list[str]:
         self._refuse_writes_while_down()
-        deleted = []
+        deleted: list[str] = []
         last = 0
         for f in distfiles:
             try:
@@ -572,7 +579,7 @@ class ObjectStore(SnapshotOwner):
         # Rows another replica removed already: gone here too once caught up.
         return deleted
 
-    def setYanked(self, distfiles, reason: Optional[str]) -> Deferred:
+    def setYanked(self, distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         files = list(distfiles)
         return self.whenReady().addCallback(lambda _: defer.ensureDeferred(self._setYanked(files, reason)))
 
@@ -600,7 +607,7 @@ class ObjectStore(SnapshotOwner):
                     timeout.cancel()
         return [record.filename for record in done.records]
 
-    def changelog(self, since: int) -> Deferred:
+    def changelog(self, since: int) -> Deferred[ChangesSince]:
         return defer.ensureDeferred(self._changelog(since))
 
     async def _changelog(self, since: int) -> ChangesSince:
@@ -630,10 +637,10 @@ class ObjectStore(SnapshotOwner):
 
     # Following the catalog
 
-    def _log(self, old: IndexSnapshot, new: IndexSnapshot, changed: frozenset) -> None:
+    def _log(self, old: IndexSnapshot, new: IndexSnapshot, changed: frozenset[str]) -> None:
         """The catalog keeps the change log (L{changelog}): none in memory."""
 
-    def _changes(self, changes: list) -> None:
+    def _changes(self, changes: list[Any]) -> None:
         """
         Apply changes read from the catalog, in serial order (on the reactor
         thread): the files and yanks as their rows say, each project touched
@@ -709,7 +716,7 @@ class ObjectStore(SnapshotOwner):
             self._s3_problem = line
         return f"the object store is unavailable: {line}"
 
-    def _s3_ok(self, result: Any) -> Any:
+    def _s3_ok(self, result: _T) -> _T:
         if self._s3_problem is not None:
             self.log.info("object store available again")
             self._s3_problem = None
@@ -728,7 +735,7 @@ class CatalogOwners:
         self.catalog = catalog
         self.reactor = reactor
 
-    def _call(self, f: Callable[..., Deferred], *args: Any) -> Any:
+    def _call(self, f: Callable[..., Any], *args: Any) -> Any:
         from twisted.internet.threads import blockingCallFromThread
 
         try:
@@ -737,10 +744,12 @@ class CatalogOwners:
             raise StoreUnavailable(f"the catalog is unavailable ({e})") from None
 
     def owner(self, project: str) -> Optional[str]:
-        return self._call(self.catalog.owner, project)
+        owner: Optional[str] = self._call(self.catalog.owner, project)
+        return owner
 
     def claim(self, project: str, user: str) -> str:
-        return self._call(self.catalog.claim_owner, project, user)
+        owner: str = self._call(self.catalog.claim_owner, project, user)
+        return owner
 
 
 class _Collect:
@@ -817,7 +826,7 @@ class ObjectBody:
         self.redirect = redirect
         self._closed = False
 
-    def read(self, offset: int, count: int) -> Deferred:
+    def read(self, offset: int, count: int) -> Deferred[bytes]:
         from pypid.store.objectstore.s3 import ObjectNotFound, RangeNotSatisfiable, S3Error
 
         if self._closed or count <= 0:
@@ -832,7 +841,7 @@ class ObjectBody:
                 return b""
             if failure.check(S3Error):
                 raise StoreUnavailable(store.s3_failed(failure.value))
-            return failure
+            failure.raiseException()
 
         return d.addErrback(failed)
 
@@ -843,7 +852,7 @@ class ObjectBody:
         self._closed = True
         whole = offset == 0 and count == self.size
         consumer = _ToRequest(request)
-        state = {"gone": False, "body": None}
+        state: dict[str, Any] = {"gone": False, "body": None}
 
         def left(failure: Failure) -> None:
             state["gone"] = True
@@ -893,7 +902,7 @@ class ObjectBody:
                 store.log.failure("streaming {key}", failure, key=self.key)
                 _answer(request, 500, "Internal error; see the server log.")
 
-        d = store.s3.open(self.key, None if whole else (offset, offset + count - 1))
+        d: Deferred[Any] = store.s3.open(self.key, None if whole else (offset, offset + count - 1))
         d.addCallback(opened).addCallbacks(delivered, failed)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ its own least-recently-used cache on disk, in front of the store.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -24,11 +24,20 @@ from twisted.python.failure import Failure
 
 from pypid.upstream.fallback import _check_hash
 
+if TYPE_CHECKING:
+    from pypid.store.directory.landing import Spool
+    from pypid.upstream.client import Download
+
 #: Where shared upstream files go below the store's prefix (fsck leaves them alone).
 UPSTREAM = "upstream/"
 
+_T = TypeVar("_T")
+#: An upstream file's digests, (algorithm, hex) pairs: L{pypid.upstream.records.Hashes}, named
+#: here rather than imported from a higher layer.
+_Hashes = tuple[tuple[str, str], ...]
 
-def shared_key(url: str, hashes) -> Optional[str]:
+
+def shared_key(url: str, hashes: _Hashes) -> Optional[str]:
     """The object key of an upstream file, or L{None} when the upstream gives no digest to name it by."""
     check = _check_hash(hashes)
     if check is None:
@@ -44,9 +53,9 @@ class _Writer:
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self.write_chunk = write
         self.length = 0
-        self.producer = None
+        self.producer: Optional[object] = None
 
-    def registerProducer(self, producer, streaming) -> None:
+    def registerProducer(self, producer: object, streaming: bool) -> None:
         self.producer = producer
 
     def unregisterProducer(self) -> None:
@@ -68,7 +77,7 @@ class SharedUpstreamFiles:
         self.taken = 0
         self.kept = 0
 
-    def download(self, url: str, hashes, write: Callable[[bytes], None]) -> Deferred:
+    def download(self, url: str, hashes: _Hashes, write: Callable[[bytes], None]) -> Deferred[Optional[Download]]:
         """
         Deliver the shared copy of C{url} into C{write}: fires with a
         L{pypid.upstream.client.Download}, or L{None} when the store has
@@ -81,10 +90,11 @@ class SharedUpstreamFiles:
         if key is None or self.store.s3 is None:
             return succeed(None)
         writer = _Writer(write)
-        d = self.store.s3.open(key)
+        d: Deferred[Any] = self.store.s3.open(key)
 
-        def opened(body: Any) -> Deferred:
-            return body.deliver(writer).addCallback(lambda length: Download(length, True))
+        def opened(body: Any) -> Deferred[Download]:
+            delivered: Deferred[int] = body.deliver(writer)
+            return delivered.addCallback(lambda length: Download(length, True))
 
         def failed(failure: Failure) -> Optional[Download]:
             if failure.check(TransferInterrupted) or writer.length:
@@ -95,7 +105,7 @@ class SharedUpstreamFiles:
                 self.log.warn("shared upstream files unavailable ({why}); asking the upstream",
                               why=failure.getErrorMessage())
                 return None
-            return failure
+            failure.raiseException()
 
         def taken(download: Optional[Download]) -> Optional[Download]:
             if download is not None:
@@ -105,7 +115,7 @@ class SharedUpstreamFiles:
 
         return d.addCallback(opened).addErrback(failed).addCallback(taken)
 
-    def keep(self, url: str, hashes, path: str) -> Deferred:
+    def keep(self, url: str, hashes: _Hashes, path: str) -> Deferred[None]:
         """
         Put the file just fetched (and checked) at C{path} in the store for
         the other replicas. In the background: a failure is logged, nothing
@@ -121,7 +131,7 @@ class SharedUpstreamFiles:
         except OSError as e:
             self.log.warn("cannot share {url}: {why}", url=url, why=e)
             return succeed(None)
-        d = self.store.s3.put_file(key, aside)
+        d: Deferred[str] = self.store.s3.put_file(key, aside)
 
         def kept(_: Any) -> None:
             self.kept += 1
@@ -131,7 +141,7 @@ class SharedUpstreamFiles:
             self.log.warn("cannot share {url} with the other replicas: {why}", url=url,
                           why=failure.getErrorMessage())
 
-        def cleanup(result: Any) -> Any:
+        def cleanup(result: _T) -> _T:
             try:
                 os.unlink(aside)
             except OSError:
@@ -147,7 +157,7 @@ class SharedUpstreamFiles:
         is there while it is (the caller releases the spool once the link
         is gone).
         """
-        spool = self.store.spool
+        spool: Spool = self.store.spool
         fd, aside = spool.create()
         try:
             os.close(fd)
