@@ -145,7 +145,7 @@ class _WorkerProcess(protocol.ProcessProtocol):
             for line in lines.splitlines():
                 if line.strip() == b"ready":
                     self.ready = True
-                    self.pool.workerReady(self.index)
+                    self.pool.worker_ready(self.index)
             return
         self.pool.relay(lines.decode("utf-8", "replace"), self.index)
 
@@ -155,7 +155,7 @@ class _WorkerProcess(protocol.ProcessProtocol):
                 self.pool.relay(self.buffers[fd].decode("utf-8", "replace") + "\n", self.index)
                 self.buffers[fd] = b""
         self.ended.callback(reason.value)
-        self.pool.workerEnded(self, reason.value)
+        self.pool.worker_ended(self, reason.value)
 
 
 class WorkerPool(Service):
@@ -227,7 +227,7 @@ class WorkerPool(Service):
         process.pid = transport.pid
         log.info("worker {index} started (pid {pid})", index=index, pid=transport.pid)
 
-    def workerReady(self, index: int) -> None:
+    def worker_ready(self, index: int) -> None:
         log.info("worker {index} is ready", index=index)
         if not self._first_ready:
             self._first_ready = True
@@ -235,7 +235,7 @@ class WorkerPool(Service):
                 if other not in self.processes:
                     self._start(other)
 
-    def workerEnded(self, process: _WorkerProcess, reason) -> None:
+    def worker_ended(self, process: _WorkerProcess, reason) -> None:
         index = process.index
         if self.processes.get(index) is process:
             del self.processes[index]
@@ -283,7 +283,7 @@ class WorkerPool(Service):
             except Exception:
                 pass
         if not ended:
-            return self._cleanUp(None)
+            return self._clean_up(None)
 
         def kill() -> None:
             for process in list(self.processes.values()):
@@ -299,11 +299,11 @@ class WorkerPool(Service):
         def done(result):
             if killer.active():
                 killer.cancel()
-            return self._cleanUp(result)
+            return self._clean_up(result)
 
         return DeferredList(ended, consumeErrors=True).addBoth(done)
 
-    def _cleanUp(self, result):
+    def _clean_up(self, result):
         for shared in self.sockets:
             try:
                 shared.port.stopListening()

@@ -301,7 +301,7 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
         transport.write(raw_response(HTTPError(code, message, headers), head_only))
         site = getattr(self.channel, "site", None)
         if site is not None:
-            site.bodyRefused(self, message, code, upload)
+            site.body_refused(self, message, code, upload)
         reactor = getattr(site, "reactor", None)
         if reactor is None:
             from twisted.internet import reactor as global_reactor
@@ -522,7 +522,7 @@ class PypidSite(server.Site):
         take = getattr(self.resource, "take_body", None)
         return take(request, method, uri, length) if take is not None else None
 
-    def bodyRefused(self, request, message: str, code: int = 413, upload: bool = True) -> None:
+    def body_refused(self, request, message: str, code: int = 413, upload: bool = True) -> None:
         client = getattr(request.getClientAddress(), "host", "-")
         if not upload:
             access_logger.warn("{client} request refused with {code}: {message}",

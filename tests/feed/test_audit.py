@@ -40,7 +40,7 @@ class AuditLogTests(SynchronousTestCase):
         site.audit, lines = recording()
         request = DummyRequest([])
         request.client = IPv4Address("TCP", "10.0.0.7", 40000)
-        site.bodyRefused(request, "Unauthorized: uploads need a user name and password.", 401)
+        site.body_refused(request, "Unauthorized: uploads need a user name and password.", 401)
         self.assertEqual(lines, [
             "upload refused user=- client=10.0.0.7 project=- version=- file=- "
             "status=401: Unauthorized: uploads need a user name and password."])

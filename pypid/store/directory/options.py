@@ -152,5 +152,5 @@ def build(
         poll = min(FALLBACK_POLL, interval) if interval else FALLBACK_POLL
         watcher = WatchService(store, roots, reactor, threads, fallback_poll=poll, metrics=metrics)
     index = IndexService(store, reactor, interval,
-                         first_scan_after=watcher.whenWatching if watcher is not None else None)
+                         first_scan_after=watcher.when_watching if watcher is not None else None)
     return DirectoryParts(store, index, watcher)

@@ -58,18 +58,18 @@ class IndexService(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]  # Twisted's Service is unannotated
         if self.first_scan_after is None:
-            self._firstScan()
+            self._first_scan()
         else:
-            self.first_scan_after().addBoth(lambda _: self._firstScan())
+            self.first_scan_after().addBoth(lambda _: self._first_scan())
 
-    def _firstScan(self) -> None:
+    def _first_scan(self) -> None:
         if not self.running:
             return
         self.log.info("scanning the package directories")
         started = self.clock.seconds()
         progress = getattr(self.store, "progress", None)
         if progress is not None and self.progress_every:
-            self._progress = LoopingCall(self._sayProgress, progress, started)
+            self._progress = LoopingCall(self._say_progress, progress, started)
             self._progress.clock = self.clock
             self._progress.start(self.progress_every, now=False)
         # The first scan makes a record per file, hundreds of thousands on
@@ -86,19 +86,19 @@ class IndexService(Service):
                 gc.enable()
             raise
         if collecting:
-            d.addBoth(self._collectAgain)
-        d.addBoth(self._firstScanned)
+            d.addBoth(self._collect_again)
+        d.addBoth(self._first_scanned)
         if self.interval:
             self._loop = LoopingCall(self._rescan)
             self._loop.clock = self.clock
             self._loop.start(self.interval, now=False)
 
     @staticmethod
-    def _collectAgain(result: _T) -> _T:
+    def _collect_again(result: _T) -> _T:
         gc.enable()
         return result
 
-    def _sayProgress(self, progress: Progress, started: float) -> None:
+    def _say_progress(self, progress: Progress, started: float) -> None:
         seconds = self.clock.seconds() - started
         if progress.total:
             self.log.info(
@@ -108,17 +108,17 @@ class IndexService(Service):
             self.log.info("reading the index image: {loaded:,} files in {seconds:.0f} s",
                           loaded=progress.loaded, seconds=seconds)
 
-    def _stopProgress(self) -> None:
+    def _stop_progress(self) -> None:
         if self._progress is not None and self._progress.running:
             self._progress.stop()
         self._progress = None
 
-    def _firstScanned(self, result: _T) -> _T:
-        self._stopProgress()
-        self._saveImage()
+    def _first_scanned(self, result: _T) -> _T:
+        self._stop_progress()
+        self._save_image()
         return result
 
-    def _saveImage(self) -> Optional[Deferred[None]]:
+    def _save_image(self) -> Optional[Deferred[None]]:
         save: Optional[Callable[[], Deferred[None]]] = getattr(self.store, "save_image", None)
         return save() if save is not None and self.running else None
 
@@ -128,10 +128,10 @@ class IndexService(Service):
         d = self.store.rescan().addErrback(
             lambda f: self.log.failure("periodic rescan failed", f)
         )
-        return d.addCallback(lambda _: self._saveImage())
+        return d.addCallback(lambda _: self._save_image())
 
     def stopService(self) -> Optional[Deferred[None]]:
-        self._stopProgress()
+        self._stop_progress()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None

@@ -263,7 +263,7 @@ class DirectoryStore(SnapshotOwner):
 
         def removed(gone: list[str]) -> Deferred[list[str]]:
             deleted = [paths[p] for p in paths if p in set(gone)]
-            return self.refresh(gone or list(paths)).addCallback(lambda _: self._forgetYanks(distfiles, deleted))
+            return self.refresh(gone or list(paths)).addCallback(lambda _: self._forget_yanks(distfiles, deleted))
 
         return self._threads(landing.remove, list(paths)).addCallback(removed)
 
@@ -275,11 +275,11 @@ class DirectoryStore(SnapshotOwner):
 
         def written(outcome: tuple[YankRead, list[str]]) -> Deferred[list[str]]:
             read, changed = outcome
-            return self._applyYanks(read).addCallback(lambda _: changed)
+            return self._apply_yanks(read).addCallback(lambda _: changed)
 
         return self.whenReady().addCallback(ready)
 
-    def _forgetYanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred[list[str]]:
+    def _forget_yanks(self, distfiles: list[DistFile], deleted: list[str]) -> Deferred[list[str]]:
         """After L{remove}: the yanks of the deleted files go too; fires with C{deleted}."""
         deleted_paths = set(deleted)
         changes = self.forget_yanks([f for f in distfiles if f.path in deleted_paths])
@@ -294,18 +294,18 @@ class DirectoryStore(SnapshotOwner):
                              path=self.yankfile.path)
 
         d = self._threads(self.yankfile.update, forget)
-        d.addCallbacks(lambda outcome: self._applyYanks(outcome[0]), failed)
+        d.addCallbacks(lambda outcome: self._apply_yanks(outcome[0]), failed)
         return d.addCallback(lambda _: deleted)
 
-    def _applyYanks(self, read: Optional[YankRead]) -> Deferred[None]:
+    def _apply_yanks(self, read: Optional[YankRead]) -> Deferred[None]:
         """
         Make the snapshot show what the yank file says (unless a later read
         was applied): the next change, numbered, logged and recorded like
         the changes scans find, in turn with them.
         """
-        return _locked(self._changing.run(self._yankChange, read))
+        return _locked(self._changing.run(self._yank_change, read))
 
-    def _yankChange(self, read: Optional[YankRead]) -> Optional[Deferred[None]]:
+    def _yank_change(self, read: Optional[YankRead]) -> Optional[Deferred[None]]:
         if read is None or read.version <= self._yanks_version:
             return None
         # The first read, at start: yanks that were there before, no change.
@@ -549,23 +549,23 @@ class DirectoryStore(SnapshotOwner):
         if first and self.serials is not None and self._stored is None:
             def loaded(stored: Stored) -> Deferred[tuple[scan.ScanResult, Optional[YankRead]]]:
                 self._stored = stored
-                self._bookMessages()
+                self._book_messages()
                 return self._threads(run_scan_and_yanks, job, self.yankfile)
 
             d: Deferred[tuple[scan.ScanResult, Optional[YankRead]]] = self._threads(self.serials.load).addCallback(loaded)
         else:
             d = self._threads(run_scan_and_yanks, job, self.yankfile)
-        d.addCallbacks(self._scannedWithYanks, self._scanFailed, callbackArgs=(paths, self._full_applied))
-        d.addBoth(self._scanDone, waiters, full)
+        d.addCallbacks(self._scanned_with_yanks, self._scan_failed, callbackArgs=(paths, self._full_applied))
+        d.addBoth(self._scan_done, waiters, full)
 
-    def _scannedWithYanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]],
+    def _scanned_with_yanks(self, outcome: tuple[scan.ScanResult, Optional[YankRead]],
                           paths: Optional[list[str]], full_applied: int) -> Deferred[None]:
         """The scan's files are the next change, then the yank file's (when it changed)."""
         result, yanks = outcome
         d = self._scanned(result, paths, full_applied)
         if yanks is None:
             return d
-        return d.addCallback(lambda _: self._applyYanks(yanks))
+        return d.addCallback(lambda _: self._apply_yanks(yanks))
 
     def _scanned(
         self, result: scan.ScanResult, paths: Optional[list[str]] = None, full_applied: int = 0
@@ -600,7 +600,7 @@ class DirectoryStore(SnapshotOwner):
                 reasons.add(note.reason)
                 self.log.warn("{path}: {reason}", path=note.path, reason=note.reason)
         self.last_result = result
-        self._noteLinks(result.links or {}, full=full)
+        self._note_links(result.links or {}, full=full)
         if result.base is not None:
             # A first scan: the whole index, built in the scan's thread.
             self._full_applied += 1
@@ -625,9 +625,9 @@ class DirectoryStore(SnapshotOwner):
 
     def _install(self, snapshot: IndexSnapshot, changed: frozenset[str]) -> None:
         super()._install(snapshot, changed)
-        self._noteShadowed(changed)
+        self._note_shadowed(changed)
 
-    def _noteShadowed(self, changed: frozenset[str]) -> None:
+    def _note_shadowed(self, changed: frozenset[str]) -> None:
         """Say once of each file that is another spelling of a listed one's name that it is not listed."""
         snapshot = self.snapshot
         for key in changed:
@@ -645,7 +645,7 @@ class DirectoryStore(SnapshotOwner):
 
     # The serial
 
-    def _bookMessages(self) -> None:
+    def _book_messages(self) -> None:
         if self.serials is not None:
             for level, text in self.serials.messages():
                 getattr(self.log, level)("{text}", text=text)
@@ -701,7 +701,7 @@ class DirectoryStore(SnapshotOwner):
         d = self._threads(self.serials.record, new.serial, changes, rows, horizon)
 
         def recorded(_: None) -> None:
-            self._bookMessages()
+            self._book_messages()
             self._install(new, changed)
 
         def failed(failure: Failure) -> None:
@@ -805,7 +805,7 @@ class DirectoryStore(SnapshotOwner):
         saving.addBoth(done)
         return saving
 
-    def _noteLinks(self, links: dict[str, str], full: bool) -> None:
+    def _note_links(self, links: dict[str, str], full: bool) -> None:
         if not links and not full:
             return
         merged = {} if full else dict(self._links)
@@ -813,10 +813,10 @@ class DirectoryStore(SnapshotOwner):
             merged[target] = merged.get(target, frozenset()) | {source}
         self._links = merged
 
-    def _scanFailed(self, failure: Failure) -> None:
+    def _scan_failed(self, failure: Failure) -> None:
         self.log.failure("scanning the package directories failed", failure)
 
-    def _scanDone(self, _: object, waiters: list[Deferred[None]], full: bool) -> None:
+    def _scan_done(self, _: object, waiters: list[Deferred[None]], full: bool) -> None:
         if full:
             self._running_full = False
             again = self._refreshed_during_full

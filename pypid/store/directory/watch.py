@@ -374,7 +374,7 @@ class WatchService(Service):
             self._refreshing = True
             d = self.threads(expand, directories, self.roots)
             d.addCallback(self._expanded, batch)
-            d.addErrback(self._notExpanded, batch, directories)
+            d.addErrback(self._not_expanded, batch, directories)
             return
         self._whole.difference_update(batch)
         if not batch:
@@ -404,7 +404,7 @@ class WatchService(Service):
                 self._pending.setdefault(path, False)
         self._refreshed(None)
 
-    def _notExpanded(self, failure: Failure, batch: dict[str, bool], directories: list[str]) -> None:
+    def _not_expanded(self, failure: Failure, batch: dict[str, bool], directories: list[str]) -> None:
         self.log.failure("listing new directories failed; refreshing them whole", failure)
         self._expanded(({}, set(directories)), batch)
 
@@ -417,7 +417,7 @@ class WatchService(Service):
             self.debouncer.cancel()
             self._flush()
 
-    def whenWatching(self) -> Deferred[None]:
+    def when_watching(self) -> Deferred[None]:
         """Fires once the watches are in place (or have failed and polling has begun)."""
         if self._watching is None:
             return succeed(None)
@@ -431,38 +431,38 @@ class WatchService(Service):
         logging.getLogger("watchdog").addHandler(self._overflow)
         self._starting = self.threads(_start_observer, self, self.observer_factory, tuple(self.roots)).addCallback(
             self._started)
-        self._starting.addErrback(self._startFailed)
+        self._starting.addErrback(self._start_failed)
 
     def _started(self, result: tuple[Observer, list[tuple[str, OSError]]]) -> None:
         observer, problems = result
         self._observer = observer
         for root, error in problems:
-            self._warnUnwatched(root, error)
+            self._warn_unwatched(root, error)
         if problems:
-            self._startPolling()
+            self._start_polling()
         if len(problems) < len(self.roots):
             self.log.info("watching {directories} for changes",
                           directories=counted(len(self.roots) - len(problems), "package directory",
                                               "package directories"))
-        self._nowWatching()
+        self._now_watching()
 
-    def _startFailed(self, failure: Failure) -> None:
+    def _start_failed(self, failure: Failure) -> None:
         self.log.failure("cannot watch the package directories; polling instead", failure)
-        self._startPolling()
-        self._nowWatching()
+        self._start_polling()
+        self._now_watching()
 
-    def _startPolling(self) -> None:
+    def _start_polling(self) -> None:
         if self.running and self.fallback_poll and self._poll is None:
             self._poll = LoopingCall(self._rescan)
             self._poll.clock = self.reactor
             self._poll.start(self.fallback_poll, now=False)
 
-    def _nowWatching(self) -> None:
+    def _now_watching(self) -> None:
         waiting, self._watching = self._watching or [], None
         for d in waiting:
             d.callback(None)
 
-    def _warnUnwatched(self, root: str, error: OSError) -> None:
+    def _warn_unwatched(self, root: str, error: OSError) -> None:
         polling = (
             f"falling back to a full rescan every {self.fallback_poll:g} s"
             if self.fallback_poll
@@ -500,9 +500,9 @@ class WatchService(Service):
             logging.getLogger("watchdog").removeHandler(self._overflow)
             self._overflow = None
         starting = self._starting if self._starting is not None else succeed(None)
-        return starting.addBoth(lambda _: self._stopObserver())
+        return starting.addBoth(lambda _: self._stop_observer())
 
-    def _stopObserver(self) -> Deferred[None]:
+    def _stop_observer(self) -> Deferred[None]:
         observer, self._observer = self._observer, None
         if observer is None:
             return succeed(None)

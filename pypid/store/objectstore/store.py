@@ -581,9 +581,9 @@ class ObjectStore(SnapshotOwner):
 
     def setYanked(self, distfiles: Iterable[DistFile], reason: Optional[str]) -> Deferred[list[str]]:
         files = list(distfiles)
-        return self.whenReady().addCallback(lambda _: defer.ensureDeferred(self._setYanked(files, reason)))
+        return self.whenReady().addCallback(lambda _: defer.ensureDeferred(self._set_yanked(files, reason)))
 
-    async def _setYanked(self, files: list[DistFile], reason: Optional[str]) -> list[str]:
+    async def _set_yanked(self, files: list[DistFile], reason: Optional[str]) -> list[str]:
         # In the file rows (yanked, yanked_reason), one numbered change per
         # file whose yank changed, NOTIFYed like any other: every replica
         # shows it within its usual propagation time.

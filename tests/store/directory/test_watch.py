@@ -262,7 +262,7 @@ class WatchServiceTests(SynchronousTestCase):
     def test_lifecycle(self):
         """Nothing runs before startService; stopService stops and joins the observer."""
         self.assertEqual(self.observer.state, "new")
-        watching = self.watcher.whenWatching()
+        watching = self.watcher.when_watching()
         self.start()
         self.successResultOf(watching)
         self.assertEqual(self.observer.state, "started")
@@ -386,7 +386,7 @@ class WatchServiceTests(SynchronousTestCase):
             raise OSError(errno.EMFILE, "inotify instance limit reached")
 
         self.watcher.observer_factory = broken
-        watching = self.watcher.whenWatching()
+        watching = self.watcher.when_watching()
         self.start()
         self.successResultOf(watching)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
@@ -401,7 +401,7 @@ class WatchServiceTests(SynchronousTestCase):
 
     def test_first_scan_waits_for_the_watches(self):
         """The index service's first scan runs once the watches are in place."""
-        index = IndexService(self.store, self.reactor, 300, first_scan_after=self.watcher.whenWatching)
+        index = IndexService(self.store, self.reactor, 300, first_scan_after=self.watcher.when_watching)
         index.startService()
         self.assertEqual(self.store.rescans, 0)
         self.start()
