@@ -906,9 +906,9 @@ class BytesBody:
         return self.data[offset:offset + count]
 
     def stream(self, request, offset: int, count: int) -> None:
-        from pypid.web.send import BytesSender
+        from pypid.web.send import bytes_sender
 
-        BytesSender(request, self.data[offset:offset + count]).start()
+        bytes_sender(request, self.data[offset:offset + count]).start()
 
     def close(self) -> None:
         pass

@@ -25,7 +25,7 @@ from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 
 from pypid.store.interfaces import StoreUnavailable
-from pypid.web.send import PAGE_CHUNK, BytesSender
+from pypid.web.send import PAGE_CHUNK, bytes_sender
 
 log = Logger()
 
@@ -210,7 +210,7 @@ def _deliver(request: Any, result: object, errors: Optional[dict[type, int]]) ->
         if body and request.method != b"HEAD":
             if len(body) > PAGE_CHUNK:
                 # Written as the client takes it (it finishes the request).
-                BytesSender(request, body).start()
+                bytes_sender(request, body).start()
                 return
             request.write(body)
         request.finish()

@@ -7,7 +7,7 @@ a cached page written whole is copied for every connection that has not
 taken it yet, and a stalled reader keeps its copy. L{one_chunk_in_flight}
 sets the connection's buffer limit to 0 while an answer is streamed, so
 its producer is paused after every chunk and resumed once the kernel has
-taken it; L{BytesSender} streams a body from memory that way
+taken it; L{bytes_sender} streams a body from memory that way
 (L{pypid.web.files.FileSender} streams files).
 """
 
@@ -51,55 +51,6 @@ def one_chunk_in_flight(request) -> Callable[[], None]:
         transport.bufferSize = limit
 
     return restore
-
-
-@implementer(IPushProducer)
-class BytesSender:
-    """Streams C{body} into C{request} one L{PAGE_CHUNK} at a time, then finishes it."""
-
-    def __init__(self, request, body: bytes) -> None:
-        self.request = request
-        self.body = body
-        self.offset = 0
-        self.paused = False
-        self._writing = False
-        self._restore: Callable[[], None] = lambda: None
-        self._done = False
-
-    def start(self) -> None:
-        self._restore = one_chunk_in_flight(self.request)
-        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
-        self.request.registerProducer(self, True)
-        self.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        if self._writing or self._done:
-            return
-        self._writing = True
-        try:
-            while not self.paused and not self._done and self.offset < len(self.body):
-                end = self.offset + PAGE_CHUNK
-                self.request.write(self.body[self.offset:end])
-                self.offset = end
-        finally:
-            self._writing = False
-        if not self._done and self.offset >= len(self.body):
-            self._stop()
-            self.request.unregisterProducer()
-            self.request.finish()
-
-    def stopProducing(self) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        if not self._done:
-            self._done = True
-            self.body = b""
-            self._restore()
 
 
 @implementer(IPushProducer)
@@ -164,3 +115,8 @@ class ChunkSender:
         if self.chunks is not None:
             self.chunks = None
             self._restore()
+
+
+def bytes_sender(request, body: bytes) -> ChunkSender:
+    """Streams C{body} into C{request} one L{PAGE_CHUNK} at a time, then finishes it."""
+    return ChunkSender(request, (body[i:i + PAGE_CHUNK] for i in range(0, len(body), PAGE_CHUNK)))

@@ -46,7 +46,7 @@ from pypid.web.channel import (
 )
 from pypid.web.proxy import TrustedProxies
 from pypid.web.resource import allowed_methods
-from pypid.web.send import PAGE_CHUNK, BytesSender
+from pypid.web.send import PAGE_CHUNK, bytes_sender
 from pypid.web.forwarded import ForwardedRequestMixin
 from pypid.ops.metrics import Metrics
 from pypid.web.metricspage import record_request
@@ -357,7 +357,7 @@ class PypidRequest(ForwardedRequestMixin, server.Request):
             self.setHeader(b"content-length", b"%d" % len(body))
             if len(body) > PAGE_CHUNK:
                 # Written as the client takes it (it finishes the request).
-                BytesSender(self, body).start()
+                bytes_sender(self, body).start()
                 return
             self.write(body)
         self.finish()

@@ -30,7 +30,7 @@ from pypid.store.interfaces import IBody
 from pypid.web.files import content_type_for, etag_for, send_file
 from pypid.web.errors import error_page, not_found, respond
 from pypid.web.resource import PlainResource
-from pypid.web.send import BytesSender
+from pypid.web.send import bytes_sender
 from pypid.web.util import base_url, redirect, serve_page
 
 
@@ -404,7 +404,7 @@ class UpstreamBody:
             if len(data) != count:
                 request.loseConnection()
                 return
-            BytesSender(request, data).start()
+            bytes_sender(request, data).start()
 
         d.addCallbacks(arrived, lambda f: _unsent(request, f))
 

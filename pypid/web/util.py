@@ -10,7 +10,7 @@ from twisted.web.server import NOT_DONE_YET
 from pypid.index.negotiate import accepts_gzip
 from pypid.index.pages import Page
 from pypid.web.errors import HTTPError, error_page
-from pypid.web.send import PAGE_CHUNK, BytesSender
+from pypid.web.send import PAGE_CHUNK, bytes_sender
 
 #: Cache-Control of index pages: always revalidate, so uploads show at once.
 REVALIDATE = b"max-age=0, must-revalidate"
@@ -104,7 +104,7 @@ def serve_page(
     if len(body) > PAGE_CHUNK:
         # Not written whole: every connection would hold a copy until it
         # has taken it all.
-        BytesSender(request, body).start()
+        bytes_sender(request, body).start()
         return NOT_DONE_YET
     return body
 

@@ -201,7 +201,7 @@ ALLOWED_UPWARD: dict[tuple[str, str], str] = {
     ("pypid.store.objectstore.upstream", "pypid.upstream.client"): "shared upstream files",
     # build() makes the fallback's web resources (UpstreamWeb) too.
     ("pypid.upstream.config", "pypid.web.upstreamfiles"): "upstream.config.build",
-    # The fallback's in-memory IBody streams with the web's BytesSender.
+    # The fallback's in-memory IBody streams with the web's bytes_sender.
     ("pypid.upstream.fallback", "pypid.web.send"): "IBody.stream",
 }
 

@@ -6,7 +6,7 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from pypid.index.pages import make_page
-from pypid.web.send import PAGE_CHUNK, BytesSender, one_chunk_in_flight
+from pypid.web.send import PAGE_CHUNK, bytes_sender, one_chunk_in_flight
 from pypid.web.util import serve_page
 
 
@@ -50,7 +50,7 @@ class BytesSenderTests(SynchronousTestCase):
     def test_one_chunk_per_resume(self) -> None:
         body = bytes(range(256)) * (PAGE_CHUNK * 3 // 256 + 7)
         request = Request()
-        BytesSender(request, body).start()
+        bytes_sender(request, body).start()
         self.assertEqual(request.channel.transport.bufferSize, 0)
         self.assertEqual(len(request.written), 1)
         while not request.finished:
@@ -61,7 +61,7 @@ class BytesSenderTests(SynchronousTestCase):
 
     def test_client_gone(self) -> None:
         request = Request()
-        sender = BytesSender(request, b"x" * (3 * PAGE_CHUNK))
+        sender = bytes_sender(request, b"x" * (3 * PAGE_CHUNK))
         sender.start()
         request.finish_deferred.errback(ConnectionError("gone"))
         sender.resumeProducing()
